@@ -1,0 +1,37 @@
+# Two commands: `make demo` and `make test`. Both create .venv when missing and install the project.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# torch is pinned in the same pip command as everything else: a CPU wheel of 2.13.0 lies on disk here;
+# without the pin pip would pull a multi-GB CUDA build.
+TORCH := torch==2.13.0
+SHARED_DATA := $(abspath ../shared/datasets)
+ifneq ($(wildcard $(SHARED_DATA)),)
+export FRACTAL_DATA ?= $(SHARED_DATA)
+endif
+export HF_HUB_OFFLINE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+
+.PHONY: demo test install bench clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install -q "$(TORCH)" -e ".[test,encoders]"
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/fractal demo
+
+test: install
+	$(BIN)/python -m pytest -q
+
+bench: install
+	$(BIN)/python bench/embed_throughput.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,24 @@
+"""fractal-embeddings: steerable ("semantic zoom") text embeddings.
+
+The public API is small and stable; everything else is an implementation detail.
+"""
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .data import TaxonomyDataset, get_data_home, list_datasets, load_dataset
+from .errors import FractalError
+
+try:
+    __version__ = version("fractal-embeddings")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0.0.0"
+
+__all__ = ["FractalError", "TaxonomyDataset", "__version__", "get_data_home", "list_datasets", "load_dataset"]
+
+
+def __getattr__(name):  # encoders import torch & friends lazily: `import fractal_embeddings` stays fast
+    if name in ("Encoder", "embed_dataset", "EmbeddingCache"):
+        from . import encoders
+
+        return getattr(encoders, name)
+    raise AttributeError(f"module 'fractal_embeddings' has no attribute {name!r}")

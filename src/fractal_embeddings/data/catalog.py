@@ -1,0 +1,142 @@
+"""The catalogue of built-in datasets and :func:`load_dataset`, the one entry point for data.
+
+``load_dataset(name_or_path, levels=None, ...)`` accepts a built-in name (``fractal datasets list``)
+or a path to a user file (CSV / JSONL / Parquet, see :mod:`.tabular`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..errors import DatasetNotFoundError, TaxonomyError
+from . import loaders, online
+from .home import RemoteFile, ensure_files, get_data_home
+from .taxonomy import TaxonomyDataset, build_dataset
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A built-in dataset: where its raw files live, how to read them, which levels it offers."""
+
+    name: str
+    title: str
+    folder: str
+    reader: Callable[..., loaders.RawData]
+    levels: tuple[str, ...]
+    default_levels: tuple[str, ...]
+    files: tuple[RemoteFile, ...] = ()
+    online_only: bool = False
+    options: dict = field(default_factory=dict)
+    note: str = ""
+
+    @property
+    def is_flat(self) -> bool:
+        return len(self.default_levels) < 2
+
+
+@lru_cache(maxsize=1)
+def _published_files() -> dict[str, tuple[RemoteFile, ...]]:
+    """Published files of the shipped datasets (path, size, sha256, canonical URL) from files.json."""
+    raw = json.loads(resources.files(__package__).joinpath("files.json").read_text(encoding="utf-8"))
+    return {
+        ds: tuple(RemoteFile(f["path"], f["url"], f["bytes"], f["sha256"]) for f in files)
+        for ds, files in raw.items()
+    }
+
+
+def _specs() -> dict[str, DatasetSpec]:
+    pub = _published_files()
+    specs = [
+        DatasetSpec("clinc150", "CLINC150 intents (out-of-scope excluded)", "clinc150", loaders.read_clinc150,
+                    ("super_domain", "domain", "intent"), ("domain", "intent"), pub["clinc150"]),
+        DatasetSpec("clinc150-3level", "CLINC150, 3 levels (5 super-domains, our grouping)", "clinc150",
+                    loaders.read_clinc150, ("super_domain", "domain", "intent"),
+                    ("super_domain", "domain", "intent"), pub["clinc150"]),
+        DatasetSpec("trec", "TREC question classification", "trec", loaders.read_trec,
+                    ("coarse", "fine"), ("coarse", "fine"), pub["trec"]),
+        DatasetSpec("newsgroups20", "20 Newsgroups (bydate), Rennie's 6 subject groups", "newsgroups20",
+                    loaders.read_newsgroups20, ("subject", "newsgroup"), ("subject", "newsgroup"),
+                    pub["newsgroups20"]),
+        DatasetSpec("goemotions", "GoEmotions, single-label non-neutral rows", "goemotions",
+                    loaders.read_goemotions, ("sentiment", "ekman", "emotion"), ("sentiment", "emotion"),
+                    pub["goemotions"]),
+        DatasetSpec("goemotions-3level", "GoEmotions, 3 levels", "goemotions", loaders.read_goemotions,
+                    ("sentiment", "ekman", "emotion"), ("sentiment", "ekman", "emotion"), pub["goemotions"]),
+        DatasetSpec("hwu64", "HWU64 intents (fold 1)", "hwu64", loaders.read_hwu64,
+                    ("scenario", "intent"), ("scenario", "intent"), pub["hwu64"]),
+        DatasetSpec("banking77", "BANKING77 intents (flat: no published coarse level)", "banking77",
+                    loaders.read_banking77, ("intent",), ("intent",), pub["banking77"],
+                    note="flat; refused for training"),
+    ]
+    specs += online.specs(DatasetSpec)
+    return {s.name: s for s in specs}
+
+
+SPECS: dict[str, DatasetSpec] = _specs()
+
+
+def list_datasets(include_online_only: bool = True) -> list[DatasetSpec]:
+    """The built-in datasets, shipped ones first."""
+    return [s for s in SPECS.values() if include_online_only or not s.online_only]
+
+
+def get_spec(name: str) -> DatasetSpec:
+    try:
+        return SPECS[name]
+    except KeyError:
+        close = [n for n in SPECS if n.startswith(name[:3].lower())]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        raise DatasetNotFoundError(
+            f"unknown dataset '{name}'{hint}; run `fractal datasets list` for the built-in names, or pass a "
+            "path to a .csv/.jsonl/.parquet file"
+        ) from None
+
+
+def _looks_like_path(name: str) -> bool:
+    return os.sep in name or "/" in name or Path(name).suffix.lower() in {".csv", ".tsv", ".jsonl", ".json", ".parquet"}
+
+
+def load_dataset(
+    name: str | os.PathLike,
+    levels: Sequence[str] | None = None,
+    *,
+    data_home: str | os.PathLike | None = None,
+    download: bool = True,
+    base_url: str | None = None,
+    text: str = "text",
+    on_conflict: str = "error",
+    empty: str = "drop",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    progress: bool = False,
+    **options,
+) -> TaxonomyDataset:
+    """Load a built-in dataset by name, or a user file by path.
+
+    ``levels`` picks a subset of the levels (coarse -> fine), e.g. ``("ekman", "emotion")``; by
+    default a built-in dataset uses its default levels and a user file needs ``levels``.
+    ``options`` go to the reader (``include_oos=True`` for CLINC150).
+    """
+    name_s = os.fspath(name)
+    if name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists()):
+        from .tabular import read_table
+
+        if not levels:
+            raise TaxonomyError(f"{name_s}: name the label columns, coarse -> fine (levels=['domain', 'intent'] / --levels domain,intent)")
+        raw = read_table(Path(name_s), text=text, levels=levels)
+        return build_dataset(Path(name_s).stem, raw.rows, raw.levels, on_conflict=on_conflict, empty=empty,
+                             val_fraction=val_fraction, seed=seed, info=raw.info)
+    spec = get_spec(name_s)
+    folder = get_data_home(data_home) / spec.folder
+    ensure_files(spec.name, folder, spec.files, download=download, base_url=base_url, progress=progress)
+    raw = spec.reader(folder, **{**spec.options, **options})
+    ds = build_dataset(spec.name, raw.rows, raw.levels, class_order=raw.class_order, on_conflict=on_conflict,
+                       empty=empty, val_fraction=val_fraction, seed=seed,
+                       info={"source": spec.title, "folder": str(folder), **raw.info})
+    return ds.select_levels(tuple(levels) if levels else spec.default_levels)

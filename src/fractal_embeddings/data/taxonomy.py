@@ -1,0 +1,404 @@
+"""The taxonomy data model: texts with N label levels (coarse -> fine), validated parent maps, splits.
+
+A :class:`TaxonomyDataset` is built once from plain rows by :func:`build_dataset`, which
+
+* drops empty / whitespace-only texts (and reports how many) or refuses them (``empty="error"``),
+* encodes every level's labels as integer codes over a fixed class list,
+* derives the parent map of every level from the data and validates it: a class of level k seen
+  under two parents in level k-1 is an error naming the class and both parents, unless the caller
+  opts into ``on_conflict="majority"`` (each such class is re-attached to its most frequent parent,
+  the coarse labels of the rows that disagreed are rewritten, and a warning counts those rows),
+* refuses a level with fewer than two classes,
+* creates a ``val`` split when the source has none: a deterministic, seeded split of ``train``,
+  stratified by the finest level (see :func:`stratified_split`).
+
+Statistics (:meth:`TaxonomyDataset.stats`) are computed over the rows of all splits together:
+``H(L0)`` and ``H(Lk | Lk-1)`` in bits and the mean branching factor of every level.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import TaxonomyError
+
+SPLIT_ORDER = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Level:
+    """One label level: its name and its class names (index = integer code)."""
+
+    name: str
+    classes: tuple[str, ...]
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.classes)
+
+
+@dataclass(frozen=True)
+class Split:
+    """Texts of one split and their integer labels, shape ``(n_rows, n_levels)``."""
+
+    texts: tuple[str, ...]
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@dataclass
+class TaxonomyDataset:
+    """Texts + label levels (coarse -> fine) + splits, with validated parent maps.
+
+    ``parents[k]`` (k >= 1) maps each class code of level k to the code of its parent in level k-1;
+    ``parents[0]`` is ``None``.
+    """
+
+    name: str
+    levels: tuple[Level, ...]
+    splits: dict[str, Split]
+    parents: tuple[np.ndarray | None, ...]
+    info: dict = field(default_factory=dict)
+
+    # ----------------------------------------------------------------- access
+    @property
+    def n_levels(self) -> int:
+        return len(self.levels)
+
+    @property
+    def level_names(self) -> tuple[str, ...]:
+        return tuple(level.name for level in self.levels)
+
+    @property
+    def is_hierarchical(self) -> bool:
+        return self.n_levels >= 2
+
+    def split(self, name: str) -> Split:
+        try:
+            return self.splits[name]
+        except KeyError:
+            raise TaxonomyError(
+                f"{self.name} has no split '{name}'; available: {', '.join(self.splits)}"
+            ) from None
+
+    def level_index(self, level: str | int) -> int:
+        if isinstance(level, int):
+            if not -self.n_levels <= level < self.n_levels:
+                raise TaxonomyError(f"{self.name} has {self.n_levels} levels; level {level} is out of range")
+            return level % self.n_levels
+        if level in self.level_names:
+            return self.level_names.index(level)
+        if level.upper().startswith("L") and level[1:].isdigit():
+            return self.level_index(int(level[1:]))
+        raise TaxonomyError(
+            f"{self.name} has no level '{level}'; available: {', '.join(self.level_names)}"
+        )
+
+    def parent_map(self, level: str | int) -> dict[str, str]:
+        """``{class name: parent class name}`` for a level below the coarsest."""
+        k = self.level_index(level)
+        if k == 0:
+            raise TaxonomyError(f"level '{self.levels[0].name}' is the coarsest level; it has no parents")
+        parents = self.parents[k]
+        up = self.levels[k - 1].classes
+        return {c: up[int(parents[i])] for i, c in enumerate(self.levels[k].classes)}
+
+    def require_hierarchy(self) -> None:
+        """Raise a one-line error when the dataset is flat (one level): it cannot be trained on."""
+        if not self.is_hierarchical:
+            raise TaxonomyError(
+                f"{self.name} is flat (one level, {self.levels[0].n_classes} classes, no published coarse "
+                "level); hierarchical training needs >= 2 levels: give it a coarse column in a user file "
+                "(--levels coarse,fine)"
+            )
+
+    def select_levels(self, levels: Sequence[str | int]) -> "TaxonomyDataset":
+        """A view with a subset of the levels, kept in coarse -> fine order (parents re-derived)."""
+        idx = [self.level_index(lv) for lv in levels]
+        if len(set(idx)) != len(idx):
+            raise TaxonomyError(f"levels {list(levels)} name the same level twice")
+        if idx != sorted(idx):
+            raise TaxonomyError(
+                f"levels {list(levels)} must go from coarse to fine (order in {self.name}: "
+                f"{', '.join(self.level_names)})"
+            )
+        if idx == list(range(self.n_levels)):
+            return self
+        parents: list[np.ndarray | None] = [None]
+        for a, b in zip(idx, idx[1:]):
+            p = np.arange(self.levels[b].n_classes)
+            for k in range(b, a, -1):
+                p = self.parents[k][p]
+            parents.append(p)
+        return TaxonomyDataset(
+            name=self.name,
+            levels=tuple(self.levels[i] for i in idx),
+            splits={s: Split(sp.texts, sp.labels[:, idx]) for s, sp in self.splits.items()},
+            parents=tuple(parents),
+            info=dict(self.info),
+        )
+
+    # ------------------------------------------------------------- statistics
+    def all_labels(self) -> np.ndarray:
+        return np.concatenate([sp.labels for sp in self.splits.values()], axis=0)
+
+    def stats(self) -> dict:
+        """Rows per split, classes per level, entropies (bits) and branching; JSON-ready."""
+        labels = self.all_labels()
+        entropy = {"H_L0": entropy_bits(labels[:, 0])}
+        branching: dict[str, float] = {}
+        for k in range(1, self.n_levels):
+            entropy[f"H_L{k}|L{k - 1}"] = conditional_entropy_bits(labels[:, k], labels[:, k - 1])
+            branching[f"L{k}|L{k - 1}"] = self.levels[k].n_classes / self.levels[k - 1].n_classes
+        return {
+            "name": self.name,
+            "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in self.levels],
+            "splits": {s: len(sp) for s, sp in self.splits.items()},
+            "rows": int(labels.shape[0]),
+            "entropy": entropy,
+            "branching": branching,
+            "info": self.info,
+        }
+
+    def __repr__(self) -> str:
+        lv = " -> ".join(f"{lv.name}({lv.n_classes})" for lv in self.levels)
+        sp = ", ".join(f"{s}={len(x)}" for s, x in self.splits.items())
+        return f"TaxonomyDataset({self.name!r}: {lv}; {sp})"
+
+
+# ----------------------------------------------------------------- entropies
+def entropy_bits(codes: np.ndarray) -> float:
+    """Shannon entropy (bits) of the empirical distribution of integer codes."""
+    counts = np.bincount(np.asarray(codes, dtype=np.int64))
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log2(p)).sum())
+
+
+def conditional_entropy_bits(child: np.ndarray, parent: np.ndarray) -> float:
+    """H(child | parent) in bits = sum_p P(p) H(child | parent = p)."""
+    child = np.asarray(child, dtype=np.int64)
+    parent = np.asarray(parent, dtype=np.int64)
+    n = len(child)
+    total = 0.0
+    for p in np.unique(parent):
+        mask = parent == p
+        total += mask.sum() / n * entropy_bits(child[mask])
+    return float(total)
+
+
+# ------------------------------------------------------------------- builder
+def stratified_split(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of the rows that go to the held-out part.
+
+    Per stratum (class of the finest level), ``round(fraction * n)`` rows are drawn with a
+    ``numpy.random.default_rng(seed)`` permutation, at most ``n - 1`` (a class with one row stays
+    whole). Strata are visited in code order, so the result depends only on labels, fraction, seed.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise TaxonomyError(f"val_fraction must be in (0, 1), got {fraction}")
+    rng = np.random.default_rng(seed)
+    mask = np.zeros(len(strata), dtype=bool)
+    for c in np.unique(strata):
+        rows = np.flatnonzero(strata == c)
+        n_out = min(int(math.floor(fraction * len(rows) + 0.5)), len(rows) - 1)
+        if n_out > 0:
+            mask[rng.permutation(rows)[:n_out]] = True
+    return mask
+
+
+def _clean_texts(split: str, texts: Sequence, empty: str) -> tuple[list[str], np.ndarray]:
+    keep = np.ones(len(texts), dtype=bool)
+    out = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            if t is None or (isinstance(t, float) and math.isnan(t)):
+                t = ""
+            else:
+                raise TaxonomyError(f"{split} row {i}: text must be a string, got {type(t).__name__}")
+        if not t.strip():
+            keep[i] = False
+        out.append(t)
+    n_empty = int((~keep).sum())
+    if n_empty and empty == "error":
+        first = int(np.flatnonzero(~keep)[0])
+        raise TaxonomyError(
+            f"{split}: {n_empty} empty or whitespace-only texts (first at row {first}); remove them or "
+            "pass empty='drop'"
+        )
+    return [t for t, k in zip(out, keep) if k], keep
+
+
+def build_dataset(
+    name: str,
+    rows: Mapping[str, tuple[Sequence[str], Sequence[Sequence]]],
+    level_names: Sequence[str],
+    *,
+    class_order: Sequence[Sequence[str] | None] | None = None,
+    on_conflict: str = "error",
+    empty: str = "drop",
+    val_fraction: float = 0.1,
+    seed: int = 0,
+    info: dict | None = None,
+) -> TaxonomyDataset:
+    """Build and validate a dataset from ``{split: (texts, label_rows)}``.
+
+    ``label_rows[i]`` holds one label per level, coarse -> fine. ``class_order`` optionally fixes the
+    class list (code order) of a level; by default classes are sorted by name.
+    ``on_conflict``: ``"error"`` (default) or ``"majority"``; ``empty``: ``"drop"`` (default,
+    counted in ``info["dropped_empty"]`` and warned about) or ``"error"``.
+    """
+    if on_conflict not in ("error", "majority"):
+        raise TaxonomyError(f"on_conflict must be 'error' or 'majority', got {on_conflict!r}")
+    if empty not in ("drop", "error"):
+        raise TaxonomyError(f"empty must be 'drop' or 'error', got {empty!r}")
+    level_names = tuple(level_names)
+    n_levels = len(level_names)
+    if n_levels < 1:
+        raise TaxonomyError("a dataset needs at least one label level")
+    if len(set(level_names)) != n_levels:
+        raise TaxonomyError(f"level names must be distinct, got {list(level_names)}")
+    info = dict(info or {})
+
+    # 1. texts and string labels per split
+    texts: dict[str, list[str]] = {}
+    labels: dict[str, np.ndarray] = {}
+    dropped: dict[str, int] = {}
+    for split, (split_texts, split_labels) in rows.items():
+        if len(split_texts) != len(split_labels):
+            raise TaxonomyError(f"{split}: {len(split_texts)} texts but {len(split_labels)} label rows")
+        kept_texts, keep = _clean_texts(split, split_texts, empty)
+        lab = np.empty((len(split_labels), n_levels), dtype=object)
+        for i, row in enumerate(split_labels):
+            if len(row) != n_levels:
+                raise TaxonomyError(f"{split} row {i}: {len(row)} labels for {n_levels} levels")
+            for k, v in enumerate(row):
+                if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == "":
+                    if keep[i]:
+                        raise TaxonomyError(
+                            f"{split} row {i}: empty label at level '{level_names[k]}'; every row needs a "
+                            "label at every level"
+                        )
+                lab[i, k] = str(v).strip() if v is not None else ""
+        texts[split] = kept_texts
+        labels[split] = lab[keep]
+        if (~keep).any():
+            dropped[split] = int((~keep).sum())
+    if not texts or sum(len(t) for t in texts.values()) == 0:
+        raise TaxonomyError(f"{name}: no rows with text")
+    if dropped:
+        info["dropped_empty"] = dropped
+        warnings.warn(
+            f"{name}: dropped {sum(dropped.values())} empty or whitespace-only texts ({dropped})",
+            stacklevel=2,
+        )
+
+    # 2. parent maps, validated level by level (coarse labels may be rewritten under "majority")
+    all_lab = np.concatenate([labels[s] for s in labels], axis=0)
+    for k in range(1, n_levels):
+        pairs = Counter(zip(all_lab[:, k], all_lab[:, k - 1]))
+        by_child: dict[str, Counter] = {}
+        for (child, parent), n in pairs.items():
+            by_child.setdefault(child, Counter())[parent] = n
+        conflicts = {c: cnt for c, cnt in by_child.items() if len(cnt) > 1}
+        if not conflicts:
+            continue
+        if on_conflict == "error":
+            child, cnt = sorted(conflicts.items())[0]
+            (p1, n1), (p2, n2) = cnt.most_common(2)
+            more = f" (and {len(conflicts) - 1} more classes)" if len(conflicts) > 1 else ""
+            raise TaxonomyError(
+                f"{level_names[k]} class '{child}' appears under two {level_names[k - 1]} parents: "
+                f"'{p1}' ({n1} rows) and '{p2}' ({n2} rows){more}; fix the labels or pass "
+                "on_conflict='majority' (--on-conflict majority)"
+            )
+        # majority parent (ties -> the parent name that sorts first), rewrite every coarser level
+        fixed = {c: sorted(cnt.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for c, cnt in conflicts.items()}
+        # levels above k-1 are already consistent: a rewritten parent brings its own ancestors
+        ancestors = [dict(zip(all_lab[:, kk], all_lab[:, kk - 1])) for kk in range(1, k)]
+        n_rows = 0
+        for lab in labels.values():
+            for row in lab:
+                if row[k] in fixed and row[k - 1] != fixed[row[k]]:
+                    n_rows += 1
+                    row[k - 1] = fixed[row[k]]
+                    for kk in range(k - 1, 0, -1):
+                        row[kk - 1] = ancestors[kk - 1][row[kk]]
+        warnings.warn(
+            f"{name}: {len(fixed)} {level_names[k]} classes had several {level_names[k - 1]} parents; "
+            f"kept the majority parent and relabelled {n_rows} rows",
+            stacklevel=2,
+        )
+        info.setdefault("majority_parent_rows", {})[level_names[k]] = n_rows
+        all_lab = np.concatenate([labels[s] for s in labels], axis=0)
+
+    # 3. class lists and integer codes
+    levels = []
+    codes = {s: np.zeros(lab.shape, dtype=np.int64) for s, lab in labels.items()}
+    for k, lname in enumerate(level_names):
+        present = set(all_lab[:, k].tolist())
+        order = class_order[k] if class_order is not None and class_order[k] is not None else None
+        if order is not None:
+            missing = present - set(order)
+            if missing:
+                raise TaxonomyError(f"level '{lname}': labels {sorted(missing)[:5]} are not in the class list")
+            classes = tuple(c for c in order if c in present)
+        else:
+            classes = tuple(sorted(present))
+        if len(classes) < 2:
+            raise TaxonomyError(
+                f"level '{lname}' has {len(classes)} class ({', '.join(classes)}); a level needs >= 2 classes: "
+                "drop it from the levels or fix the column"
+            )
+        index = {c: i for i, c in enumerate(classes)}
+        for s, lab in labels.items():
+            codes[s][:, k] = [index[c] for c in lab[:, k]]
+        levels.append(Level(lname, classes))
+
+    parents: list[np.ndarray | None] = [None]
+    all_codes = np.concatenate([codes[s] for s in codes], axis=0)
+    for k in range(1, n_levels):
+        p = np.full(levels[k].n_classes, -1, dtype=np.int64)
+        p[all_codes[:, k]] = all_codes[:, k - 1]
+        parents.append(p)
+
+    # 4. splits (a seeded stratified val split from train when the source has none)
+    splits = {s: Split(tuple(texts[s]), codes[s]) for s in codes}
+    if "val" not in splits and "train" in splits:
+        tr = splits["train"]
+        mask = stratified_split(tr.labels[:, -1], val_fraction, seed)
+        splits["train"] = Split(tuple(t for t, m in zip(tr.texts, mask) if not m), tr.labels[~mask])
+        splits["val"] = Split(tuple(t for t, m in zip(tr.texts, mask) if m), tr.labels[mask])
+        info["val_split"] = {"from": "train", "fraction": val_fraction, "seed": seed, "stratified_by": level_names[-1]}
+    ordered = {s: splits[s] for s in SPLIT_ORDER if s in splits}
+    ordered.update({s: sp for s, sp in splits.items() if s not in ordered})
+    return TaxonomyDataset(name=name, levels=tuple(levels), splits=ordered, parents=tuple(parents), info=info)
+
+
+def rows_from_records(records: Iterable[tuple[str, Sequence[str]]]) -> tuple[list[str], list[Sequence[str]]]:
+    """Split ``[(text, labels), ...]`` into the ``(texts, label_rows)`` pair :func:`build_dataset` takes."""
+    texts, labs = [], []
+    for t, lab in records:
+        texts.append(t)
+        labs.append(lab)
+    return texts, labs
+
+
+def holdout_rows(
+    texts: Sequence[str], labels: Sequence[Sequence[str]], fraction: float, seed: int, name: str = "test"
+) -> dict[str, tuple[list, list]]:
+    """``{"train": ..., name: ...}``: a seeded stratified split (by the finest label) of raw rows, for
+    sources that publish no test split."""
+    codes = np.unique([str(lab[-1]) for lab in labels], return_inverse=True)[1]
+    out = stratified_split(codes, fraction, seed)
+    return {
+        "train": ([t for t, m in zip(texts, out) if not m], [lab for lab, m in zip(labels, out) if not m]),
+        name: ([t for t, m in zip(texts, out) if m], [lab for lab, m in zip(labels, out) if m]),
+    }

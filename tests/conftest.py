@@ -1,0 +1,50 @@
+"""Shared fixtures: the real datasets (data home) and the offline default encoder with a fresh cache."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _data_home() -> Path | None:
+    env = os.environ.get("FRACTAL_DATA")
+    for cand in ([Path(env)] if env else []) + [REPO.parent / "shared" / "datasets"]:
+        if (cand / "clinc150" / "data_full.json").is_file():
+            return cand
+    return None
+
+
+@pytest.fixture(scope="session")
+def data_home() -> Path:
+    home = _data_home()
+    if home is None:
+        pytest.skip("the raw datasets are not here: set FRACTAL_DATA to a folder holding clinc150/, trec/, ...")
+    return home
+
+
+@pytest.fixture(autouse=True)
+def _env(monkeypatch, request):
+    """Point the library at the real data home; never let a test download from the internet."""
+    home = _data_home()
+    if home is not None:
+        monkeypatch.setenv("FRACTAL_DATA", str(home))
+    monkeypatch.setenv("FRACTAL_DATA_URL", "http://127.0.0.1:9/unreachable")
+
+
+@pytest.fixture(scope="session")
+def cache_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("fractal-cache")
+
+
+@pytest.fixture(scope="session")
+def encoder(cache_dir):
+    from fractal_embeddings.encoders import Encoder
+
+    return Encoder(cache_dir=cache_dir)
