@@ -21,21 +21,19 @@ def _data_home() -> Path | None:
     return None
 
 
+DATA_HOME = _data_home()
+if DATA_HOME is not None:  # the library (and CLI subprocesses) read the real data in place
+    os.environ["FRACTAL_DATA"] = str(DATA_HOME)
+# no test may download from the internet: a missing file must fail, not fetch
+os.environ["FRACTAL_DATA_URL"] = "http://127.0.0.1:9/unreachable"
+
+
 @pytest.fixture(scope="session")
 def data_home() -> Path:
-    home = _data_home()
+    home = DATA_HOME
     if home is None:
         pytest.skip("the raw datasets are not here: set FRACTAL_DATA to a folder holding clinc150/, trec/, ...")
     return home
-
-
-@pytest.fixture(autouse=True)
-def _env(monkeypatch, request):
-    """Point the library at the real data home; never let a test download from the internet."""
-    home = _data_home()
-    if home is not None:
-        monkeypatch.setenv("FRACTAL_DATA", str(home))
-    monkeypatch.setenv("FRACTAL_DATA_URL", "http://127.0.0.1:9/unreachable")
 
 
 @pytest.fixture(scope="session")

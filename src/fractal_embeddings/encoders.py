@@ -313,7 +313,9 @@ def export_onnx(folder: Path, dest: Path) -> Path:
 
     hf_logging.disable_progress_bar()
     model = AutoModel.from_pretrained(str(folder)).eval()
-    uses_tt = "token_type_ids" in getattr(model, "forward").__code__.co_varnames
+    import inspect
+
+    uses_tt = "token_type_ids" in inspect.signature(model.forward).parameters
 
     class _Wrap(torch.nn.Module):
         def __init__(self, m):

@@ -1,0 +1,73 @@
+"""End-to-end CLI tests: the JSON output is a contract other checks read."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+
+def fractal(*args, env_extra=None):
+    env = {**os.environ, **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "fractal_embeddings.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=600)
+
+
+def test_stats_json_contract(data_home):
+    r = fractal("datasets", "stats", "clinc150", "--json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["name"] == "clinc150"
+    assert st["levels"] == [{"name": "domain", "n_classes": 10}, {"name": "intent", "n_classes": 150}]
+    assert st["splits"] == {"train": 15000, "val": 3000, "test": 4500}
+    assert abs(st["entropy"]["H_L1|L0"] - math.log2(15)) < 0.01
+    assert set(st["entropy"]) == {"H_L0", "H_L1|L0"}
+
+
+def test_list_json(data_home):
+    r = fractal("datasets", "list", "--json")
+    assert r.returncode == 0, r.stderr
+    names = {d["name"]: d for d in json.loads(r.stdout)["datasets"]}
+    assert {"clinc150", "trec", "newsgroups20", "goemotions", "hwu64", "banking77"} <= set(names)
+    assert names["banking77"]["flat"] and names["wos"]["online_only"] and names["clinc150"]["files_present"]
+
+
+def test_errors_are_one_line_with_exit_status_2(data_home, tmp_path):
+    r = fractal("datasets", "stats", "nope")
+    assert r.returncode == 2 and r.stdout == ""
+    assert r.stderr.strip().startswith("error: unknown dataset 'nope'") and r.stderr.strip().count("\n") == 0
+    path = tmp_path / "u.csv"
+    pd.DataFrame({"text": ["a", "b"], "x": ["1", "2"]}).to_csv(path, index=False)
+    r = fractal("datasets", "stats", str(path), "--levels", "domain,intent")
+    assert r.returncode == 2 and "no column 'domain', 'intent'" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_user_file_stats_and_embed(data_home, tmp_path, cache_dir):
+    from fractal_embeddings import load_dataset
+
+    ds = load_dataset("trec")
+    sp = ds.split("test")
+    df = pd.DataFrame({"q": sp.texts, "c": [ds.levels[0].classes[i] for i in sp.labels[:, 0]],
+                       "f": [ds.levels[1].classes[i] for i in sp.labels[:, 1]]})
+    path = tmp_path / "mine.csv"
+    df.to_csv(path, index=False)
+    r = fractal("datasets", "stats", str(path), "--text", "q", "--levels", "c,f", "--json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert sum(st["splits"].values()) == 500 and st["levels"][0]["n_classes"] == 6
+    r = fractal("embed", str(path), "--text", "q", "--levels", "c,f", "--json",
+                env_extra={"FRACTAL_CACHE": str(cache_dir)})
+    assert r.returncode == 0, r.stderr
+    rep = json.loads(r.stdout)
+    assert rep["backend"] == "onnx" and sum(v["rows"] for v in rep["splits"].values()) == 500
+    assert all(v["dim"] == 384 and v["sentences_per_s"] > 0 for v in rep["splits"].values())
+
+
+def test_banking77_stats_work_but_it_is_flat(data_home):
+    r = fractal("datasets", "stats", "banking77", "--json")
+    assert r.returncode == 0, r.stderr
+    st = json.loads(r.stdout)
+    assert st["levels"] == [{"name": "intent", "n_classes": 77}] and st["branching"] == {}
