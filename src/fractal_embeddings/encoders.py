@@ -247,7 +247,8 @@ class Encoder:
                                self.max_seq_length, self.prompts.get(role, ""))
 
     # -- encoding
-    def _load(self):
+    def load(self):
+        """Load the model now (the first onnx use of a model also exports its graph); returns the runner."""
         if self._runner is None:
             self._runner = _OnnxRunner(self) if self.backend == "onnx" else _STRunner(self)
         return self._runner
@@ -262,7 +263,7 @@ class Encoder:
         texts = [prefix + t for t in texts] if prefix else list(texts)
         if not texts:
             return np.zeros((0, self._dim or 0), dtype=np.float32)
-        out = self._load().encode(texts, show_progress)
+        out = self.load().encode(texts, show_progress)
         if self.normalize:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         self._dim = out.shape[1]
