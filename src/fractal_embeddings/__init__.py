@@ -13,12 +13,26 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-__all__ = ["FractalError", "TaxonomyDataset", "__version__", "get_data_home", "list_datasets", "load_dataset"]
+__all__ = [
+    "EmbeddingCache",
+    "Encoder",
+    "FractalError",
+    "TaxonomyDataset",
+    "__version__",
+    "embed_dataset",
+    "get_data_home",
+    "list_datasets",
+    "load_dataset",
+]
 
 
 def __getattr__(name):  # encoders import torch & friends lazily: `import fractal_embeddings` stays fast
-    if name in ("Encoder", "embed_dataset", "EmbeddingCache"):
+    if name in ("Encoder", "embed_dataset"):
         from . import encoders
 
         return getattr(encoders, name)
+    if name == "EmbeddingCache":
+        from .cache import EmbeddingCache
+
+        return EmbeddingCache
     raise AttributeError(f"module 'fractal_embeddings' has no attribute {name!r}")

@@ -170,7 +170,8 @@ def default_prompts(name: str, folder: Path | None) -> dict[str, str]:
         prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
         if prompts.get("query") or prompts.get("passage") or prompts.get("document"):
             return {"query": prompts.get("query", ""), "passage": prompts.get("passage", prompts.get("document", ""))}
-    if "e5" in name.lower().replace("-", "").split("/")[-1] or "/e5" in name.lower() or "multilinguale5" in name.lower().replace("-", ""):
+    base = name.lower().rstrip("/").split("/")[-1]
+    if base.startswith(("e5-", "multilingual-e5")) or "-e5-" in base:
         return {"query": "query: ", "passage": "passage: "}
     return {"query": "", "passage": ""}
 
@@ -268,6 +269,12 @@ class Encoder:
             out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         self._dim = out.shape[1]
         return out
+
+    def is_cached(self, texts: Sequence[str], role: str = "query") -> bool:
+        """Whether :meth:`embed` would be served from a valid cache entry."""
+        texts = list(texts)
+        ident = self.identity(role).as_dict()
+        return self.cache.get(self.cache.key(ident, texts_sha256(texts)), ident, len(texts)) is not None
 
     def embed(self, texts: Sequence[str], role: str = "query", show_progress: bool = False,
               use_cache: bool = True) -> np.ndarray:

@@ -111,23 +111,18 @@ def ensure_files(
     hint = f"put them in {folder} or set {DATA_ENV} to a folder that holds {folder.name}/"
     if not download:
         raise DataFilesMissingError(f"{dataset}: missing {names}; {hint}")
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
+    from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(missing), desc=f"download {dataset}", unit="file")
-    for rf in missing:
-        url = f"{base_url.rstrip('/')}/{folder.name}/{rf.path}" if base_url else rf.url
-        try:
-            download_file(url, folder / rf.path, rf)
-        except (urllib.error.URLError, OSError, TimeoutError) as e:
-            reason = getattr(e, "reason", None) or e
-            raise DataFilesMissingError(
-                f"{dataset}: missing {names} and the download from {url} failed ({reason}); {hint}"
-            ) from None
-        if bar is not None:
+    with tqdm(total=len(missing), desc=f"download {dataset}", unit="file", disable=not progress, leave=False) as bar:
+        for rf in missing:
+            url = f"{base_url.rstrip('/')}/{folder.name}/{rf.path}" if base_url else rf.url
+            try:
+                download_file(url, folder / rf.path, rf)
+            except (urllib.error.URLError, OSError, TimeoutError) as e:
+                reason = getattr(e, "reason", None) or e
+                raise DataFilesMissingError(
+                    f"{dataset}: missing {names} and the download from {url} failed ({reason}); {hint}"
+                ) from None
             bar.update(1)
-    if bar is not None:
-        bar.close()
     return folder
 
