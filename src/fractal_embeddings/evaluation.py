@@ -1,0 +1,90 @@
+"""Prefix k-NN evaluation and steerability.
+
+Leave-one-out k-NN (default k=5) with cosine similarity on L2-normalised vectors:
+
+* neighbours of row i are the k rows j != i with the highest similarity; equal similarities are
+  ordered by row index (lower first);
+* the prediction is the majority label among them; a tie between labels goes to the tied label of
+  the nearest neighbour.
+
+``prefix_knn_accuracy`` scores every prefix j (the first j blocks) at every level; neighbours are
+found once per prefix and shared by the levels. The search is exact and vectorised: blocked matrix
+products + ``argpartition``.
+
+Steerability ``S = (L0@j1 - L0@jmax) + (L1@jmax - L1@j1)`` (coarsest level L0, finest level Lmax).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+BLOCK_ROWS = 2048
+
+
+def _normalise(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, dtype=np.float32)
+    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+
+
+def knn_neighbours(X: np.ndarray, k: int = 5, block_rows: int = BLOCK_ROWS) -> np.ndarray:
+    """``(n, k)`` indices of each row's k nearest other rows (cosine), nearest first."""
+    X = _normalise(X)
+    n = X.shape[0]
+    if not 1 <= k < n:
+        raise ValueError(f"k must be in [1, n-1] for leave-one-out k-NN; got k={k} with n={n} rows")
+    out = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, block_rows):
+        stop = min(start + block_rows, n)
+        sims = X[start:stop] @ X.T
+        rows = np.arange(stop - start)
+        sims[rows, rows + start] = -np.inf  # leave one out
+        cand = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        cs = np.take_along_axis(sims, cand, axis=1)
+        order = np.lexsort((cand, -cs), axis=1)  # by similarity desc, then index asc
+        out[start:stop] = np.take_along_axis(cand, order, axis=1)
+        # a tie at the k-th similarity (e.g. duplicate texts): argpartition may pick any of the tied
+        # rows, so those rows are redone with a full sort to keep "lower index first" exact
+        tied = np.flatnonzero((sims >= cs.min(axis=1, keepdims=True)).sum(axis=1) > k)
+        for r in tied:
+            out[start + r] = np.lexsort((np.arange(n), -sims[r]))[:k]
+    return out
+
+
+def vote(neighbour_labels: np.ndarray) -> np.ndarray:
+    """Majority label per row of ``(n, k)`` neighbour labels (nearest first); ties -> nearest."""
+    nl = np.asarray(neighbour_labels)
+    counts = (nl[:, :, None] == nl[:, None, :]).sum(axis=2)  # votes for the label at each position
+    first_best = np.argmax(counts == counts.max(axis=1, keepdims=True), axis=1)
+    return nl[np.arange(len(nl)), first_best]
+
+
+def knn_accuracy(X: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
+    """Leave-one-out k-NN accuracy of one label vector."""
+    labels = np.asarray(labels)
+    return float((vote(labels[knn_neighbours(X, k)]) == labels).mean())
+
+
+def prefix_knn_accuracy(X: np.ndarray, labels: np.ndarray, block_dim: int = 64, n_blocks: int | None = None,
+                        k: int = 5) -> np.ndarray:
+    """``acc[j-1, level]``: leave-one-out k-NN accuracy of prefix j (first ``j * block_dim`` dims).
+
+    ``labels`` is ``(n, n_levels)``; ``n_blocks`` defaults to ``X.shape[1] // block_dim``.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim == 1:
+        labels = labels[:, None]
+    n_blocks = n_blocks or X.shape[1] // block_dim
+    if n_blocks < 1 or n_blocks * block_dim > X.shape[1]:
+        raise ValueError(f"{n_blocks} blocks of {block_dim} dims do not fit vectors of {X.shape[1]} dims")
+    acc = np.empty((n_blocks, labels.shape[1]))
+    for j in range(1, n_blocks + 1):
+        nb = knn_neighbours(X[:, : j * block_dim], k)
+        for lv in range(labels.shape[1]):
+            acc[j - 1, lv] = (vote(labels[nb, lv]) == labels[:, lv]).mean()
+    return acc
+
+
+def steerability(acc: np.ndarray) -> float:
+    """``S = (L0@j1 - L0@jmax) + (Lmax@jmax - Lmax@j1)`` from a prefix x level accuracy table."""
+    acc = np.asarray(acc)
+    return float((acc[0, 0] - acc[-1, 0]) + (acc[-1, -1] - acc[0, -1]))
