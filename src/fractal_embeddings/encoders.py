@@ -278,7 +278,8 @@ class Encoder:
 
     def embed(self, texts: Sequence[str], role: str = "query", show_progress: bool = False,
               use_cache: bool = True) -> np.ndarray:
-        """Cached :meth:`encode`: a hit returns a read-only memory map of the stored vectors."""
+        """Cached :meth:`encode`: a hit returns a read-only memory map of the stored vectors, a miss
+        the freshly computed array (after storing it)."""
         texts = list(texts)
         if not use_cache:
             return self.encode(texts, role, show_progress)
@@ -289,7 +290,7 @@ class Encoder:
             return hit
         vecs = self.encode(texts, role, show_progress)
         self.cache.put(key, vecs, ident, len(texts))
-        return self.cache.get(key, ident, len(texts))
+        return vecs
 
     def __repr__(self) -> str:
         return f"Encoder({self.resolved.name!r}, backend={self.backend!r})"
@@ -307,8 +308,9 @@ class _STRunner:
         self.enc = enc
 
     def encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
+        # prompt="": the Encoder has already prefixed the texts; no default prompt may be added twice
         out = self.model.encode(texts, batch_size=self.enc.batch_size, show_progress_bar=show_progress,
-                                convert_to_numpy=True, normalize_embeddings=False)
+                                convert_to_numpy=True, normalize_embeddings=False, prompt="")
         return np.asarray(out, dtype=np.float32)
 
 
