@@ -11,7 +11,23 @@ Leave-one-out k-NN (default k=5) with cosine similarity on L2-normalised vectors
 found once per prefix and shared by the levels. The search is exact and vectorised: blocked matrix
 products + ``argpartition``.
 
-Steerability ``S = (L0@j1 - L0@jmax) + (L1@jmax - L1@j1)`` (coarsest level L0, finest level Lmax).
+Steerability metrics (``A[j, l]`` = accuracy of prefix j at level l; c = coarsest level, f = finest,
+B = number of prefixes; see :func:`steerability_metrics`):
+
+* ``S = (A[1,c] - A[B,c]) + (A[B,f] - A[1,f])``: coarse accuracy lost by zooming in plus fine
+  accuracy gained. > 0 when the short prefix is coarse and the full vector fine; ~0 for MRL.
+* ``S_AUC``: the signed area between the coarse and the fine curve, ``A[., c] - A[., f]``,
+  over prefixes (trapezoid rule on the prefix axis rescaled to [0, 1]). Large when the coarse
+  level is easier than the fine one at every length, so read it next to the untrained encoder's.
+* ``S_gap = A[1,c] - A[1,f]``: the coarse-minus-fine gap at the shortest prefix.
+* ``S_mono``: fraction of the 2(B-1) prefix steps that go the steerable way: coarse accuracy does
+  not rise from j to j+1, fine accuracy does not fall. 1.0 = monotone zoom.
+* with >= 3 levels, ``S_<a><b>`` is ``S`` computed between levels a and b for each pair; ``S_02``
+  (coarsest vs finest of three) equals ``S``.
+
+The test rows scored are, by default, a stratified sample (by the finest level) of up to 2,000
+rows drawn with a fixed evaluation seed, so every method and training seed of a dataset is scored on
+the same rows (:func:`stratified_sample`).
 """
 
 from __future__ import annotations
@@ -88,3 +104,60 @@ def steerability(acc: np.ndarray) -> float:
     """``S = (L0@j1 - L0@jmax) + (Lmax@jmax - Lmax@j1)`` from a prefix x level accuracy table."""
     acc = np.asarray(acc)
     return float((acc[0, 0] - acc[-1, 0]) + (acc[-1, -1] - acc[0, -1]))
+
+
+def steerability_metrics(acc: np.ndarray) -> dict[str, float]:
+    """``S``, ``S_AUC``, ``S_gap``, ``S_mono`` (and pairwise ``S_ab`` with >= 3 levels); module docstring."""
+    acc = np.asarray(acc, dtype=float)
+    coarse, fine = acc[:, 0], acc[:, -1]
+    n = acc.shape[0]
+    out = {"S": steerability(acc)}
+    gap = coarse - fine
+    out["S_AUC"] = float(np.trapezoid(gap, np.linspace(0.0, 1.0, n))) if n > 1 else float(gap[0])
+    out["S_gap"] = float(gap[0])
+    if n > 1:
+        steps = np.concatenate([np.diff(coarse) <= 1e-12, np.diff(fine) >= -1e-12])
+        out["S_mono"] = float(steps.mean())
+    else:
+        out["S_mono"] = float("nan")
+    if acc.shape[1] >= 3:
+        for a in range(acc.shape[1]):
+            for b in range(a + 1, acc.shape[1]):
+                out[f"S_{a}{b}"] = steerability(acc[:, [a, b]])
+    return {k: round(v, 6) for k, v in out.items()}
+
+
+def stratified_sample(strata: np.ndarray, max_rows: int | None = 2000, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a stratified sample of ``max_rows`` rows (all rows when None or >= n).
+
+    Each stratum gets ``max_rows * n_c / n`` rows rounded down; the rows left over go to the strata
+    with the largest remainders (ties: lower class code). Rows within a stratum are drawn with
+    ``numpy.random.default_rng(seed)``, strata visited in code order.
+    """
+    strata = np.asarray(strata)
+    n = len(strata)
+    if max_rows is None or max_rows >= n:
+        return np.arange(n)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    classes, counts = np.unique(strata, return_counts=True)
+    quota = counts * (max_rows / n)
+    take = np.floor(quota).astype(int)
+    order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]), i))
+    for i in order[: max_rows - int(take.sum())]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    rows = [rng.permutation(np.flatnonzero(strata == c))[:t] for c, t in zip(classes, take)]
+    return np.sort(np.concatenate(rows))
+
+
+def accuracy_dict(acc: np.ndarray, level_names, block_dim: int) -> dict[str, dict[str, float]]:
+    """``{"<dims>": {"<level>": acc}}`` (the run-record form) from ``acc[j-1, level]``."""
+    return {str((j + 1) * block_dim): {name: round(float(acc[j, lv]), 6) for lv, name in enumerate(level_names)}
+            for j in range(acc.shape[0])}
+
+
+def accuracy_array(table: dict, level_names) -> np.ndarray:
+    """Inverse of :func:`accuracy_dict`."""
+    dims = sorted(table, key=int)
+    return np.array([[table[d][name] for name in level_names] for d in dims])

@@ -122,8 +122,24 @@ def load_dataset(
     ``levels`` picks a subset of the levels (coarse -> fine), e.g. ``("ekman", "emotion")``; by
     default a built-in dataset uses its default levels and a user file needs ``levels``.
     ``options`` go to the reader (``include_oos=True`` for CLINC150).
+
+    The returned dataset's ``info["load_args"]`` holds the arguments that rebuild it (with an
+    absolute path for a user file), so a run record can name its data exactly.
     """
     name_s = os.fspath(name)
+    is_file = name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists())
+    load_args = {"name": str(Path(name_s).resolve()) if is_file else name_s, "levels": list(levels) if levels else None,
+                 "text": text, "on_conflict": on_conflict, "empty": empty, "val_fraction": val_fraction,
+                 "seed": seed, **options}
+    ds = _load(name_s, levels, data_home=data_home, download=download, base_url=base_url, text=text,
+               on_conflict=on_conflict, empty=empty, val_fraction=val_fraction, seed=seed, progress=progress,
+               **options)
+    ds.info["load_args"] = load_args
+    return ds
+
+
+def _load(name_s, levels, *, data_home, download, base_url, text, on_conflict, empty, val_fraction, seed, progress,
+          **options) -> TaxonomyDataset:
     if name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists()):
         from .tabular import read_table
 

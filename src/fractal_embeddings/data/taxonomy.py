@@ -18,6 +18,8 @@ Statistics (:meth:`TaxonomyDataset.stats`) are computed over the rows of all spl
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import warnings
 from collections import Counter
@@ -167,6 +169,19 @@ class TaxonomyDataset:
             "branching": branching,
             "info": self.info,
         }
+
+    def fingerprint(self) -> str:
+        """sha256 of the level names, class names, and every split's texts and labels."""
+        h = hashlib.sha256()
+        for lv in self.levels:
+            h.update(json.dumps([lv.name, list(lv.classes)]).encode())
+        for name in sorted(self.splits):
+            sp = self.splits[name]
+            h.update(name.encode())
+            for t in sp.texts:
+                h.update(t.encode("utf-8", "surrogatepass") + b"\0")
+            h.update(np.ascontiguousarray(sp.labels, dtype=np.int64).tobytes())
+        return h.hexdigest()
 
     def __repr__(self) -> str:
         lv = " -> ".join(f"{lv.name}({lv.n_classes})" for lv in self.levels)

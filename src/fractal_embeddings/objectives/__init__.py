@@ -1,0 +1,46 @@
+"""Training objectives, one small module per family; look one up by method name.
+
+| method | module | what it trains |
+|---|---|---|
+| ``v5-paper`` | ``prefix`` | the seed's recipe: short prefixes on coarse labels |
+| ``mrl`` | ``prefix`` | matched control: every prefix on the finest level |
+| ``inverted`` | ``prefix`` | sign-reversal control: short prefixes on fine labels |
+| ``uhmt`` | ``prefix`` | every prefix on an equal mix of levels |
+| ``no-prefix`` | ``no_prefix`` | ``mrl`` + coarse regulariser on the full vector |
+| ``heal`` | ``heal`` | HEAL-style: per-level projectors + supervised contrastive |
+| ``flat`` | ``flat`` | nothing: the raw encoder, truncated |
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from ..errors import FractalError
+from .base import Objective
+from .flat import Flat
+from .heal import Heal
+from .no_prefix import NoPrefix
+from .prefix import MRL, UHMT, Inverted, PrefixSupervision, V5Paper, schedule_weights
+
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (V5Paper, MRL, Inverted, NoPrefix, UHMT, Heal, Flat)}
+
+
+def list_methods() -> list[str]:
+    return list(OBJECTIVES)
+
+
+def get_objective(method: str | Objective, **options) -> Objective:
+    """An objective instance by method name; ``options`` set its config fields."""
+    if isinstance(method, Objective):
+        return dataclasses.replace(method, **options) if options else method
+    if method not in OBJECTIVES:
+        raise FractalError(f"unknown method '{method}'; choose one of: {', '.join(OBJECTIVES)}")
+    cls = OBJECTIVES[method]
+    fields = {f.name for f in dataclasses.fields(cls)}
+    bad = sorted(set(options) - fields)
+    if bad:
+        raise FractalError(f"method '{method}' has no option {', '.join(bad)}; its options: {', '.join(sorted(fields)) or 'none'}")
+    return cls(**options)
+
+
+__all__ = ["OBJECTIVES", "Objective", "PrefixSupervision", "get_objective", "list_methods", "schedule_weights"]

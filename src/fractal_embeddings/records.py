@@ -1,0 +1,163 @@
+"""Run records: one canonical JSON file per run, and the head's weights as safetensors beside it.
+
+A run directory holds::
+
+    record.json        what was run and what it scored (schema below)
+    head.safetensors   the trained head (absent for ``flat``); its metadata repeats the head config
+                       and the encoder fingerprint, so the file is self-describing
+
+``record.json`` is written last and atomically: a directory without it is an unfinished run.
+Keys (``RECORD_KEYS``): ``schema``, ``run_id``, ``method``, ``seed``, ``dataset`` (name, load
+arguments, levels with class counts, rows per split, fingerprint), ``encoder`` (identity + dim),
+``config`` (head, objective, train, eval), ``versions``, ``accuracy`` (``{"<dims>": {"<level>":
+acc}}``), ``steerability`` (S, S_AUC, S_gap, S_mono, ...), ``baseline`` (the untrained encoder,
+truncated to the same dims, on the same rows), ``training`` (best epoch, per-epoch history),
+``timing`` (train and eval seconds, creation time) and ``weights`` (file name and sha256).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import sys
+from pathlib import Path
+
+from .cache import atomic_write_bytes
+from .errors import FractalError
+
+SCHEMA = "fractal-embeddings/run-record/1"
+RECORD_FILE = "record.json"
+WEIGHTS_FILE = "head.safetensors"
+RECORD_KEYS = ("schema", "run_id", "method", "seed", "dataset", "encoder", "config", "versions", "accuracy",
+               "steerability", "baseline", "training", "timing", "weights")
+
+
+class RunRecordError(FractalError):
+    """A run directory, record or weights file that is missing, malformed or doesn't match."""
+
+
+def library_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": sys.platform}
+    for pkg in ("fractal-embeddings", "torch", "numpy", "scipy", "safetensors", "sentence-transformers",
+                "onnxruntime", "transformers"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def canonical_json(obj) -> str:
+    """Sorted keys, 2-space indent, trailing newline: the one way records are written."""
+    return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_run(out_dir: str | os.PathLike, record: dict, head=None) -> Path:
+    """Write ``head.safetensors`` (when there is a head), then ``record.json``; returns the directory."""
+    from safetensors.torch import save_file
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    record = dict(record)
+    if head is not None:
+        tmp = out / (WEIGHTS_FILE + ".tmp")
+        state = {k: v.detach().contiguous().clone() for k, v in head.state_dict().items()}
+        meta = {"head": json.dumps(head.config(), sort_keys=True),
+                "encoder_fingerprint": str(record["encoder"].get("fingerprint", "")), "schema": SCHEMA}
+        save_file(state, str(tmp), metadata=meta)
+        os.replace(tmp, out / WEIGHTS_FILE)
+        record["weights"] = {"file": WEIGHTS_FILE, "sha256": file_sha256(out / WEIGHTS_FILE)}
+    else:
+        record["weights"] = None
+        (out / WEIGHTS_FILE).unlink(missing_ok=True)
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise RunRecordError(f"run record lacks {', '.join(missing)}; it can't be saved")
+    atomic_write_bytes(out / RECORD_FILE, canonical_json(record).encode())
+    return out
+
+
+def load_record(run_dir: str | os.PathLike) -> dict:
+    """The record of a run directory (or of a ``record.json`` path), validated."""
+    path = Path(run_dir)
+    if path.is_dir():
+        path = path / RECORD_FILE
+    if not path.exists():
+        raise RunRecordError(f"{path.parent}: no {RECORD_FILE} here; pass the directory `fractal train --out` wrote")
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise RunRecordError(f"{path}: not a readable JSON run record ({e})") from None
+    if not isinstance(record, dict) or record.get("schema") != SCHEMA:
+        raise RunRecordError(f"{path}: not a fractal-embeddings run record (schema {record.get('schema') if isinstance(record, dict) else None!r}, expected {SCHEMA!r})")
+    missing = [k for k in RECORD_KEYS if k not in record]
+    if missing:
+        raise RunRecordError(f"{path}: run record lacks {', '.join(missing)}")
+    return record
+
+
+def load_head(run_dir: str | os.PathLike, record: dict | None = None):
+    """The trained head of a run (``None`` for a method without one), checked against its record."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file, safe_open
+
+    from .heads import head_from_config
+
+    run_dir = Path(run_dir)
+    record = record or load_record(run_dir)
+    if record["weights"] is None:
+        return None
+    path = run_dir / record["weights"]["file"]
+    if not path.exists():
+        raise RunRecordError(f"{path}: weights file missing; the run directory is incomplete, train again")
+    if file_sha256(path) != record["weights"]["sha256"]:
+        raise RunRecordError(f"{path}: weights do not match the sha256 in {RECORD_FILE} (changed or copied from another run)")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        state = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise RunRecordError(f"{path}: not a readable safetensors file ({e})") from None
+    cfg = record["config"]["head"]
+    if json.loads(meta.get("head", "null")) != cfg:
+        raise RunRecordError(f"{path}: weights were saved for head {meta.get('head')}, the record says {cfg}")
+    head = head_from_config(cfg)
+    expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in state.items()}
+    if expected != got:
+        raise RunRecordError(f"{path}: tensor shapes {got} don't fit head {cfg}")
+    head.load_state_dict(state)
+    head.eval()
+    return head
+
+
+def check_compatible(record: dict, *, dataset=None, encoder_identity: dict | None = None,
+                     encoder_dim: int | None = None) -> None:
+    """Fail with one line when a run's data or encoder differs from the ones given."""
+    where = f"run {record.get('run_id', '?')}"
+    if dataset is not None:
+        want = [(lv["name"], lv["n_classes"]) for lv in record["dataset"]["levels"]]
+        have = [(lv.name, lv.n_classes) for lv in dataset.levels]
+        if want != have:
+            raise RunRecordError(f"{where} was trained on levels {want}, the dataset given has {have}; load the same dataset and levels")
+        if record["dataset"].get("fingerprint") and dataset.fingerprint() != record["dataset"]["fingerprint"]:
+            raise RunRecordError(f"{where}: dataset '{dataset.name}' differs from the one it was trained on (texts or labels changed); retrain or pass the original data")
+    if encoder_identity is not None:
+        want_fp, have_fp = record["encoder"].get("fingerprint"), encoder_identity.get("fingerprint")
+        if want_fp != have_fp or record["encoder"].get("name") != encoder_identity.get("name"):
+            raise RunRecordError(f"{where} was trained on encoder {record['encoder'].get('name')} ({str(want_fp)[:12]}), "
+                                 f"not {encoder_identity.get('name')} ({str(have_fp)[:12]}); use --model {record['encoder'].get('name')}")
+    if encoder_dim is not None and record["encoder"].get("dim") not in (None, encoder_dim):
+        raise RunRecordError(f"{where}: weights expect {record['encoder']['dim']}-d encoder vectors, got {encoder_dim}-d; use the run's encoder")

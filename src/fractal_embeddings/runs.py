@@ -1,0 +1,204 @@
+"""One run end to end: dataset + encoder + method + seed -> trained head + run record.
+
+>>> from fractal_embeddings import load_dataset, train
+>>> run = train(load_dataset("clinc150"), method="v5-paper", seed=42)
+>>> run.record["steerability"]["S"], run.accuracy_table()
+>>> run.save("runs/clinc150-v5")            # record.json + head.safetensors
+>>> evaluate("runs/clinc150-v5")           # re-score the saved head on the same rows
+
+Scoring (see :mod:`fractal_embeddings.evaluation`): leave-one-out prefix k-NN on a stratified sample
+(finest level) of ``eval_rows`` test rows drawn with ``eval_seed`` (the same rows for every method
+and training seed), for the trained head and for the untrained encoder truncated to the same dims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FractalError
+from .evaluation import accuracy_array, accuracy_dict, prefix_knn_accuracy, steerability_metrics, stratified_sample
+from .records import SCHEMA, check_compatible, library_versions, load_head, load_record, save_run
+
+
+@dataclass
+class Run:
+    """A trained (or, for ``flat``, untrained) head and its run record."""
+
+    record: dict
+    head: object | None = None
+
+    def save(self, out_dir) -> Path:
+        return save_run(out_dir, self.record, self.head)
+
+    def transform(self, X: np.ndarray) -> np.ndarray:
+        """Encoder vectors -> steerable embeddings (``flat``: truncation)."""
+        X = np.asarray(X, dtype=np.float32)
+        if self.head is None:
+            return np.ascontiguousarray(X[:, : self.dim])
+        return self.head.transform(X)
+
+    @property
+    def dim(self) -> int:
+        h = self.record["config"]["head"]
+        return h["n_blocks"] * h["block_dim"]
+
+    @property
+    def level_names(self) -> list[str]:
+        return [lv["name"] for lv in self.record["dataset"]["levels"]]
+
+    def accuracy_table(self, baseline: bool = False) -> np.ndarray:
+        """``acc[j-1, level]`` of the trained head (or of the untrained encoder)."""
+        table = self.record["baseline"]["accuracy"] if baseline else self.record["accuracy"]
+        return accuracy_array(table, self.level_names)
+
+
+def _eval_rows(dataset, split: str, eval_rows: int | None, eval_seed: int) -> np.ndarray:
+    if split not in dataset.splits:
+        raise FractalError(f"dataset '{dataset.name}' has no '{split}' split; it has {', '.join(dataset.splits)}")
+    return stratified_sample(dataset.split(split).labels[:, -1], eval_rows, eval_seed)
+
+
+def score(E: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names) -> dict:
+    """Accuracy dict + steerability metrics of embeddings ``E`` (already restricted to the eval rows)."""
+    acc = prefix_knn_accuracy(E, labels, block_dim=block_dim, n_blocks=n_blocks, k=k)
+    return {"accuracy": accuracy_dict(acc, level_names, block_dim), "steerability": steerability_metrics(acc)}
+
+
+def _encoder(encoder):
+    if encoder is None or isinstance(encoder, str):
+        from .encoders import Encoder
+
+        return Encoder(encoder) if encoder else Encoder()
+    return encoder
+
+
+def _dataset_block(dataset) -> dict:
+    return {"name": dataset.name, "load_args": dataset.info.get("load_args"),
+            "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in dataset.levels],
+            "rows": {s: len(sp) for s, sp in dataset.splits.items()}, "fingerprint": dataset.fingerprint()}
+
+
+def train(dataset, method="v5-paper", *, seed: int = 42, encoder=None, n_blocks: int = 4, block_dim: int = 64,
+          objective_options: dict | None = None, train_options: dict | None = None, eval_split: str = "test",
+          eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5, progress=None) -> Run:
+    """Train ``method`` on ``dataset`` (a :class:`TaxonomyDataset`) and score it; see the module docstring.
+
+    ``encoder`` is an :class:`~fractal_embeddings.Encoder` or a model name (default MiniLM-L6);
+    ``train_options`` override :class:`~fractal_embeddings.training.TrainConfig` fields,
+    ``objective_options`` the objective's config; ``progress(entry)`` is called after each epoch.
+    """
+    import torch
+
+    from .heads import HeadConfig, build_head
+    from .objectives import get_objective
+    from .training import TrainConfig, fit
+
+    dataset.require_hierarchy()
+    objective = get_objective(method, **(objective_options or {}))
+    head_cfg = HeadConfig(kind=objective.head_kind or "linear", n_blocks=n_blocks, block_dim=block_dim)
+    objective.check(n_blocks, dataset.n_levels)
+    cfg = TrainConfig.resolve(objective.trainer_defaults, train_options)
+    for split in ("train", "val"):
+        if split not in dataset.splits:
+            raise FractalError(f"dataset '{dataset.name}' has no '{split}' split; training needs train and val")
+    rows = _eval_rows(dataset, eval_split, eval_rows, eval_seed)
+    encoder = _encoder(encoder)
+    X = {s: encoder.embed(dataset.split(s).texts) for s in ("train", "val", eval_split)}
+    enc_dim = X["train"].shape[1]
+    if objective.head_kind is None and enc_dim < head_cfg.dim:
+        raise FractalError(f"flat truncates the encoder to {head_cfg.dim} dims but it has only {enc_dim}; use fewer blocks")
+    Y = {s: dataset.split(s).labels for s in X}
+
+    t0 = time.perf_counter()
+    head, fit_result = None, None
+    if objective.head_kind is not None:
+        torch.manual_seed(seed)
+        head = build_head(head_cfg, enc_dim, [lv.n_classes for lv in dataset.levels])
+        fit_result = fit(head, objective, X["train"], Y["train"], X["val"], Y["val"], cfg, seed, progress=progress)
+    train_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    X_eval, y_eval = np.asarray(X[eval_split])[rows], Y[eval_split][rows]
+    run = Run(record={}, head=head)
+    head_block = head.config() if head is not None else {"kind": None, "n_blocks": n_blocks, "block_dim": block_dim}
+    run.record["config"] = {"head": head_block}
+    scores = score(run.transform(X_eval), y_eval, block_dim, n_blocks, k, dataset.level_names)
+    base_blocks = min(n_blocks, enc_dim // block_dim)
+    baseline = score(X_eval[:, : base_blocks * block_dim], y_eval, block_dim, base_blocks, k, dataset.level_names)
+    eval_s = time.perf_counter() - t0
+
+    ident = {**encoder.identity().as_dict(), "dim": enc_dim}
+    config = {"head": head_block, "objective": objective.config(),
+              "train": cfg.as_dict() if head is not None else None,
+              "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": int(len(rows)), "sample_seed": eval_seed,
+                       "k": k, "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}}
+    digest = hashlib.sha256(repr((config, ident["fingerprint"], seed)).encode()).hexdigest()[:8]
+    run.record = {
+        "schema": SCHEMA,
+        "run_id": f"{dataset.name}-{objective.name}-seed{seed}-{digest}",
+        "method": objective.name,
+        "seed": seed,
+        "dataset": _dataset_block(dataset),
+        "encoder": ident,
+        "config": config,
+        "versions": library_versions(),
+        **scores,
+        "baseline": baseline,
+        "training": {"best_epoch": fit_result.best_epoch, "history": fit_result.history} if fit_result else None,
+        "timing": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
+                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "weights": None,
+    }
+    return run
+
+
+def load_run(run_dir) -> Run:
+    """A saved run (record + head), with the weights checked against the record."""
+    record = load_record(run_dir)
+    return Run(record=record, head=load_head(run_dir, record))
+
+
+def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "record", eval_seed: int | None = None,
+             k: int | None = None) -> dict:
+    """Re-score a saved run (a directory or a :class:`Run`) on its test rows; returns ``{"accuracy",
+    "steerability", "baseline", "eval"}``. The dataset and encoder default to the ones in the record
+    and must match it (fingerprints)."""
+    from .data import load_dataset
+
+    if not isinstance(run, Run):
+        run = load_run(run)
+    rec = run.record
+    if dataset is None:
+        args = dict(rec["dataset"].get("load_args") or {"name": rec["dataset"]["name"]})
+        dataset = load_dataset(args.pop("name"), **{k_: v for k_, v in args.items() if v is not None})
+    if encoder is None:
+        from .encoders import Encoder
+
+        e = rec["encoder"]
+        encoder = Encoder(e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"], normalize=e["normalize"])
+    encoder = _encoder(encoder)
+    check_compatible(rec, dataset=dataset, encoder_identity=encoder.identity().as_dict())
+    ev = dict(rec["config"]["eval"])
+    rows_n = ev["max_rows"] if eval_rows == "record" else eval_rows
+    seed = ev["sample_seed"] if eval_seed is None else eval_seed
+    k = ev["k"] if k is None else k
+    rows = _eval_rows(dataset, ev["split"], rows_n, seed)
+    X = np.asarray(encoder.embed(dataset.split(ev["split"]).texts))
+    check_compatible(rec, encoder_dim=X.shape[1])
+    if run.head is not None and run.head.input_dim != X.shape[1]:
+        raise FractalError(f"the head expects {run.head.input_dim}-d encoder vectors, the encoder gives {X.shape[1]}-d")
+    h = rec["config"]["head"]
+    labels = dataset.split(ev["split"]).labels[rows]
+    out = score(run.transform(X[rows]), labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
+    base_blocks = min(h["n_blocks"], X.shape[1] // h["block_dim"])
+    out["baseline"] = score(X[rows][:, : base_blocks * h["block_dim"]], labels, h["block_dim"], base_blocks, k,
+                            dataset.level_names)
+    out["eval"] = {**ev, "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": int(len(rows)),
+                   "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
+    return out

@@ -1,0 +1,160 @@
+"""The one training loop: a head, an objective, cached encoder vectors in, the best epoch's head out.
+
+Defaults are the seed's recipe: AdamW (lr 1e-4, weight decay 0.01), cosine decay to 0 over all
+steps (per step, no warm-up), batch 16, 5 epochs, gradient-norm clip 1.0, and the best epoch chosen
+by validation k-NN accuracy (coarsest + finest level, full vector, on a stratified sample of up to
+2,000 validation rows). Objectives may change these defaults (``Objective.trainer_defaults``); the
+caller's overrides win over both.
+
+Speed: training runs on tensors already in memory: each step indexes rows in place, every random
+draw is made before the loop, the parameters live in one flat buffer (one gradient-norm, one fused
+AdamW call per step) and torch runs single-threaded, which is fastest for these tiny matmuls.
+Deterministic: the same seed gives the same weights on the same machine and torch build.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+
+import numpy as np
+import torch
+
+from .errors import FractalError
+from .evaluation import knn_accuracy, stratified_sample
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.01
+    epochs: int = 5
+    batch_size: int = 16
+    grad_clip: float = 1.0
+    lr_schedule: str = "cosine"  # or "constant"
+    select: str = "val-knn"  # best epoch by validation k-NN; "last" keeps the last epoch
+    val_rows: int | None = 2000
+    k: int = 5
+    threads: int = 1
+
+    def __post_init__(self):
+        if self.epochs < 1 or self.batch_size < 1:
+            raise FractalError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
+        if not self.lr > 0:
+            raise FractalError(f"lr must be > 0, got {self.lr}")
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise FractalError(f"unknown lr_schedule '{self.lr_schedule}'; use cosine or constant")
+        if self.select not in ("val-knn", "last"):
+            raise FractalError(f"unknown select '{self.select}'; use val-knn or last")
+
+    @classmethod
+    def resolve(cls, objective_defaults: dict, overrides: dict | None) -> "TrainConfig":
+        """Recipe defaults <- the objective's defaults <- the caller's overrides."""
+        names = {f.name for f in fields(cls)}
+        bad = sorted(set(overrides or {}) - names)
+        if bad:
+            raise FractalError(f"unknown training option {', '.join(bad)}; options: {', '.join(sorted(names))}")
+        return replace(cls(), **{**objective_defaults, **(overrides or {})})
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class FitResult:
+    best_epoch: int
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@contextlib.contextmanager
+def torch_threads(n: int):
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class _FlatParams:
+    """Rebind a module's parameters (and their gradients) as views of one flat buffer."""
+
+    def __init__(self, module: torch.nn.Module):
+        self.params = [p for p in module.parameters() if p.requires_grad]
+        self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
+        self.grad = torch.zeros_like(self.flat)
+        self.flat.grad = self.grad
+        offset = 0
+        for p in self.params:
+            n = p.numel()
+            p.data = self.flat[offset:offset + n].view_as(p)
+            p.grad = self.grad[offset:offset + n].view_as(p)
+            offset += n
+
+    def release(self) -> None:
+        """Give every parameter its own storage again (the head outlives the buffer)."""
+        for p in self.params:
+            p.data = p.data.clone()
+            p.grad = None
+
+
+def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int) -> float:
+    """Coarsest + finest level k-NN accuracy of the full vector (the best-epoch criterion)."""
+    E = head.transform(X_val)
+    return knn_accuracy(E, Y_val[:, 0], k) + knn_accuracy(E, Y_val[:, -1], k)
+
+
+def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray,
+        config: TrainConfig, seed: int, progress=None) -> FitResult:
+    """Train ``head`` in place with ``objective``; returns the history and the chosen epoch."""
+    t0 = time.perf_counter()
+    X_t = torch.from_numpy(np.array(X, dtype=np.float32))  # a copy: cached vectors are read-only memory maps
+    Y_t = torch.from_numpy(np.array(Y, dtype=np.int64))
+    n, bs = len(X_t), config.batch_size
+    steps_per_epoch = math.ceil(n / bs)
+    total = steps_per_epoch * config.epochs
+    gen = torch.Generator().manual_seed(seed)
+    plan = objective.plan(total, bs, head.head_config.n_blocks, head.n_levels, gen)
+    val_rows = stratified_sample(Y_val[:, -1], config.val_rows, seed=0)
+    X_val, Y_val = np.asarray(X_val)[val_rows], np.asarray(Y_val)[val_rows]
+    result = FitResult(best_epoch=config.epochs)
+    best_score, best_state = -math.inf, None
+    with torch_threads(config.threads):
+        flat = _FlatParams(head)
+        opt = torch.optim.AdamW([flat.flat], lr=config.lr, weight_decay=config.weight_decay, fused=True)
+        head.train()
+        step = 0
+        for epoch in range(1, config.epochs + 1):
+            order = torch.randperm(n, generator=gen)
+            loss_sum = torch.zeros(())
+            for b in range(steps_per_epoch):
+                idx = order[b * bs:(b + 1) * bs]
+                loss = objective.loss(head, X_t[idx], Y_t[idx], step, plan)
+                flat.grad.zero_()
+                loss.backward()
+                if config.grad_clip:
+                    norm = torch.linalg.vector_norm(flat.grad)
+                    flat.grad.mul_(torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0))
+                if config.lr_schedule == "cosine":
+                    opt.param_groups[0]["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                opt.step()
+                loss_sum += loss.detach()
+                step += 1
+            entry = {"epoch": epoch, "train_loss": round(float(loss_sum) / steps_per_epoch, 6)}
+            if config.select == "val-knn":
+                score = validation_score(head, X_val, Y_val, config.k)
+                entry["val_knn"] = round(score, 6)
+                if score > best_score:
+                    best_score, best_state, result.best_epoch = score, flat.flat.detach().clone(), epoch
+            result.history.append(entry)
+            if progress is not None:
+                progress(entry)
+        if best_state is not None:
+            flat.flat.data.copy_(best_state)
+        flat.release()
+        head.eval()
+    result.seconds = time.perf_counter() - t0
+    return result
