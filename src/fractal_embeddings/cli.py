@@ -142,6 +142,121 @@ def embed(
         _print_json(report)
 
 
+def _eval_rows(value: str) -> Optional[int]:
+    if value.strip().lower() == "all":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise FractalError(f"--eval-rows must be a number of rows or 'all', got {value!r}") from None
+    if n < 2:
+        raise FractalError(f"--eval-rows must be >= 2 (leave-one-out k-NN needs neighbours), got {n}")
+    return n
+
+
+def accuracy_table(record: dict, title: str) -> Table:
+    """Prefix x level accuracy of a run, with the untrained encoder's beside it."""
+    levels = [lv["name"] for lv in record["dataset"]["levels"]]
+    t = Table(title=title)
+    t.add_column("dims", justify="right")
+    for name in levels:
+        t.add_column(name, justify="right")
+    for name in levels:
+        t.add_column(f"{name} (untrained)", justify="right", style="dim")
+    base = record["baseline"]["accuracy"]
+    for dims, row in sorted(record["accuracy"].items(), key=lambda kv: int(kv[0])):
+        b = base.get(dims, {})
+        t.add_row(dims, *(f"{row[n]:.4f}" for n in levels), *(f"{b[n]:.4f}" if n in b else "-" for n in levels))
+    return t
+
+
+def _steer_line(record: dict) -> str:
+    st, base = record["steerability"], record["baseline"]["steerability"]
+    parts = "  ".join(f"{k} = {v:+.4f}" for k, v in st.items())
+    return f"{parts}   (untrained encoder: S = {base['S']:+.4f})"
+
+
+@app.command("train")
+def train_cmd(
+    name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
+    method: str = typer.Option("v5-paper", "--method", help="Objective; see `fractal methods`."),
+    seed: int = typer.Option(42, "--seed"),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-seed<N>]."),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
+    backend: str = typer.Option("auto", "--backend", help="auto, onnx or sentence-transformers."),
+    text: str = TextOpt,
+    levels: Optional[str] = LevelsOpt,
+    on_conflict: str = ConflictOpt,
+    blocks: int = typer.Option(4, "--blocks", help="Number of blocks (prefixes)."),
+    block_dim: int = typer.Option(64, "--block-dim", help="Dims per block."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the method's epochs."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Override the method's learning rate."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the method's batch size."),
+    eval_rows: str = typer.Option("2000", "--eval-rows", help="Test rows scored (stratified sample) or 'all'."),
+    eval_seed: int = typer.Option(0, "--eval-seed", help="Seed of the test-row sample."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
+) -> None:
+    """Train a head on cached encoder vectors, score every prefix at every level, save the run."""
+    from .encoders import Encoder
+    from .runs import train
+
+    rows = _eval_rows(eval_rows)
+    ds = _load(name, text, levels, on_conflict)
+    overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
+    enc = Encoder(model, backend=backend)
+
+    def progress(entry: dict) -> None:
+        if not as_json:
+            val = f"  val k-NN {entry['val_knn']:.4f}" if "val_knn" in entry else ""
+            err.print(f"epoch {entry['epoch']}: loss {entry['train_loss']:.4f}{val}")
+
+    run = train(ds, method, seed=seed, encoder=enc, n_blocks=blocks, block_dim=block_dim, train_options=overrides,
+                eval_rows=rows, eval_seed=eval_seed, progress=progress)
+    target = run.save(out_dir or f"runs/{ds.name}-{run.record['method']}-seed{seed}")
+    if as_json:
+        _print_json(run.record)
+        return
+    rec = run.record
+    out.print(accuracy_table(rec, f"{ds.name} / {rec['method']} / seed {seed}: leave-one-out {rec['config']['eval']['k']}-NN "
+                                  f"on {rec['config']['eval']['n_rows']} {rec['config']['eval']['split']} rows"))
+    out.print(_steer_line(rec))
+    out.print(f"train {rec['timing']['train_s']:.1f} s, eval {rec['timing']['eval_s']:.1f} s; saved to {target}")
+
+
+@app.command("eval")
+def eval_cmd(
+    run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
+    eval_rows: Optional[str] = typer.Option(None, "--eval-rows", help="Test rows or 'all' [default: as in the record]."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Re-score saved weights on the run's dataset and encoder (checked against the record)."""
+    from .runs import evaluate, load_run
+
+    run = load_run(run_dir)
+    res = evaluate(run, eval_rows="record" if eval_rows is None else _eval_rows(eval_rows))
+    if as_json:
+        _print_json(res)
+        return
+    rec = {**run.record, "accuracy": res["accuracy"], "steerability": res["steerability"], "baseline": res["baseline"]}
+    out.print(accuracy_table(rec, f"{run.record['run_id']}: {res['eval']['n_rows']} {res['eval']['split']} rows"))
+    out.print(_steer_line(rec))
+
+
+@app.command("methods")
+def methods_cmd() -> None:
+    """The training methods (objectives) and what each trains."""
+    from .objectives import OBJECTIVES
+
+    t = Table(title="methods")
+    t.add_column("method")
+    t.add_column("head")
+    t.add_column("what it trains")
+    for name, cls in OBJECTIVES.items():
+        doc = (cls.__doc__ or "").strip().splitlines()[0].split(": ", 1)[-1].replace("``", "")
+        t.add_row(name, str(cls.head_kind or "-"), doc)
+    out.print(t)
+
+
 @app.command("demo")
 def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed.")) -> None:
     """Print the dataset table, then embed one dataset with the default encoder."""

@@ -11,6 +11,8 @@ from .base import Objective
 
 @dataclass
 class Flat(Objective):
+    """``flat``: no head; the raw encoder truncated to the prefix dims."""
+
     name: ClassVar[str] = "flat"
     head_kind: ClassVar[str | None] = None
 

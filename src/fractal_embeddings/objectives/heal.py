@@ -31,6 +31,8 @@ from .losses import supervised_contrastive
 
 @dataclass
 class Heal(Objective):
+    """``heal``: HEAL-style per-level projectors with supervised contrastive + CE per level."""
+
     name: ClassVar[str] = "heal"
     head_kind: ClassVar[str] = "heal"
     trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "batch_size": 64, "epochs": 20}

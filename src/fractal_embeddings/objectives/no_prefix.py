@@ -20,6 +20,8 @@ from .prefix import PrefixSupervision, aligned_weights, default_prefix_probs
 
 @dataclass
 class NoPrefix(PrefixSupervision):
+    """``no-prefix``: mrl + a coarse-level regulariser on the full vector (alignment removed)."""
+
     name: ClassVar[str] = "no-prefix"
     schedule: str = "finest"
 
