@@ -70,3 +70,43 @@ def test_banking77_stats_work_but_it_is_flat(data_home):
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
     assert st["levels"] == [{"name": "intent", "n_classes": 77}] and st["branching"] == {}
+
+
+def test_train_json_record_then_eval_reproduces_it(data_home, cache_dir, tmp_path):
+    from fractal_embeddings import load_dataset
+
+    # a user file made of real TREC rows: the same path a user with their own taxonomy takes
+    trec = load_dataset("trec")
+    rows = [{"question": t, "kind": trec.levels[0].classes[a], "detail": trec.levels[1].classes[b], "split": s}
+            for s in ("train", "test") for t, (a, b) in zip(trec.split(s).texts, trec.split(s).labels)]
+    path = tmp_path / "questions.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    env = {"FRACTAL_CACHE": str(cache_dir)}
+    r = fractal("train", str(path), "--text", "question", "--levels", "kind,detail", "--method", "mrl", "--seed", "3",
+                "--epochs", "1", "--out", str(tmp_path / "run"), "--json", env_extra=env)
+    assert r.returncode == 0, r.stderr
+    rec = json.loads(r.stdout)
+    assert {"method", "seed", "dataset", "accuracy", "steerability"} <= set(rec)
+    assert rec["method"] == "mrl" and rec["seed"] == 3 and rec["dataset"]["name"] == "questions"
+    assert set(rec["accuracy"]) == {"64", "128", "192", "256"}
+    assert set(rec["accuracy"]["64"]) == {"kind", "detail"} and isinstance(rec["steerability"]["S"], float)
+    assert (tmp_path / "run" / "head.safetensors").is_file()
+
+    r = fractal("eval", str(tmp_path / "run"), "--json", env_extra=env)
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    assert res["accuracy"] == rec["accuracy"] and res["steerability"] == rec["steerability"]
+
+    r = fractal("eval", str(tmp_path / "run"), env_extra=env)
+    assert r.returncode == 0 and "S = " in r.stdout and "256" in r.stdout
+
+
+def test_train_bad_input_is_one_line(data_home, tmp_path):
+    for args, msg in [(("train", "trec", "--method", "v6"), "error: unknown method 'v6'"),
+                      (("train", "trec", "--eval-rows", "some"), "error: --eval-rows must be"),
+                      (("train", "banking77"), "error: "),
+                      (("train", "trec", "--method", "heal", "--blocks", "1"), "error: "),
+                      (("eval", str(tmp_path)), "error: ")]:
+        r = fractal(*args, "--out", str(tmp_path / "x")) if args[0] == "train" else fractal(*args)
+        assert r.returncode == 2, (args, r.stderr)
+        assert r.stderr.strip().startswith(msg) and r.stderr.strip().count("\n") == 0, r.stderr

@@ -216,6 +216,7 @@ class Encoder:
             raise EncoderError(f"unknown backend '{backend}'; use auto, onnx or sentence-transformers")
         if batch_size < 1:
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
+        self.model = model  # as given: what a run record stores to rebuild this encoder
         self.resolved = resolve_model(model)
         rm = self.resolved
         if backend == "auto":

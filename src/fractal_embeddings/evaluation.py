@@ -34,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .data.taxonomy import stratified_sample  # noqa: F401  (re-exported: the evaluation sample)
+
 BLOCK_ROWS = 2048
 
 
@@ -125,30 +127,6 @@ def steerability_metrics(acc: np.ndarray) -> dict[str, float]:
             for b in range(a + 1, acc.shape[1]):
                 out[f"S_{a}{b}"] = steerability(acc[:, [a, b]])
     return {k: round(v, 6) for k, v in out.items()}
-
-
-def stratified_sample(strata: np.ndarray, max_rows: int | None = 2000, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a stratified sample of ``max_rows`` rows (all rows when None or >= n).
-
-    Each stratum gets ``max_rows * n_c / n`` rows rounded down; the rows left over go to the strata
-    with the largest remainders (ties: lower class code). Rows within a stratum are drawn with
-    ``numpy.random.default_rng(seed)``, strata visited in code order.
-    """
-    strata = np.asarray(strata)
-    n = len(strata)
-    if max_rows is None or max_rows >= n:
-        return np.arange(n)
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-    classes, counts = np.unique(strata, return_counts=True)
-    quota = counts * (max_rows / n)
-    take = np.floor(quota).astype(int)
-    order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]), i))
-    for i in order[: max_rows - int(take.sum())]:
-        take[i] += 1
-    rng = np.random.default_rng(seed)
-    rows = [rng.permutation(np.flatnonzero(strata == c))[:t] for c, t in zip(classes, take)]
-    return np.sort(np.concatenate(rows))
 
 
 def accuracy_dict(acc: np.ndarray, level_names, block_dim: int) -> dict[str, dict[str, float]]:

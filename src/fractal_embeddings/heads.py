@@ -95,7 +95,8 @@ class Head(nn.Module):
         self.eval()
         out = np.empty((len(X), self.dim), dtype=np.float32)
         for s in range(0, len(X), batch_rows):
-            out[s:s + batch_rows] = self(torch.as_tensor(np.asarray(X[s:s + batch_rows], dtype=np.float32))).numpy()
+            chunk = np.array(X[s:s + batch_rows], dtype=np.float32)  # a copy: X may be a read-only memory map
+            out[s:s + batch_rows] = self(torch.from_numpy(chunk)).numpy()
         self.train(was)
         return out
 

@@ -158,6 +158,6 @@ def check_compatible(record: dict, *, dataset=None, encoder_identity: dict | Non
         want_fp, have_fp = record["encoder"].get("fingerprint"), encoder_identity.get("fingerprint")
         if want_fp != have_fp or record["encoder"].get("name") != encoder_identity.get("name"):
             raise RunRecordError(f"{where} was trained on encoder {record['encoder'].get('name')} ({str(want_fp)[:12]}), "
-                                 f"not {encoder_identity.get('name')} ({str(have_fp)[:12]}); use --model {record['encoder'].get('name')}")
+                                 f"not {encoder_identity.get('name')} ({str(have_fp)[:12]}); use --model {record['encoder'].get('model') or record['encoder'].get('name')}")
     if encoder_dim is not None and record["encoder"].get("dim") not in (None, encoder_dim):
         raise RunRecordError(f"{where}: weights expect {record['encoder']['dim']}-d encoder vectors, got {encoder_dim}-d; use the run's encoder")

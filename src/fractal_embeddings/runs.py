@@ -79,7 +79,7 @@ def _encoder(encoder):
 
 
 def _dataset_block(dataset) -> dict:
-    return {"name": dataset.name, "load_args": dataset.info.get("load_args"),
+    return {"name": dataset.name, "load_args": dataset.info.get("load_args"), "subset": dataset.info.get("subset"),
             "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in dataset.levels],
             "rows": {s: len(sp) for s, sp in dataset.splits.items()}, "fingerprint": dataset.fingerprint()}
 
@@ -133,7 +133,7 @@ def train(dataset, method="v5-paper", *, seed: int = 42, encoder=None, n_blocks:
     baseline = score(X_eval[:, : base_blocks * block_dim], y_eval, block_dim, base_blocks, k, dataset.level_names)
     eval_s = time.perf_counter() - t0
 
-    ident = {**encoder.identity().as_dict(), "dim": enc_dim}
+    ident = {**encoder.identity().as_dict(), "dim": enc_dim, "model": encoder.model}
     config = {"head": head_block, "objective": objective.config(),
               "train": cfg.as_dict() if head is not None else None,
               "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": int(len(rows)), "sample_seed": eval_seed,
@@ -177,11 +177,13 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     if dataset is None:
         args = dict(rec["dataset"].get("load_args") or {"name": rec["dataset"]["name"]})
         dataset = load_dataset(args.pop("name"), **{k_: v for k_, v in args.items() if v is not None})
+        if rec["dataset"].get("subset"):
+            dataset = dataset.subset(rec["dataset"]["subset"]["rows"], rec["dataset"]["subset"]["seed"])
     if encoder is None:
         from .encoders import Encoder
 
         e = rec["encoder"]
-        encoder = Encoder(e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"], normalize=e["normalize"])
+        encoder = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"], normalize=e["normalize"])
     encoder = _encoder(encoder)
     check_compatible(rec, dataset=dataset, encoder_identity=encoder.identity().as_dict())
     ev = dict(rec["config"]["eval"])

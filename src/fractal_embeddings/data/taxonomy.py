@@ -148,6 +148,19 @@ class TaxonomyDataset:
             info=dict(self.info),
         )
 
+    def subset(self, rows: Mapping[str, int | None], seed: int = 0) -> "TaxonomyDataset":
+        """A copy with at most ``rows[split]`` rows per split (stratified by the finest level, see
+        :func:`stratified_sample`); splits not named are kept whole. Handy for quick runs."""
+        unknown = sorted(set(rows) - set(self.splits))
+        if unknown:
+            raise TaxonomyError(f"{self.name} has no split {', '.join(unknown)}; splits: {', '.join(self.splits)}")
+        splits = {}
+        for s, sp in self.splits.items():
+            keep = stratified_sample(sp.labels[:, -1], rows.get(s), seed)
+            splits[s] = Split(tuple(sp.texts[i] for i in keep), sp.labels[keep])
+        info = {**self.info, "subset": {"rows": dict(rows), "seed": seed}}
+        return TaxonomyDataset(self.name, self.levels, splits, self.parents, info)
+
     # ------------------------------------------------------------- statistics
     def all_labels(self) -> np.ndarray:
         return np.concatenate([sp.labels for sp in self.splits.values()], axis=0)
@@ -210,6 +223,31 @@ def conditional_entropy_bits(child: np.ndarray, parent: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------- builder
+def stratified_sample(strata: np.ndarray, max_rows: int | None = 2000, seed: int = 0) -> np.ndarray:
+    """Sorted indices of a stratified sample of ``max_rows`` rows (all rows when None or >= n).
+
+    Each stratum gets ``max_rows * n_c / n`` rows rounded down; the rows left over go to the strata
+    with the largest remainders (ties: lower class code). Rows within a stratum are drawn with
+    ``numpy.random.default_rng(seed)``, strata visited in code order.
+    """
+    strata = np.asarray(strata)
+    n = len(strata)
+    if max_rows is None or max_rows >= n:
+        return np.arange(n)
+    if max_rows < 1:
+        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+    classes, counts = np.unique(strata, return_counts=True)
+    quota = counts * (max_rows / n)
+    take = np.floor(quota).astype(int)
+    order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]), i))
+    for i in order[: max_rows - int(take.sum())]:
+        take[i] += 1
+    rng = np.random.default_rng(seed)
+    rows = [rng.permutation(np.flatnonzero(strata == c))[:t] for c, t in zip(classes, take)]
+    return np.sort(np.concatenate(rows))
+
+
+
 def stratified_split(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     """Boolean mask of the rows that go to the held-out part.
 

@@ -57,7 +57,7 @@ def aligned_weights(n_blocks: int, n_levels: int) -> np.ndarray:
         W[j, lo] += 1.0 - frac
         if frac > 0:
             W[j, lo + 1] += frac
-    return W
+    return np.round(W, 6)
 
 
 def schedule_weights(schedule: str, n_blocks: int, n_levels: int) -> np.ndarray:

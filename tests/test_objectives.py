@@ -1,0 +1,151 @@
+"""Every objective's label schedule: at prefix j the loss touches exactly the classifiers, levels and
+dims its definition says, with the stated weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from fractal_embeddings.errors import FractalError
+from fractal_embeddings.heads import HeadConfig, build_head
+from fractal_embeddings.objectives import get_objective, list_methods, schedule_weights
+from fractal_embeddings.objectives.losses import supervised_contrastive
+
+N_CLASSES = (4, 12)
+# the seed's recipe as DEVELOPERS.md states it: weight of (L0, L1) on prefix j
+PAPER = {1: (1.0, 0.0), 2: (0.7, 0.3), 3: (0.3, 0.7), 4: (0.0, 1.0)}
+EXPECTED = {
+    "v5-paper": PAPER,
+    "mrl": {j: (0.0, 1.0) for j in PAPER},
+    "inverted": {1: (0.0, 1.0), 2: (0.3, 0.7), 3: (0.7, 0.3), 4: (1.0, 0.0)},
+    "uhmt": {j: (0.5, 0.5) for j in PAPER},
+    "no-prefix": {j: (0.0, 1.0) for j in PAPER},
+}
+
+
+def _batch(n=24, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 32, generator=g)
+    y1 = torch.randint(0, N_CLASSES[1], (n,), generator=g)
+    y = torch.stack([y1 // 3, y1], dim=1)  # every fine class has one parent
+    return x, y
+
+
+def _fixed_plan(obj, j, n_steps=1, batch=24):
+    plan = obj.plan(n_steps, batch, 4, 2, torch.Generator().manual_seed(0))
+    plan["j"] = [j] * n_steps
+    plan["block_mask"] = torch.ones_like(plan["block_mask"])  # no block dropout: exact arithmetic
+    return plan
+
+
+def _head(kind="linear"):
+    torch.manual_seed(0)
+    return build_head(HeadConfig(kind=kind), 32, N_CLASSES)
+
+
+@pytest.mark.parametrize("method", list(EXPECTED))
+@pytest.mark.parametrize("j", [1, 2, 3, 4])
+def test_prefix_family_loss_is_the_stated_formula(method, j):
+    obj, head = get_objective(method), _head()
+    x, y = _batch()
+    loss = obj.loss(head, x, y, 0, _fixed_plan(obj, j))
+    e = head(x)
+    p = e.clone()
+    p[:, j * 64:] = 0
+    w0, w1 = EXPECTED[method][j]
+    want = F.cross_entropy(head.classifiers[1](e), y[:, 1])
+    want = want + 0.6 * (w0 * F.cross_entropy(head.classifiers[0](p), y[:, 0])
+                         + w1 * F.cross_entropy(head.classifiers[1](p), y[:, 1]))
+    if method == "no-prefix":  # coarse regulariser on the full vector, beta = 0.6 * E_j[aligned L0 weight]
+        want = want + 0.6 * (0.4 * 1 + 0.3 * 0.7 + 0.2 * 0.3) * F.cross_entropy(head.classifiers[0](e), y[:, 0])
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("method", list(EXPECTED))
+@pytest.mark.parametrize("j", [1, 2, 3, 4])
+def test_gradient_reaches_exactly_the_scheduled_classifier_dims(method, j):
+    obj, head = get_objective(method), _head()
+    x, y = _batch()
+    obj.loss(head, x, y, 0, _fixed_plan(obj, j)).backward()
+    g0 = head.classifiers[0].weight.grad
+    coarse_weight = EXPECTED[method][j][0]
+    if method == "no-prefix":  # the coarse classifier reads the whole vector, never a prefix
+        assert g0.abs().sum() > 0 and g0[:, j * 64:].abs().sum() > 0 or j == 4
+    elif coarse_weight == 0:
+        assert g0 is None or g0.abs().sum() == 0
+    else:
+        assert g0[:, : j * 64].abs().sum() > 0
+        assert g0[:, j * 64:].abs().sum() == 0  # zeroed dims carry no gradient
+    # the finest classifier always reads the full vector (the CE(bot(e), y1) term)
+    assert head.classifiers[1].weight.grad[:, 192:].abs().sum() > 0
+
+
+def test_schedules_for_three_levels_are_documented_mapping():
+    assert schedule_weights("aligned", 4, 3).tolist() == [[1, 0, 0], [0.3, 0.7, 0], [0, 0.7, 0.3], [0, 0, 1]]
+    assert schedule_weights("finest", 4, 3)[:, -1].tolist() == [1, 1, 1, 1]
+    np.testing.assert_allclose(schedule_weights("uniform", 4, 3), 1 / 3)
+    assert schedule_weights("inverted", 4, 3)[0].tolist() == [0, 0, 1]
+    for name in ("aligned", "inverted", "finest", "uniform"):
+        np.testing.assert_allclose(schedule_weights(name, 6, 3).sum(axis=1), 1.0)
+
+
+def test_plan_draws_prefixes_with_the_seed_probabilities_and_block_dropout():
+    obj = get_objective("v5-paper")
+    plan = obj.plan(40000, 16, 4, 2, torch.Generator().manual_seed(1))
+    freq = np.bincount(plan["j"], minlength=5)[1:] / 40000
+    np.testing.assert_allclose(freq, [0.4, 0.3, 0.2, 0.1], atol=0.01)
+    keep = plan["block_mask"].mean(dim=(0, 1)).numpy()
+    np.testing.assert_allclose(keep, [0.95, 0.9, 0.8, 0.7], atol=0.01)
+    again = obj.plan(40000, 16, 4, 2, torch.Generator().manual_seed(1))
+    assert again["j"] == plan["j"] and torch.equal(again["block_mask"], plan["block_mask"])
+
+
+def test_block_dropout_zeroes_whole_blocks():
+    obj, head = get_objective("v5-paper"), _head()
+    x, y = _batch(n=16)
+    plan = _fixed_plan(obj, 4, batch=16)
+    plan["block_mask"][0, :, 1] = 0  # drop block 2 of every row
+    obj.loss(head, x, y, 0, plan).backward()
+    assert head.classifiers[1].weight.grad[:, 64:128].abs().sum() == 0
+    assert head.classifiers[1].weight.grad[:, 128:].abs().sum() > 0
+
+
+def test_heal_head_and_loss_touch_each_level_on_its_prefix():
+    obj, head = get_objective("heal"), _head("heal")
+    assert head.segments == [64, 192] and head.ends == [64, 256]
+    x, y = _batch()
+    e = head(x)
+    np.testing.assert_allclose(e[:, :64].norm(dim=1).detach(), 1.0, rtol=1e-5)  # segments normalised
+    loss = obj.loss(head, x, y, 0, {})
+    want = 0.0
+    for lv, end in enumerate(head.ends):
+        z = F.normalize(e[:, :end], dim=1)
+        want = want + supervised_contrastive(z, y[:, lv], 0.1) + F.cross_entropy(head.logits(lv, e), y[:, lv])
+    assert loss.item() == pytest.approx(want.item(), rel=1e-5)
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+    assert head.classifiers[0].weight.shape == (4, 64) and head.classifiers[1].weight.shape == (12, 256)
+
+
+def test_supervised_contrastive_prefers_label_clusters():
+    y = torch.tensor([0, 0, 1, 1])
+    tight = F.normalize(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]]), dim=1)
+    mixed = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.1, 0.99]]), dim=1)
+    assert supervised_contrastive(tight, y) < supervised_contrastive(mixed, y)
+    assert supervised_contrastive(tight, torch.tensor([0, 1, 2, 3])).item() == 0.0  # no positives
+
+
+def test_bad_objective_input_is_one_line_errors():
+    with pytest.raises(FractalError, match="unknown method 'v6'"):
+        get_objective("v6")
+    with pytest.raises(FractalError, match="has no option"):
+        get_objective("mrl", temperature=0.5)
+    with pytest.raises(FractalError, match="prefix_probs has 3 entries for 4 blocks"):
+        get_objective("v5-paper", prefix_probs=(0.5, 0.3, 0.2)).check(4, 2)
+    with pytest.raises(FractalError, match=">= one block per level"):
+        get_objective("heal").check(2, 3)
+    with pytest.raises(FractalError, match="not a multiple of block dim"):
+        HeadConfig.from_dims(dim=250, block_dim=64)
+    assert set(list_methods()) >= {"v5-paper", "mrl", "inverted", "no-prefix", "uhmt", "heal", "flat"}
