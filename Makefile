@@ -33,6 +33,7 @@ test: install
 bench: install
 	$(BIN)/python bench/embed_throughput.py
 	$(BIN)/python bench/knn_speed.py
+	$(BIN)/python bench/train_speed.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
