@@ -20,9 +20,13 @@ __all__ = [
     "TaxonomyDataset",
     "__version__",
     "embed_dataset",
+    "evaluate",
     "get_data_home",
     "list_datasets",
+    "list_methods",
     "load_dataset",
+    "load_run",
+    "train",
 ]
 
 
@@ -31,6 +35,14 @@ def __getattr__(name):  # encoders import torch & friends lazily: `import fracta
         from . import encoders
 
         return getattr(encoders, name)
+    if name in ("train", "evaluate", "load_run"):
+        from . import runs
+
+        return getattr(runs, name)
+    if name == "list_methods":
+        from .objectives import list_methods
+
+        return list_methods
     if name == "EmbeddingCache":
         from .cache import EmbeddingCache
 

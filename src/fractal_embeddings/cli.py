@@ -259,7 +259,7 @@ def methods_cmd() -> None:
 
 @app.command("demo")
 def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed.")) -> None:
-    """Print the dataset table, then embed one dataset with the default encoder."""
+    """Print the dataset table, embed one dataset with the default encoder, train v5-paper on it."""
     datasets_list(as_json=False)
     shipped = [s.name for s in list_datasets(include_online_only=False) if not s.is_flat]
     for n in shipped:
@@ -271,6 +271,12 @@ def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed
             err.print(f"[yellow]skip {n}: {e}[/yellow]")
     out.print(stats_table(load_dataset(dataset).stats()))
     embed(dataset, "minilm-l6", "auto", 32, "text", None, "error", False)
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        train_cmd(dataset, method="v5-paper", seed=42, out_dir=tmp, model="minilm-l6", backend="auto", text="text",
+                  levels=None, on_conflict="error", blocks=4, block_dim=64, epochs=None, lr=None, batch_size=None,
+                  eval_rows="2000", eval_seed=0, as_json=False)
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001

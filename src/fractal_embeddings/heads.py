@@ -44,7 +44,7 @@ class HeadConfig:
         return self.n_blocks * self.block_dim
 
     @classmethod
-    def from_dims(cls, kind: str = "linear", dim: int = 256, block_dim: int = 64, **kw) -> "HeadConfig":
+    def from_dims(cls, kind: str = "linear", dim: int = 256, block_dim: int = 64, **kw) -> HeadConfig:
         """Config from a total output dim; it must be a multiple of ``block_dim``."""
         if block_dim < 1 or dim < block_dim or dim % block_dim:
             raise FractalError(f"output dim {dim} is not a multiple of block dim {block_dim}; "

@@ -22,8 +22,21 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FractalError
-from .evaluation import accuracy_array, accuracy_dict, prefix_knn_accuracy, steerability_metrics, stratified_sample
-from .records import SCHEMA, check_compatible, library_versions, load_head, load_record, save_run
+from .evaluation import (
+    accuracy_array,
+    accuracy_dict,
+    prefix_knn_accuracy,
+    steerability_metrics,
+    stratified_sample,
+)
+from .records import (
+    SCHEMA,
+    check_compatible,
+    library_versions,
+    load_head,
+    load_record,
+    save_run,
+)
 
 
 @dataclass
@@ -136,7 +149,7 @@ def train(dataset, method="v5-paper", *, seed: int = 42, encoder=None, n_blocks:
     ident = {**encoder.identity().as_dict(), "dim": enc_dim, "model": encoder.model}
     config = {"head": head_block, "objective": objective.config(),
               "train": cfg.as_dict() if head is not None else None,
-              "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": int(len(rows)), "sample_seed": eval_seed,
+              "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": len(rows), "sample_seed": eval_seed,
                        "k": k, "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}}
     digest = hashlib.sha256(repr((config, ident["fingerprint"], seed)).encode()).hexdigest()[:8]
     run.record = {
@@ -201,6 +214,6 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     base_blocks = min(h["n_blocks"], X.shape[1] // h["block_dim"])
     out["baseline"] = score(X[rows][:, : base_blocks * h["block_dim"]], labels, h["block_dim"], base_blocks, k,
                             dataset.level_names)
-    out["eval"] = {**ev, "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": int(len(rows)),
+    out["eval"] = {**ev, "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": len(rows),
                    "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
     return out

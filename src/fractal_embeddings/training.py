@@ -8,9 +8,8 @@ caller's overrides win over both.
 
 Speed: training runs on tensors already in memory: the rows are shuffled once per epoch so a batch
 is a view, every random draw is made before the loop, the parameters live in one flat buffer (one
-gradient norm and one AdamW update per step, see :class:`FlatAdamW`), objectives that can write
-their own gradient do (``loss_and_grad``, no autograd), and torch runs single-threaded, which is
-fastest for these tiny matmuls.
+gradient norm and one fused AdamW call per step), and torch runs single-threaded, which is fastest
+for these tiny matmuls. At batch 16 a step is bound by its matrix products (bench/train_speed.py).
 Deterministic: the same seed gives the same weights on the same machine and torch build.
 """
 
@@ -26,7 +25,6 @@ import torch
 
 from .errors import FractalError
 from .evaluation import knn_accuracy, stratified_sample
-from .heads import PrefixHead
 
 
 @dataclass(frozen=True)
@@ -41,7 +39,6 @@ class TrainConfig:
     val_rows: int | None = 2000
     k: int = 5
     threads: int = 1
-    fused: bool = True  # use the objective's hand-written gradient when it has one (linear head)
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -54,7 +51,7 @@ class TrainConfig:
             raise FractalError(f"unknown select '{self.select}'; use val-knn or last")
 
     @classmethod
-    def resolve(cls, objective_defaults: dict, overrides: dict | None) -> "TrainConfig":
+    def resolve(cls, objective_defaults: dict, overrides: dict | None) -> TrainConfig:
         """Recipe defaults <- the objective's defaults <- the caller's overrides."""
         names = {f.name for f in fields(cls)}
         bad = sorted(set(overrides or {}) - names)
@@ -105,27 +102,6 @@ class _FlatParams:
             p.grad = None
 
 
-class FlatAdamW:
-    """AdamW (decoupled weight decay; torch.optim.AdamW's single-tensor arithmetic, op for op) on
-    one flat parameter buffer. torch's optimizer costs ~0.2 ms of Python per call, as much as the
-    update itself at this size; this is 6 in-place tensor ops."""
-
-    def __init__(self, flat: _FlatParams, weight_decay: float, betas=(0.9, 0.999), eps: float = 1e-8):
-        self.p, self.g = flat.flat, flat.grad
-        self.m, self.v, self.buf = torch.zeros_like(self.p), torch.zeros_like(self.p), torch.empty_like(self.p)
-        self.wd, (self.b1, self.b2), self.eps, self.t = weight_decay, betas, eps, 0
-
-    @torch.no_grad()
-    def step(self, lr: float) -> None:
-        self.t += 1
-        self.p.mul_(1.0 - lr * self.wd)
-        self.m.lerp_(self.g, 1.0 - self.b1)
-        self.v.mul_(self.b2).addcmul_(self.g, self.g, value=1.0 - self.b2)
-        torch.sqrt(self.v, out=self.buf)
-        self.buf.div_(math.sqrt(1.0 - self.b2 ** self.t)).add_(self.eps)
-        self.p.addcdiv_(self.m, self.buf, value=-lr / (1.0 - self.b1 ** self.t))
-
-
 def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int) -> float:
     """Coarsest + finest level k-NN accuracy of the full vector (the best-epoch criterion)."""
     E = head.transform(X_val)
@@ -146,11 +122,10 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
     val_rows = stratified_sample(Y_val[:, -1], config.val_rows, seed=0)
     X_val, Y_val = np.asarray(X_val)[val_rows], np.asarray(Y_val)[val_rows]
     result = FitResult(best_epoch=config.epochs)
-    fused = config.fused and hasattr(objective, "loss_and_grad") and isinstance(head, PrefixHead)
     best_score, best_state = -math.inf, None
     with torch_threads(config.threads):
         flat = _FlatParams(head)
-        opt = FlatAdamW(flat, config.weight_decay)
+        opt = torch.optim.AdamW([flat.flat], lr=config.lr, weight_decay=config.weight_decay, fused=True)
         head.train()
         step = 0
         for epoch in range(1, config.epochs + 1):
@@ -159,19 +134,15 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
             loss_sum = torch.zeros(())
             for b in range(steps_per_epoch):
                 x, y = X_ep[b * bs:(b + 1) * bs], Y_ep[b * bs:(b + 1) * bs]
+                loss = objective.loss(head, x, y, step, plan)
                 flat.grad.zero_()
-                if fused:  # the objective writes its own gradient (same numbers, no autograd overhead)
-                    loss = objective.loss_and_grad(head, x, y, step, plan)
-                else:
-                    loss = objective.loss(head, x, y, step, plan)
-                    loss.backward()
+                loss.backward()
                 if config.grad_clip:
                     norm = torch.linalg.vector_norm(flat.grad)
                     flat.grad.mul_(torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0))
-                lr = config.lr
                 if config.lr_schedule == "cosine":
-                    lr *= 0.5 * (1.0 + math.cos(math.pi * step / total))
-                opt.step(lr)
+                    opt.param_groups[0]["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                opt.step()
                 loss_sum += loss.detach()
                 step += 1
             entry = {"epoch": epoch, "train_loss": round(float(loss_sum) / steps_per_epoch, 6)}
