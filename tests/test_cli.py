@@ -100,12 +100,18 @@ def test_train_json_record_then_eval_reproduces_it(data_home, cache_dir, tmp_pat
     r = fractal("eval", str(tmp_path / "run"), env_extra=env)
     assert r.returncode == 0 and "S = " in r.stdout and "256" in r.stdout
 
+    # a finished run is never replaced by accident
+    r = fractal("train", str(path), "--text", "question", "--levels", "kind,detail", "--out", str(tmp_path / "run"),
+                env_extra=env)
+    assert r.returncode == 2 and "already holds a run" in r.stderr and "--overwrite" in r.stderr
+
 
 def test_train_bad_input_is_one_line(data_home, tmp_path):
     for args, msg in [(("train", "trec", "--method", "v6"), "error: unknown method 'v6'"),
                       (("train", "trec", "--eval-rows", "some"), "error: --eval-rows must be"),
                       (("train", "banking77"), "error: "),
-                      (("train", "trec", "--method", "heal", "--blocks", "1"), "error: "),
+                      (("train", "trec", "--method", "heal", "--dim", "64"), "error: the heal head needs"),
+                      (("train", "trec", "--dim", "250"), "error: output dim 250 is not a multiple of block dim 64"),
                       (("eval", str(tmp_path)), "error: ")]:
         r = fractal(*args, "--out", str(tmp_path / "x")) if args[0] == "train" else fractal(*args)
         assert r.returncode == 2, (args, r.stderr)

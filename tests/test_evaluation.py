@@ -55,3 +55,32 @@ def test_prefix_table_and_steerability():
     assert acc[0, 0] > 0.9 and acc[0, 1] < 0.5 and acc[-1, 1] > acc[0, 1]
     assert steerability(acc) == pytest.approx((acc[0, 0] - acc[3, 0]) + (acc[3, 1] - acc[0, 1]))
     assert steerability(acc) > 0.3
+
+
+def test_steerability_metrics_follow_their_definitions():
+    from fractal_embeddings.evaluation import steerability_metrics
+
+    # coarse falls 0.90 -> 0.80 while fine rises 0.50 -> 0.80, one non-monotone fine step
+    acc = np.array([[0.90, 0.50], [0.85, 0.60], [0.80, 0.58], [0.80, 0.80]])
+    m = steerability_metrics(acc)
+    assert m["S"] == pytest.approx((0.90 - 0.80) + (0.80 - 0.50))
+    assert m["S_gap"] == pytest.approx(0.40)
+    gap = acc[:, 0] - acc[:, 1]
+    assert m["S_AUC"] == pytest.approx(((gap[:-1] + gap[1:]) / 2).sum() / 3, abs=1e-6)  # rounded to 6 places
+    assert m["S_mono"] == pytest.approx(5 / 6)
+    three = steerability_metrics(np.array([[0.9, 0.7, 0.4], [0.8, 0.8, 0.6]]))
+    assert three["S_02"] == three["S"] == pytest.approx(0.1 + 0.2)
+    assert three["S_01"] == pytest.approx(0.1 + 0.1) and three["S_12"] == pytest.approx(-0.1 + 0.2)
+
+
+def test_stratified_sample_is_exact_proportional_and_seeded():
+    from fractal_embeddings.evaluation import stratified_sample
+
+    strata = np.repeat(np.arange(5), [100, 300, 50, 25, 25])
+    rows = stratified_sample(strata, 100, seed=1)
+    assert len(rows) == 100 and len(set(rows.tolist())) == 100 and np.all(np.diff(rows) > 0)
+    assert np.bincount(strata[rows]).tolist() == [20, 60, 10, 5, 5]
+    assert np.array_equal(rows, stratified_sample(strata, 100, seed=1))
+    assert not np.array_equal(rows, stratified_sample(strata, 100, seed=2))
+    assert np.array_equal(stratified_sample(strata, None), np.arange(500))
+    assert len(stratified_sample(np.arange(7) % 3, 5, seed=0)) == 5  # remainders distributed

@@ -10,6 +10,7 @@ import json
 import sys
 import time
 import warnings
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -187,21 +188,27 @@ def train_cmd(
     text: str = TextOpt,
     levels: Optional[str] = LevelsOpt,
     on_conflict: str = ConflictOpt,
-    blocks: int = typer.Option(4, "--blocks", help="Number of blocks (prefixes)."),
-    block_dim: int = typer.Option(64, "--block-dim", help="Dims per block."),
+    dim: int = typer.Option(256, "--dim", help="Output dims of the head (a multiple of --block-dim)."),
+    block_dim: int = typer.Option(64, "--block-dim", help="Dims per block; prefix j = the first j blocks."),
     epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the method's epochs."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the method's learning rate."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the method's batch size."),
     eval_rows: str = typer.Option("2000", "--eval-rows", help="Test rows scored (stratified sample) or 'all'."),
     eval_seed: int = typer.Option(0, "--eval-seed", help="Seed of the test-row sample."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
 ) -> None:
     """Train a head on cached encoder vectors, score every prefix at every level, save the run."""
     from .encoders import Encoder
+    from .heads import HeadConfig
     from .runs import train
 
     rows = _eval_rows(eval_rows)
+    n_blocks = HeadConfig.from_dims(dim=dim, block_dim=block_dim).n_blocks
     ds = _load(name, text, levels, on_conflict)
+    target = Path(out_dir or f"runs/{ds.name}-{method}-seed{seed}")
+    if (target / "record.json").exists() and not overwrite:  # checked before training, not after
+        raise FractalError(f"{target} already holds a run; choose another --out or pass --overwrite")
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
     enc = Encoder(model, backend=backend)
 
@@ -210,9 +217,9 @@ def train_cmd(
             val = f"  val k-NN {entry['val_knn']:.4f}" if "val_knn" in entry else ""
             err.print(f"epoch {entry['epoch']}: loss {entry['train_loss']:.4f}{val}")
 
-    run = train(ds, method, seed=seed, encoder=enc, n_blocks=blocks, block_dim=block_dim, train_options=overrides,
+    run = train(ds, method, seed=seed, encoder=enc, n_blocks=n_blocks, block_dim=block_dim, train_options=overrides,
                 eval_rows=rows, eval_seed=eval_seed, progress=progress)
-    target = run.save(out_dir or f"runs/{ds.name}-{run.record['method']}-seed{seed}")
+    target = run.save(target, overwrite=overwrite)
     if as_json:
         _print_json(run.record)
         return
@@ -275,8 +282,8 @@ def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed
 
     with tempfile.TemporaryDirectory() as tmp:
         train_cmd(dataset, method="v5-paper", seed=42, out_dir=tmp, model="minilm-l6", backend="auto", text="text",
-                  levels=None, on_conflict="error", blocks=4, block_dim=64, epochs=None, lr=None, batch_size=None,
-                  eval_rows="2000", eval_seed=0, as_json=False)
+                  levels=None, on_conflict="error", dim=256, block_dim=64, epochs=None, lr=None, batch_size=None,
+                  eval_rows="2000", eval_seed=0, overwrite=False, as_json=False)
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001

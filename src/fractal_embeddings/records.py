@@ -64,11 +64,16 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_run(out_dir: str | os.PathLike, record: dict, head=None) -> Path:
-    """Write ``head.safetensors`` (when there is a head), then ``record.json``; returns the directory."""
+def save_run(out_dir: str | os.PathLike, record: dict, head=None, overwrite: bool = False) -> Path:
+    """Write ``head.safetensors`` (when there is a head), then ``record.json``; returns the directory.
+
+    A directory that already holds a run is refused unless ``overwrite``: a finished run is never
+    replaced by accident."""
     from safetensors.torch import save_file
 
     out = Path(out_dir)
+    if (out / RECORD_FILE).exists() and not overwrite:
+        raise RunRecordError(f"{out} already holds a run; choose another --out or pass --overwrite")
     out.mkdir(parents=True, exist_ok=True)
     record = dict(record)
     if head is not None:

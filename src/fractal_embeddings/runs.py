@@ -46,8 +46,8 @@ class Run:
     record: dict
     head: object | None = None
 
-    def save(self, out_dir) -> Path:
-        return save_run(out_dir, self.record, self.head)
+    def save(self, out_dir, overwrite: bool = False) -> Path:
+        return save_run(out_dir, self.record, self.head, overwrite=overwrite)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Encoder vectors -> steerable embeddings (``flat``: truncation)."""
