@@ -278,12 +278,10 @@ def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed
             err.print(f"[yellow]skip {n}: {e}[/yellow]")
     out.print(stats_table(load_dataset(dataset).stats()))
     embed(dataset, "minilm-l6", "auto", 32, "text", None, "error", False)
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        train_cmd(dataset, method="v5-paper", seed=42, out_dir=tmp, model="minilm-l6", backend="auto", text="text",
-                  levels=None, on_conflict="error", dim=256, block_dim=64, epochs=None, lr=None, batch_size=None,
-                  eval_rows="2000", eval_seed=0, overwrite=False, as_json=False)
+    train_cmd(dataset, method="v5-paper", seed=42, out_dir=f"runs/demo-{dataset}", model="minilm-l6", backend="auto",
+              text="text", levels=None, on_conflict="error", dim=256, block_dim=64, epochs=None, lr=None,
+              batch_size=None, eval_rows="2000", eval_seed=0, overwrite=True, as_json=False)
+    out.print(f"re-score it with: fractal eval runs/demo-{dataset}")
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
