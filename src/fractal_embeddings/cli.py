@@ -249,6 +249,40 @@ def eval_cmd(
     out.print(_steer_line(rec))
 
 
+experiment_app = typer.Typer(no_args_is_help=True, help="Run an experiment: a grid of runs writing run records.")
+app.add_typer(experiment_app, name="experiment")
+report_app = typer.Typer(no_args_is_help=True, help="Generate a report from run records.")
+app.add_typer(report_app, name="report")
+
+
+@experiment_app.command("objective-study")
+def experiment_objective_study(
+    out_dir: str = typer.Option("results/objective-study", "--out", help="Results directory (resumable)."),
+    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated subset of the datasets."),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds."),
+    workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
+    quick: bool = typer.Option(False, "--quick", help="CLINC150 + TREC subsets, one seed (a smoke run)."),
+) -> None:
+    """Train every objective variant with its matched MRL control (see docs/objective-study.md)."""
+    from .experiments import objective_study as study
+
+    ds = tuple(x.strip() for x in datasets.split(",")) if datasets else study.DATASETS
+    sd = tuple(int(x) for x in seeds.split(",")) if seeds else study.SEEDS
+    study.run(out_dir, datasets=ds, seeds=sd, workers=workers, quick=quick, log=err.print)
+
+
+@report_app.command("objective-study")
+def report_objective_study(
+    results: str = typer.Option("results/objective-study", "--results", help="Results directory of the study."),
+    out: str = typer.Option("docs/objective-study.md", "--out", help="Markdown file to write (figure beside it)."),
+) -> None:
+    """Write docs/objective-study.md (tables + figure) from the study's run records."""
+    from .report.objective_study import write_report
+
+    path = write_report(results, out)
+    out.print(f"wrote {path}") if False else err.print(f"wrote {path}")
+
+
 @app.command("methods")
 def methods_cmd() -> None:
     """The training methods (objectives) and what each trains."""

@@ -5,6 +5,7 @@ Two architectures, one contract (:class:`Head`):
 * ``linear`` (:class:`PrefixHead`, the seed's): one linear projection from the encoder dim to
   ``n_blocks x block_dim`` dims, plus one linear classifier per level that reads a full-length
   vector (a prefix is scored by zeroing the dims after it).
+* ``mlp`` (:class:`PrefixHead` too): the projection is ``Linear -> GELU -> Linear`` (a deeper head).
 * ``heal`` (:class:`HealHead`, the HEAL-style baseline): an MLP trunk, then a separate projector
   per level whose outputs are L2-normalised and concatenated: level k < last gets block k, the
   finest level gets the remaining blocks (2 levels, 4 x 64: 64-d coarse + 192-d fine).
@@ -21,7 +22,7 @@ from torch import nn
 
 from .errors import FractalError
 
-HEADS = ("linear", "heal")
+HEADS = ("linear", "mlp", "heal")
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,8 @@ class HeadConfig:
     kind: str = "linear"
     n_blocks: int = 4
     block_dim: int = 64
-    hidden_dim: int = 512  # heal only: width of the MLP trunk
+    hidden_dim: int = 512  # mlp and heal: width of the hidden layer
+    block_norm: bool = False  # linear and mlp: L2-normalise each block of the output
 
     def __post_init__(self):
         if self.kind not in HEADS:
@@ -102,15 +104,24 @@ class Head(nn.Module):
 
 
 class PrefixHead(Head):
-    """Linear projection to ``n_blocks x block_dim`` + one linear classifier per level."""
+    """Projection to ``n_blocks x block_dim`` (linear, or a one-hidden-layer MLP for ``kind="mlp"``)
+    + one linear classifier per level; with ``block_norm`` each block is L2-normalised."""
 
     def __init__(self, config: HeadConfig, input_dim: int, n_classes: tuple[int, ...]):
         super().__init__(config, input_dim, n_classes)
-        self.proj = nn.Linear(self.input_dim, config.dim)
+        if config.kind == "mlp":
+            self.proj = nn.Sequential(nn.Linear(self.input_dim, config.hidden_dim), nn.GELU(),
+                                      nn.Linear(config.hidden_dim, config.dim))
+        else:
+            self.proj = nn.Linear(self.input_dim, config.dim)
         self.classifiers = nn.ModuleList(nn.Linear(config.dim, c) for c in self.n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.proj(x)
+        e = self.proj(x)
+        if self.head_config.block_norm:
+            n, (b, d) = len(e), (self.head_config.n_blocks, self.head_config.block_dim)
+            e = nn.functional.normalize(e.view(n, b, d), dim=2).view(n, b * d)
+        return e
 
     def prefix_logits(self, level: int, e: torch.Tensor, j: int) -> torch.Tensor:
         # the zeroed dims contribute nothing, so only the first j blocks are multiplied (same values
@@ -155,7 +166,7 @@ class HealHead(Head):
 
 
 def build_head(config: HeadConfig, input_dim: int, n_classes) -> Head:
-    return (PrefixHead if config.kind == "linear" else HealHead)(config, input_dim, tuple(n_classes))
+    return (HealHead if config.kind == "heal" else PrefixHead)(config, input_dim, tuple(n_classes))
 
 
 def head_from_config(cfg: dict) -> Head:

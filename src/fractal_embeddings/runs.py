@@ -114,7 +114,7 @@ def train(dataset, method="v5-paper", *, seed: int = 42, encoder=None, n_blocks:
 
     dataset.require_hierarchy()
     objective = get_objective(method, **(objective_options or {}))
-    head_cfg = HeadConfig(kind=objective.head_kind or "linear", n_blocks=n_blocks, block_dim=block_dim)
+    head_cfg = HeadConfig(**objective.head_options(), n_blocks=n_blocks, block_dim=block_dim)
     objective.check(n_blocks, dataset.n_levels)
     cfg = TrainConfig.resolve(objective.trainer_defaults, train_options)
     for split in ("train", "val"):

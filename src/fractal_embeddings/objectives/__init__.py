@@ -2,6 +2,8 @@
 
 | method | module | what it trains |
 |---|---|---|
+| ``fractal`` | ``fractal`` | aligned prefixes + contrastive + stop-gradient (the study's family) |
+| ``fractal-mrl`` | ``fractal`` | its matched control: finest level at every prefix |
 | ``v5-paper`` | ``prefix`` | the seed's recipe: short prefixes on coarse labels |
 | ``mrl`` | ``prefix`` | matched control: every prefix on the finest level |
 | ``inverted`` | ``prefix`` | sign-reversal control: short prefixes on fine labels |
@@ -18,11 +20,13 @@ import dataclasses
 from ..errors import FractalError
 from .base import Objective
 from .flat import Flat
+from .fractal import Fractal, FractalMRL
 from .heal import Heal
 from .no_prefix import NoPrefix
 from .prefix import MRL, UHMT, Inverted, PrefixSupervision, V5Paper, schedule_weights
 
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (V5Paper, MRL, Inverted, NoPrefix, UHMT, Heal, Flat)}
+OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Fractal, FractalMRL, V5Paper, MRL, Inverted, NoPrefix, UHMT,
+                                                                Heal, Flat)}
 
 
 def list_methods() -> list[str]:

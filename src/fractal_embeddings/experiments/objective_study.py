@@ -1,0 +1,135 @@
+"""The objective study: which way of shaping the prefix geometry gives steerability at no accuracy cost.
+
+Config: the variants below x ``DATASETS`` x ``SEEDS``. Every aligned variant is paired with its
+matched MRL control (same objective, head, trainer and data; the finest level at every prefix).
+``run`` writes one run record per grid point into ``<out>/<dataset>/<variant>/seed<N>/`` and skips
+points already done (a killed study resumes where it stopped). ``docs/objective-study.md`` is
+generated from those records only (:mod:`fractal_embeddings.report.objective_study`).
+
+Selection rule (fixed before any study result was looked at): the winner is the aligned variant with
+the highest mean S over the five datasets, subject to its full-length fine-level k-NN accuracy being
+within 1 pp of its matched MRL control on every dataset (means over seeds); ties go to the cheaper
+one (median training seconds). The winner's configuration is the library's default method
+``fractal``; ``v5-paper`` stays available unchanged.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DATASETS = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
+SEEDS = (42, 123, 456, 789, 1024)
+QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42,), "subset": {"train": 2000, "val": 500, "test": 500}}
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    method: str
+    objective_options: dict = field(default_factory=dict)
+    train_options: dict = field(default_factory=dict)
+    control_of: str | None = None  # the aligned variant this one is the matched MRL control of
+    datasets: tuple[str, ...] | None = None  # None: every study dataset
+    note: str = ""
+
+
+def _pair(name: str, method: str, control: str, note: str, **options) -> list[Variant]:
+    train = options.pop("train_options", {})
+    return [Variant(name, method, dict(options), dict(train), None, None, note),
+            Variant(f"{name} [mrl]", control, dict(options), dict(train), name, None, "matched MRL control")]
+
+
+TUNED = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
+VARIANTS: tuple[Variant, ...] = tuple(
+    _pair("v5-paper", "v5-paper", "mrl", "the seed's recipe as written (CE, one sampled prefix per batch)")
+    + _pair("v5-paper lr1e-3 b128 e10", "v5-paper", "mrl", "the recipe with the study's trainer settings",
+            train_options=TUNED)
+    + _pair("supcon", "fractal", "fractal-mrl", "all prefixes in expectation + supervised contrastive per prefix",
+            stop_grad=False)
+    + _pair("ce + stop-grad", "fractal", "fractal-mrl", "fine losses can't write into the coarse block; CE only",
+            contrastive_weight=0.0)
+    + _pair("supcon + stop-grad", "fractal", "fractal-mrl", "supcon per prefix + stop-gradient", stop_grad=True)
+    + _pair("supcon + stop-grad + block-norm", "fractal", "fractal-mrl", "+ each 64-d block L2-normalised",
+            block_norm=True)
+    + _pair("supcon(ends) + stop-grad + block-norm", "fractal", "fractal-mrl",
+            "contrastive only on the 64-d prefix and the full vector (cheaper)", block_norm=True,
+            contrastive_on="ends")
+    + [Variant("heal", "heal", datasets=("clinc150",), note="HEAL-style baseline (CLINC150 only: the beat-heal target)")]
+)
+
+
+def variant(name: str) -> Variant:
+    for v in VARIANTS:
+        if v.name == name:
+            return v
+    raise KeyError(name)
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
+
+
+def grid(datasets=DATASETS, seeds=SEEDS, variants=VARIANTS) -> list[tuple[str, Variant, int]]:
+    return [(d, v, s) for d in datasets for s in seeds for v in variants if v.datasets is None or d in v.datasets]
+
+
+def run_dir(out: Path, dataset: str, v: Variant, seed: int) -> Path:
+    return Path(out) / dataset / slug(v.name) / f"seed{seed}"
+
+
+def run_one(out: str, dataset: str, variant_name: str, seed: int, subset: dict | None = None) -> str:
+    """Train and save one grid point (in a worker process); returns a one-line summary."""
+    from ..runs import train
+
+    v = variant(variant_name)
+    target = run_dir(Path(out), dataset, v, seed)
+    if (target / "record.json").exists():
+        return f"{dataset} / {v.name} / seed {seed}: done before"
+    ds = _dataset(dataset, tuple(sorted(subset.items())) if subset else None)
+    run = train(ds, v.method, seed=seed, objective_options=v.objective_options, train_options=v.train_options)
+    run.record["tags"] = {"study": "objective-study", "variant": v.name, "control_of": v.control_of}
+    run.save(target, overwrite=True)
+    st, t = run.record["steerability"]["S"], run.record["timing"]["train_s"]
+    return f"{dataset} / {v.name} / seed {seed}: S = {st:+.4f}, train {t:.1f} s"
+
+
+_DATASETS: dict = {}
+
+
+def _dataset(name: str, subset):
+    from ..data import load_dataset
+
+    key = (name, subset)
+    if key not in _DATASETS:
+        ds = load_dataset(name)
+        _DATASETS[key] = ds.subset(dict(subset)) if subset else ds
+    return _DATASETS[key]
+
+
+def run(out: str | Path = "results/objective-study", *, datasets=DATASETS, seeds=SEEDS, workers: int = 1,
+        quick: bool = False, log=print) -> Path:
+    """Run every grid point not done yet; ``workers`` processes (each torch single-threaded)."""
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm.auto import tqdm
+
+    subset = None
+    if quick:
+        datasets, seeds, subset = QUICK["datasets"], QUICK["seeds"], QUICK["subset"]
+    out = Path(out)
+    todo = [(d, v, s) for d, v, s in grid(datasets, seeds) if not (run_dir(out, d, v, s) / "record.json").exists()]
+    log(f"objective study: {len(todo)} runs to do in {out}")
+    bar = tqdm(total=len(todo), unit="run")
+    if workers <= 1:
+        for d, v, s in todo:
+            bar.write(run_one(str(out), d, v.name, s, subset))
+            bar.update()
+    else:
+        with ProcessPoolExecutor(max_workers=workers) as pool:
+            futures = [pool.submit(run_one, str(out), d, v.name, s, subset) for d, v, s in todo]
+            for f in as_completed(futures):
+                bar.write(f.result())
+                bar.update()
+    bar.close()
+    return out

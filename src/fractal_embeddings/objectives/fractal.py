@@ -1,0 +1,118 @@
+"""``fractal``: aligned prefix supervision that shapes the prefix geometry (the objective study's family).
+
+The seed's recipe (``v5-paper``) decides *which label* each prefix is trained on, but with
+cross-entropy alone the short prefix keeps most of the encoder's fine structure, so steerability
+stays small. This family keeps the same label schedule and adds what the study varies:
+
+* every prefix is trained every step with its expected weight (``prefix_weight * P(j)``, P =
+  0.4, 0.3, 0.2, 0.1 by default) instead of one sampled prefix per batch, plus the finest level on the
+  full vector with weight 1 -- the seed's loss in expectation;
+* ``contrastive_weight``: a supervised contrastive loss (temperature ``temperature``) on the
+  L2-normalised prefix, next to each cross-entropy term (``contrastive_on="all"``) or only next to
+  the shortest prefix's and the full vector's (``"ends"``), so a prefix trained on a level clusters
+  by that level's classes;
+* ``stop_grad``: a level's loss may not write into a block the schedule dedicates (weight 1.0)
+  to a coarser level -- those dims enter its prefix detached. With the aligned schedule and two
+  levels, the fine-level losses cannot move the first 64 dims; in the matched MRL control (finest
+  level everywhere) no block belongs to a coarser level, so nothing is detached;
+* the head: ``head`` = ``linear`` or ``mlp`` (one hidden layer, ``hidden_dim``), ``block_norm``
+  (each 64-d block L2-normalised).
+
+``schedule`` is ``aligned`` for the method and ``finest`` for its matched MRL control (``fractal-mrl``:
+everything identical, the finest level at every prefix). Trainer defaults: lr 1e-3, batch 128, 10
+epochs (contrastive losses need batches with positives).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .base import Objective
+from .losses import supervised_contrastive
+from .prefix import default_prefix_probs, schedule_weights
+
+
+@dataclass
+class Fractal(Objective):
+    """``fractal``: aligned prefixes + supervised contrastive per prefix + stop-gradient into coarse blocks."""
+
+    name: ClassVar[str] = "fractal"
+    trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
+    schedule: str = "aligned"
+    prefix_weight: float = 0.6
+    prefix_probs: tuple[float, ...] | None = None
+    contrastive_weight: float = 1.0
+    contrastive_on: str = "all"  # "all" terms, or "ends": the shortest prefix and the full vector only
+    temperature: float = 0.1
+    stop_grad: bool = True
+    head: str = "linear"
+    hidden_dim: int = 512
+    block_norm: bool = False
+
+    def head_options(self) -> dict:
+        return {"kind": self.head, "hidden_dim": self.hidden_dim, "block_norm": self.block_norm}
+
+    def check(self, n_blocks: int, n_levels: int) -> None:
+        super().check(n_blocks, n_levels)
+        schedule_weights(self.schedule, n_blocks, n_levels)
+        if self.contrastive_on not in ("all", "ends"):
+            from ..errors import FractalError
+
+            raise FractalError(f"contrastive_on must be 'all' or 'ends', got {self.contrastive_on!r}")
+        from ..heads import HeadConfig
+
+        HeadConfig(kind=self.head)
+        if self.head == "heal":
+            from ..errors import FractalError
+
+            raise FractalError("fractal trains the linear or mlp head; use method heal for the HEAL-style head")
+
+    def terms(self, n_blocks: int, n_levels: int) -> list[tuple[int, int, float, int]]:
+        """``(prefix j, level, weight, detached dims)`` of every loss term."""
+        W = schedule_weights(self.schedule, n_blocks, n_levels)
+        probs = np.asarray(self.prefix_probs or default_prefix_probs(n_blocks))
+        out = [(n_blocks, n_levels - 1, 1.0)]
+        out += [(j + 1, lv, self.prefix_weight * probs[j] * W[j, lv])
+                for j in range(n_blocks) for lv in range(n_levels) if W[j, lv] > 0]
+        # block b belongs to level l when the schedule trains prefix b on l alone
+        owner = [int(np.argmax(W[b])) if np.isclose(W[b].max(), 1.0) else None for b in range(n_blocks)]
+        result = []
+        for j, lv, w in out:
+            frozen = 0
+            if self.stop_grad:
+                while frozen < j and owner[frozen] is not None and owner[frozen] < lv:
+                    frozen += 1
+            result.append((j, lv, float(w), frozen))
+        return result
+
+    def plan(self, n_steps, batch_size, n_blocks, n_levels, generator) -> dict:
+        return {"terms": self.terms(n_blocks, n_levels)}
+
+    def loss(self, head, x, y, step, plan):
+        e = head(x)
+        block_dim = head.head_config.block_dim
+        total = 0.0
+        for j, level, w, frozen in plan["terms"]:
+            p = e[:, : j * block_dim]
+            if frozen:
+                p = torch.cat([p[:, : frozen * block_dim].detach(), p[:, frozen * block_dim:]], dim=1)
+            term = head.prefix_logits(level, p, j)
+            term = F.cross_entropy(term, y[:, level])
+            if self.contrastive_weight and (self.contrastive_on == "all" or j in (1, head.head_config.n_blocks)):
+                term = term + self.contrastive_weight * supervised_contrastive(F.normalize(p, dim=1), y[:, level],
+                                                                               self.temperature)
+            total = total + w * term
+        return total
+
+
+@dataclass
+class FractalMRL(Fractal):
+    """``fractal-mrl``: the matched MRL control of ``fractal`` (finest level at every prefix)."""
+
+    name: ClassVar[str] = "fractal-mrl"
+    schedule: str = "finest"
