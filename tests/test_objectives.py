@@ -149,3 +149,42 @@ def test_bad_objective_input_is_one_line_errors():
     with pytest.raises(FractalError, match="not a multiple of block dim"):
         HeadConfig.from_dims(dim=250, block_dim=64)
     assert set(list_methods()) >= {"v5-paper", "mrl", "inverted", "no-prefix", "uhmt", "heal", "flat"}
+
+
+def test_fractal_terms_and_stop_gradient():
+    obj = get_objective("fractal")
+    terms = obj.terms(4, 2)
+    assert terms[0] == (4, 1, 1.0, 1)  # fine on the full vector, first block detached
+    weights = {(j, lv): w for j, lv, w, _ in terms[1:]}
+    assert weights[(1, 0)] == pytest.approx(0.6 * 0.4) and (1, 1) not in weights
+    assert weights[(2, 0)] == pytest.approx(0.6 * 0.3 * 0.7) and weights[(2, 1)] == pytest.approx(0.6 * 0.3 * 0.3)
+    assert all(f == (1 if lv == 1 else 0) for _, lv, _, f in terms)
+    assert all(f == 0 for *_, f in get_objective("fractal-mrl").terms(4, 2))  # the control detaches nothing
+
+    def first_block_grad(objective, y):
+        head = build_head(HeadConfig(**objective.head_options()), 32, N_CLASSES)
+        torch.manual_seed(0)
+        for p in head.parameters():
+            torch.nn.init.normal_(p, std=0.1)
+        x = _batch()[0]
+        objective.loss(head, x, y, 0, objective.plan(1, 24, 4, 2, torch.Generator())).backward()
+        return head.proj.weight.grad[:64].clone()
+
+    x, y = _batch()
+    y_other = y.clone()
+    y_other[:, 1] = (y[:, 1] + 3) % 12  # other fine labels, the same coarse labels
+    for stop, same in ((True, True), (False, False)):
+        o = get_objective("fractal", stop_grad=stop)
+        g1, g2 = first_block_grad(o, y), first_block_grad(o, y_other)
+        assert torch.allclose(g1, g2) is same  # with stop-gradient the fine labels can't reach block 1
+
+
+def test_mlp_and_block_norm_heads():
+    head = build_head(HeadConfig(kind="mlp", block_norm=True, hidden_dim=48), 32, N_CLASSES)
+    e = head(_batch()[0])
+    assert e.shape == (24, 256) and isinstance(head.proj, torch.nn.Sequential)
+    np.testing.assert_allclose(e.view(24, 4, 64).norm(dim=2).detach().numpy(), 1.0, rtol=1e-5)
+    with pytest.raises(FractalError, match="linear or mlp"):
+        get_objective("fractal", head="heal").check(4, 2)
+    with pytest.raises(FractalError, match="contrastive_on"):
+        get_objective("fractal", contrastive_on="middle").check(4, 2)

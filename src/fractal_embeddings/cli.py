@@ -262,6 +262,8 @@ def experiment_objective_study(
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds."),
     workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
     quick: bool = typer.Option(False, "--quick", help="CLINC150 + TREC subsets, one seed (a smoke run)."),
+    protocol: bool = typer.Option(True, "--protocol/--no-protocol",
+                                  help="Then re-score the CLINC150 runs under the three evaluation protocols."),
 ) -> None:
     """Train every objective variant with its matched MRL control (see docs/objective-study.md)."""
     from .experiments import objective_study as study
@@ -269,6 +271,8 @@ def experiment_objective_study(
     ds = tuple(x.strip() for x in datasets.split(",")) if datasets else study.DATASETS
     sd = tuple(int(x) for x in seeds.split(",")) if seeds else study.SEEDS
     study.run(out_dir, datasets=ds, seeds=sd, workers=workers, quick=quick, log=err.print)
+    if protocol and not quick and "clinc150" in ds:
+        study.protocol(out_dir, "clinc150", log=err.print)
 
 
 @report_app.command("objective-study")
@@ -280,7 +284,7 @@ def report_objective_study(
     from .report.objective_study import write_report
 
     path = write_report(results, out)
-    out.print(f"wrote {path}") if False else err.print(f"wrote {path}")
+    err.print(f"wrote {path} (and {path.with_suffix('.png').name})")
 
 
 @app.command("methods")

@@ -71,9 +71,19 @@ class Run:
         return accuracy_array(table, self.level_names)
 
 
-def _eval_rows(dataset, split: str, eval_rows: int | None, eval_seed: int) -> np.ndarray:
+SAMPLES = ("stratified", "first")
+
+
+def _eval_rows(dataset, split: str, eval_rows: int | None, eval_seed: int, sample: str = "stratified") -> np.ndarray:
+    """The scored rows: a stratified sample (default), or the first ``eval_rows`` rows of the file
+    order (``sample="first"``: the seed's protocol, kept to compare with its numbers)."""
     if split not in dataset.splits:
         raise FractalError(f"dataset '{dataset.name}' has no '{split}' split; it has {', '.join(dataset.splits)}")
+    if sample not in SAMPLES:
+        raise FractalError(f"unknown sample '{sample}'; use one of {', '.join(SAMPLES)}")
+    n = len(dataset.split(split))
+    if sample == "first":
+        return np.arange(n if eval_rows is None else min(eval_rows, n))
     return stratified_sample(dataset.split(split).labels[:, -1], eval_rows, eval_seed)
 
 
@@ -178,7 +188,7 @@ def load_run(run_dir) -> Run:
 
 
 def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "record", eval_seed: int | None = None,
-             k: int | None = None) -> dict:
+             k: int | None = None, sample: str = "stratified") -> dict:
     """Re-score a saved run (a directory or a :class:`Run`) on its test rows; returns ``{"accuracy",
     "steerability", "baseline", "eval"}``. The dataset and encoder default to the ones in the record
     and must match it (fingerprints)."""
@@ -203,7 +213,7 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     rows_n = ev["max_rows"] if eval_rows == "record" else eval_rows
     seed = ev["sample_seed"] if eval_seed is None else eval_seed
     k = ev["k"] if k is None else k
-    rows = _eval_rows(dataset, ev["split"], rows_n, seed)
+    rows = _eval_rows(dataset, ev["split"], rows_n, seed, sample)
     X = np.asarray(encoder.embed(dataset.split(ev["split"]).texts))
     check_compatible(rec, encoder_dim=X.shape[1])
     if run.head is not None and run.head.input_dim != X.shape[1]:

@@ -41,20 +41,25 @@ def _pair(name: str, method: str, control: str, note: str, **options) -> list[Va
 
 
 TUNED = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
+# every switch spelled out, so a later change of the `fractal` defaults can't change a variant
+FRACTAL_OFF = {"contrastive_weight": 0.0, "contrastive_on": "all", "stop_grad": False, "head": "linear",
+               "block_norm": False}
 VARIANTS: tuple[Variant, ...] = tuple(
     _pair("v5-paper", "v5-paper", "mrl", "the seed's recipe as written (CE, one sampled prefix per batch)")
     + _pair("v5-paper lr1e-3 b128 e10", "v5-paper", "mrl", "the recipe with the study's trainer settings",
             train_options=TUNED)
     + _pair("supcon", "fractal", "fractal-mrl", "all prefixes in expectation + supervised contrastive per prefix",
-            stop_grad=False)
+            **{**FRACTAL_OFF, "contrastive_weight": 1.0})
     + _pair("ce + stop-grad", "fractal", "fractal-mrl", "fine losses can't write into the coarse block; CE only",
-            contrastive_weight=0.0)
-    + _pair("supcon + stop-grad", "fractal", "fractal-mrl", "supcon per prefix + stop-gradient", stop_grad=True)
+            **{**FRACTAL_OFF, "stop_grad": True})
+    + _pair("supcon + stop-grad", "fractal", "fractal-mrl", "supcon per prefix + stop-gradient",
+            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True})
     + _pair("supcon + stop-grad + block-norm", "fractal", "fractal-mrl", "+ each 64-d block L2-normalised",
-            block_norm=True)
+            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True})
     + _pair("supcon(ends) + stop-grad + block-norm", "fractal", "fractal-mrl",
-            "contrastive only on the 64-d prefix and the full vector (cheaper)", block_norm=True,
-            contrastive_on="ends")
+            "contrastive only on the 64-d prefix and the full vector (cheaper)",
+            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True,
+               "contrastive_on": "ends"})
     + [Variant("heal", "heal", datasets=("clinc150",), note="HEAL-style baseline (CLINC150 only: the beat-heal target)")]
 )
 
@@ -71,7 +76,9 @@ def slug(name: str) -> str:
 
 
 def grid(datasets=DATASETS, seeds=SEEDS, variants=VARIANTS) -> list[tuple[str, Variant, int]]:
-    return [(d, v, s) for d in datasets for s in seeds for v in variants if v.datasets is None or d in v.datasets]
+    """Seed by seed (so a study cut short still covers every dataset), the largest corpus last."""
+    points = [(d, v, s) for s in seeds for d in datasets for v in variants if v.datasets is None or d in v.datasets]
+    return sorted(points, key=lambda p: p[0] == "newsgroups20")  # stable: keeps the seed-major order
 
 
 def run_dir(out: Path, dataset: str, v: Variant, seed: int) -> Path:
@@ -133,3 +140,39 @@ def run(out: str | Path = "results/objective-study", *, datasets=DATASETS, seeds
                 bar.update()
     bar.close()
     return out
+
+
+PROTOCOLS = {"first 500 rows (the seed's)": (500, "first"), "stratified 2,000 (ours)": (2000, "stratified"),
+             "full test split": (None, "stratified")}
+
+
+def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc150", log=print) -> Path:
+    """Re-score every finished run of ``dataset`` under each of ``PROTOCOLS``; one JSON file per run
+    in ``<out>/protocol/<dataset>/<variant>/seed<N>.json`` (skipped when present)."""
+    from ..encoders import Encoder
+    from ..records import canonical_json
+    from ..cache import atomic_write_bytes
+    from ..runs import evaluate, load_run
+
+    out = Path(out)
+    ds, enc = None, None
+    for v in VARIANTS:
+        for rec_path in sorted((out / dataset / slug(v.name)).glob("seed*/record.json")):
+            target = out / "protocol" / dataset / slug(v.name) / f"{rec_path.parent.name}.json"
+            if target.exists():
+                continue
+            if ds is None:
+                from ..data import load_dataset
+
+                ds, enc = load_dataset(dataset), Encoder()
+            run = load_run(rec_path.parent)
+            res = {"variant": v.name, "seed": run.record["seed"], "dataset": dataset, "run_id": run.record["run_id"],
+                   "protocols": {}}
+            for name, (rows, sample) in PROTOCOLS.items():
+                r = evaluate(run, ds, enc, eval_rows=rows, eval_seed=0, sample=sample)
+                res["protocols"][name] = {"n_rows": r["eval"]["n_rows"], "accuracy": r["accuracy"],
+                                          "steerability": r["steerability"]}
+            target.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(target, canonical_json(res).encode())
+            log(f"protocol: {dataset} / {v.name} / seed {run.record['seed']}")
+    return out / "protocol" / dataset

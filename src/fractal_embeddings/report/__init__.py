@@ -1,0 +1,1 @@
+"""Reports generated from run records: tables, figures, markdown."""
