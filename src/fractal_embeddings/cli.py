@@ -180,7 +180,7 @@ def _steer_line(record: dict) -> str:
 @app.command("train")
 def train_cmd(
     name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
-    method: str = typer.Option("v5-paper", "--method", help="Objective; see `fractal methods`."),
+    method: str = typer.Option("fractal", "--method", help="Objective; see `fractal methods`."),
     seed: int = typer.Option(42, "--seed"),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-seed<N>]."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
@@ -304,7 +304,7 @@ def methods_cmd() -> None:
 
 @app.command("demo")
 def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed.")) -> None:
-    """Print the dataset table, embed one dataset with the default encoder, train v5-paper on it."""
+    """Print the dataset table, embed one dataset with the default encoder, train the default method on it."""
     datasets_list(as_json=False)
     shipped = [s.name for s in list_datasets(include_online_only=False) if not s.is_flat]
     for n in shipped:
@@ -316,7 +316,7 @@ def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed
             err.print(f"[yellow]skip {n}: {e}[/yellow]")
     out.print(stats_table(load_dataset(dataset).stats()))
     embed(dataset, "minilm-l6", "auto", 32, "text", None, "error", False)
-    train_cmd(dataset, method="v5-paper", seed=42, out_dir=f"runs/demo-{dataset}", model="minilm-l6", backend="auto",
+    train_cmd(dataset, method="fractal", seed=42, out_dir=f"runs/demo-{dataset}", model="minilm-l6", backend="auto",
               text="text", levels=None, on_conflict="error", dim=256, block_dim=64, epochs=None, lr=None,
               batch_size=None, eval_rows="2000", eval_seed=0, overwrite=True, as_json=False)
     out.print(f"re-score it with: fractal eval runs/demo-{dataset}")

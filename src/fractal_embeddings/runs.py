@@ -1,10 +1,10 @@
 """One run end to end: dataset + encoder + method + seed -> trained head + run record.
 
 >>> from fractal_embeddings import load_dataset, train
->>> run = train(load_dataset("clinc150"), method="v5-paper", seed=42)
+>>> run = train(load_dataset("clinc150"), method="fractal", seed=42)
 >>> run.record["steerability"]["S"], run.accuracy_table()
->>> run.save("runs/clinc150-v5")            # record.json + head.safetensors
->>> evaluate("runs/clinc150-v5")           # re-score the saved head on the same rows
+>>> run.save("runs/clinc150-fractal")       # record.json + head.safetensors
+>>> evaluate("runs/clinc150-fractal")           # re-score the saved head on the same rows
 
 Scoring (see :mod:`fractal_embeddings.evaluation`): leave-one-out prefix k-NN on a stratified sample
 (finest level) of ``eval_rows`` test rows drawn with ``eval_seed`` (the same rows for every method
@@ -107,7 +107,7 @@ def _dataset_block(dataset) -> dict:
             "rows": {s: len(sp) for s, sp in dataset.splits.items()}, "fingerprint": dataset.fingerprint()}
 
 
-def train(dataset, method="v5-paper", *, seed: int = 42, encoder=None, n_blocks: int = 4, block_dim: int = 64,
+def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: int = 4, block_dim: int = 64,
           objective_options: dict | None = None, train_options: dict | None = None, eval_split: str = "test",
           eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5, progress=None) -> Run:
     """Train ``method`` on ``dataset`` (a :class:`TaxonomyDataset`) and score it; see the module docstring.

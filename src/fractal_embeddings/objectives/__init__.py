@@ -25,6 +25,7 @@ from .heal import Heal
 from .no_prefix import NoPrefix
 from .prefix import MRL, UHMT, Inverted, PrefixSupervision, V5Paper, schedule_weights
 
+DEFAULT_METHOD = "fractal"  # chosen by the objective study (docs/objective-study.md)
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Fractal, FractalMRL, V5Paper, MRL, Inverted, NoPrefix, UHMT,
                                                                 Heal, Flat)}
 
@@ -47,4 +48,4 @@ def get_objective(method: str | Objective, **options) -> Objective:
     return cls(**options)
 
 
-__all__ = ["OBJECTIVES", "Objective", "PrefixSupervision", "get_objective", "list_methods", "schedule_weights"]
+__all__ = ["DEFAULT_METHOD", "OBJECTIVES", "Objective", "PrefixSupervision", "get_objective", "list_methods", "schedule_weights"]

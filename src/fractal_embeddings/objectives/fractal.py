@@ -18,7 +18,9 @@ stays small. This family keeps the same label schedule and adds what the study v
 * the head: ``head`` = ``linear`` or ``mlp`` (one hidden layer, ``hidden_dim``), ``block_norm``
   (each 64-d block L2-normalised).
 
-``schedule`` is ``aligned`` for the method and ``finest`` for its matched MRL control (``fractal-mrl``:
+The defaults are the objective study's winner (docs/objective-study.md: supervised contrastive on
+every trained prefix, stop-gradient, linear head, block norm). ``schedule`` is ``aligned`` for the
+method and ``finest`` for its matched MRL control (``fractal-mrl``:
 everything identical, the finest level at every prefix). Trainer defaults: lr 1e-3, batch 128, 10
 epochs (contrastive losses need batches with positives).
 """
@@ -39,7 +41,7 @@ from .prefix import default_prefix_probs, schedule_weights
 
 @dataclass
 class Fractal(Objective):
-    """``fractal``: aligned prefixes + supervised contrastive per prefix + stop-gradient into coarse blocks."""
+    """``fractal``: aligned prefixes + supervised contrastive per prefix + stop-gradient + per-block norm."""
 
     name: ClassVar[str] = "fractal"
     trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
@@ -52,7 +54,7 @@ class Fractal(Objective):
     stop_grad: bool = True
     head: str = "linear"
     hidden_dim: int = 512
-    block_norm: bool = False
+    block_norm: bool = True
 
     def head_options(self) -> dict:
         return {"kind": self.head, "hidden_dim": self.hidden_dim, "block_norm": self.block_norm}
