@@ -60,6 +60,9 @@ VARIANTS: tuple[Variant, ...] = tuple(
             "contrastive only on the 64-d prefix and the full vector (cheaper)",
             **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True,
                "contrastive_on": "ends"})
+    + _pair("supcon + stop-grad + block-norm + mlp head", "fractal", "fractal-mrl",
+            "a deeper head: Linear(384, 512) -> GELU -> Linear(512, 256)",
+            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True, "head": "mlp"})
     + [Variant("heal", "heal", datasets=("clinc150",), note="HEAL-style baseline (CLINC150 only: the beat-heal target)")]
 )
 
