@@ -19,7 +19,7 @@ stays small. This family keeps the same label schedule and adds what the study v
   (each 64-d block L2-normalised).
 
 The defaults are the objective study's winner (docs/objective-study.md: supervised contrastive on
-every trained prefix, stop-gradient, linear head, block norm). ``schedule`` is ``aligned`` for the
+every trained prefix, stop-gradient, block norm, the one-hidden-layer MLP head). ``schedule`` is ``aligned`` for the
 method and ``finest`` for its matched MRL control (``fractal-mrl``:
 everything identical, the finest level at every prefix). Trainer defaults: lr 1e-3, batch 128, 10
 epochs (contrastive losses need batches with positives).
@@ -41,9 +41,10 @@ from .prefix import default_prefix_probs, schedule_weights
 
 @dataclass
 class Fractal(Objective):
-    """``fractal``: aligned prefixes + supervised contrastive per prefix + stop-gradient + per-block norm."""
+    """``fractal``: aligned prefixes + supervised contrastive per prefix + stop-gradient + block norm, MLP head."""
 
     name: ClassVar[str] = "fractal"
+    head_kind: ClassVar[str] = "mlp"
     trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
     schedule: str = "aligned"
     prefix_weight: float = 0.6
@@ -52,7 +53,7 @@ class Fractal(Objective):
     contrastive_on: str = "all"  # "all" terms, or "ends": the shortest prefix and the full vector only
     temperature: float = 0.1
     stop_grad: bool = True
-    head: str = "linear"
+    head: str = "mlp"
     hidden_dim: int = 512
     block_norm: bool = True
 
