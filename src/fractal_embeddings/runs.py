@@ -93,6 +93,12 @@ def score(E: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: i
     return {"accuracy": accuracy_dict(acc, level_names, block_dim), "steerability": steerability_metrics(acc)}
 
 
+def score_untrained(X: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names) -> dict:
+    """:func:`score` of the raw encoder vectors truncated to the same prefixes (as many as fit)."""
+    blocks = min(n_blocks, X.shape[1] // block_dim)
+    return score(X[:, : blocks * block_dim], labels, block_dim, blocks, k, level_names)
+
+
 def _encoder(encoder):
     if encoder is None or isinstance(encoder, str):
         from .encoders import Encoder
@@ -152,8 +158,7 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     head_block = head.config() if head is not None else {"kind": None, "n_blocks": n_blocks, "block_dim": block_dim}
     run.record["config"] = {"head": head_block}
     scores = score(run.transform(X_eval), y_eval, block_dim, n_blocks, k, dataset.level_names)
-    base_blocks = min(n_blocks, enc_dim // block_dim)
-    baseline = score(X_eval[:, : base_blocks * block_dim], y_eval, block_dim, base_blocks, k, dataset.level_names)
+    baseline = score_untrained(X_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
     eval_s = time.perf_counter() - t0
 
     ident = {**encoder.identity().as_dict(), "dim": enc_dim, "model": encoder.model}
@@ -221,9 +226,7 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     h = rec["config"]["head"]
     labels = dataset.split(ev["split"]).labels[rows]
     out = score(run.transform(X[rows]), labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
-    base_blocks = min(h["n_blocks"], X.shape[1] // h["block_dim"])
-    out["baseline"] = score(X[rows][:, : base_blocks * h["block_dim"]], labels, h["block_dim"], base_blocks, k,
-                            dataset.level_names)
+    out["baseline"] = score_untrained(X[rows], labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
     out["eval"] = {**ev, "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": len(rows),
                    "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
     return out
