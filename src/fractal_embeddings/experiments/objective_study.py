@@ -6,7 +6,7 @@ matched MRL control (same objective, head, trainer and data; the finest level at
 points already done (a killed study resumes where it stopped). ``docs/objective-study.md`` is
 generated from those records only (:mod:`fractal_embeddings.report.objective_study`).
 
-Selection rule (fixed before any study result was looked at): the winner is the aligned variant with
+Selection rule (written here before the grid was run; variants were designed from single-seed CLINC150 probes): the winner is the aligned variant with
 the highest mean S over the five datasets, subject to its full-length fine-level k-NN accuracy being
 within 1 pp of its matched MRL control on every dataset (means over seeds); ties go to the cheaper
 one (median training seconds). The winner's configuration is the library's default method
