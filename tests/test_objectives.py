@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from fractal_embeddings.errors import FractalError
 from fractal_embeddings.heads import HeadConfig, build_head
 from fractal_embeddings.objectives import get_objective, list_methods, schedule_weights
-from fractal_embeddings.objectives.losses import supervised_contrastive
+from fractal_embeddings.objectives.losses import infonce_margin, supervised_contrastive
 
 N_CLASSES = (4, 12)
 # the seed's recipe as DEVELOPERS.md states it: weight of (L0, L1) on prefix j
@@ -188,3 +188,47 @@ def test_mlp_and_block_norm_heads():
         get_objective("fractal", head="heal").check(4, 2)
     with pytest.raises(FractalError, match="contrastive_on"):
         get_objective("fractal", contrastive_on="middle").check(4, 2)
+    with pytest.raises(FractalError, match="contrastive must be one of supcon, infonce-margin"):
+        get_objective("fractal", contrastive="triplet").check(4, 2)
+
+
+def test_infonce_margin_prefers_label_clusters_and_is_reproducible():
+    y = torch.tensor([0, 0, 1, 1])
+    tight = F.normalize(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]]), dim=1)
+    mixed = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.1, 0.99]]), dim=1)
+    assert infonce_margin(tight, y) < infonce_margin(mixed, y)
+    assert infonce_margin(tight, torch.tensor([0, 1, 2, 3])).item() == 0.0  # no positives
+    # orthogonal classes, identical rows within a class: the margin term is 0, InfoNCE alone remains
+    ortho = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    t = 0.1
+    nce = -torch.log(torch.exp(torch.tensor(1 / t)) / (torch.exp(torch.tensor(1 / t)) + 2))
+    assert infonce_margin(ortho, y, t, margin=0.2).item() == pytest.approx(nce.item(), abs=1e-6)
+    assert infonce_margin(ortho, y, t, margin=1.5).item() == pytest.approx(nce.item() + 0.5, abs=1e-6)
+    z, labels = F.normalize(torch.randn(32, 8), dim=1), torch.randint(0, 4, (32,))
+    a, b = (infonce_margin(z, labels, generator=torch.Generator().manual_seed(7)) for _ in range(2))
+    assert a.item() == b.item()
+
+
+def test_infonce_plan_draws_only_when_used():
+    gen = torch.Generator().manual_seed(3)
+    state = gen.get_state()
+    assert "positive_seeds" not in get_objective("fractal").plan(10, 16, 4, 2, gen)
+    assert torch.equal(gen.get_state(), state)  # supcon runs keep their random stream
+    plan = get_objective("fractal", contrastive="infonce-margin").plan(10, 16, 4, 2, gen)
+    assert plan["positive_seeds"].shape == (10,)
+    head = _head()
+    x, y = _batch()
+    o = get_objective("fractal", contrastive="infonce-margin", head="linear")
+    assert o.loss(head, x, y, 3, plan).item() == o.loss(head, x, y, 3, plan).item()
+
+
+def test_refine_trains_only_the_newest_block():
+    for method in ("fractal", "fractal-mrl"):
+        terms = get_objective(method, refine=True).terms(4, 2)
+        assert all(frozen == j - 1 for j, _, _, frozen in terms)
+    o = get_objective("fractal-mrl", refine=True, head="linear", block_norm=False)
+    head = _head()
+    x, y = _batch()
+    o.loss(head, x, y, 0, {"terms": [(3, 1, 1.0, 2)]}).backward()  # prefix 3 on the fine level
+    g = head.proj.weight.grad.abs().sum(dim=1)
+    assert g[:128].sum().item() == 0.0 and g[128:192].min().item() > 0 and g[192:].sum().item() == 0.0

@@ -42,8 +42,9 @@ def _pair(name: str, method: str, control: str, note: str, **options) -> list[Va
 
 TUNED = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
 # every switch spelled out, so a later change of the `fractal` defaults can't change a variant
-FRACTAL_OFF = {"contrastive_weight": 0.0, "contrastive_on": "all", "stop_grad": False, "head": "linear",
-               "block_norm": False}
+FRACTAL_OFF = {"contrastive_weight": 0.0, "contrastive_on": "all", "contrastive": "supcon", "stop_grad": False,
+               "refine": False, "head": "linear", "block_norm": False}
+BEST = {**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True, "head": "mlp"}
 VARIANTS: tuple[Variant, ...] = tuple(
     _pair("v5-paper", "v5-paper", "mrl", "the seed's recipe as written (CE, one sampled prefix per batch)")
     + _pair("v5-paper lr1e-3 b128 e10", "v5-paper", "mrl", "the recipe with the study's trainer settings",
@@ -62,7 +63,13 @@ VARIANTS: tuple[Variant, ...] = tuple(
                "contrastive_on": "ends"})
     + _pair("supcon + stop-grad + block-norm + mlp head", "fractal", "fractal-mrl",
             "a deeper head: Linear(384, 512) -> GELU -> Linear(512, 256)",
-            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True, "head": "mlp"})
+            **BEST)
+    + _pair("infonce-margin + stop-grad + block-norm + mlp head", "fractal", "fractal-mrl",
+            "the seed code's contrastive loss (InfoNCE to one same-class row + margin ranking) instead of supcon",
+            **{**BEST, "contrastive": "infonce-margin"})
+    + _pair("supcon + refine + block-norm + mlp head", "fractal", "fractal-mrl",
+            "successive refinement: each prefix term trains only its newest block (earlier blocks detached)",
+            **{**BEST, "stop_grad": False, "refine": True})
     + [Variant("heal", "heal", datasets=("clinc150",), note="HEAL-style baseline (CLINC150 only: the beat-heal target)")]
 )
 

@@ -15,6 +15,14 @@ stays small. This family keeps the same label schedule and adds what the study v
   to a coarser level -- those dims enter its prefix detached. With the aligned schedule and two
   levels, the fine-level losses cannot move the first 64 dims; in the matched MRL control (finest
   level everywhere) no block belongs to a coarser level, so nothing is detached;
+* ``contrastive``: which contrastive loss -- ``supcon`` (supervised contrastive: every same-label
+  row is a positive) or ``infonce-margin`` (our reading of the seed's code: InfoNCE to one randomly
+  drawn same-label row plus a margin ranking term against the hardest other-label row, ``margin``);
+* ``refine``: the successive-refinement parameterisation. Each prefix term writes only into its
+  newest block; blocks 1..j-1 enter prefix j detached. A linear classifier over a prefix is a sum of
+  per-block scores, so block j is trained on what blocks 1..j-1 do not already explain (boosting
+  in logit space; with the contrastive loss, on what makes the fixed shorter prefix cluster
+  better). It implies ``stop_grad`` and is stronger: a finer term cannot write into *any* earlier block;
 * the head: ``head`` = ``linear`` or ``mlp`` (one hidden layer, ``hidden_dim``), ``block_norm``
   (each 64-d block L2-normalised).
 
@@ -35,8 +43,11 @@ import torch
 import torch.nn.functional as F
 
 from .base import Objective
-from .losses import supervised_contrastive
+from .losses import infonce_margin, supervised_contrastive
 from .prefix import default_prefix_probs, schedule_weights
+
+
+CONTRASTIVE = ("supcon", "infonce-margin")
 
 
 @dataclass
@@ -52,7 +63,10 @@ class Fractal(Objective):
     contrastive_weight: float = 1.0
     contrastive_on: str = "all"  # "all" terms, or "ends": the shortest prefix and the full vector only
     temperature: float = 0.1
+    contrastive: str = "supcon"  # or "infonce-margin"
+    margin: float = 0.2  # infonce-margin only
     stop_grad: bool = True
+    refine: bool = False
     head: str = "mlp"
     hidden_dim: int = 512
     block_norm: bool = True
@@ -67,6 +81,10 @@ class Fractal(Objective):
             from ..errors import FractalError
 
             raise FractalError(f"contrastive_on must be 'all' or 'ends', got {self.contrastive_on!r}")
+        if self.contrastive not in CONTRASTIVE:
+            from ..errors import FractalError
+
+            raise FractalError(f"contrastive must be one of {', '.join(CONTRASTIVE)}, got {self.contrastive!r}")
         from ..heads import HeadConfig
 
         HeadConfig(kind=self.head)
@@ -87,19 +105,27 @@ class Fractal(Objective):
         result = []
         for j, lv, w in out:
             frozen = 0
-            if self.stop_grad:
+            if self.refine:
+                frozen = j - 1
+            elif self.stop_grad:
                 while frozen < j and owner[frozen] is not None and owner[frozen] < lv:
                     frozen += 1
             result.append((j, lv, float(w), frozen))
         return result
 
     def plan(self, n_steps, batch_size, n_blocks, n_levels, generator) -> dict:
-        return {"terms": self.terms(n_blocks, n_levels)}
+        plan = {"terms": self.terms(n_blocks, n_levels)}
+        if self.contrastive_weight and self.contrastive == "infonce-margin":  # draws only when used
+            plan["positive_seeds"] = torch.randint(0, 2**62, (n_steps,), generator=generator)
+        return plan
 
     def loss(self, head, x, y, step, plan):
         e = head(x)
         block_dim = head.head_config.block_dim
         total = 0.0
+        gen = None
+        if "positive_seeds" in plan:
+            gen = torch.Generator().manual_seed(int(plan["positive_seeds"][step]))
         for j, level, w, frozen in plan["terms"]:
             p = e[:, : j * block_dim]
             if frozen:
@@ -107,8 +133,12 @@ class Fractal(Objective):
             term = head.prefix_logits(level, p, j)
             term = F.cross_entropy(term, y[:, level])
             if self.contrastive_weight and (self.contrastive_on == "all" or j in (1, head.head_config.n_blocks)):
-                term = term + self.contrastive_weight * supervised_contrastive(F.normalize(p, dim=1), y[:, level],
-                                                                               self.temperature)
+                z = F.normalize(p, dim=1)
+                if self.contrastive == "supcon":
+                    c = supervised_contrastive(z, y[:, level], self.temperature)
+                else:
+                    c = infonce_margin(z, y[:, level], self.temperature, self.margin, gen)
+                term = term + self.contrastive_weight * c
             total = total + w * term
         return total
 

@@ -24,3 +24,32 @@ def supervised_contrastive(z: torch.Tensor, labels: torch.Tensor, temperature: f
         return z.sum() * 0.0
     per_anchor = -(log_prob.masked_fill(~pos, 0.0)).sum(dim=1)[has] / n_pos[has]
     return per_anchor.mean()
+
+
+def infonce_margin(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1, margin: float = 0.2,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """InfoNCE to one same-class positive plus a margin ranking term, of L2-normalised ``z``.
+
+    Our reading of the seed code's contrastive loss. For each anchor i that has a positive in the
+    batch, one positive p(i) is drawn uniformly among the other rows of its label (``generator``
+    makes the draw reproducible); every other row is a negative, same-label rows included, as in
+    plain InfoNCE. The loss is ``CE(z_i.z_a / t over a != i, target p(i))`` plus
+    ``relu(margin - cos(i, p(i)) + max_{n: other label} cos(i, n))``, each a mean over those anchors.
+    """
+    n = z.shape[0]
+    cos = z @ z.T
+    self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
+    pos = (labels[:, None] == labels[None, :]) & ~self_mask
+    has = pos.any(dim=1)
+    if not bool(has.any()):
+        return z.sum() * 0.0
+    noise = torch.rand(n, n, generator=generator).to(z.device)
+    pick = noise.masked_fill(~pos, -1.0).argmax(dim=1)  # a uniform same-label row
+    logits = (cos / temperature).masked_fill(self_mask, float("-inf"))
+    nce = torch.nn.functional.cross_entropy(logits[has], pick[has])
+    neg = labels[:, None] != labels[None, :]
+    hardest = cos.masked_fill(~neg, -2.0).max(dim=1).values  # -2: no other label in the batch
+    cos_pos = cos.gather(1, pick[:, None]).squeeze(1)
+    rank = torch.relu(margin - cos_pos + hardest)
+    rank = torch.where(hardest > -2.0, rank, torch.zeros_like(rank))
+    return nce + rank[has].mean()
