@@ -249,42 +249,54 @@ def eval_cmd(
     out.print(_steer_line(rec))
 
 
-experiment_app = typer.Typer(no_args_is_help=True, help="Run an experiment: a grid of runs writing run records.")
-app.add_typer(experiment_app, name="experiment")
-report_app = typer.Typer(no_args_is_help=True, help="Generate a report from run records.")
-app.add_typer(report_app, name="report")
+def _log(message: str) -> None:
+    """Progress lines of library code: printed as-is (``[mrl]`` in a variant name is not markup)."""
+    err.print(message, markup=False)
 
 
-@experiment_app.command("objective-study")
-def experiment_objective_study(
-    out_dir: str = typer.Option("results/objective-study", "--out", help="Results directory (resumable)."),
+@app.command("experiment")
+def experiment_cmd(
+    name: str = typer.Argument(..., help="main, ablation, objective-study, ... or all (`fractal experiment list`)."),
+    out_dir: str = typer.Option("results", "--out", help="Results directory; runs go to OUT/NAME (OUT/NAME-quick)."),
+    quick: bool = typer.Option(False, "--quick", help="A small grid on subsets (minutes): a smoke run."),
+    executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
+    workers: int = typer.Option(1, "--workers", help="Worker processes (local) or CPUs of a local Ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (e.g. auto)."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated subset of the datasets."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds."),
-    workers: int = typer.Option(1, "--workers", help="Parallel worker processes."),
-    quick: bool = typer.Option(False, "--quick", help="CLINC150 + TREC subsets, one seed (a smoke run)."),
-    protocol: bool = typer.Option(True, "--protocol/--no-protocol",
-                                  help="Then re-score the CLINC150 runs under the three evaluation protocols."),
 ) -> None:
-    """Train every objective variant with its matched MRL control (see docs/objective-study.md)."""
-    from .experiments import objective_study as study
+    """Run an experiment's grid into a resumable run store (a killed run resumes where it stopped)."""
+    from .experiments import EXPERIMENTS, get_experiment, run_experiment
 
-    ds = tuple(x.strip() for x in datasets.split(",")) if datasets else study.DATASETS
-    sd = tuple(int(x) for x in seeds.split(",")) if seeds else study.SEEDS
-    study.run(out_dir, datasets=ds, seeds=sd, workers=workers, quick=quick, log=err.print)
-    if protocol and not quick and "clinc150" in ds:
-        study.protocol(out_dir, "clinc150", log=err.print)
+    if name == "list":
+        for n in EXPERIMENTS:
+            doc = (get_experiment(n).__doc__ or "").strip().splitlines()[0]
+            out.print(f"{n}: {doc}")
+        return
+    ds = tuple(x.strip() for x in datasets.split(",")) if datasets else None
+    sd = tuple(int(x) for x in seeds.split(",")) if seeds else None
+    run_experiment(name, out_dir, quick=quick, executor=executor, workers=workers, ray_address=ray_address,
+                   datasets=ds, seeds=sd, log=_log)
 
 
-@report_app.command("objective-study")
-def report_objective_study(
-    results: str = typer.Option("results/objective-study", "--results", help="Results directory of the study."),
-    out: str = typer.Option("docs/objective-study.md", "--out", help="Markdown file to write (figure beside it)."),
+@app.command("report")
+def report_cmd(
+    target: str = typer.Argument("results", help="A results directory, or objective-study."),
+    out_path: Optional[str] = typer.Option(None, "--out", help="Where to write (default: TARGET/REPORT.md)."),
+    results: str = typer.Option("results/objective-study", "--results",
+                                help="objective-study only: the study's results directory."),
 ) -> None:
-    """Write docs/objective-study.md (tables + figure) from the study's run records."""
-    from .report.objective_study import write_report
+    """Write a report (tables + figures) generated from run records only."""
+    if target == "objective-study":
+        from .report.objective_study import write_report
 
-    path = write_report(results, out)
-    err.print(f"wrote {path} (and {path.with_suffix('.png').name})")
+        path = write_report(results, out_path or "docs/objective-study.md")
+        err.print(f"wrote {path} (and {path.with_suffix('.png').name})")
+        return
+    from .report import write_report as write_main_report
+
+    path = write_main_report(target, out_path)
+    err.print(f"wrote {path}")
 
 
 @app.command("methods")

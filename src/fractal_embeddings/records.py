@@ -79,8 +79,10 @@ def save_run(out_dir: str | os.PathLike, record: dict, head=None, overwrite: boo
     if head is not None:
         tmp = out / (WEIGHTS_FILE + ".tmp")
         state = {k: v.detach().contiguous().clone() for k, v in head.state_dict().items()}
-        meta = {"head": json.dumps(head.config(), sort_keys=True),
-                "encoder_fingerprint": str(record["encoder"].get("fingerprint", "")), "schema": SCHEMA}
+        # one metadata key: safetensors writes metadata in hash-map order, so several keys would make
+        # the file's bytes (and its sha256) differ between processes for identical weights
+        meta = {"fractal": canonical_json({"head": head.config(), "schema": SCHEMA,
+                                           "encoder_fingerprint": str(record["encoder"].get("fingerprint", ""))})}
         save_file(state, str(tmp), metadata=meta)
         os.replace(tmp, out / WEIGHTS_FILE)
         record["weights"] = {"file": WEIGHTS_FILE, "sha256": file_sha256(out / WEIGHTS_FILE)}
@@ -136,8 +138,9 @@ def load_head(run_dir: str | os.PathLike, record: dict | None = None):
     except (SafetensorError, OSError, ValueError) as e:
         raise RunRecordError(f"{path}: not a readable safetensors file ({e})") from None
     cfg = record["config"]["head"]
-    if json.loads(meta.get("head", "null")) != cfg:
-        raise RunRecordError(f"{path}: weights were saved for head {meta.get('head')}, the record says {cfg}")
+    saved = json.loads(meta["fractal"]).get("head") if "fractal" in meta else json.loads(meta.get("head", "null"))
+    if saved != cfg:
+        raise RunRecordError(f"{path}: weights were saved for head {saved}, the record says {cfg}")
     head = head_from_config(cfg)
     expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
     got = {k: tuple(v.shape) for k, v in state.items()}

@@ -107,8 +107,16 @@ def _encoder(encoder):
     return encoder
 
 
+def embed_split(encoder, split) -> np.ndarray:
+    """Cached vectors of a split; a subset is cut from its full split's cached vectors."""
+    root, rows = split.source_rows()
+    X = encoder.embed(root.texts)
+    return X if rows is None else np.asarray(X)[rows]
+
+
 def _dataset_block(dataset) -> dict:
     return {"name": dataset.name, "load_args": dataset.info.get("load_args"), "subset": dataset.info.get("subset"),
+            "variant": dataset.info.get("variant"), "entropy": dataset.stats()["entropy"],
             "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in dataset.levels],
             "rows": {s: len(sp) for s, sp in dataset.splits.items()}, "fingerprint": dataset.fingerprint()}
 
@@ -138,7 +146,7 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
             raise FractalError(f"dataset '{dataset.name}' has no '{split}' split; training needs train and val")
     rows = _eval_rows(dataset, eval_split, eval_rows, eval_seed)
     encoder = _encoder(encoder)
-    X = {s: encoder.embed(dataset.split(s).texts) for s in ("train", "val", eval_split)}
+    X = {s: embed_split(encoder, dataset.split(s)) for s in ("train", "val", eval_split)}
     enc_dim = X["train"].shape[1]
     if objective.head_kind is None and enc_dim < head_cfg.dim:
         raise FractalError(f"flat truncates the encoder to {head_cfg.dim} dims but it has only {enc_dim}; use fewer blocks")
@@ -219,7 +227,7 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     seed = ev["sample_seed"] if eval_seed is None else eval_seed
     k = ev["k"] if k is None else k
     rows = _eval_rows(dataset, ev["split"], rows_n, seed, sample)
-    X = np.asarray(encoder.embed(dataset.split(ev["split"]).texts))
+    X = np.asarray(embed_split(encoder, dataset.split(ev["split"])))
     check_compatible(rec, encoder_dim=X.shape[1])
     if run.head is not None and run.head.input_dim != X.shape[1]:
         raise FractalError(f"the head expects {run.head.input_dim}-d encoder vectors, the encoder gives {X.shape[1]}-d")

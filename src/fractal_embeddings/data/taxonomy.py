@@ -51,6 +51,17 @@ class Split:
 
     texts: tuple[str, ...]
     labels: np.ndarray
+    # (the split these rows were drawn from, their row indices in it): lets a subset reuse the
+    # cached vectors of the full split (see ``source_rows``)
+    origin: tuple["Split", np.ndarray] | None = field(default=None, compare=False, repr=False)
+
+    def source_rows(self) -> tuple["Split", np.ndarray | None]:
+        """The outermost split these rows come from and their indices in it (``None``: all rows)."""
+        if self.origin is None:
+            return self, None
+        parent, rows = self.origin
+        root, parent_rows = parent.source_rows()
+        return root, (rows if parent_rows is None else parent_rows[rows])
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -157,7 +168,7 @@ class TaxonomyDataset:
         splits = {}
         for s, sp in self.splits.items():
             keep = stratified_sample(sp.labels[:, -1], rows.get(s), seed)
-            splits[s] = Split(tuple(sp.texts[i] for i in keep), sp.labels[keep])
+            splits[s] = Split(tuple(sp.texts[i] for i in keep), sp.labels[keep], origin=(sp, keep))
         info = {**self.info, "subset": {"rows": dict(rows), "seed": seed}}
         return TaxonomyDataset(self.name, self.levels, splits, self.parents, info)
 

@@ -1,3 +1,55 @@
-"""Experiments: each module is a config (its grid) + one function that writes run records."""
+"""Experiments: each module is a config (its grid of :class:`~.sweep.RunSpec`) + one function that
+writes run records into ``<results>/<name>/`` (``<results>/<name>-quick/`` for ``--quick``).
 
-EXPERIMENTS = ("objective-study",)
+An experiment module has ``NAME``, a docstring (its description), ``specs(quick, datasets, seeds)``
+and optionally ``after(store_root, quick, log)`` (derived files, e.g. re-scores).
+"""
+
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+
+from ..errors import FractalError
+
+EXPERIMENTS = {
+    "main": "main",
+    "ablation": "ablation",
+    "objective-study": "objective_study",
+}
+
+
+def get_experiment(name: str):
+    if name == "all":
+        raise FractalError("'all' is a list of experiments, not one; use run_experiment('all', ...)")
+    if name not in EXPERIMENTS:
+        raise FractalError(f"unknown experiment '{name}'; use one of {', '.join([*EXPERIMENTS, 'all'])}")
+    return importlib.import_module(f"{__name__}.{EXPERIMENTS[name]}")
+
+
+def store_dir(out: str | Path, name: str, quick: bool = False) -> Path:
+    return Path(out) / (f"{name}-quick" if quick else name)
+
+
+def run_experiment(name: str, out: str | Path = "results", *, quick: bool = False, executor: str = "local",
+                   workers: int = 1, ray_address: str | None = None, datasets=None, seeds=None, log=print,
+                   progress: bool = True) -> list[Path]:
+    """Run one experiment (or ``all`` of them, objective study excepted); returns the store dirs."""
+    from ..executors import get_executor
+    from .sweep import run_sweep
+
+    names = [n for n in EXPERIMENTS if n != "objective-study"] if name == "all" else [name]
+    mods = [get_experiment(n) for n in names]
+    ex = get_executor(executor, workers=workers, ray_address=ray_address)
+    dirs = []
+    try:
+        for n, mod in zip(names, mods):
+            root = store_dir(out, n, quick)
+            log(f"experiment {n} -> {root}")
+            run_sweep(mod.specs(quick=quick, datasets=datasets, seeds=seeds), root, ex, log=log, progress=progress)
+            if hasattr(mod, "after"):
+                mod.after(root, quick=quick, log=log)
+            dirs.append(root)
+    finally:
+        ex.close()
+    return dirs

@@ -18,6 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .sweep import RunSpec, slug
+
+NAME = "objective-study"
 DATASETS = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
 SEEDS = (42, 123, 456, 789, 1024)
 QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42,), "subset": {"train": 2000, "val": 500, "test": 500}}
@@ -81,75 +84,30 @@ def variant(name: str) -> Variant:
     raise KeyError(name)
 
 
-def slug(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-." else "_" for c in name)
-
-
 def grid(datasets=DATASETS, seeds=SEEDS, variants=VARIANTS) -> list[tuple[str, Variant, int]]:
     """Seed by seed (so a study cut short still covers every dataset), the largest corpus last."""
     points = [(d, v, s) for s in seeds for d in datasets for v in variants if v.datasets is None or d in v.datasets]
     return sorted(points, key=lambda p: p[0] == "newsgroups20")  # stable: keeps the seed-major order
 
 
+def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+    """The grid as run specs for the sweep runner (``<results>/objective-study/<dataset>/<variant>/seed<N>``)."""
+    ds = datasets or (QUICK["datasets"] if quick else DATASETS)
+    sd = seeds or (QUICK["seeds"] if quick else SEEDS)
+    cap = QUICK["subset"] if quick else None
+    return [RunSpec(NAME, d, v.method, s, variant=v.name, objective_options=v.objective_options,
+                    train_options=v.train_options, cap=cap, tags={"control_of": v.control_of})
+            for d, v, s in grid(ds, sd)]
+
+
 def run_dir(out: Path, dataset: str, v: Variant, seed: int) -> Path:
     return Path(out) / dataset / slug(v.name) / f"seed{seed}"
 
 
-def run_one(out: str, dataset: str, variant_name: str, seed: int, subset: dict | None = None) -> str:
-    """Train and save one grid point (in a worker process); returns a one-line summary."""
-    from ..runs import train
-
-    v = variant(variant_name)
-    target = run_dir(Path(out), dataset, v, seed)
-    if (target / "record.json").exists():
-        return f"{dataset} / {v.name} / seed {seed}: done before"
-    ds = _dataset(dataset, tuple(sorted(subset.items())) if subset else None)
-    run = train(ds, v.method, seed=seed, objective_options=v.objective_options, train_options=v.train_options)
-    run.record["tags"] = {"study": "objective-study", "variant": v.name, "control_of": v.control_of}
-    run.save(target, overwrite=True)
-    st, t = run.record["steerability"]["S"], run.record["timing"]["train_s"]
-    return f"{dataset} / {v.name} / seed {seed}: S = {st:+.4f}, train {t:.1f} s"
-
-
-_DATASETS: dict = {}
-
-
-def _dataset(name: str, subset):
-    from ..data import load_dataset
-
-    key = (name, subset)
-    if key not in _DATASETS:
-        ds = load_dataset(name)
-        _DATASETS[key] = ds.subset(dict(subset)) if subset else ds
-    return _DATASETS[key]
-
-
-def run(out: str | Path = "results/objective-study", *, datasets=DATASETS, seeds=SEEDS, workers: int = 1,
-        quick: bool = False, log=print) -> Path:
-    """Run every grid point not done yet; ``workers`` processes (each torch single-threaded)."""
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
-    from tqdm.auto import tqdm
-
-    subset = None
-    if quick:
-        datasets, seeds, subset = QUICK["datasets"], QUICK["seeds"], QUICK["subset"]
-    out = Path(out)
-    todo = [(d, v, s) for d, v, s in grid(datasets, seeds) if not (run_dir(out, d, v, s) / "record.json").exists()]
-    log(f"objective study: {len(todo)} runs to do in {out}")
-    bar = tqdm(total=len(todo), unit="run")
-    if workers <= 1:
-        for d, v, s in todo:
-            bar.write(run_one(str(out), d, v.name, s, subset))
-            bar.update()
-    else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(run_one, str(out), d, v.name, s, subset) for d, v, s in todo]
-            for f in as_completed(futures):
-                bar.write(f.result())
-                bar.update()
-    bar.close()
-    return out
+def after(root: str | Path, quick: bool = False, log=print) -> None:
+    """After the grid: re-score the CLINC150 runs under each evaluation protocol."""
+    if not quick:
+        protocol(root, "clinc150", log=log)
 
 
 PROTOCOLS = {"first 500 rows (the seed's)": (500, "first"), "stratified 2,000 (ours)": (2000, "stratified"),

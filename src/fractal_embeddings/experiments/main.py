@@ -1,0 +1,24 @@
+"""``main``: the seed's main comparison on every shipped two-level dataset.
+
+Config: datasets x {``v5-paper``, the default method ``fractal``, ``mrl``} x 5 seeds, with the seed's
+per-dataset caps (at most 10,000 training and 2,000 test rows, stratified by the finest level;
+validation rows are capped by the trainer). ``--quick``: CLINC150 and TREC, 2 seeds, smaller caps.
+"""
+
+from __future__ import annotations
+
+from .sweep import RunSpec
+
+NAME = "main"
+DATASETS = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
+METHODS = ("v5-paper", "fractal", "mrl")
+SEEDS = (42, 123, 456, 789, 1024)
+CAP = {"train": 10_000, "test": 2_000}
+QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42, 123), "cap": {"train": 3_000, "val": 600, "test": 1_000}}
+
+
+def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+    ds = datasets or (QUICK["datasets"] if quick else DATASETS)
+    sd = seeds or (QUICK["seeds"] if quick else SEEDS)
+    cap = QUICK["cap"] if quick else CAP
+    return [RunSpec(NAME, d, m, s, cap=cap) for s in sd for d in ds for m in METHODS]

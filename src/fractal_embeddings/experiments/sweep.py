@@ -1,0 +1,177 @@
+"""The sweep runner: a grid of :class:`RunSpec` points -> a :class:`~fractal_embeddings.store.RunStore`.
+
+Every experiment is a list of run specs plus (optionally) a summary step; this module runs them
+the same way on one machine or on Ray:
+
+1. points already in the store are skipped (a killed sweep resumes; nothing finished is redone);
+2. each (dataset, encoder) the remaining points need is encoded once, here, into the embedding
+   cache -- workers then only read it (``prepare``);
+3. the points go to the executor; each worker loads its dataset (cached per process), trains,
+   scores, and saves the run atomically into the store; the driver prints one line per run and a
+   progress bar with ETA.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..executors import LocalExecutor, get_executor
+from ..store import RunStore
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One grid point. ``key`` names its directory in the experiment's store
+    (``<results>/<experiment>/<dataset>/<variant>/seed<N>``)."""
+
+    experiment: str
+    dataset: str
+    method: str
+    seed: int
+    variant: str = ""  # the grid's name for this configuration (default: the method)
+    objective_options: dict = field(default_factory=dict)
+    train_options: dict = field(default_factory=dict)
+    levels: tuple[str, ...] | None = None
+    cap: dict | None = None  # max rows per split, stratified (e.g. the seed's 10,000 train / 2,000 test)
+    coarse_noise: float | None = None  # fraction of training rows with a wrong coarse label
+    random_coarse: int | None = None  # replace the coarse level by a random partition into this many groups
+    encoder: str | None = None
+    n_blocks: int = 4
+    block_dim: int = 64
+    tags: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return self.variant or self.method
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset}/{slug(self.name)}/seed{self.seed}"
+
+    def data_key(self) -> tuple:
+        return (self.dataset, self.levels, tuple(sorted((self.cap or {}).items())), self.coarse_noise,
+                self.random_coarse, self.seed if (self.coarse_noise or self.random_coarse) else None)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-.=" else "_" for c in name)
+
+
+_DATA: dict = {}
+_ENCODERS: dict = {}
+
+
+def load_spec_dataset(spec: RunSpec):
+    """The dataset of a spec, after its cap / noise / synthetic coarse level (cached per process)."""
+    from ..data import load_dataset
+    from ..data.variants import with_coarse_noise, with_random_coarse
+
+    key = spec.data_key()
+    if key not in _DATA:
+        base = (spec.dataset, spec.levels)
+        if base not in _DATA:
+            _DATA[base] = load_dataset(spec.dataset, levels=spec.levels)
+        ds = _DATA[base]
+        if spec.cap:
+            ds = ds.subset(spec.cap, seed=0)
+        if spec.random_coarse:
+            ds = with_random_coarse(ds, spec.random_coarse, seed=spec.seed)
+        if spec.coarse_noise:
+            ds = with_coarse_noise(ds, spec.coarse_noise, seed=spec.seed)
+        _DATA[key] = ds
+    return _DATA[key]
+
+
+def _encoder(name: str | None):
+    from ..encoders import Encoder
+
+    if name not in _ENCODERS:
+        _ENCODERS[name] = Encoder(name) if name else Encoder()
+    return _ENCODERS[name]
+
+
+def run_spec(store_root: str, spec: RunSpec) -> dict:
+    """Train, score and store one point (runs in a worker); returns a small summary."""
+    from ..runs import train
+
+    store = RunStore(store_root)
+    if store.has(spec.key):
+        return {"key": spec.key, "status": "done before"}
+    ds = load_spec_dataset(spec)
+    run = train(ds, spec.method, seed=spec.seed, encoder=_encoder(spec.encoder), n_blocks=spec.n_blocks,
+                block_dim=spec.block_dim, objective_options=spec.objective_options,
+                train_options=spec.train_options)
+    run.record["tags"] = {"experiment": spec.experiment, "variant": spec.name, "spec": spec.as_dict(), **spec.tags}
+    stored = store.put(spec.key, run)
+    return {"key": spec.key, "status": "stored" if stored else "taken by another sweep",
+            "S": run.record["steerability"]["S"], "train_s": run.record["timing"]["train_s"]}
+
+
+def prepare(specs: list[RunSpec], log=print) -> None:
+    """Encode every (dataset, encoder) the specs need, once, in this process (fills the cache)."""
+    from ..runs import embed_split
+
+    seen = set()
+    for spec in specs:
+        key = (spec.dataset, spec.levels, spec.encoder)
+        if key in seen:
+            continue
+        seen.add(key)
+        ds = load_spec_dataset(spec)
+        enc = _encoder(spec.encoder)
+        for name in ("train", "val", "test"):
+            sp = ds.splits.get(name)
+            if sp is None:
+                continue
+            root, _ = sp.source_rows()
+            if not enc.is_cached(root.texts):
+                log(f"encoding {spec.dataset}/{name} ({len(root.texts):,} texts) with {enc.resolved.name}")
+                embed_split(enc, root)
+
+
+def run_sweep(specs: list[RunSpec], store: RunStore | str | Path, executor=None, *, log=print,
+              progress: bool = True) -> list[dict]:
+    """Run every spec not yet in ``store``; returns the summaries of the runs done now."""
+    from tqdm.auto import tqdm
+
+    store = store if isinstance(store, RunStore) else RunStore(store)
+    executor = executor or LocalExecutor()
+    keys = [s.key for s in specs]
+    if len(set(keys)) != len(keys):
+        dup = sorted({k for k in keys if keys.count(k) > 1})
+        raise ValueError(f"grid has duplicate keys: {dup[:3]}")
+    store.clean()
+    todo = [s for s in specs if not store.has(s.key)]
+    log(f"{len(specs) - len(todo)} of {len(specs)} runs already in {store.root}; {len(todo)} to do "
+        f"({executor.name} executor)")
+    if not todo:
+        return []
+    prepare(todo, log=log)
+    done = []
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(todo), unit="run", disable=not progress, smoothing=0.1)
+    for res in executor.imap_unordered(run_spec, [(str(store.root), s) for s in todo]):
+        done.append(res)
+        line = f"{res['key']}: {res['status']}"
+        if "S" in res:
+            line += f", S = {res['S']:+.4f}, train {res['train_s']:.1f} s"
+        (bar.write if progress else log)(line)
+        bar.update()
+    bar.close()
+    log(f"{len(done)} runs in {time.perf_counter() - t0:.0f} s")
+    return done
+
+
+def sweep(specs, out, *, executor: str = "local", workers: int = 1, ray_address: str | None = None,
+          log=print, progress: bool = True) -> list[dict]:
+    """:func:`run_sweep` with an executor built from its name (and closed afterwards)."""
+    ex = get_executor(executor, workers=workers, ray_address=ray_address)
+    try:
+        return run_sweep(specs, out, ex, log=log, progress=progress)
+    finally:
+        ex.close()

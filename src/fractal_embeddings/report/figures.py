@@ -1,0 +1,141 @@
+"""Report figures (matplotlib, Agg): each function takes report data and writes ``<stem>.png`` and
+``<stem>.pdf`` into a figures directory, returning the PNG path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+COLORS = {"fractal": "#1b9e77", "v5-paper": "#d95f02", "mrl": "#7570b3", "fractal-mrl": "#e7298a",
+          "inverted": "#66a61e", "no-prefix": "#e6ab02", "uhmt": "#a6761d", "untrained": "#999999"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, out_dir: Path, stem: str) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_dir / f"{stem}.png", dpi=130, bbox_inches="tight")
+    fig.savefig(out_dir / f"{stem}.pdf", bbox_inches="tight")
+    _plt().close(fig)
+    return out_dir / f"{stem}.png"
+
+
+def color(name: str, i: int = 0) -> str:
+    return COLORS.get(name, f"C{i % 10}")
+
+
+def accuracy_vs_prefix(curves: dict, out_dir: Path, stem: str = "accuracy_vs_prefix",
+                       title: str = "k-NN accuracy per prefix") -> Path:
+    """``curves[dataset][level_label][method] = (dims, mean, sd)``: one panel per dataset and level."""
+    plt = _plt()
+    datasets = list(curves)
+    n_lv = max(len(v) for v in curves.values())
+    fig, axes = plt.subplots(len(datasets), n_lv, figsize=(4.2 * n_lv, 2.8 * len(datasets)), squeeze=False)
+    for r, d in enumerate(datasets):
+        for c, (lv, methods) in enumerate(curves[d].items()):
+            ax = axes[r][c]
+            for i, (m, (dims, mean, sd)) in enumerate(methods.items()):
+                style = "--" if m == "untrained" else "-"
+                ax.plot(dims, mean, style, marker="o", ms=3.5, color=color(m, i), label=m)
+                ax.fill_between(dims, np.subtract(mean, sd), np.add(mean, sd), color=color(m, i), alpha=0.15)
+            ax.set_title(f"{d}: {lv}", fontsize=10)
+            ax.set_xticks(dims)
+            ax.set_xlabel("prefix dims")
+            ax.set_ylabel("k-NN accuracy")
+            ax.grid(alpha=0.3)
+        for c in range(len(curves[d]), n_lv):
+            axes[r][c].axis("off")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=len(labels), bbox_to_anchor=(0.5, 1.0 + 0.02 / len(datasets)))
+    fig.suptitle(title, y=1.0 + 0.06 / len(datasets))
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)
+
+
+def forest(families: dict, out_dir: Path, stem: str = "forest") -> Path:
+    """``families[label] = {"studies": [(dataset, d, var)], "pooled": random_effects(...)}``."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 0.5 * max(
+        len(f["studies"]) for f in families.values()) + 1.8), squeeze=False)
+    for ax, (label, fam) in zip(axes[0], families.items()):
+        studies = fam["studies"]
+        ys = np.arange(len(studies), 0, -1)
+        for y, (name, d, var) in zip(ys, studies):
+            half = 1.96 * np.sqrt(var)
+            ax.errorbar(d, y, xerr=half, fmt="s", color="black", ms=5, capsize=3)
+        pooled = fam["pooled"]
+        lo, hi = pooled["ci"]
+        ax.fill([lo, pooled["pooled"], hi, pooled["pooled"]], [0, 0.25, 0, -0.25], color="#1b9e77")
+        if np.all(np.isfinite(pooled["pi"])):
+            ax.hlines(0, *pooled["pi"], color="#1b9e77", lw=1, ls=":")
+        ax.axvline(0, color="grey", lw=0.8)
+        ax.set_yticks([*ys, 0])
+        ax.set_yticklabels([s[0] for s in studies] + ["pooled (DL)"])
+        ax.set_xlabel("paired Cohen's d (S, aligned - MRL)")
+        ax.set_title(label, fontsize=10)
+        ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)
+
+
+def grouped_bars(groups: dict, out_dir: Path, stem: str, ylabel: str = "steerability S", title: str = "") -> Path:
+    """``groups[group][bar] = values over seeds``: bars of means with SD error bars."""
+    plt = _plt()
+    names = list(dict.fromkeys(b for g in groups.values() for b in g))
+    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups) * max(1, len(names)) / 3, 3.4))
+    width = 0.8 / len(names)
+    for i, n in enumerate(names):
+        xs, ms, sds = [], [], []
+        for gi, g in enumerate(groups):
+            vals = groups[g].get(n)
+            if vals is None or len(vals) == 0:
+                continue
+            xs.append(gi + (i - (len(names) - 1) / 2) * width)
+            ms.append(np.mean(vals))
+            sds.append(np.std(vals, ddof=1) if len(vals) > 1 else 0.0)
+        ax.bar(xs, ms, width * 0.95, yerr=sds, capsize=2, color=color(n, i), label=n)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xticks(range(len(groups)))
+    ax.set_xticklabels(list(groups))
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8, ncol=2)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)
+
+
+def scatter_fit(panels: list[dict], out_dir: Path, stem: str, ylabel: str = "steerability S") -> Path:
+    """``panels[i] = {"x", "y", "labels", "xlabel", "title", "fit": "linear"|"quadratic"|None}``."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        x, y = np.asarray(p["x"], float), np.asarray(p["y"], float)
+        for s, (xx, yy, lab) in enumerate(zip(x, y, p.get("labels") or [""] * len(x))):
+            ax.scatter(xx, yy, color=p.get("color", "#1b9e77"), zorder=3)
+            if lab:
+                ax.annotate(lab, (xx, yy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        deg = {"linear": 1, "quadratic": 2}.get(p.get("fit"))
+        if deg and len(x) > deg:
+            grid = np.linspace(x.min(), x.max(), 100)
+            ax.plot(grid, np.polyval(np.polyfit(x, y, deg), grid), color="black", lw=1, label=f"{p['fit']} fit")
+            ax.legend(fontsize=8)
+        if "series" in p:  # extra (x, y, label) lines, e.g. the control
+            for i, (sx, sy, lab) in enumerate(p["series"]):
+                ax.plot(sx, sy, marker="o", ms=3, color=color(lab, i + 2), label=lab)
+            ax.legend(fontsize=8)
+        ax.axhline(0, color="grey", lw=0.6)
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel(p.get("ylabel", ylabel))
+        ax.set_title(p.get("title", ""), fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)

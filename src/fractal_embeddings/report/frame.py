@@ -1,0 +1,67 @@
+"""Run records -> one flat table (a pandas DataFrame, one row per run) that every report section reads.
+
+Columns: ``experiment``, ``dataset``, ``variant``, ``method``, ``seed``, ``n_levels``, the
+steerability metrics (``S``, ``S_AUC``, ``S_gap``, ``S_mono``, ``S_02`` for three levels), the
+prefix accuracies ``L{level}@j{prefix}`` (``L0@j1`` = coarsest level on the first block), the
+untrained encoder's ``base_L{level}@j{prefix}``, ``H_L0`` and ``H_L1|L0`` (bits), ``train_s``,
+``block_dim``, ``encoder``, the spec fields an experiment varied (``coarse_noise``,
+``random_coarse``), and ``key`` (the run's directory in the store).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import FractalError
+from ..store import RunStore
+
+
+def _acc_columns(acc: dict, block_dim: int, prefix: str = "") -> dict:
+    out = {}
+    for dims, levels in acc.items():
+        j = int(dims) // block_dim
+        for i, (_, a) in enumerate(levels.items()):
+            out[f"{prefix}L{i}@j{j}"] = a
+    return out
+
+
+def record_row(rec: dict, experiment: str, key: str = "") -> dict:
+    head = rec["config"]["head"]
+    bd = head["block_dim"]
+    tags = rec.get("tags") or {}
+    spec = tags.get("spec") or {}
+    ent = rec["dataset"].get("entropy") or {}
+    row = {"experiment": experiment, "key": key, "dataset": rec["dataset"]["name"],
+           "variant": tags.get("variant") or rec["method"], "method": rec["method"], "seed": rec["seed"],
+           "n_levels": len(rec["dataset"]["levels"]), "n_blocks": head["n_blocks"], "block_dim": bd,
+           "encoder": rec["encoder"].get("model") or rec["encoder"].get("name"),
+           "train_s": rec["timing"]["train_s"], "H_L0": ent.get("H_L0"), "H_L1|L0": ent.get("H_L1|L0"),
+           "coarse_noise": spec.get("coarse_noise"), "random_coarse": spec.get("random_coarse"),
+           "family": tags.get("family"), "control_of": tags.get("control_of")}
+    row.update(rec["steerability"])
+    row.update(_acc_columns(rec["accuracy"], bd))
+    row.update(_acc_columns(rec["baseline"]["accuracy"], bd, "base_"))
+    row["base_S"] = rec["baseline"]["steerability"]["S"]
+    return row
+
+
+def load_frame(results: str | Path, experiments=None) -> pd.DataFrame:
+    """Every run record under ``results/<experiment>/`` (or under ``results`` itself when it is one
+    experiment's store)."""
+    results = Path(results)
+    if not results.is_dir():
+        raise FractalError(f"{results}: no such results directory; run `fractal experiment NAME --out {results}` first")
+    subdirs = sorted(p for p in results.iterdir() if p.is_dir() and p.name != "figures")
+    stores = [(p.name, RunStore(p)) for p in subdirs if experiments is None or p.name in experiments]
+    rows = []
+    for name, store in stores:
+        for key, rec in store.records():
+            exp = (rec.get("tags") or {}).get("experiment") or name
+            rows.append({**record_row(rec, exp, key), "quick": name.endswith("-quick")})
+    if not rows:
+        raise FractalError(f"{results}: no run records found; run `fractal experiment main --out {results}` first")
+    df = pd.DataFrame(rows)
+    full = set(df.loc[~df["quick"], "experiment"])
+    return df[~(df["quick"] & df["experiment"].isin(full))].reset_index(drop=True)  # a full run beats a quick one

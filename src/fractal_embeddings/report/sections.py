@@ -1,0 +1,253 @@
+"""Report sections: each takes the run table of one experiment and returns a :class:`Section`
+(markdown, tables, figures) plus ``facts`` -- the numbers the claims table checks.
+
+Nothing here is typed by hand: every number comes from the run records through the frame.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .. import stats
+from . import figures
+from .tables import Table, num, pm, pval
+
+CONTROL = "mrl"
+ALIGNED = ("v5-paper", "fractal")  # each compared with mrl (the seed's comparison) in the main experiment
+METRICS = ("S", "S_AUC", "S_gap", "S_mono")
+
+
+@dataclass
+class Section:
+    title: str
+    text: list[str] = field(default_factory=list)
+    tables: list[Table] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+    facts: dict = field(default_factory=dict)
+
+    def add_table(self, t: Table) -> None:
+        self.tables.append(t)
+        self.text += [f"**{t.caption}**", "", t.markdown(), ""]
+
+    def add_figure(self, path: Path, caption: str, rel_to: Path) -> None:
+        self.figures.append(path)
+        self.text += [f"![{caption}]({path.relative_to(rel_to).as_posix()})", "", f"*{caption}*", ""]
+
+
+def _levels(df: pd.DataFrame) -> int:
+    return int(df["n_levels"].max())
+
+
+def _full_j(df: pd.DataFrame) -> int:
+    return int(df["n_blocks"].max())
+
+
+def _order(values, first=("fractal", "v5-paper", "mrl")):
+    vals = list(dict.fromkeys(values))
+    return [v for v in first if v in vals] + [v for v in vals if v not in first]
+
+
+def prefix_curves(df: pd.DataFrame, variants, prefix: str = "") -> dict:
+    """``{dataset: {level: {variant: (dims, mean, sd)}}}`` (+ the untrained encoder)."""
+    out = {}
+    for d, g in df.groupby("dataset", sort=False):
+        nb, bd, nl = _full_j(g), int(g["block_dim"].iloc[0]), int(g["n_levels"].iloc[0])
+        dims = [j * bd for j in range(1, nb + 1)]
+        per_level = {}
+        for lv in range(nl):
+            name = "L0 (coarsest)" if lv == 0 else (f"L{lv} (finest)" if lv == nl - 1 else f"L{lv}")
+            m = {}
+            for v in variants:
+                gv = g[g["variant"] == v]
+                if len(gv):
+                    cols = [f"L{lv}@j{j}" for j in range(1, nb + 1)]
+                    m[v] = (dims, gv[cols].mean().to_numpy(), gv[cols].std(ddof=1).fillna(0).to_numpy())
+            base = [f"base_L{lv}@j{j}" for j in range(1, nb + 1)]
+            m["untrained"] = (dims, g[base].mean().to_numpy(), np.zeros(nb))
+            per_level[name] = m
+        out[d] = per_level
+    return out
+
+
+def paired_family(df: pd.DataFrame, aligned: str, control: str = CONTROL, metric: str = "S") -> list[dict]:
+    """Per dataset: the paired test of aligned vs control over shared seeds, Holm-adjusted in the family."""
+    rows = []
+    for d, g in df.groupby("dataset", sort=False):
+        a = g[g["variant"] == aligned].set_index("seed")[metric]
+        b = g[g["variant"] == control].set_index("seed")[metric]
+        seeds = sorted(set(a.index) & set(b.index))
+        if len(seeds) < 2:
+            continue
+        t = stats.paired_test(a.loc[seeds].to_numpy(), b.loc[seeds].to_numpy())
+        rows.append({"dataset": d, "aligned": a.loc[seeds].to_numpy(), "control": b.loc[seeds].to_numpy(), **t})
+    if rows:
+        for r, p in zip(rows, stats.holm([r["p"] for r in rows])):
+            r["p_holm"] = float(p)
+    return rows
+
+
+def meta(rows: list[dict]) -> dict | None:
+    studies = [(r["dataset"], r["cohens_d"], stats.d_variance(r["cohens_d"], r["n"])) for r in rows
+               if np.isfinite(r["cohens_d"])]
+    if len(studies) < 2:
+        return None
+    return {"studies": studies, "pooled": stats.random_effects([s[1] for s in studies], [s[2] for s in studies])}
+
+
+def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Main comparison")
+    variants = _order(df["variant"].unique())
+    datasets = list(dict.fromkeys(df["dataset"]))
+    nb = _full_j(df)
+    seeds = sorted(df["seed"].unique())
+    sec.text += [f"{len(datasets)} datasets x {len(variants)} methods x {len(seeds)} seeds "
+                 f"({len(df)} runs; seeds {', '.join(map(str, seeds))}); encoder "
+                 f"{', '.join(sorted(df['encoder'].unique()))}. S = (L0@j1 - L0@j{nb}) + (L1@j{nb} - L1@j1); "
+                 "accuracies are leave-one-out 5-NN on the test rows of each record.", ""]
+    t = Table("main_steerability", "Steerability S (mean ± SD over seeds) and k-NN accuracy",
+              ["dataset", "method", "n", "S", "L0@j1", f"L0@j{nb}", "L1@j1", f"L1@j{nb}", "train s"])
+    for d in datasets:
+        for v in variants:
+            g = df[(df["dataset"] == d) & (df["variant"] == v)]
+            if len(g):
+                t.add(d, v, len(g), pm(g["S"]), pm(g["L0@j1"], signed=False), pm(g[f"L0@j{nb}"], signed=False),
+                      pm(g["L1@j1"], signed=False), pm(g[f"L1@j{nb}"], signed=False), f"{g['train_s'].median():.1f}")
+        g = df[df["dataset"] == d]
+        t.add(d, "untrained encoder", "-", num(g["base_S"].mean(), signed=True), num(g["base_L0@j1"].mean()),
+              num(g[f"base_L0@j{nb}"].mean()), num(g["base_L1@j1"].mean()), num(g[f"base_L1@j{nb}"].mean()), "-")
+    sec.add_table(t)
+    facts: dict = {"datasets": datasets, "S": {}, "fine_full": {}, "families": {}}
+    for (d, v), g in df.groupby(["dataset", "variant"]):
+        facts["S"].setdefault(v, {})[d] = g["S"].to_numpy()
+        facts["fine_full"].setdefault(v, {})[d] = float(g[f"L1@j{nb}"].mean())
+
+    curves = prefix_curves(df, variants)
+    sec.add_figure(figures.accuracy_vs_prefix(curves, fig_dir, "main_accuracy_vs_prefix"),
+                   "k-NN accuracy of each prefix, per level (mean ± SD over seeds; dashed: the untrained encoder)", root)
+
+    forest_data = {}
+    for aligned in [a for a in ALIGNED if a in variants]:
+        rows = paired_family(df, aligned)
+        if not rows:
+            continue
+        fam = {"tests": rows, "meta": meta(rows),
+               "sign": stats.sign_test([r["mean_diff"] for r in rows])}
+        facts["families"][aligned] = fam
+        t = Table(f"main_tests_{aligned}", f"{aligned} vs mrl: paired t-tests over seeds (Holm within the family)",
+                  ["dataset", "n", "S diff", "t", "p", "p (Holm)", "Cohen's d", "Hedges' g"])
+        for r in rows:
+            t.add(r["dataset"], r["n"], num(r["mean_diff"], signed=True), num(r["t"], 2), pval(r["p"]),
+                  pval(r["p_holm"]), num(r["cohens_d"], 2), num(r["hedges_g"], 2))
+        sec.add_table(t)
+        s = fam["sign"]
+        line = f"Sign test ({aligned} > mrl, one-sided): {s['positive']}/{s['n']} datasets, p = {pval(s['p'])}."
+        if fam["meta"]:
+            p = fam["meta"]["pooled"]
+            forest_data[f"{aligned} vs mrl"] = fam["meta"]
+            line += (f" Random-effects meta-analysis (DerSimonian-Laird, paired d per dataset): pooled d = "
+                     f"{p['pooled']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}], z = {p['z']:.2f}, p = {pval(p['p'])}, "
+                     f"tau² = {p['tau2']:.3f}, I² = {100 * p['I2']:.0f}%, 95% prediction interval "
+                     f"[{p['pi'][0]:.2f}, {p['pi'][1]:.2f}].")
+        sec.text += [line, ""]
+    if forest_data:
+        sec.add_figure(figures.forest(forest_data, fig_dir, "main_forest"),
+                       "Per-dataset paired effect (Cohen's d of S, aligned - mrl, 95% CI) and the pooled estimate", root)
+
+    # accuracy tax and metric robustness
+    t = Table("main_accuracy_tax", f"Full-length finest-level k-NN accuracy (L1@j{nb}) minus mrl's, in pp",
+              ["dataset", *[a for a in ALIGNED if a in variants]])
+    for d in datasets:
+        base = facts["fine_full"].get(CONTROL, {}).get(d)
+        t.add(d, *[num(100 * (facts["fine_full"][a][d] - base), 1, True) if base is not None and d in
+                   facts["fine_full"].get(a, {}) else "-" for a in ALIGNED if a in variants])
+    sec.add_table(t)
+    facts["robustness"] = {}
+    for aligned in [a for a in ALIGNED if a in variants]:
+        gaps = {m: {d: float(df[(df["dataset"] == d) & (df["variant"] == aligned)][m].mean()
+                         - df[(df["dataset"] == d) & (df["variant"] == CONTROL)][m].mean())
+                    for d in datasets} for m in METRICS}
+        rob = stats.metric_robustness(gaps)
+        facts["robustness"][aligned] = rob
+        t = Table(f"main_robustness_{aligned}", f"Metric robustness, {aligned} - mrl per dataset",
+                  ["metric", *rob["datasets"], "aligned wins", "sign p"])
+        for m, r in rob["metrics"].items():
+            t.add(m, *[num(r["gaps"][d], 3, True) for d in rob["datasets"]], f"{r['aligned_wins']}/{r['n']}",
+                  pval(r["sign_p"]))
+        sec.add_table(t)
+        if rob["rank_correlation"]:
+            sec.text += ["Spearman rank correlation of the per-dataset gaps between metrics: " + ", ".join(
+                f"{k} {v:+.2f}" for k, v in rob["rank_correlation"].items()) + ".", ""]
+    scaling(df, sec, fig_dir, root)
+    sec.facts = facts
+    return sec
+
+
+def scaling(df: pd.DataFrame, sec: Section, fig_dir: Path, root: Path) -> None:
+    """S against the hierarchy's depth H(L1|L0) and the product predictor H(L1|L0) x untrained fine accuracy."""
+    nb = _full_j(df)
+    per = df.groupby("dataset").agg(H=("H_L1|L0", "mean"), base=(f"base_L1@j{nb}", "mean"))
+    if per["H"].isna().any() or len(per) < 3:
+        return
+    per["product"] = per["H"] * per["base"]
+    sec.facts["scaling"] = {}
+    t = Table("main_scaling", "S vs hierarchy depth across datasets (Spearman / Pearson; bootstrap 95% CI of rho, "
+              "10,000 resamples, seed 0)", ["method", "predictor", "Spearman ρ", "p", "Pearson r", "p",
+                                           "ρ 95% CI", "LOO ρ range", "max Cook's D"])
+    panels = []
+    for v in [a for a in ALIGNED if a in set(df["variant"])]:
+        S = df[df["variant"] == v].groupby("dataset")["S"].mean().reindex(per.index)
+        if S.isna().any():
+            continue
+        res = {}
+        for pred in ("H", "product"):
+            x = per[pred].to_numpy()
+            c = stats.correlation(x, S.to_numpy())
+            b = stats.bootstrap_ci(x, S.to_numpy(), "spearman", 10_000, seed=0)
+            loo = stats.leave_one_out(x, S.to_numpy(), list(per.index)) if len(per) >= 4 else []
+            cd = stats.cooks_distance(x, S.to_numpy())
+            res[pred] = {**c, "bootstrap": b, "loo": loo, "cooks": dict(zip(per.index, cd.tolist()))}
+            rng = f"[{min(r['spearman'] for r in loo):+.2f}, {max(r['spearman'] for r in loo):+.2f}]" if loo else "-"
+            t.add(v, "H(L1|L0)" if pred == "H" else "H(L1|L0) x untrained fine acc", num(c["spearman"], 2, True),
+                  pval(c["spearman_p"]), num(c["pearson"], 2, True), pval(c["pearson_p"]),
+                  f"[{b['ci'][0]:+.2f}, {b['ci'][1]:+.2f}]", rng, f"{cd.max():.2f} ({per.index[int(cd.argmax())]})")
+        sec.facts["scaling"][v] = res
+        panels.append({"x": per["H"], "y": S, "labels": list(per.index), "xlabel": "H(L1|L0) (bits)",
+                       "title": f"{v}: S vs H(L1|L0)", "fit": "linear", "color": figures.color(v)})
+        panels.append({"x": per["product"], "y": S, "labels": list(per.index),
+                       "xlabel": "H(L1|L0) x untrained fine k-NN acc", "title": f"{v}: S vs product predictor",
+                       "fit": "linear", "color": figures.color(v)})
+    if panels:
+        sec.add_table(t)
+        sec.add_figure(figures.scatter_fit(panels, fig_dir, "main_scaling"),
+                       "Steerability vs hierarchy depth per dataset, with least-squares lines", root)
+
+
+def ablation_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Causal ablation")
+    sec.text += ["Same head and trainer; only the label schedule changes. Inverted trains fine labels on short "
+                 "prefixes and coarse on the full vector, so alignment predicts a sign flip.", ""]
+    facts: dict = {}
+    for fam, label in (("v5-paper", "the seed's recipe (v5-paper family)"), ("fractal", "the default method (fractal family)")):
+        g = df[df["family"] == fam]
+        if not len(g):
+            continue
+        variants = list(dict.fromkeys(g["variant"]))
+        t = Table(f"ablation_{fam}", f"Steerability S by schedule, {label} (mean ± SD)",
+                  ["dataset", *variants])
+        groups = {}
+        for d, gd in g.groupby("dataset", sort=False):
+            t.add(f"{d} (n={gd['seed'].nunique()})", *[pm(gd[gd["variant"] == v]["S"]) for v in variants])
+            groups[d] = {v: gd[gd["variant"] == v]["S"].to_numpy() for v in variants}
+            facts.setdefault(fam, {})[d] = {v: float(gd[gd["variant"] == v]["S"].mean()) for v in variants}
+        sec.add_table(t)
+        sec.add_figure(figures.grouped_bars(groups, fig_dir, f"ablation_{fam}", title=label),
+                       f"Ablation, {label}: S per schedule (mean ± SD over seeds)", root)
+    sec.facts = facts
+    return sec
+
+
+SECTIONS = {"main": main_section, "ablation": ablation_section}
