@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -49,15 +50,20 @@ def test_selection_rule_tax_then_mean_S_then_cost():
     assert report.select(cells, study.DATASETS)[0] == names[1]
 
 
-def test_run_one_is_resumable_and_the_report_is_built_from_records(data_home, tmp_path, monkeypatch, cache_dir):
+def test_study_points_run_through_the_sweep_and_the_report_is_built_from_records(data_home, tmp_path, monkeypatch,
+                                                                                   cache_dir):
+    from fractal_embeddings.experiments.sweep import run_sweep
+
     monkeypatch.setenv("FRACTAL_CACHE", str(cache_dir))
     names = ["v5-paper", "v5-paper [mrl]", "supcon + stop-grad", "supcon + stop-grad [mrl]"]
-    for name in names:
-        line = study.run_one(str(tmp_path), "trec", name, 1, TINY)
-        assert "S = " in line
-    assert "done before" in study.run_one(str(tmp_path), "trec", names[0], 1, TINY)
+    specs = [s for s in study.specs(datasets=("trec",), seeds=(1,)) if s.name in names]
+    specs = [dataclasses.replace(s, cap=TINY) for s in specs]
+    assert [s.key for s in specs] == [f"trec/{study.slug(n)}/seed1" for n in names]
+    done = run_sweep(specs, tmp_path, progress=False, log=lambda *_: None)
+    assert [d["status"] for d in done] == ["stored"] * 4
+    assert run_sweep(specs, tmp_path, progress=False, log=lambda *_: None) == []  # resumable: nothing redone
     rec = json.loads((study.run_dir(tmp_path, "trec", study.variant(names[2]), 1) / "record.json").read_text())
-    assert rec["tags"] == {"study": "objective-study", "variant": names[2], "control_of": None}
+    assert rec["tags"]["variant"] == names[2] and rec["tags"]["control_of"] is None
     assert rec["config"]["objective"]["stop_grad"] is True and rec["dataset"]["subset"]["rows"] == TINY
 
     out = report.write_report(tmp_path, tmp_path / "docs" / "objective-study.md")

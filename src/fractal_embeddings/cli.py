@@ -285,6 +285,7 @@ def report_cmd(
     out_path: Optional[str] = typer.Option(None, "--out", help="Where to write (default: TARGET/REPORT.md)."),
     results: str = typer.Option("results/objective-study", "--results",
                                 help="objective-study only: the study's results directory."),
+    fmt: str = typer.Option("md", "--format", help="md, or latex: also every table as LaTeX (booktabs) in tables/."),
 ) -> None:
     """Write a report (tables + figures) generated from run records only."""
     if target == "objective-study":
@@ -295,8 +296,10 @@ def report_cmd(
         return
     from .report import write_report as write_main_report
 
-    path = write_main_report(target, out_path)
-    err.print(f"wrote {path}")
+    if fmt not in ("md", "latex"):
+        raise FractalError(f"--format must be md or latex, got {fmt!r}")
+    path = write_main_report(target, out_path, formats=("md", "latex") if fmt == "latex" else ("md",))
+    err.print(f"wrote {path} (figures in {path.parent / 'figures'})")
 
 
 @app.command("methods")

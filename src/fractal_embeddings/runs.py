@@ -108,10 +108,12 @@ def _encoder(encoder):
 
 
 def embed_split(encoder, split) -> np.ndarray:
-    """Cached vectors of a split; a subset is cut from its full split's cached vectors."""
+    """Cached vectors of a split. A subset is cut from its full split's vectors when those are
+    cached; otherwise only the subset's texts are encoded (and cached)."""
     root, rows = split.source_rows()
-    X = encoder.embed(root.texts)
-    return X if rows is None else np.asarray(X)[rows]
+    if rows is not None and encoder.is_cached(root.texts):
+        return np.asarray(encoder.embed(root.texts))[rows]
+    return encoder.embed(split.texts)
 
 
 def _dataset_block(dataset) -> dict:

@@ -15,6 +15,11 @@ from ..errors import FractalError
 EXPERIMENTS = {
     "main": "main",
     "ablation": "ablation",
+    "synthetic": "synthetic",
+    "noise": "noise",
+    "capacity": "capacity",
+    "three-level": "three_level",
+    "cross-encoder": "cross_encoder",
     "objective-study": "objective_study",
 }
 

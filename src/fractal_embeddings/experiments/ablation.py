@@ -12,18 +12,19 @@ Config: CLINC150 x 5 seeds, TREC and HWU64 x 3 seeds. ``--quick``: CLINC150 and 
 
 from __future__ import annotations
 
-from .sweep import RunSpec
+from .sweep import QUICK_CAP, RunSpec
 
 NAME = "ablation"
 SEEDS = {"clinc150": (42, 123, 456, 789, 1024), "trec": (42, 123, 456), "hwu64": (42, 123, 456)}
 PAPER = ("v5-paper", "inverted", "no-prefix", "uhmt", "mrl")
 FRACTAL = {"fractal": "aligned", "fractal inverted": "inverted", "fractal uniform": "uniform", "fractal-mrl": "finest"}
-QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42,), "cap": {"train": 3_000, "val": 600, "test": 1_000}}
+CAP = {"train": 10_000, "test": 2_000}  # the seed's per-dataset caps, as in main
+QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
 
 
 def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else tuple(SEEDS))
-    cap = QUICK["cap"] if quick else None
+    cap = QUICK["cap"] if quick else CAP
     out = []
     for d in ds:
         for s in seeds or (QUICK["seeds"] if quick else SEEDS.get(d, SEEDS["trec"])):

@@ -62,6 +62,9 @@ def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-.=" else "_" for c in name)
 
 
+# rows per split of a --quick grid point (a smoke run: minutes for a whole experiment on 2 cores)
+QUICK_CAP = {"train": 2_000, "val": 400, "test": 600}
+
 _DATA: dict = {}
 _ENCODERS: dict = {}
 
@@ -113,25 +116,22 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
 
 
 def prepare(specs: list[RunSpec], log=print) -> None:
-    """Encode every (dataset, encoder) the specs need, once, in this process (fills the cache)."""
+    """Encode, once and here, every split the specs will read (fills the cache for the workers)."""
     from ..runs import embed_split
 
     seen = set()
     for spec in specs:
-        key = (spec.dataset, spec.levels, spec.encoder)
+        key = (spec.dataset, spec.levels, tuple(sorted((spec.cap or {}).items())), spec.encoder)
         if key in seen:
             continue
         seen.add(key)
         ds = load_spec_dataset(spec)
         enc = _encoder(spec.encoder)
-        for name in ("train", "val", "test"):
-            sp = ds.splits.get(name)
-            if sp is None:
-                continue
-            root, _ = sp.source_rows()
-            if not enc.is_cached(root.texts):
-                log(f"encoding {spec.dataset}/{name} ({len(root.texts):,} texts) with {enc.resolved.name}")
-                embed_split(enc, root)
+        for name, sp in ds.splits.items():
+            root, rows = sp.source_rows()
+            if not enc.is_cached(sp.texts) and not enc.is_cached(root.texts):
+                log(f"encoding {spec.dataset}/{name} ({len(sp.texts):,} texts) with {enc.resolved.name}")
+                embed_split(enc, sp)
 
 
 def run_sweep(specs: list[RunSpec], store: RunStore | str | Path, executor=None, *, log=print,

@@ -23,7 +23,8 @@ def load_records(results: str | Path) -> list[dict]:
     out = []
     for path in sorted(Path(results).glob("*/*/seed*/record.json")):
         rec = json.loads(path.read_text())
-        if (rec.get("tags") or {}).get("study") == "objective-study":
+        tags = rec.get("tags") or {}
+        if "objective-study" in (tags.get("experiment"), tags.get("study")):  # "study": records of the first sweeps
             out.append(rec)
     return out
 

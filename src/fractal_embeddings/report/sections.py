@@ -109,7 +109,8 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                  f"{', '.join(sorted(df['encoder'].unique()))}. S = (L0@j1 - L0@j{nb}) + (L1@j{nb} - L1@j1); "
                  "accuracies are leave-one-out 5-NN on the test rows of each record.", ""]
     t = Table("main_steerability", "Steerability S (mean ± SD over seeds) and k-NN accuracy",
-              ["dataset", "method", "n", "S", "L0@j1", f"L0@j{nb}", "L1@j1", f"L1@j{nb}", "train s"])
+              ["dataset", "method", "n", "S", "L0@j1", f"L0@j{nb}", "L1@j1", f"L1@j{nb}", "train s"],
+              align="llrrrrrrr")
     for d in datasets:
         for v in variants:
             g = df[(df["dataset"] == d) & (df["variant"] == v)]
@@ -235,7 +236,8 @@ def ablation_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         g = df[df["family"] == fam]
         if not len(g):
             continue
-        variants = list(dict.fromkeys(g["variant"]))
+        variants = _order(g["variant"].unique(), first=("v5-paper", "inverted", "no-prefix", "uhmt", "mrl", "fractal",
+                                                        "fractal inverted", "fractal uniform", "fractal-mrl"))
         t = Table(f"ablation_{fam}", f"Steerability S by schedule, {label} (mean ± SD)",
                   ["dataset", *variants])
         groups = {}
@@ -251,3 +253,148 @@ def ablation_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
 
 
 SECTIONS = {"main": main_section, "ablation": ablation_section}
+
+
+def _by(df: pd.DataFrame, col: str, methods=("v5-paper", "fractal", "mrl")) -> dict:
+    """``{method: {value of col: S values over seeds}}``."""
+    out = {}
+    for m in methods:
+        g = df[df["method"] == m]
+        if len(g):
+            out[m] = {k: gg["S"].to_numpy() for k, gg in g.groupby(col)}
+    return out
+
+
+def synthetic_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Synthetic hierarchies (Goldilocks)")
+    sec.text += ["CLINC150 text with random coarse partitions of the 150 intents into K0 groups: H(L1) fixed, "
+                 "H(L0) ~ log2 K0 varies.", ""]
+    by = _by(df, "random_coarse")
+    k0s = sorted(df["random_coarse"].dropna().unique().astype(int))
+    t = Table("synthetic", "S by number of coarse groups K0 (mean ± SD over seeds)",
+              ["K0", "H(L0) bits", *by])
+    for k in k0s:
+        h = df[df["random_coarse"] == k]["H_L0"].mean()
+        t.add(k, num(h, 2), *[pm(by[m].get(k, [])) for m in by])
+    sec.add_table(t)
+    facts = {"fits": {}, "mrl_max_abs": None}
+    panels = []
+    for m in by:
+        g = df[df["method"] == m].groupby("random_coarse").agg(H=("H_L0", "mean"), S=("S", "mean"))
+        if m == "mrl":
+            facts["mrl_max_abs"] = float(g["S"].abs().max())
+            continue
+        if len(g) >= 4:
+            fit = stats.quadratic_fit(g["H"], g["S"])
+            peak_k0 = float(2 ** fit["vertex"])
+            facts["fits"][m] = {**fit, "peak_K0": peak_k0}
+            sec.text += [f"{m}: S = {fit['a']:+.4f} H² {fit['b']:+.4f} H {fit['c']:+.4f}, R² = {fit['r2']:.3f}; "
+                         f"vertex at H(L0) = {fit['vertex']:.2f} bits (K0 ≈ {peak_k0:.1f}, "
+                         f"{'a peak' if fit['is_peak'] else 'a minimum, not a peak'}).", ""]
+        mrl = df[df["method"] == "mrl"].groupby("random_coarse").agg(H=("H_L0", "mean"), S=("S", "mean"))
+        panels.append({"x": g["H"], "y": g["S"], "labels": [f"K0={int(k)}" for k in g.index],
+                       "xlabel": "H(L0) (bits)", "title": f"{m} (quadratic fit) vs mrl", "fit": "quadratic",
+                       "color": figures.color(m), "series": [(mrl["H"], mrl["S"], "mrl")] if len(mrl) else []})
+    if facts["mrl_max_abs"] is not None:
+        sec.text += [f"mrl: max |S| over K0 = {facts['mrl_max_abs']:.3f}.", ""]
+    if panels:
+        sec.add_figure(figures.scatter_fit(panels, fig_dir, "synthetic_goldilocks"),
+                       "Steerability vs coarse-level entropy on CLINC150 with random coarse partitions", root)
+    sec.facts = facts
+    return sec
+
+
+def noise_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Noisy coarse labels")
+    df = df.assign(noise=df["coarse_noise"].fillna(0.0))
+    by = _by(df, "noise")
+    levels = sorted(df["noise"].unique())
+    t = Table("noise", "S by fraction of wrong coarse training labels (mean ± SD; retention = S(p) / S(0))",
+              ["noise", *[c for m in by for c in (m, f"{m} retention")]])
+    facts = {}
+    for p in levels:
+        cells = []
+        for m in by:
+            s0 = np.mean(by[m].get(0.0, [np.nan]))
+            sp = by[m].get(p, [])
+            ret = float(np.mean(sp) / s0) if len(sp) and s0 else float("nan")
+            facts.setdefault(m, {})[float(p)] = ret
+            cells += [pm(sp), f"{100 * ret:.0f}%" if np.isfinite(ret) else "-"]
+        t.add(f"{100 * p:.0f}%", *cells)
+    sec.add_table(t)
+    panels = [{"x": [100 * p for p in levels], "y": [np.mean(by[m].get(p, [np.nan])) for p in levels],
+               "xlabel": "wrong coarse labels in training (%)", "title": m, "fit": None, "color": figures.color(m),
+               "labels": None} for m in by]
+    sec.add_figure(figures.scatter_fit(panels, fig_dir, "noise_curve"), "Steerability vs coarse-label noise (CLINC150)",
+                   root)
+    sec.facts = facts
+    return sec
+
+
+def capacity_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Prefix capacity")
+    sec.text += ["Four blocks of b dims each; S compares the first block with all four.", ""]
+    blocks = sorted(df["block_dim"].unique())
+    facts: dict = {}
+    panels = []
+    for m in [m for m in ("v5-paper", "fractal") if m in set(df["method"])]:
+        g = df[df["method"] == m]
+        t = Table(f"capacity_{m}", f"{m}: S by block size (mean ± SD)", ["dataset", *[f"b={b}" for b in blocks], "peak"])
+        series = []
+        for d, gd in g.groupby("dataset", sort=False):
+            means = gd.groupby("block_dim")["S"].mean()
+            peak = int(means.idxmax())
+            facts.setdefault(m, {})[d] = {"peak": peak, "S": {int(k): float(v) for k, v in means.items()}}
+            t.add(d, *[pm(gd[gd["block_dim"] == b]["S"]) for b in blocks], f"b={peak}")
+            series.append((list(means.index), list(means.values), d))
+        sec.add_table(t)
+        panels.append({"x": [], "y": [], "xlabel": "block size b (dims)", "title": m, "fit": None, "series": series})
+    sec.add_figure(figures.scatter_fit(panels, fig_dir, "capacity_curves"), "Steerability vs block size per dataset", root)
+    sec.facts = facts
+    return sec
+
+
+def three_level_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Three levels")
+    variants = _order(df["variant"].unique())
+    cols = [c for c in ("S_02", "S_01", "S_12") if c in df.columns] or ["S"]  # S_02 is S with three levels
+    t = Table("three_level", "Three-level steerability (mean ± SD): S_ab compares levels a and b",
+              ["dataset", "method", "n", *cols], align="llr" + "r" * len(cols))
+    facts: dict = {}
+    for d, g in df.groupby("dataset", sort=False):
+        for v in variants:
+            gv = g[g["variant"] == v]
+            if len(gv):
+                t.add(d, v, len(gv), *[pm(gv[c].dropna()) for c in cols])
+                facts.setdefault(d, {})[v] = {c: gv[c].dropna().to_numpy() for c in cols}
+    sec.add_table(t)
+    sec.add_figure(figures.accuracy_vs_prefix(prefix_curves(df, variants), fig_dir, "three_level_curves",
+                                              "k-NN accuracy per prefix, three levels"),
+                   "Per-level accuracy of each prefix with three levels (mean ± SD; dashed: untrained)", root)
+    sec.facts = facts
+    return sec
+
+
+def cross_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Across encoders")
+    t = Table("cross_encoder", "S per encoder (mean ± SD) and the aligned - mrl gap",
+              ["encoder", "dataset", "v5-paper", "fractal", "mrl", "v5-paper - mrl", "fractal - mrl"], align="llrrrrr")
+    facts: dict = {}
+    groups = {}
+    for (e, d), g in df.groupby(["encoder", "dataset"], sort=False):
+        s = {m: g[g["method"] == m]["S"].to_numpy() for m in ("v5-paper", "fractal", "mrl")}
+        gap = {m: float(np.mean(s[m]) - np.mean(s["mrl"])) if len(s[m]) and len(s["mrl"]) else float("nan")
+               for m in ("v5-paper", "fractal")}
+        facts.setdefault(e, {})[d] = gap
+        t.add(e, d, pm(s["v5-paper"]), pm(s["fractal"]), pm(s["mrl"]), num(gap["v5-paper"], 3, True),
+              num(gap["fractal"], 3, True))
+        groups[f"{d}\n{e}"] = s
+    sec.add_table(t)
+    sec.add_figure(figures.grouped_bars(groups, fig_dir, "cross_encoder", title="S per encoder"),
+                   "Steerability per encoder and dataset (mean ± SD over seeds)", root)
+    sec.facts = facts
+    return sec
+
+
+SECTIONS.update({"synthetic": synthetic_section, "noise": noise_section, "capacity": capacity_section,
+                 "three-level": three_level_section, "cross-encoder": cross_encoder_section})

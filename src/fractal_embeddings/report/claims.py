@@ -1,0 +1,275 @@
+"""The claims table: one row per claim of the seed (``seed_claims.md``, C1..C24) with the seed's
+value, ours (from the run records, via the report sections' facts) and a verdict.
+
+Verdicts: ``reproduced``, ``not reproduced``, ``not testable here`` (with the reason), or
+``not run yet`` (the experiment that tests it is not in this results directory). Each claim's
+verdict rule is stated in the table. "V5" is the seed's recipe, ``v5-paper``; ``fractal`` (the
+default method) is shown beside it where the claim compares methods.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import numpy as np
+
+from .. import stats
+from .tables import Table, num, pval
+
+ALPHA = 0.05
+
+
+def seed_claims() -> dict[str, tuple[str, str]]:
+    """``{ID: (claim, seed's value)}`` from the packaged copy of the seed's claims list."""
+    text = resources.files(__package__).joinpath("seed_claims.md").read_text(encoding="utf-8")
+    out = {}
+    for line in text.splitlines():
+        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
+        if len(cells) == 3 and re.fullmatch(r"C\d+", cells[0]):
+            out[cells[0]] = (cells[1], cells[2])
+    return out
+
+
+def _sd(a) -> float:
+    return float(np.std(a, ddof=1)) if len(a) > 1 else float("nan")
+
+
+def _first_number(s: str) -> float:
+    return float(re.search(r"[-+]?\d*\.\d+|[-+]?\d+", s).group())
+
+
+def _S(facts, variant, dataset):
+    return facts["main"]["S"].get(variant, {}).get(dataset)
+
+
+def _pending(exp: str) -> tuple[str, str, str]:
+    return "-", "not run yet", f"needs the `{exp}` experiment in this results directory"
+
+
+def c1(f, seed):
+    m = f.get("main")
+    if not m:
+        return _pending("main")
+    ds = [d for d in m["datasets"] if _S(f, "v5-paper", d) is not None and _S(f, "mrl", d) is not None]
+    wins = [d for d in ds if np.mean(_S(f, "v5-paper", d)) > np.mean(_S(f, "mrl", d))]
+    fr = [d for d in ds if _S(f, "fractal", d) is not None and np.mean(_S(f, "fractal", d)) > np.mean(_S(f, "mrl", d))]
+    ours = f"v5-paper > mrl on {len(wins)}/{len(ds)} datasets; fractal > mrl on {len(fr)}/{len(ds)}"
+    ok = len(ds) >= 3 and len(wins) == len(ds)
+    return ours, "reproduced" if ok else "not reproduced", "mean S of v5-paper above mrl's on every dataset run (>= 3)"
+
+
+def per_dataset(dataset):
+    def rule(f, seed):
+        m = f.get("main")
+        if not m or _S(f, "v5-paper", dataset) is None:
+            return _pending("main") if not m else ("-", "not run yet", f"{dataset} not in the main experiment")
+        fam = {r["dataset"]: r for r in m["families"].get("v5-paper", {}).get("tests", [])}
+        v5, mrl, fr = _S(f, "v5-paper", dataset), _S(f, "mrl", dataset), _S(f, "fractal", dataset)
+        ours = (f"{np.mean(v5):+.3f} ± {_sd(v5):.3f} vs {np.mean(mrl):+.3f} ± {_sd(mrl):.3f}"
+                + (f" (fractal {np.mean(fr):+.3f})" if fr is not None else ""))
+        t = fam.get(dataset)
+        seed_v5 = _first_number(seed)
+        sig = t is not None and t["mean_diff"] > 0 and t["p_holm"] < ALPHA
+        if t is not None:
+            ours += f"; Holm p {pval(t['p_holm'])}"
+        ok = sig and np.mean(v5) >= 0.5 * seed_v5
+        return ours, "reproduced" if ok else "not reproduced", (
+            f"v5-paper > mrl (paired t, Holm p < {ALPHA}) and our v5-paper S >= half the seed's ({seed_v5:+.3f})")
+    return rule
+
+
+def c6(f, seed):
+    return "-", "not testable here", "Yahoo Answers, arXiv, DBPedia Classes and WOS are not reachable from this machine"
+
+
+def c7(f, seed):
+    m = f.get("main")
+    fam = (m or {}).get("families", {}).get("v5-paper", {})
+    if not fam.get("meta"):
+        return _pending("main")
+    p = fam["meta"]["pooled"]
+    seed_d = float(re.search(r"\bd\s+([-+]?[\d.]+)", seed).group(1))
+    ours = (f"pooled d {p['pooled']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}], p = {pval(p['p'])}, "
+            f"I² = {100 * p['I2']:.0f}% ({p['k']} datasets)")
+    fr = m["families"].get("fractal", {}).get("meta")
+    if fr:
+        ours += f"; fractal d {fr['pooled']['pooled']:.2f} [{fr['pooled']['ci'][0]:.2f}, {fr['pooled']['ci'][1]:.2f}]"
+    ok = p["ci"][0] > 0 and p["ci"][0] <= seed_d <= p["ci"][1]
+    return ours, "reproduced" if ok else "not reproduced", (
+        f"v5-paper vs mrl: pooled d's 95% CI excludes 0 and contains the seed's d ({seed_d:.2f})")
+
+
+def c8(f, seed):
+    fam = (f.get("main") or {}).get("families", {}).get("v5-paper")
+    if not fam:
+        return _pending("main")
+    s = fam["sign"]
+    ok = s["n"] >= 3 and s["positive"] == s["n"] and s["p"] < ALPHA
+    return f"{s['positive']}/{s['n']}, p = {pval(s['p'])}", "reproduced" if ok else "not reproduced", (
+        f"v5-paper > mrl on every dataset, one-sided sign test p < {ALPHA}")
+
+
+def c9(f, seed):
+    sc = (f.get("main") or {}).get("scaling", {}).get("v5-paper")
+    if not sc:
+        return _pending("main")
+    h, pr = sc["H"], sc["product"]
+    ours = (f"ρ(S, H) {h['spearman']:+.2f} (bootstrap CI [{h['bootstrap']['ci'][0]:+.2f}, {h['bootstrap']['ci'][1]:+.2f}]); "
+            f"product: ρ {pr['spearman']:+.2f}, r {pr['pearson']:+.2f} ({h['n']} datasets)")
+    seed_rho = float(re.search(r"=\s*([-+]?[\d.]+)", seed).group(1))
+    ok = h["spearman"] > 0 and pr["pearson"] > 0 and h["bootstrap"]["ci"][0] <= seed_rho <= h["bootstrap"]["ci"][1]
+    return ours, "reproduced" if ok else "not reproduced", (
+        f"ρ(S, H(L1|L0)) and r(S, product) positive for v5-paper, and the seed's ρ ({seed_rho:.2f}) inside our "
+        "bootstrap CI")
+
+
+def ablation(dataset):
+    def rule(f, seed):
+        a = (f.get("ablation") or {}).get("v5-paper", {}).get(dataset)
+        if not a:
+            return _pending("ablation")
+        ours = ", ".join(f"{k} {a[k]:+.3f}" for k in ("v5-paper", "inverted", "no-prefix", "uhmt") if k in a)
+        fr = (f.get("ablation") or {}).get("fractal", {}).get(dataset)
+        if fr:
+            ours += "; fractal family: " + ", ".join(f"{k} {v:+.3f}" for k, v in fr.items())
+        ok = (a.get("v5-paper", 0) > 0 and a.get("inverted", 0) < 0 and a.get("no-prefix", 1) < a["v5-paper"]
+              and a.get("uhmt", 1) < a["v5-paper"])
+        return ours, "reproduced" if ok else "not reproduced", (
+            "v5-paper S > 0, inverted S < 0 (sign reversal), no-prefix and uhmt below v5-paper")
+    return rule
+
+
+def c19(f, seed):
+    rob = (f.get("main") or {}).get("robustness", {}).get("v5-paper")
+    if not rob:
+        return _pending("main")
+    w = rob["metrics"]
+    ours = ", ".join(f"{m} {w[m]['aligned_wins']}/{w[m]['n']}" for m in w)
+    rc = rob["rank_correlation"]
+    if rc:
+        ours += f"; rank correlations {min(rc.values()):+.2f}..{max(rc.values()):+.2f}"
+    ok = all(w[m]["aligned_wins"] == w[m]["n"] for m in ("S", "S_AUC", "S_gap")) and rc and min(
+        rc[k] for k in rc if "S_mono" not in k) > 0.9
+    return ours, "reproduced" if ok else "not reproduced", (
+        "v5-paper > mrl on every dataset for S, S_AUC and S_gap, and their pairwise rank correlations > 0.90")
+
+
+def c24(f, seed):
+    m = f.get("main")
+    if not m:
+        return _pending("main")
+    ff = m["fine_full"]
+    gaps = {d: 100 * (ff["v5-paper"][d] - ff["mrl"][d]) for d in m["datasets"] if d in ff.get("v5-paper", {})
+            and d in ff.get("mrl", {})}
+    fr = {d: 100 * (ff["fractal"][d] - ff["mrl"][d]) for d in gaps if d in ff.get("fractal", {})}
+    ours = ("v5-paper - mrl: " + ", ".join(f"{d} {g:+.1f}" for d, g in gaps.items()) + " pp"
+            + ("; fractal - mrl: " + ", ".join(f"{d} {g:+.1f}" for d, g in fr.items()) + " pp" if fr else ""))
+    ok = bool(gaps) and all(abs(g) <= 1.0 for g in gaps.values())
+    return ours, "reproduced" if ok else "not reproduced", (
+        "full-length finest-level k-NN accuracy of v5-paper within 1 pp of mrl's on every dataset")
+
+
+def c12(f, seed):
+    sy = f.get("synthetic")
+    if not sy or "v5-paper" not in sy.get("fits", {}):
+        return _pending("synthetic")
+    fit = sy["fits"]["v5-paper"]
+    ours = (f"v5-paper: {'peak' if fit['is_peak'] else 'no peak (convex)'} at K0 ≈ {fit['peak_K0']:.1f}, "
+            f"R² {fit['r2']:.3f}")
+    if "fractal" in sy["fits"]:
+        fr = sy["fits"]["fractal"]
+        ours += f"; fractal: {'peak' if fr['is_peak'] else 'no peak'} at K0 ≈ {fr['peak_K0']:.1f}, R² {fr['r2']:.3f}"
+    if sy.get("mrl_max_abs") is not None:
+        ours += f"; mrl max |S| {sy['mrl_max_abs']:.3f}"
+    ok = fit["is_peak"] and fit["r2"] >= 0.8 and 8 <= fit["peak_K0"] <= 24 and (sy.get("mrl_max_abs") or 1) < 0.02
+    return ours, "reproduced" if ok else "not reproduced", (
+        "v5-paper: concave quadratic in H(L0) with R² >= 0.8, peak K0 in [8, 24], and mrl |S| < 0.02 at every K0")
+
+
+def c13(f, seed):
+    ce = f.get("cross-encoder")
+    reason = "BGE-small, E5-small and Qwen3-0.6B need the Hugging Face hub, not reachable here"
+    if not ce:
+        return "-", "not testable here", reason + "; the cross-encoder experiment (offline encoders) is not run yet"
+    ours = "; ".join(f"{e}: " + ", ".join(f"{d} {g['v5-paper']:+.3f} (fractal {g['fractal']:+.3f})"
+                                          for d, g in ds.items()) for e, ds in ce.items())
+    return "V5-MRL gap " + ours, "not testable here", reason + "; our offline encoders shown for comparison"
+
+
+def c18(f, seed):
+    tl = next((v for k, v in (f.get("three-level") or {}).items() if k.startswith("clinc150")), None)
+    if not tl or "v5-paper" not in tl or "mrl" not in tl or "S_02" not in tl["v5-paper"]:
+        return _pending("three-level")
+    a, b = tl["v5-paper"]["S_02"], tl["mrl"]["S_02"]
+    ours = f"S_02 v5-paper {np.mean(a):+.3f} ± {_sd(a):.3f} vs mrl {np.mean(b):+.3f} ± {_sd(b):.3f}"
+    if "fractal" in tl:
+        ours += f" (fractal {np.mean(tl['fractal']['S_02']):+.3f})"
+    n = min(len(a), len(b))
+    ok = False
+    if n >= 2:
+        t = stats.paired_test(a[:n], b[:n])
+        ours += f"; paired p {pval(t['p'])}"
+        ok = t["mean_diff"] > 0 and t["p"] < ALPHA
+    return ours, "reproduced" if ok else "not reproduced", "CLINC150 3-level: S_02 of v5-paper > mrl's, paired t p < 0.05"
+
+
+def c20(f, seed):
+    nz = (f.get("noise") or {}).get("v5-paper")
+    if not nz or 0.1 not in nz or 0.5 not in nz:
+        return _pending("noise")
+    ours = f"v5-paper retains {100 * nz[0.1]:.0f}% at 10%, {100 * nz[0.5]:.0f}% at 50%"
+    fr = (f.get("noise") or {}).get("fractal")
+    if fr and 0.1 in fr and 0.5 in fr:
+        ours += f"; fractal {100 * fr[0.1]:.0f}% / {100 * fr[0.5]:.0f}%"
+    ok = nz[0.1] >= 0.7 and nz[0.5] < nz[0.1]
+    return ours, "reproduced" if ok else "not reproduced", "v5-paper keeps >= 70% of S at 10% noise, less at 50%"
+
+
+def c21(f, seed):
+    cap = (f.get("capacity") or {}).get("v5-paper")
+    if not cap:
+        return _pending("capacity")
+    ours = "v5-paper peaks: " + ", ".join(f"{d} b={v['peak']}" for d, v in cap.items())
+    fr = (f.get("capacity") or {}).get("fractal")
+    if fr:
+        ours += "; fractal: " + ", ".join(f"{d} b={v['peak']}" for d, v in fr.items())
+    ok = all(v["peak"] == min(v["S"]) for v in cap.values())
+    return ours, "reproduced" if ok else "not reproduced", "v5-paper S peaks at the smallest block size on every dataset"
+
+
+def not_here(reason):
+    def rule(f, seed):
+        return "-", "not testable here", reason
+    return rule
+
+
+def pending(exp):
+    def rule(f, seed):
+        return _pending(exp)
+    return rule
+
+
+RULES = {
+    "C1": c1, "C2": per_dataset("clinc150"), "C3": per_dataset("trec"), "C4": per_dataset("newsgroups20"),
+    "C5": per_dataset("goemotions"), "C6": c6, "C7": c7, "C8": c8, "C9": c9,
+    "C10": ablation("clinc150"), "C11": ablation("trec"), "C12": c12, "C13": c13, "C14": pending("retrieval (issue 6)"), "C15": pending("pareto (issue 6)"),
+    "C16": pending("latency (issue 6)"), "C17": pending("dual-encoder (issue 6)"), "C18": c18,
+    "C19": c19, "C20": c20, "C21": c21, "C22": pending("backbone-control"),
+    "C23": pending("external"), "C24": c24,
+}
+
+
+def claims_table(facts: dict) -> tuple[Table, dict]:
+    t = Table("claims", "The seed's claims and ours (verdict rule per row)",
+              ["ID", "claim", "seed's value", "ours", "verdict", "verdict rule"], align="llllll")
+    verdicts = {}
+    for cid, (claim, seed) in seed_claims().items():
+        rule = RULES.get(cid, not_here("no rule for this claim"))
+        ours, verdict, why = rule(facts, seed)
+        verdicts[cid] = verdict
+        t.add(cid, claim, seed, ours, f"**{verdict}**" if verdict in ("reproduced", "not reproduced") else verdict, why)
+    return t, verdicts
+
+
+__all__ = ["claims_table", "seed_claims", "RULES", "num"]

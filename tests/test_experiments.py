@@ -1,0 +1,83 @@
+"""Every experiment runs its --quick grid end to end on the real data and the offline encoder, and
+the report (sections, figures, LaTeX tables, claims table) is generated from those records."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from fractal_embeddings.errors import FractalError
+from fractal_embeddings.experiments import EXPERIMENTS, get_experiment, run_experiment, store_dir
+from fractal_embeddings.report import write_report
+from fractal_embeddings.report.claims import seed_claims
+from fractal_embeddings.store import RunStore
+
+QUICK = [n for n in EXPERIMENTS if n != "objective-study"]  # the study has its own test
+
+
+@pytest.fixture(scope="module")
+def results(data_home, cache_dir, tmp_path_factory):
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FRACTAL_CACHE", str(cache_dir))
+    out = tmp_path_factory.mktemp("results")
+    run_experiment("all", out, quick=True, workers=2, log=lambda *_: None, progress=False)
+    yield out
+    mp.undo()
+
+
+def _records(results, name):
+    return [rec for _, rec in RunStore(store_dir(results, name, quick=True)).records()]
+
+
+def test_every_quick_grid_is_stored_with_its_spec(results):
+    for name in QUICK:
+        specs = get_experiment(name).specs(quick=True)
+        recs = _records(results, name)
+        assert len(recs) == len(specs), name
+        assert {r["tags"]["experiment"] for r in recs} == {name}
+    syn = _records(results, "synthetic")
+    assert {r["dataset"]["levels"][0]["n_classes"] for r in syn} == {2, 10, 50}
+    assert all(r["dataset"]["levels"][1]["n_classes"] == 150 for r in syn)
+    noisy = [r for r in _records(results, "noise") if r["dataset"]["variant"]]
+    assert noisy and all(r["dataset"]["variant"]["kind"] == "coarse-noise" for r in noisy)
+    assert {r["config"]["head"]["block_dim"] for r in _records(results, "capacity")} == {16, 64}
+    assert {len(r["dataset"]["levels"]) for r in _records(results, "three-level")} == {3}
+    assert all("S_02" in r["steerability"] for r in _records(results, "three-level"))
+    assert len({r["encoder"]["fingerprint"] for r in _records(results, "cross-encoder")}) == 2
+
+
+def test_rerun_does_nothing(results):
+    msgs = []
+    run_experiment("noise", results, quick=True, log=msgs.append, progress=False)
+    assert any("4 of 4 runs already" in m for m in msgs)
+
+
+def test_report_from_quick_records(results):
+    path = write_report(results, formats=("md", "latex"))
+    text = path.read_text()
+    for title in ("Main comparison", "Causal ablation", "Synthetic hierarchies (Goldilocks)", "Noisy coarse labels",
+                  "Prefix capacity", "Three levels", "Across encoders"):
+        assert f"## {title} (quick run" in text
+    ids = list(seed_claims())
+    assert ids == [f"C{i}" for i in range(1, 25)]
+    for cid in ids:
+        assert f"| {cid} |" in text
+    assert "not testable here" in text and "reproduced" in text
+    figs = sorted(p.name for p in (results / "figures").glob("*.png"))
+    assert {"main_accuracy_vs_prefix.png", "main_forest.png", "ablation_v5-paper.png", "noise_curve.png",
+            "capacity_curves.png", "three_level_curves.png", "cross_encoder.png"} <= set(figs)
+    assert all((results / "figures" / f.replace(".png", ".pdf")).exists() for f in figs)
+    tex = (results / "tables" / "main_steerability.tex").read_text()
+    assert "\\toprule" in tex and "\\bottomrule" in tex
+    # a number in the report is the records' number
+    rec = next(r for r in _records(results, "main") if r["method"] == "fractal" and r["dataset"]["name"] == "trec")
+    assert json.dumps(rec["steerability"]["S"]) in json.dumps(
+        [r["steerability"]["S"] for r in _records(results, "main")])
+
+
+def test_unknown_experiment_and_empty_results_are_one_line_errors(tmp_path):
+    with pytest.raises(FractalError, match="unknown experiment 'mian'"):
+        run_experiment("mian", tmp_path)
+    with pytest.raises(FractalError, match="no run records found"):
+        write_report(tmp_path)
