@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 
 from fractal_embeddings.experiments.sweep import RunSpec, run_sweep, sweep
@@ -101,3 +102,23 @@ def test_local_and_ray_executors_write_identical_records(env, tmp_path):
         a, b = load_record(local.path(k)), load_record(ray_.path(k))
         assert _strip(a) == _strip(b)  # weights' sha256 included: bit-identical heads
         assert json.loads((local.path(k) / "record.json").read_text())["weights"]["sha256"] == b["weights"]["sha256"]
+
+
+@pytest.mark.parametrize("executor", ["local", "ray"])
+def test_sharded_embedding_equals_the_local_cache(data_home, tmp_path, executor):
+    if executor == "ray":
+        pytest.importorskip("ray")
+    from fractal_embeddings.data import load_dataset
+    from fractal_embeddings.encoders import Encoder, embed_sharded
+    from fractal_embeddings.executors import get_executor
+
+    texts = list(load_dataset("trec").split("test").texts[:300])
+    local = Encoder(cache_dir=tmp_path / "a").embed(texts)
+    enc = Encoder(cache_dir=tmp_path / "b")
+    pool = get_executor(executor, workers=2)
+    try:
+        X = embed_sharded(enc, texts, pool, n_shards=3)
+    finally:
+        pool.close()
+    assert np.array_equal(X, local)
+    assert enc.is_cached(texts) and np.array_equal(enc.embed(texts), local)  # the cache now serves it

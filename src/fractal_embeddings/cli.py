@@ -115,15 +115,21 @@ def embed(
     levels: Optional[str] = LevelsOpt,
     on_conflict: str = ConflictOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    executor: Optional[str] = typer.Option(None, "--executor",
+                                           help="Spread the encoding over workers: local (processes) or ray."),
+    workers: int = typer.Option(2, "--workers", help="With --executor: worker processes / CPUs of a local Ray."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: an existing cluster."),
 ) -> None:
     """Fill the embedding cache for every split of a dataset; print sentences/s."""
-    from .encoders import Encoder
+    from .encoders import Encoder, embed_sharded
+    from .executors import get_executor
 
     ds = _load(name, text, levels, on_conflict)
     enc = Encoder(model, backend=backend, batch_size=batch_size)
+    pool = get_executor(executor, workers=workers, ray_address=ray_address) if executor else None
     cached = {split: enc.is_cached(sp.texts) for split, sp in ds.splits.items()}
     t0 = time.perf_counter()
-    if not all(cached.values()):
+    if not all(cached.values()) and pool is None:
         enc.load()  # model load (and the one-time ONNX export) is not part of the throughput
     report = {"dataset": ds.name, "encoder": enc.resolved.name, "backend": enc.backend,
               "load_seconds": round(time.perf_counter() - t0, 3), "splits": {}}
@@ -131,7 +137,10 @@ def embed(
         out.print(f"encoder {enc.resolved.name} ({enc.backend}) loaded in {report['load_seconds']:.1f} s")
     for split, sp in ds.splits.items():
         t0 = time.perf_counter()
-        X = enc.embed(sp.texts, show_progress=not as_json)
+        if pool is not None:
+            X = embed_sharded(enc, sp.texts, pool, n_shards=4 * workers)
+        else:
+            X = enc.embed(sp.texts, show_progress=not as_json)
         dt = time.perf_counter() - t0
         report["splits"][split] = {"rows": len(sp), "dim": int(X.shape[1]), "seconds": round(dt, 3), "cached": cached[split],
                                    "sentences_per_s": round(len(sp) / dt, 1) if dt > 0 else None}
@@ -139,6 +148,9 @@ def embed(
             out.print(f"{split:>5}: {len(sp):>6} texts -> {X.shape[1]}-d in {dt:6.2f} s "
                       f"({'from cache' if cached[split] else f'{len(sp) / max(dt, 1e-9):,.0f} sentences/s'})")
     report["cache"] = str(enc.cache.root)
+    if pool is not None:
+        pool.close()
+        report["executor"] = pool.name
     if as_json:
         _print_json(report)
 
@@ -318,23 +330,30 @@ def methods_cmd() -> None:
 
 
 @app.command("demo")
-def demo(dataset: str = typer.Option("trec", "--dataset", help="Dataset to embed.")) -> None:
-    """Print the dataset table, embed one dataset with the default encoder, train the default method on it."""
+def demo(
+    out_dir: str = typer.Option("runs/demo", "--out", help="Where the runs, REPORT.md and figures go."),
+    workers: int = typer.Option(2, "--workers", help="Worker processes."),
+) -> None:
+    """A quick main benchmark: CLINC150 and TREC, 2 seeds, fractal / v5-paper vs mrl; prints the table
+    and writes a report with figures (a few minutes on a laptop CPU, encoding included)."""
+    from .experiments import run_experiment
+    from .report import write_report
+    from .report.frame import load_frame
+    from .report.tables import pm
+
     datasets_list(as_json=False)
-    shipped = [s.name for s in list_datasets(include_online_only=False) if not s.is_flat]
-    for n in shipped:
-        if n == dataset:
-            continue
-        try:
-            out.print(stats_table(load_dataset(n).stats()))
-        except FractalError as e:
-            err.print(f"[yellow]skip {n}: {e}[/yellow]")
-    out.print(stats_table(load_dataset(dataset).stats()))
-    embed(dataset, "minilm-l6", "auto", 32, "text", None, "error", False)
-    train_cmd(dataset, method="fractal", seed=42, out_dir=f"runs/demo-{dataset}", model="minilm-l6", backend="auto",
-              text="text", levels=None, on_conflict="error", dim=256, block_dim=64, epochs=None, lr=None,
-              batch_size=None, eval_rows="2000", eval_seed=0, overwrite=True, as_json=False)
-    out.print(f"re-score it with: fractal eval runs/demo-{dataset}")
+    t0 = time.perf_counter()
+    run_experiment("main", out_dir, quick=True, workers=workers, log=_log)
+    path = write_report(out_dir)
+    df = load_frame(out_dir, experiments=("main-quick",))
+    nb = int(df["n_blocks"].max())
+    t = Table(title="quick main benchmark: steerability S and k-NN accuracy (mean ± SD over seeds)")
+    for c in ("dataset", "method", "seeds", "S", "L0@j1 (64-d coarse)", f"L1@j{nb} (full fine)"):
+        t.add_column(c, justify="left" if c in ("dataset", "method") else "right")
+    for (d, m), g in df.groupby(["dataset", "method"], sort=False):
+        t.add_row(d, m, str(len(g)), pm(g["S"]), pm(g["L0@j1"], signed=False), pm(g[f"L1@j{nb}"], signed=False))
+    out.print(t)
+    out.print(f"report: {path} (figures in {path.parent / 'figures'}); {time.perf_counter() - t0:.0f} s")
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001

@@ -417,6 +417,54 @@ class _OnnxRunner:
         return out
 
 
+# ------------------------------------------------------------- sharded encoding
+_SHARD_ENCODERS: dict = {}
+
+
+def _encode_shard(settings: dict, texts: list[str], role: str) -> np.ndarray:
+    """Encode one shard in a worker (the encoder is built once per worker process)."""
+    key = repr(sorted(settings.items()))
+    if key not in _SHARD_ENCODERS:
+        _SHARD_ENCODERS[key] = Encoder(**settings)
+    return _SHARD_ENCODERS[key].encode(texts, role)
+
+
+def embed_sharded(encoder: Encoder, texts: Sequence[str], executor, n_shards: int | None = None,
+                  role: str = "query") -> np.ndarray:
+    """:meth:`Encoder.embed` with the encoding spread over an executor's workers (e.g. Ray).
+
+    Texts are ordered by length exactly as a local encode orders them and cut into shards at
+    multiples of the batch size, so every worker runs the same batches a local encode would: the
+    cached result is the same. A cache hit returns at once."""
+    texts = list(texts)
+    ident = encoder.identity(role).as_dict()
+    key = encoder.cache.key(ident, texts_sha256(texts))
+    hit = encoder.cache.get(key, ident, len(texts))
+    if hit is not None:
+        return hit
+    bs = encoder.batch_size
+    n_batches = max(1, -(-len(texts) // bs))
+    n_shards = max(1, min(n_shards or 8, n_batches))
+    order = np.argsort([-len(t) for t in texts], kind="stable")
+    cuts = [round(i * n_batches / n_shards) * bs for i in range(n_shards + 1)]
+    settings = {"model": encoder.model, "backend": encoder.backend, "batch_size": bs,
+                "max_seq_length": encoder.max_seq_length, "normalize": encoder.normalize, "prompts": encoder.prompts,
+                "num_threads": encoder.num_threads, "cache_dir": str(encoder.cache.root)}
+    tasks = [(i, settings, [texts[j] for j in order[a:b]], role) for i, (a, b) in enumerate(zip(cuts, cuts[1:])) if a < b]
+    out = None
+    for i, vecs in executor.imap_unordered(_indexed_shard, tasks):
+        if out is None:
+            out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+        a, b = cuts[i], min(cuts[i + 1], len(texts))
+        out[order[a:b]] = vecs
+    encoder.cache.put(key, out, ident, len(texts))
+    return out
+
+
+def _indexed_shard(i: int, settings: dict, texts: list[str], role: str) -> tuple[int, np.ndarray]:
+    return i, _encode_shard(settings, texts, role)
+
+
 # ------------------------------------------------------------- dataset level
 def embed_dataset(dataset, encoder: Encoder | None = None, splits: Sequence[str] | None = None,
                   show_progress: bool = False) -> dict[str, np.ndarray]:

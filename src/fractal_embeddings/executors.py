@@ -2,7 +2,7 @@
 
 Both yield results as tasks finish, so a caller can save and report each one at once:
 
-* :class:`LocalExecutor` -- in this process (``workers=1``) or a process pool;
+* :class:`LocalExecutor` -- in this process (``workers=1``) or a pool of spawned processes;
 * :class:`RayExecutor` -- Ray tasks, on a local Ray started on demand or on the cluster at
   ``address`` (``ray://host:10001`` or ``auto``). The environment variables that pick the data
   home, the cache and offline mode travel with the tasks, so workers read the same data and cache.
@@ -36,9 +36,12 @@ class LocalExecutor:
             for args in tasks:
                 yield fn(*args)
             return
+        import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor, as_completed
 
-        with ProcessPoolExecutor(max_workers=self.workers) as pool:
+        # spawn, not fork: a forked child of a process whose onnxruntime / OpenMP thread pools are
+        # running can deadlock; a spawned worker starts clean (and imports the library once)
+        with ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn")) as pool:
             futures = [pool.submit(fn, *args) for args in tasks]
             try:
                 for f in as_completed(futures):

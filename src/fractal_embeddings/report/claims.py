@@ -115,13 +115,12 @@ def c9(f, seed):
     if not sc:
         return _pending("main")
     h, pr = sc["H"], sc["product"]
-    ours = (f"ρ(S, H) {h['spearman']:+.2f} (bootstrap CI [{h['bootstrap']['ci'][0]:+.2f}, {h['bootstrap']['ci'][1]:+.2f}]); "
+    ours = (f"ρ(S, H) {h['spearman']:+.2f}, p {pval(h['spearman_p'])} (bootstrap CI [{h['bootstrap']['ci'][0]:+.2f}, {h['bootstrap']['ci'][1]:+.2f}]); "
             f"product: ρ {pr['spearman']:+.2f}, r {pr['pearson']:+.2f} ({h['n']} datasets)")
     seed_rho = float(re.search(r"=\s*([-+]?[\d.]+)", seed).group(1))
-    ok = h["spearman"] > 0 and pr["pearson"] > 0 and h["bootstrap"]["ci"][0] <= seed_rho <= h["bootstrap"]["ci"][1]
+    ok = (h["spearman"] > 0 and h["spearman_p"] < ALPHA and h["bootstrap"]["ci"][0] <= seed_rho <= h["bootstrap"]["ci"][1])
     return ours, "reproduced" if ok else "not reproduced", (
-        f"ρ(S, H(L1|L0)) and r(S, product) positive for v5-paper, and the seed's ρ ({seed_rho:.2f}) inside our "
-        "bootstrap CI")
+        f"for v5-paper, ρ(S, H(L1|L0)) > 0 with p < {ALPHA} and the seed's ρ ({seed_rho:.2f}) inside our bootstrap CI")
 
 
 def ablation(dataset):
@@ -175,14 +174,18 @@ def c12(f, seed):
     if not sy or "v5-paper" not in sy.get("fits", {}):
         return _pending("synthetic")
     fit = sy["fits"]["v5-paper"]
-    ours = (f"v5-paper: {'peak' if fit['is_peak'] else 'no peak (convex)'} at K0 ≈ {fit['peak_K0']:.1f}, "
-            f"R² {fit['r2']:.3f}")
+    def shape(ft):
+        kind = "peak" if ft["is_peak"] else "minimum (convex)"
+        where = f"K0 ≈ {ft['peak_K0']:.1f}" + ("" if ft.get("vertex_inside", True) else " (outside the K0 range run)")
+        return f"{kind} at {where}, R² {ft['r2']:.3f}"
+
+    ours = "v5-paper: " + shape(fit)
     if "fractal" in sy["fits"]:
-        fr = sy["fits"]["fractal"]
-        ours += f"; fractal: {'peak' if fr['is_peak'] else 'no peak'} at K0 ≈ {fr['peak_K0']:.1f}, R² {fr['r2']:.3f}"
+        ours += "; fractal: " + shape(sy["fits"]["fractal"])
     if sy.get("mrl_max_abs") is not None:
         ours += f"; mrl max |S| {sy['mrl_max_abs']:.3f}"
-    ok = fit["is_peak"] and fit["r2"] >= 0.8 and 8 <= fit["peak_K0"] <= 24 and (sy.get("mrl_max_abs") or 1) < 0.02
+    ok = (fit["is_peak"] and fit.get("vertex_inside", True) and fit["r2"] >= 0.8 and 8 <= fit["peak_K0"] <= 24
+          and (sy.get("mrl_max_abs") or 1) < 0.02)
     return ours, "reproduced" if ok else "not reproduced", (
         "v5-paper: concave quadratic in H(L0) with R² >= 0.8, peak K0 in [8, 24], and mrl |S| < 0.02 at every K0")
 

@@ -18,12 +18,14 @@ from ..errors import FractalError
 from ..store import RunStore
 
 
-def _acc_columns(acc: dict, block_dim: int, prefix: str = "") -> dict:
+def _acc_columns(acc: dict, block_dim: int, levels: list[str], prefix: str = "") -> dict:
+    """``L{i}@j{j}`` columns; level i is the record's i-th level (records store level names
+    alphabetically, so the order comes from the dataset block, never from the dict)."""
     out = {}
-    for dims, levels in acc.items():
+    for dims, per_level in acc.items():
         j = int(dims) // block_dim
-        for i, (_, a) in enumerate(levels.items()):
-            out[f"{prefix}L{i}@j{j}"] = a
+        for i, name in enumerate(levels):
+            out[f"{prefix}L{i}@j{j}"] = per_level[name]
     return out
 
 
@@ -41,8 +43,9 @@ def record_row(rec: dict, experiment: str, key: str = "") -> dict:
            "coarse_noise": spec.get("coarse_noise"), "random_coarse": spec.get("random_coarse"),
            "family": tags.get("family"), "control_of": tags.get("control_of")}
     row.update(rec["steerability"])
-    row.update(_acc_columns(rec["accuracy"], bd))
-    row.update(_acc_columns(rec["baseline"]["accuracy"], bd, "base_"))
+    names = [lv["name"] for lv in rec["dataset"]["levels"]]
+    row.update(_acc_columns(rec["accuracy"], bd, names))
+    row.update(_acc_columns(rec["baseline"]["accuracy"], bd, names, "base_"))
     row["base_S"] = rec["baseline"]["steerability"]["S"]
     return row
 

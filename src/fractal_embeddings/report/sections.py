@@ -182,8 +182,8 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         if rob["rank_correlation"]:
             sec.text += ["Spearman rank correlation of the per-dataset gaps between metrics: " + ", ".join(
                 f"{k} {v:+.2f}" for k, v in rob["rank_correlation"].items()) + ".", ""]
-    scaling(df, sec, fig_dir, root)
     sec.facts = facts
+    scaling(df, sec, fig_dir, root)
     return sec
 
 
@@ -287,10 +287,12 @@ def synthetic_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         if len(g) >= 4:
             fit = stats.quadratic_fit(g["H"], g["S"])
             peak_k0 = float(2 ** fit["vertex"])
-            facts["fits"][m] = {**fit, "peak_K0": peak_k0}
+            inside = bool(g["H"].min() <= fit["vertex"] <= g["H"].max())
+            facts["fits"][m] = {**fit, "peak_K0": peak_k0, "vertex_inside": inside}
             sec.text += [f"{m}: S = {fit['a']:+.4f} H² {fit['b']:+.4f} H {fit['c']:+.4f}, R² = {fit['r2']:.3f}; "
                          f"vertex at H(L0) = {fit['vertex']:.2f} bits (K0 ≈ {peak_k0:.1f}, "
-                         f"{'a peak' if fit['is_peak'] else 'a minimum, not a peak'}).", ""]
+                         f"{'a peak' if fit['is_peak'] else 'a minimum, not a peak'}"
+                         f"{'' if inside else ', outside the K0 range run: S is monotone over it'}).", ""]
         mrl = df[df["method"] == "mrl"].groupby("random_coarse").agg(H=("H_L0", "mean"), S=("S", "mean"))
         panels.append({"x": g["H"], "y": g["S"], "labels": [f"K0={int(k)}" for k in g.index],
                        "xlabel": "H(L0) (bits)", "title": f"{m} (quadratic fit) vs mrl", "fit": "quadratic",

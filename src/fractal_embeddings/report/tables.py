@@ -27,14 +27,14 @@ class Table:
     def markdown(self) -> str:
         sep = ["---:" if a == "r" else "---" for a in self._align()]
         lines = ["| " + " | ".join(self.columns) + " |", "|" + "|".join(sep) + "|"]
-        lines += ["| " + " | ".join(r) + " |" for r in self.rows]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in r) + " |" for r in self.rows]
         return "\n".join(lines)
 
     def latex(self) -> str:
         def esc(s: str) -> str:
             for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
                          ("±", r"$\pm$"), ("≥", r"$\geq$"), ("≤", r"$\leq$"), ("²", r"$^2$"), ("**", ""),
-                         ("τ", r"$\tau$"), ("ρ", r"$\rho$"), ("−", "-")):
+                         ("τ", r"$\tau$"), ("ρ", r"$\rho$"), ("−", "-"), ("|", r"$|$")):
                 s = s.replace(a, b)
             return s
 

@@ -1,0 +1,32 @@
+"""Report building blocks: the run table keeps the record's level order, tables escape their cells."""
+
+from __future__ import annotations
+
+from fractal_embeddings.report.frame import record_row
+from fractal_embeddings.report.tables import Table, pm
+
+
+def _record():
+    # levels coarse -> fine whose names sort the other way round ("subject" > "newsgroup")
+    acc = {str(d): {"newsgroup": 0.5 + d / 1000, "subject": 0.9} for d in (64, 128, 192, 256)}
+    return {"config": {"head": {"block_dim": 64, "n_blocks": 4}}, "tags": {"variant": "v"}, "method": "fractal",
+            "seed": 1, "dataset": {"name": "ng", "levels": [{"name": "subject"}, {"name": "newsgroup"}],
+                                   "entropy": {"H_L0": 2.0, "H_L1|L0": 1.5}},
+            "encoder": {"model": "minilm-l6"}, "timing": {"train_s": 1.0}, "steerability": {"S": 0.1},
+            "accuracy": acc, "baseline": {"accuracy": acc, "steerability": {"S": 0.0}}}
+
+
+def test_record_row_orders_levels_coarse_to_fine_not_alphabetically():
+    row = record_row(_record(), "main")
+    assert row["L0@j1"] == 0.9 and row["L1@j4"] == 0.5 + 256 / 1000
+    assert row["base_L1@j1"] == 0.5 + 64 / 1000 and row["H_L1|L0"] == 1.5
+
+
+def test_table_markdown_and_latex_escape_cells():
+    t = Table("t", "S vs H(L1|L0) 100%", ["a", "b"])
+    t.add("H(L1|L0)", 0.12345)
+    md = t.markdown()
+    assert "H(L1\\|L0)" in md and "0.123" in md and md.count("\n") == 2
+    tex = t.latex()
+    assert "\\toprule" in tex and "H(L1$|$L0)" in tex and "100\\%" in tex
+    assert pm([0.1, 0.3]) == "+0.200 ± 0.141" and pm([0.5]) == "+0.500" and pm([]) == "-"
