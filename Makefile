@@ -34,6 +34,7 @@ bench: install
 	$(BIN)/python bench/embed_throughput.py
 	$(BIN)/python bench/knn_speed.py
 	$(BIN)/python bench/train_speed.py
+	$(BIN)/python bench/sweep_main.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -45,6 +45,14 @@ def _head(kind="linear"):
     return build_head(HeadConfig(kind=kind), 32, N_CLASSES)
 
 
+def _clusters():
+    """Labels of four rows, and the rows clustered by label (tight) or not (mixed)."""
+    y = torch.tensor([0, 0, 1, 1])
+    tight = F.normalize(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]]), dim=1)
+    mixed = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.1, 0.99]]), dim=1)
+    return y, tight, mixed
+
+
 @pytest.mark.parametrize("method", list(EXPECTED))
 @pytest.mark.parametrize("j", [1, 2, 3, 4])
 def test_prefix_family_loss_is_the_stated_formula(method, j):
@@ -130,9 +138,7 @@ def test_heal_head_and_loss_touch_each_level_on_its_prefix():
 
 
 def test_supervised_contrastive_prefers_label_clusters():
-    y = torch.tensor([0, 0, 1, 1])
-    tight = F.normalize(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]]), dim=1)
-    mixed = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.1, 0.99]]), dim=1)
+    y, tight, mixed = _clusters()
     assert supervised_contrastive(tight, y) < supervised_contrastive(mixed, y)
     assert supervised_contrastive(tight, torch.tensor([0, 1, 2, 3])).item() == 0.0  # no positives
 
@@ -193,9 +199,7 @@ def test_mlp_and_block_norm_heads():
 
 
 def test_infonce_margin_prefers_label_clusters_and_is_reproducible():
-    y = torch.tensor([0, 0, 1, 1])
-    tight = F.normalize(torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.0, 1.0], [0.1, 0.99]]), dim=1)
-    mixed = F.normalize(torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.99, 0.1], [0.1, 0.99]]), dim=1)
+    y, tight, mixed = _clusters()
     assert infonce_margin(tight, y) < infonce_margin(mixed, y)
     assert infonce_margin(tight, torch.tensor([0, 1, 2, 3])).item() == 0.0  # no positives
     # orthogonal classes, identical rows within a class: the margin term is 0, InfoNCE alone remains

@@ -90,7 +90,9 @@ def grouped_bars(groups: dict, out_dir: Path, stem: str, ylabel: str = "steerabi
     """``groups[group][bar] = values over seeds``: bars of means with SD error bars."""
     plt = _plt()
     names = list(dict.fromkeys(b for g in groups.values() for b in g))
-    fig, ax = plt.subplots(figsize=(1.2 + 1.1 * len(groups) * max(1, len(names)) / 3, 3.4))
+    longest = max(len(line) for g in groups for line in str(g).splitlines())
+    per_group = max(1.1 * max(1, len(names)) / 3, 0.095 * longest)
+    fig, ax = plt.subplots(figsize=(1.2 + per_group * len(groups), 3.4))
     width = 0.8 / len(names)
     for i, n in enumerate(names):
         xs, ms, sds = [], [], []
