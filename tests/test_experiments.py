@@ -45,6 +45,9 @@ def test_every_quick_grid_is_stored_with_its_spec(results):
     assert {len(r["dataset"]["levels"]) for r in _records(results, "three-level")} == {3}
     assert all("S_02" in r["steerability"] for r in _records(results, "three-level"))
     assert len({r["encoder"]["fingerprint"] for r in _records(results, "cross-encoder")}) == 2
+    ext = {r["method"]: r for r in _records(results, "external")}
+    assert set(ext) == {"fractal", "v5-paper", "heal", "csr", "smec", "mrl"}
+    assert ext["csr"]["config"]["head"]["kind"] == "topk" and ext["smec"]["training"]["n_params"] > 0
 
 
 def test_rerun_does_nothing(results):
@@ -57,7 +60,7 @@ def test_report_from_quick_records(results):
     path = write_report(results, formats=("md", "latex"))
     text = path.read_text()
     for title in ("Main comparison", "Causal ablation", "Synthetic hierarchies (Goldilocks)", "Noisy coarse labels",
-                  "Prefix capacity", "Three levels", "Across encoders"):
+                  "Prefix capacity", "Three levels", "Across encoders", "External baselines"):
         assert f"## {title} (quick run" in text
     ids = list(seed_claims())
     assert ids == [f"C{i}" for i in range(1, 25)]
@@ -66,7 +69,7 @@ def test_report_from_quick_records(results):
     assert "not testable here" in text and "reproduced" in text
     figs = sorted(p.name for p in (results / "figures").glob("*.png"))
     assert {"main_accuracy_vs_prefix.png", "main_forest.png", "ablation_v5-paper.png", "noise_curve.png",
-            "capacity_curves.png", "three_level_curves.png", "cross_encoder.png"} <= set(figs)
+            "capacity_curves.png", "three_level_curves.png", "cross_encoder.png", "external_cost.png"} <= set(figs)
     assert all((results / "figures" / f.replace(".png", ".pdf")).exists() for f in figs)
     tex = (results / "tables" / "main_steerability.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex

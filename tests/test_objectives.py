@@ -236,3 +236,34 @@ def test_refine_trains_only_the_newest_block():
     o.loss(head, x, y, 0, {"terms": [(3, 1, 1.0, 2)]}).backward()  # prefix 3 on the fine level
     g = head.proj.weight.grad.abs().sum(dim=1)
     assert g[:128].sum().item() == 0.0 and g[128:192].min().item() > 0 and g[192:].sum().item() == 0.0
+
+
+def test_smec_trains_the_finest_level_on_shrinking_prefixes_in_turn():
+    from fractal_embeddings.objectives.external import smec_stages
+
+    assert smec_stages(4) == [4, 2, 1] and smec_stages(1) == [1]
+    o = get_objective("smec")
+    plan = o.plan(9, 16, 4, 2, torch.Generator())
+    assert plan["stage"] == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+    head = _head()
+    x, y = _batch()
+    o.loss(head, x, y, 0, plan).backward()  # stage 0: the full vector only
+    assert head.classifiers[0].weight.grad is None or head.classifiers[0].weight.grad.abs().sum() == 0
+    head.zero_grad()
+    o.loss(head, x, y, 8, plan).backward()  # stage 2: full, half and first block, finest level only
+    g = head.classifiers[1].weight.grad
+    assert g[:, :64].abs().sum() > 0 and g[:, 192:].abs().sum() > 0
+
+
+def test_csr_head_is_a_topk_sparse_autoencoder():
+    o = get_objective("csr", topk=8)
+    head = build_head(HeadConfig(**o.head_options()), 32, N_CLASSES)
+    x, y = _batch()
+    h = head(x)
+    assert h.shape == (24, 256) and bool(((h != 0).sum(dim=1) <= 8).all()) and bool((h >= 0).all())
+    assert head.decode(h).shape == x.shape
+    loss = o.loss(head, x, y, 0, o.plan(1, 24, 4, 2, torch.Generator()))
+    loss.backward()
+    assert head.enc.weight.grad.abs().sum() > 0 and head.dec.weight.grad.abs().sum() > 0
+    with pytest.raises(FractalError, match="topk must be in"):
+        build_head(HeadConfig(kind="topk", topk=0), 32, N_CLASSES)

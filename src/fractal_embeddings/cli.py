@@ -348,11 +348,14 @@ def demo(
     df = load_frame(out_dir, experiments=("main-quick",))
     nb = int(df["n_blocks"].max())
     t = Table(title="quick main benchmark: steerability S and k-NN accuracy (mean ± SD over seeds)")
-    for c in ("dataset", "method", "seeds", "S", "L0@j1 (64-d coarse)", f"L1@j{nb} (full fine)"):
-        t.add_column(c, justify="left" if c in ("dataset", "method") else "right")
+    for c in ("dataset", "method", "seeds", "S", "L0@j1", f"L1@j{nb}"):
+        t.add_column(c, justify="left" if c in ("dataset", "method") else "right", no_wrap=True)
+    rank = {"fractal": 0, "v5-paper": 1, "mrl": 2}
+    df = df.assign(_r=df["method"].map(rank).fillna(9)).sort_values(["dataset", "_r"])
     for (d, m), g in df.groupby(["dataset", "method"], sort=False):
         t.add_row(d, m, str(len(g)), pm(g["S"]), pm(g["L0@j1"], signed=False), pm(g[f"L1@j{nb}"], signed=False))
     out.print(t)
+    out.print("L0@j1: coarse k-NN accuracy of the 64-d prefix; L1@j4: fine accuracy of the full vector.")
     out.print(f"report: {path} (figures in {path.parent / 'figures'}); {time.perf_counter() - t0:.0f} s")
 
 

@@ -6,6 +6,8 @@ Two architectures, one contract (:class:`Head`):
   ``n_blocks x block_dim`` dims, plus one linear classifier per level that reads a full-length
   vector (a prefix is scored by zeroing the dims after it).
 * ``mlp`` (:class:`PrefixHead` too): the projection is ``Linear -> GELU -> Linear`` (a deeper head).
+* ``topk`` (:class:`TopKHead`, the CSR-style baseline): a TopK sparse autoencoder whose sparse
+  code (``n_blocks x block_dim`` units, ``topk`` of them non-zero) is the embedding.
 * ``heal`` (:class:`HealHead`, the HEAL-style baseline): an MLP trunk, then a separate projector
   per level whose outputs are L2-normalised and concatenated: level k < last gets block k, the
   finest level gets the remaining blocks (2 levels, 4 x 64: 64-d coarse + 192-d fine).
@@ -22,7 +24,7 @@ from torch import nn
 
 from .errors import FractalError
 
-HEADS = ("linear", "mlp", "heal")
+HEADS = ("linear", "mlp", "heal", "topk")
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,7 @@ class HeadConfig:
     block_dim: int = 64
     hidden_dim: int = 512  # mlp and heal: width of the hidden layer
     block_norm: bool = False  # linear and mlp: L2-normalise each block of the output
+    topk: int = 32  # topk: non-zero units of the sparse code
 
     def __post_init__(self):
         if self.kind not in HEADS:
@@ -165,8 +168,34 @@ class HealHead(Head):
         return self.classifiers[level](e[:, : self.ends[level]])
 
 
+class TopKHead(Head):
+    """CSR-style TopK sparse autoencoder (Wen et al., 2025): ``h = TopK(ReLU(W_enc (x - b_pre) + b))``,
+    ``x_hat = W_dec h + b_pre``. The code ``h`` is the embedding; it has no classifiers."""
+
+    def __init__(self, config: HeadConfig, input_dim: int, n_classes: tuple[int, ...]):
+        super().__init__(config, input_dim, n_classes)
+        if not 1 <= config.topk <= config.dim:
+            raise FractalError(f"topk must be in [1, {config.dim}], got {config.topk}")
+        self.pre_bias = nn.Parameter(torch.zeros(self.input_dim))
+        self.enc = nn.Linear(self.input_dim, config.dim)
+        self.dec = nn.Linear(config.dim, self.input_dim, bias=False)
+        self.classifiers = nn.ModuleList()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.relu(self.enc(x - self.pre_bias))
+        top = z.topk(self.head_config.topk, dim=1)
+        return torch.zeros_like(z).scatter(1, top.indices, top.values)
+
+    def decode(self, h: torch.Tensor) -> torch.Tensor:
+        return self.dec(h) + self.pre_bias
+
+    def logits(self, level: int, e: torch.Tensor) -> torch.Tensor:
+        raise FractalError("the topk (CSR-style) head has no classifiers")
+
+
 def build_head(config: HeadConfig, input_dim: int, n_classes) -> Head:
-    return (HealHead if config.kind == "heal" else PrefixHead)(config, input_dim, tuple(n_classes))
+    cls = {"heal": HealHead, "topk": TopKHead}.get(config.kind, PrefixHead)
+    return cls(config, input_dim, tuple(n_classes))
 
 
 def head_from_config(cfg: dict) -> Head:

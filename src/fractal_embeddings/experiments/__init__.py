@@ -20,6 +20,7 @@ EXPERIMENTS = {
     "capacity": "capacity",
     "three-level": "three_level",
     "cross-encoder": "cross_encoder",
+    "external": "external",
     "objective-study": "objective_study",
 }
 

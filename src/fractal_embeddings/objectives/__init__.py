@@ -10,6 +10,8 @@
 | ``uhmt`` | ``prefix`` | every prefix on an equal mix of levels |
 | ``no-prefix`` | ``no_prefix`` | ``mrl`` + coarse regulariser on the full vector |
 | ``heal`` | ``heal`` | HEAL-style: per-level projectors + supervised contrastive |
+| ``smec`` | ``external`` | SMEC-style: finest level, 256 -> 128 -> 64 trained in turn |
+| ``csr`` | ``external`` | CSR-style: TopK sparse autoencoder + contrastive (finest level) |
 | ``flat`` | ``flat`` | nothing: the raw encoder, truncated |
 """
 
@@ -19,6 +21,7 @@ import dataclasses
 
 from ..errors import FractalError
 from .base import Objective
+from .external import CSR, SMEC
 from .flat import Flat
 from .fractal import Fractal, FractalMRL
 from .heal import Heal
@@ -27,7 +30,7 @@ from .prefix import MRL, UHMT, Inverted, PrefixSupervision, V5Paper, schedule_we
 
 DEFAULT_METHOD = "fractal"  # chosen by the objective study (docs/objective-study.md)
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Fractal, FractalMRL, V5Paper, MRL, Inverted, NoPrefix, UHMT,
-                                                                Heal, Flat)}
+                                                                Heal, SMEC, CSR, Flat)}
 
 
 def list_methods() -> list[str]:

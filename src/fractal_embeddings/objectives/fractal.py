@@ -88,7 +88,7 @@ class Fractal(Objective):
         from ..heads import HeadConfig
 
         HeadConfig(kind=self.head)
-        if self.head == "heal":
+        if self.head not in ("linear", "mlp"):
             from ..errors import FractalError
 
             raise FractalError("fractal trains the linear or mlp head; use method heal for the HEAL-style head")

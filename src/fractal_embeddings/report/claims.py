@@ -241,6 +241,16 @@ def c21(f, seed):
     return ours, "reproduced" if ok else "not reproduced", "v5-paper S peaks at the smallest block size on every dataset"
 
 
+def c23(f, seed):
+    ex = (f.get("external") or {}).get("clinc150")
+    if not ex or not all(m in ex for m in ("heal", "v5-paper", "csr", "smec")):
+        return _pending("external")
+    ours = ", ".join(f"{m} {ex[m]['S']:+.3f}" for m in ("heal", "v5-paper", "csr", "smec", "fractal") if m in ex)
+    ok = ex["heal"]["S"] > ex["v5-paper"]["S"] and abs(ex["csr"]["S"]) < 0.02 and abs(ex["smec"]["S"]) < 0.02
+    return "CLINC150: " + ours, "reproduced" if ok else "not reproduced", (
+        "CLINC150: heal S above v5-paper's, and |S| < 0.02 for csr and smec")
+
+
 def not_here(reason):
     def rule(f, seed):
         return "-", "not testable here", reason
@@ -259,7 +269,7 @@ RULES = {
     "C10": ablation("clinc150"), "C11": ablation("trec"), "C12": c12, "C13": c13, "C14": pending("retrieval (issue 6)"), "C15": pending("pareto (issue 6)"),
     "C16": pending("latency (issue 6)"), "C17": pending("dual-encoder (issue 6)"), "C18": c18,
     "C19": c19, "C20": c20, "C21": c21, "C22": pending("backbone-control"),
-    "C23": pending("external"), "C24": c24,
+    "C23": c23, "C24": c24,
 }
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 
 COLORS = {"fractal": "#1b9e77", "v5-paper": "#d95f02", "mrl": "#7570b3", "fractal-mrl": "#e7298a",
-          "inverted": "#66a61e", "no-prefix": "#e6ab02", "uhmt": "#a6761d", "untrained": "#999999"}
+          "inverted": "#66a61e", "no-prefix": "#e6ab02", "uhmt": "#a6761d", "untrained": "#999999",
+          "heal": "#1f78b4", "csr": "#b15928", "smec": "#6a3d9a"}
 
 
 def _plt():
@@ -122,9 +123,14 @@ def scatter_fit(panels: list[dict], out_dir: Path, stem: str, ylabel: str = "ste
     for ax, p in zip(axes[0], panels):
         x, y = np.asarray(p["x"], float), np.asarray(p["y"], float)
         for s, (xx, yy, lab) in enumerate(zip(x, y, p.get("labels") or [""] * len(x))):
+            if p.get("legend"):  # one colour and legend entry per point (close points stay readable)
+                ax.scatter(xx, yy, color=color(lab, s), zorder=3, label=lab, s=45)
+                continue
             ax.scatter(xx, yy, color=p.get("color", "#1b9e77"), zorder=3)
             if lab:
                 ax.annotate(lab, (xx, yy), textcoords="offset points", xytext=(4, 4), fontsize=8)
+        if p.get("legend"):
+            ax.legend(fontsize=8)
         deg = {"linear": 1, "quadratic": 2}.get(p.get("fit"))
         if deg and len(x) > deg:
             grid = np.linspace(x.min(), x.max(), 100)

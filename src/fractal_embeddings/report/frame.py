@@ -39,7 +39,7 @@ def record_row(rec: dict, experiment: str, key: str = "") -> dict:
            "variant": tags.get("variant") or rec["method"], "method": rec["method"], "seed": rec["seed"],
            "n_levels": len(rec["dataset"]["levels"]), "n_blocks": head["n_blocks"], "block_dim": bd,
            "encoder": rec["encoder"].get("model") or rec["encoder"].get("name"),
-           "train_s": rec["timing"]["train_s"], "H_L0": ent.get("H_L0"), "H_L1|L0": ent.get("H_L1|L0"),
+           "train_s": rec["timing"]["train_s"], "n_params": (rec.get("training") or {}).get("n_params"), "H_L0": ent.get("H_L0"), "H_L1|L0": ent.get("H_L1|L0"),
            "coarse_noise": spec.get("coarse_noise"), "random_coarse": spec.get("random_coarse"),
            "family": tags.get("family"), "control_of": tags.get("control_of")}
     row.update(rec["steerability"])

@@ -398,5 +398,38 @@ def cross_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Sectio
     return sec
 
 
+def external_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("External baselines")
+    sec.text += ["Same cache, caps, trainer and evaluation for every method; parameters of the trained head; "
+                 "training seconds measured on this machine (median over seeds).", ""]
+    nb = _full_j(df)
+    order = _order(df["method"].unique(), first=("fractal", "v5-paper", "heal", "csr", "smec", "mrl"))
+    t = Table("external", "External baselines: S, full-length fine accuracy, head size and training cost",
+              ["dataset", "method", "n", "S", f"L1@j{nb}", "head params", "train s"], align="llrrrrr")
+    facts: dict = {}
+    panels = []
+    for d, g in df.groupby("dataset", sort=False):
+        xs, ys, labels = [], [], []
+        for m in order:
+            gm = g[g["method"] == m]
+            if not len(gm):
+                continue
+            params = gm["n_params"].dropna()
+            t.add(d, m, len(gm), pm(gm["S"]), pm(gm[f"L1@j{nb}"], signed=False),
+                  f"{int(params.iloc[0]):,}" if len(params) else "-", f"{gm['train_s'].median():.1f}")
+            facts.setdefault(d, {})[m] = {"S": float(gm["S"].mean()), "train_s": float(gm["train_s"].median())}
+            xs.append(float(gm["train_s"].median()))
+            ys.append(float(gm["S"].mean()))
+            labels.append(m)
+        panels.append({"x": xs, "y": ys, "labels": labels, "xlabel": "training seconds (median, this CPU)",
+                       "title": f"{d}: steerability vs training cost", "fit": None, "legend": True})
+    sec.add_table(t)
+    sec.add_figure(figures.scatter_fit(panels, fig_dir, "external_cost"),
+                   "Steerability vs measured training cost per method (the efficiency frontier)", root)
+    sec.facts = facts
+    return sec
+
+
 SECTIONS.update({"synthetic": synthetic_section, "noise": noise_section, "capacity": capacity_section,
-                 "three-level": three_level_section, "cross-encoder": cross_encoder_section})
+                 "three-level": three_level_section, "cross-encoder": cross_encoder_section,
+                 "external": external_section})

@@ -1,0 +1,25 @@
+"""``external``: the seed's external baselines under identical conditions (same cache, caps,
+trainer and evaluation): ``heal`` (HEAL-style), ``csr`` (CSR-style TopK sparse autoencoder),
+``smec`` (SMEC-style sequential Matryoshka), next to ``v5-paper``, ``fractal`` and ``mrl``. Records
+carry each head's parameter count and measured training seconds; the report plots steerability
+against training cost. CLINC150 x 5 seeds, TREC x 3 seeds. ``--quick``: TREC, one seed, subsets.
+"""
+
+from __future__ import annotations
+
+from .sweep import QUICK_CAP, RunSpec
+
+NAME = "external"
+METHODS = ("fractal", "v5-paper", "heal", "csr", "smec", "mrl")
+SEEDS = {"clinc150": (42, 123, 456, 789, 1024), "trec": (42, 123, 456)}
+CAP = {"train": 10_000, "test": 2_000}
+QUICK = {"datasets": ("trec",), "seeds": (42,), "cap": QUICK_CAP}
+
+
+def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+    cap = QUICK["cap"] if quick else CAP
+    out = []
+    for d in datasets or (QUICK["datasets"] if quick else tuple(SEEDS)):
+        for s in seeds or (QUICK["seeds"] if quick else SEEDS.get(d, (42, 123, 456))):
+            out += [RunSpec(NAME, d, m, s, cap=cap) for m in METHODS]
+    return out
