@@ -30,3 +30,18 @@ def test_table_markdown_and_latex_escape_cells():
     tex = t.latex()
     assert "\\toprule" in tex and "H(L1$|$L0)" in tex and "100\\%" in tex
     assert pm([0.1, 0.3]) == "+0.200 ± 0.141" and pm([0.5]) == "+0.500" and pm([]) == "-"
+
+
+def test_seed_claims_are_read_from_the_claims_list_with_pipes_in_values(tmp_path, monkeypatch):
+    import pytest
+
+    from fractal_embeddings.errors import FractalError
+    from fractal_embeddings.report.claims import seed_claims
+
+    f = tmp_path / "claims.md"
+    f.write_text("| ID | claim | seed's value |\n|---|---|---|\n| C9 | S rises | rho(S, H(L1|L0)) = 0.74 |\n"
+                 "| C12 | synthetic | MRL |S| < 0.02 |\n")
+    assert seed_claims(f) == {"C9": ("S rises", "rho(S, H(L1|L0)) = 0.74"), "C12": ("synthetic", "MRL |S| < 0.02")}
+    monkeypatch.setenv("FRACTAL_CLAIMS", str(tmp_path / "missing.md"))
+    with pytest.raises(FractalError, match="set FRACTAL_CLAIMS"):
+        seed_claims()

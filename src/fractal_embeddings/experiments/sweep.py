@@ -58,6 +58,12 @@ class RunSpec:
         return asdict(self)
 
 
+def methods_grid(experiment: str, seeds_by_dataset: dict, methods, cap: dict | None) -> list[RunSpec]:
+    """Every method on every dataset with that dataset's seeds (seed-major within a dataset)."""
+    return [RunSpec(experiment, d, m, s, cap=cap) for d, seeds in seeds_by_dataset.items() for s in seeds
+            for m in methods]
+
+
 def slug(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-.=" else "_" for c in name)
 

@@ -9,19 +9,17 @@ on CLINC150, 3 on GoEmotions; the report gives per-level curves and S_02 (L0 vs 
 
 from __future__ import annotations
 
-from .sweep import QUICK_CAP, RunSpec
+from .sweep import QUICK_CAP, RunSpec, methods_grid
 
 NAME = "three-level"
 SEEDS = {"clinc150-3level": (42, 123, 456, 789, 1024), "goemotions-3level": (42, 123, 456)}
 METHODS = ("v5-paper", "fractal", "mrl")
 CAP = {"train": 10_000, "test": 2_000}
+DEFAULT_SEEDS = (42, 123, 456)
 QUICK = {"datasets": ("clinc150-3level",), "seeds": (42,), "cap": QUICK_CAP}
 
 
 def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
-    cap = QUICK["cap"] if quick else CAP
-    out = []
-    for d in datasets or (QUICK["datasets"] if quick else tuple(SEEDS)):
-        for s in seeds or (QUICK["seeds"] if quick else SEEDS.get(d, (42, 123, 456))):
-            out += [RunSpec(NAME, d, m, s, cap=cap) for m in METHODS]
-    return out
+    names = datasets or (QUICK["datasets"] if quick else tuple(SEEDS))
+    by = {d: seeds or (QUICK["seeds"] if quick else SEEDS.get(d, DEFAULT_SEEDS)) for d in names}
+    return methods_grid(NAME, by, METHODS, QUICK["cap"] if quick else CAP)

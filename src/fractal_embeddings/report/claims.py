@@ -1,5 +1,5 @@
-"""The claims table: one row per claim of the seed (``seed_claims.md``, C1..C24) with the seed's
-value, ours (from the run records, via the report sections' facts) and a verdict.
+"""The claims table: one row per claim of the seed (C1..C24, read from the seed's ``claims.md``,
+see :func:`claims_file`) with the seed's value, ours (from the run records, via the report sections' facts) and a verdict.
 
 Verdicts: ``reproduced``, ``not reproduced``, ``not testable here`` (with the reason), or
 ``not run yet`` (the experiment that tests it is not in this results directory). Each claim's
@@ -9,25 +9,43 @@ default method) is shown beside it where the claim compares methods.
 
 from __future__ import annotations
 
+import os
 import re
-from importlib import resources
+from pathlib import Path
 
 import numpy as np
 
 from .. import stats
+from ..errors import FractalError
 from .tables import Table, num, pval
 
 ALPHA = 0.05
 
 
-def seed_claims() -> dict[str, tuple[str, str]]:
-    """``{ID: (claim, seed's value)}`` from the packaged copy of the seed's claims list."""
-    text = resources.files(__package__).joinpath("seed_claims.md").read_text(encoding="utf-8")
+CLAIMS_ENV = "FRACTAL_CLAIMS"
+
+
+def claims_file() -> Path | None:
+    """The seed's numbered claims list (``claims.md``): ``$FRACTAL_CLAIMS``, else ``claims.md`` beside
+    the data home (``../shared/claims.md`` when the data home is ``../shared/datasets``)."""
+    from ..data.home import get_data_home
+
+    env = os.environ.get(CLAIMS_ENV)
+    cands = [Path(env)] if env else [get_data_home().parent / "claims.md"]
+    return next((p for p in cands if p.is_file()), None)
+
+
+def seed_claims(path: str | Path | None = None) -> dict[str, tuple[str, str]]:
+    """``{ID: (claim, seed's value)}`` read from the seed's claims list (a Markdown table whose rows
+    are ``| C<n> | claim | seed's value |``; a ``|`` inside the value, as in H(L1|L0), is kept)."""
+    path = Path(path) if path else claims_file()
+    if path is None:
+        raise FractalError(f"the seed's claims list (claims.md) is not here; set {CLAIMS_ENV} to its path")
     out = {}
-    for line in text.splitlines():
-        cells = [c.strip().replace("\\|", "|") for c in re.split(r"(?<!\\)\|", line)[1:-1]]
-        if len(cells) == 3 and re.fullmatch(r"C\d+", cells[0]):
-            out[cells[0]] = (cells[1], cells[2])
+    for line in path.read_text(encoding="utf-8").splitlines():
+        raw = line.strip().split("|")[1:-1]
+        if len(raw) >= 3 and re.fullmatch(r"C\d+", raw[0].strip()):
+            out[raw[0].strip()] = (raw[1].strip(), "|".join(raw[2:]).strip())
     return out
 
 
