@@ -116,3 +116,14 @@ def test_train_bad_input_is_one_line(data_home, tmp_path):
         r = fractal(*args, "--out", str(tmp_path / "x")) if args[0] == "train" else fractal(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.strip().startswith(msg) and r.stderr.strip().count("\n") == 0, r.stderr
+
+
+def test_experiment_list_names_every_experiment_and_unknown_is_one_line(data_home):
+    from fractal_embeddings.experiments import EXPERIMENTS
+
+    r = fractal("experiment", "list")
+    assert r.returncode == 0
+    names = [line.split(":")[0] for line in r.stdout.splitlines() if ":" in line]
+    assert names == list(EXPERIMENTS)
+    bad = fractal("experiment", "mian")
+    assert bad.returncode == 2 and "unknown experiment 'mian'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1

@@ -282,8 +282,9 @@ def experiment_cmd(
 
     if name == "list":
         for n in EXPERIMENTS:
-            doc = (get_experiment(n).__doc__ or "").strip().splitlines()[0]
-            out.print(f"{n}: {doc}")
+            doc = (get_experiment(n).__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            doc = doc.replace(f"``{n}``: ", "").replace("``", "")
+            out.print(f"[bold]{n}[/bold]: {doc}", soft_wrap=True)
         return
     ds = tuple(x.strip() for x in datasets.split(",")) if datasets else None
     sd = tuple(int(x) for x in seeds.split(",")) if seeds else None
