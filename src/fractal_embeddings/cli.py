@@ -356,7 +356,7 @@ def demo(
     for (d, m), g in df.groupby(["dataset", "method"], sort=False):
         t.add_row(d, m, str(len(g)), pm(g["S"]), pm(g["L0@j1"], signed=False), pm(g[f"L1@j{nb}"], signed=False))
     out.print(t)
-    out.print("L0@j1: coarse k-NN accuracy of the 64-d prefix; L1@j4: fine accuracy of the full vector.")
+    out.print(f"L0@j1: coarse k-NN accuracy of the first block; L1@j{nb}: fine accuracy of the full vector.")
     out.print(f"report: {path} (figures in {path.parent / 'figures'}); {time.perf_counter() - t0:.0f} s")
 
 

@@ -271,11 +271,20 @@ class Encoder:
         self._dim = out.shape[1]
         return out
 
+    def _cache_entry(self, texts: list[str], role: str) -> tuple[str, dict]:
+        """The cache key of ``texts`` for this encoder and role, and the identity it is checked against."""
+        ident = self.identity(role).as_dict()
+        return self.cache.key(ident, texts_sha256(texts)), ident
+
+    def cached(self, texts: Sequence[str], role: str = "query") -> np.ndarray | None:
+        """The cached vectors of ``texts`` (a read-only memory map), or ``None`` without a valid entry."""
+        texts = list(texts)
+        key, ident = self._cache_entry(texts, role)
+        return self.cache.get(key, ident, len(texts))
+
     def is_cached(self, texts: Sequence[str], role: str = "query") -> bool:
         """Whether :meth:`embed` would be served from a valid cache entry."""
-        texts = list(texts)
-        ident = self.identity(role).as_dict()
-        return self.cache.get(self.cache.key(ident, texts_sha256(texts)), ident, len(texts)) is not None
+        return self.cached(texts, role) is not None
 
     def embed(self, texts: Sequence[str], role: str = "query", show_progress: bool = False,
               use_cache: bool = True) -> np.ndarray:
@@ -284,8 +293,7 @@ class Encoder:
         texts = list(texts)
         if not use_cache:
             return self.encode(texts, role, show_progress)
-        ident = self.identity(role).as_dict()
-        key = self.cache.key(ident, texts_sha256(texts))
+        key, ident = self._cache_entry(texts, role)
         hit = self.cache.get(key, ident, len(texts))
         if hit is not None:
             return hit
@@ -437,8 +445,7 @@ def embed_sharded(encoder: Encoder, texts: Sequence[str], executor, n_shards: in
     multiples of the batch size, so every worker runs the same batches a local encode would: the
     cached result is the same. A cache hit returns at once."""
     texts = list(texts)
-    ident = encoder.identity(role).as_dict()
-    key = encoder.cache.key(ident, texts_sha256(texts))
+    key, ident = encoder._cache_entry(texts, role)
     hit = encoder.cache.get(key, ident, len(texts))
     if hit is not None:
         return hit

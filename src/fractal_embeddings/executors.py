@@ -13,7 +13,7 @@ Both yield results as tasks finish, so a caller can save and report each one at 
 from __future__ import annotations
 
 import os
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 from .errors import FractalError
 
@@ -109,7 +109,3 @@ def get_executor(name: str = "local", *, workers: int = 1, ray_address: str | No
         return RayExecutor(address=ray_address, num_cpus=None if ray_address else max(1, workers))
     raise FractalError(f"unknown executor '{name}'; use one of {', '.join(EXECUTORS)}")
 
-
-def run_all(executor, fn: Callable, tasks: Iterable[tuple]) -> list:
-    """Every result, in completion order (convenience for small jobs)."""
-    return list(executor.imap_unordered(fn, list(tasks)))

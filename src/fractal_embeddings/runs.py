@@ -111,8 +111,9 @@ def embed_split(encoder, split) -> np.ndarray:
     """Cached vectors of a split. A subset is cut from its full split's vectors when those are
     cached; otherwise only the subset's texts are encoded (and cached)."""
     root, rows = split.source_rows()
-    if rows is not None and encoder.is_cached(root.texts):
-        return np.asarray(encoder.embed(root.texts))[rows]
+    full = encoder.cached(root.texts) if rows is not None else None
+    if full is not None:
+        return np.asarray(full)[rows]
     return encoder.embed(split.texts)
 
 

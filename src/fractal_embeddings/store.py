@@ -14,7 +14,6 @@ nothing:
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import time
@@ -85,19 +84,6 @@ class RunStore:
                 shutil.rmtree(p, ignore_errors=True)
                 n += 1
         return n
-
-    def write_json(self, relpath: str, obj) -> Path:
-        """An auxiliary JSON file of the store (e.g. an experiment's summary), written atomically."""
-        from .cache import atomic_write_bytes
-        from .records import canonical_json
-
-        path = self.root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, canonical_json(obj).encode())
-        return path
-
-    def read_json(self, relpath: str):
-        return json.loads((self.root / relpath).read_text())
 
     def __repr__(self) -> str:
         return f"RunStore({str(self.root)!r})"
