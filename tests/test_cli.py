@@ -127,3 +127,16 @@ def test_experiment_list_names_every_experiment_and_unknown_is_one_line(data_hom
     assert names == list(EXPERIMENTS)
     bad = fractal("experiment", "mian")
     assert bad.returncode == 2 and "unknown experiment 'mian'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_predict_json_and_errors(data_home, cache_dir):
+    r = fractal("predict", "trec", "--json", env_extra={"FRACTAL_CACHE": str(cache_dir)})
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout)
+    lo, hi = res["interval"]
+    assert lo < res["predicted_S"] < hi and res["method"] == "fractal"
+    assert res["fit"]["loo_mae"] > 0 and "trec" in res["fit"]["datasets"]
+    flat = fractal("predict", "banking77")
+    assert flat.returncode == 2 and "flat" in flat.stderr and len(flat.stderr.strip().splitlines()) == 1
+    none = fractal("predict")
+    assert none.returncode == 2 and "give a dataset" in none.stderr

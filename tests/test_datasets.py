@@ -12,7 +12,12 @@ import pytest
 
 from fractal_embeddings import load_dataset
 from fractal_embeddings.data import list_datasets
-from fractal_embeddings.errors import ChecksumError, DataFilesMissingError, DatasetNotFoundError, TaxonomyError
+from fractal_embeddings.errors import (
+    ChecksumError,
+    DataFilesMissingError,
+    DatasetNotFoundError,
+    TaxonomyError,
+)
 
 
 def rows(ds):

@@ -3,7 +3,13 @@
 import numpy as np
 import pytest
 
-from fractal_embeddings.evaluation import knn_accuracy, knn_neighbours, prefix_knn_accuracy, steerability, vote
+from fractal_embeddings.evaluation import (
+    knn_accuracy,
+    knn_neighbours,
+    prefix_knn_accuracy,
+    steerability,
+    vote,
+)
 
 
 def naive_knn_predict(X, labels, k=5):

@@ -8,12 +8,18 @@ import json
 import pytest
 
 from fractal_embeddings.errors import FractalError
-from fractal_embeddings.experiments import EXPERIMENTS, get_experiment, run_experiment, store_dir
+from fractal_embeddings.experiments import (
+    EXPERIMENTS,
+    get_experiment,
+    run_experiment,
+    store_dir,
+)
 from fractal_embeddings.report import write_report
 from fractal_embeddings.report.claims import seed_claims
 from fractal_embeddings.store import RunStore
 
 QUICK = [n for n in EXPERIMENTS if n != "objective-study"]  # the study has its own test
+GRIDS = [n for n in QUICK if n not in ("pareto", "latency")]  # pareto reads retrieval's runs; latency measures
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +37,7 @@ def _records(results, name):
 
 
 def test_every_quick_grid_is_stored_with_its_spec(results):
-    for name in QUICK:
+    for name in GRIDS:
         specs = get_experiment(name).specs(quick=True)
         recs = _records(results, name)
         assert len(recs) == len(specs), name
@@ -48,6 +54,16 @@ def test_every_quick_grid_is_stored_with_its_spec(results):
     ext = {r["method"]: r for r in _records(results, "external")}
     assert set(ext) == {"fractal", "v5-paper", "heal", "csr", "smec", "mrl"}
     assert ext["csr"]["config"]["head"]["kind"] == "topk" and ext["smec"]["training"]["n_params"] > 0
+    bb = {r["tags"]["variant"]: r for r in _records(results, "backbone-control")}
+    assert set(bb) == {"v5-paper head-only", "v5-paper +2 layers", "mrl head-only", "mrl +2 layers"}
+    assert bb["mrl +2 layers"]["config"]["head"]["finetuned_encoder_layers"] == 2
+    assert "finetuned_encoder_layers" not in bb["mrl head-only"]["config"]["head"]
+    ret = _records(results, "retrieval")
+    assert ret and all(set(r["retrieval"]["trained"]) == {"64", "128", "192", "256"} for r in ret)
+    assert {r["tags"]["variant"] for r in _records(results, "dual-encoder")} == {"coarse-only", "fine-only", "v5-paper", "fractal"}
+    lat = json.loads((store_dir(results, "latency", quick=True) / "latency.json").read_text())
+    assert {(r["kind"], r["dims"]) for r in lat["results"]} == {(k, d) for k in ("flat", "hnsw") for d in (64, 128, 192, 256)}
+    assert all(r["b1_p50_us"] > 0 and 0 <= r["recall@10"] <= 1 for r in lat["results"])
 
 
 def test_rerun_does_nothing(results):
@@ -60,7 +76,9 @@ def test_report_from_quick_records(results):
     path = write_report(results, formats=("md", "latex"))
     text = path.read_text()
     for title in ("Main comparison", "Causal ablation", "Synthetic hierarchies (Goldilocks)", "Noisy coarse labels",
-                  "Prefix capacity", "Three levels", "Across encoders", "External baselines"):
+                  "Prefix capacity", "Three levels", "Across encoders", "External baselines",
+                  "Alignment or capacity (backbone control)", "Retrieval and adaptive routing",
+                  "One aligned model vs a dual encoder", "Query latency per prefix length"):
         assert f"## {title} (quick run" in text
     ids = list(seed_claims())
     assert ids == [f"C{i}" for i in range(1, 25)]
@@ -69,7 +87,8 @@ def test_report_from_quick_records(results):
     assert "not testable here" in text and "reproduced" in text
     figs = sorted(p.name for p in (results / "figures").glob("*.png"))
     assert {"main_accuracy_vs_prefix.png", "main_forest.png", "ablation_v5-paper.png", "noise_curve.png",
-            "capacity_curves.png", "three_level_curves.png", "cross_encoder.png", "external_cost.png"} <= set(figs)
+            "capacity_curves.png", "three_level_curves.png", "cross_encoder.png", "external_cost.png",
+            "backbone_control.png", "retrieval_ramp.png", "pareto_routing.png", "latency.png"} <= set(figs)
     assert all((results / "figures" / f.replace(".png", ".pdf")).exists() for f in figs)
     tex = (results / "tables" / "main_steerability.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex

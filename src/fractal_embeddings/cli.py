@@ -24,6 +24,8 @@ from .errors import FractalError
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Steerable (semantic zoom) text embeddings.")
 datasets_app = typer.Typer(no_args_is_help=True, help="List and describe datasets.")
 app.add_typer(datasets_app, name="datasets")
+index_app = typer.Typer(no_args_is_help=True, help="Zoom indexes: nearest-neighbour search at a chosen prefix.")
+app.add_typer(index_app, name="index")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -261,6 +263,27 @@ def eval_cmd(
     out.print(_steer_line(rec))
 
 
+@app.command("export")
+def export_cmd(
+    run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
+    out_dir: str = typer.Argument(..., help="The sentence-transformers model folder to write."),
+    dims: Optional[int] = typer.Option(None, "--dims", help="Export the first DIMS dims only, a multiple of the block "
+                                                             "dim (default: all; a block-normed head exports exactly only "
+                                                             "at its first block: --dims 64)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model exported to OUT_DIR before."),
+) -> None:
+    """Write a run as a standard sentence-transformers model folder (encoder + head as built-in modules,
+    model card from the record), checked against the run before it is moved into place."""
+    from .export import EXPORT_FILE, export_sentence_transformers
+
+    path = export_sentence_transformers(run_dir, out_dir, overwrite=overwrite, dims=dims)
+    info = json.loads((path / EXPORT_FILE).read_text())
+    worst = max(v for k, v in info["check"].items() if k != "raw")
+    out.print(f"exported {info['run_id']} to {path}: {info['dims']}-d (truncate_dim = a multiple of "
+              f"{info['block_dim']}); matches the run to {worst:.1e} (normalised prefixes); model card in "
+              f"{path / 'README.md'}", soft_wrap=True)
+
+
 def _log(message: str) -> None:
     """Progress lines of library code: printed as-is (``[mrl]`` in a variant name is not markup)."""
     err.print(message, markup=False)
@@ -358,6 +381,111 @@ def demo(
     out.print(t)
     out.print(f"L0@j1: coarse k-NN accuracy of the first block; L1@j{nb}: fine accuracy of the full vector.")
     out.print(f"report: {path} (figures in {path.parent / 'figures'}); {time.perf_counter() - t0:.0f} s")
+
+
+@index_app.command("build")
+def index_build(
+    run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
+    corpus: str = typer.Argument(..., help="A built-in dataset name, or a .txt (one text per line) / .csv / .tsv / .jsonl / .parquet file."),
+    out_dir: str = typer.Option(..., "--out", help="Index directory to write."),
+    kind: str = typer.Option("flat", "--kind", help="flat (exact) or hnsw (approximate)."),
+    m: int = typer.Option(32, "--m", help="hnsw: graph degree M."),
+    ef_construction: int = typer.Option(200, "--ef-construction", help="hnsw: efConstruction."),
+    ef_search: int = typer.Option(64, "--ef-search", help="hnsw: efSearch (default search breadth)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Dataset split to index [default: train]; files: rows of this 'split' value."),
+    text: str = TextOpt,
+    levels: Optional[str] = LevelsOpt,
+    id_column: Optional[str] = typer.Option(None, "--id", help="Files: the id column [default: row number]."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index already in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the index metadata as JSON."),
+) -> None:
+    """Encode a corpus with a trained run and write a zoom index (one FAISS index per prefix)."""
+    from .index import build_from_source, check_target
+
+    check_target(out_dir, overwrite)  # before the encoding, not after
+    t0 = time.perf_counter()
+    ix = build_from_source(run_dir, corpus, split=split, text=text, levels=_levels(levels), id_column=id_column,
+                           kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search,
+                           show_progress=not as_json)
+    path = ix.save(out_dir, overwrite=overwrite)
+    info = {**ix.info(), "path": str(path), "seconds": round(time.perf_counter() - t0, 3)}
+    if as_json:
+        _print_json(info)
+        return
+    params = ", ".join(f"{k}={v}" for k, v in ix.params.items())
+    out.print(f"indexed {len(ix)} texts with run {info['run']['run_id']}: {ix.kind} ({ix.faiss_type}"
+              f"{', ' + params if params else ''}) at {'/'.join(map(str, ix.dims))} dims; saved to {path} "
+              f"({info['seconds']:.1f} s)", markup=False)
+
+
+@app.command("search")
+def search_cmd(
+    index_dir: str = typer.Argument(..., help="An index directory written by `fractal index build`."),
+    query: str = typer.Argument(..., help="The query text."),
+    zoom: str = typer.Option("fine", "--zoom", help="coarse (first block), fine (all dims) or a prefix length."),
+    k: int = typer.Option(10, "-k", "--top-k", help="Hits to return."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="hnsw: search breadth for this query."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The nearest items of a query at a zoom level, with their labels."""
+    from rich.markup import escape
+
+    from .index import ZoomIndex
+
+    ix = ZoomIndex.load(index_dir)
+    res = ix.search(query, k=k, zoom=zoom, ef_search=ef_search)
+    if as_json:
+        _print_json({"index": index_dir, "query": query, "zoom": res.zoom, "k": k,
+                     "hits": [h.as_dict() for h in res[0]]})
+        return
+    t = Table(title=escape(f"{query!r} at {res.zoom} dims ({ix.kind}, {len(ix)} items)"))
+    for c in ("rank", "id", "score"):
+        t.add_column(c, justify="right")
+    t.add_column("text")
+    for name in ix.level_names:
+        t.add_column(escape(name))
+    for h in res[0]:
+        labels = [escape(str((h.labels or {}).get(n, ""))) for n in ix.level_names]
+        t.add_row(str(h.rank), escape(str(h.id)), f"{h.score:.4f}", escape(h.text), *labels)
+    out.print(t)
+
+
+@app.command("predict")
+def predict_cmd(
+    name: Optional[str] = typer.Argument(None, help="Built-in dataset name or a CSV/TSV/JSONL/Parquet file."),
+    text: str = TextOpt,
+    levels: Optional[str] = LevelsOpt,
+    on_conflict: str = ConflictOpt,
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
+    fit_file: Optional[str] = typer.Option(None, "--fit", help="A predictor fit file (default: the shipped one)."),
+    refit: Optional[str] = typer.Option(None, "--refit", help="Fit the predictor on RESULTS/main and write --out."),
+    out_path: Optional[str] = typer.Option(None, "--out", help="--refit: where to write the fit (default: the shipped file)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Estimate, before training, the S the default method will reach on a taxonomy."""
+    from .encoders import Encoder
+    from .predictor import FIT_FILE, fit_predictor, predict
+
+    if refit:
+        fit = fit_predictor(refit, out_path or FIT_FILE)
+        out.print(f"fitted on {len(fit['points'])} datasets ({fit['provenance']['records']} records): S = "
+                  f"{fit['coef'][0]:+.4f} + {fit['coef'][1]:.4f} x product; leave-one-dataset-out MAE "
+                  f"{fit['loo']['mae']:.3f} -> {out_path or FIT_FILE}", soft_wrap=True)
+        return
+    if not name:
+        raise FractalError("give a dataset name or file to predict for (or --refit RESULTS to refit the predictor)")
+    res = predict(_load(name, text, levels, on_conflict), Encoder(model), fit_file)
+    if as_json:
+        _print_json(res)
+        return
+    f, x = res["fit"], res["features"]
+    out.print(f"{res['dataset']}: predicted S for `{res['method']}` = {res['predicted_S']:+.3f} "
+              f"(95% interval [{res['interval'][0]:+.3f}, {res['interval'][1]:+.3f}])", soft_wrap=True)
+    out.print(f"  from H(Lf|L0) = {x['H']:.3f} bits x untrained fine k-NN accuracy {x['untrained_fine_acc']:.3f} "
+              f"({x['scored_rows']} {x['scored_split']} rows) = {x['product']:.3f}"
+              + ("  [outside the fitted range: extrapolating]" if res["extrapolating"] else ""), soft_wrap=True)
+    out.print(f"  fit on {', '.join(f['datasets'])}; leave-one-dataset-out MAE {f['loo_mae']:.3f} "
+              f"(predicting the mean: {f['mean_only_mae']:.3f})", soft_wrap=True)
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001

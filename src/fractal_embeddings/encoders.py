@@ -327,7 +327,6 @@ def export_onnx(folder: Path, dest: Path) -> Path:
     """Export the transformer of a sentence-transformers folder to ONNX (token embeddings output)."""
     import torch
     from transformers import AutoModel
-
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

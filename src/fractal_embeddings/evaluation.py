@@ -39,14 +39,15 @@ from .data.taxonomy import stratified_sample  # noqa: F401  (re-exported: the ev
 BLOCK_ROWS = 2048
 
 
-def _normalise(X: np.ndarray) -> np.ndarray:
+def unit_rows(X: np.ndarray) -> np.ndarray:
+    """Rows L2-normalised (float32, C-contiguous: what FAISS takes); a zero row stays zero."""
     X = np.asarray(X, dtype=np.float32)
-    return X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
+    return np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
 
 
 def knn_neighbours(X: np.ndarray, k: int = 5, block_rows: int = BLOCK_ROWS) -> np.ndarray:
     """``(n, k)`` indices of each row's k nearest other rows (cosine), nearest first."""
-    X = _normalise(X)
+    X = unit_rows(X)
     n = X.shape[0]
     if not 1 <= k < n:
         raise ValueError(f"k must be in [1, n-1] for leave-one-out k-NN; got k={k} with n={n} rows")

@@ -13,6 +13,8 @@ arguments, levels with class counts, rows per split, fingerprint), ``encoder`` (
 acc}}``), ``steerability`` (S, S_AUC, S_gap, S_mono, ...), ``baseline`` (the untrained encoder,
 truncated to the same dims, on the same rows), ``training`` (best epoch, per-epoch history),
 ``timing`` (train and eval seconds, creation time) and ``weights`` (file name and sha256).
+Optional: ``retrieval`` (per-prefix retrieval metrics of the head and of the untrained encoder,
+see :mod:`~fractal_embeddings.retrieval`) and ``tags`` (the experiment that made the run).
 """
 
 from __future__ import annotations

@@ -126,12 +126,17 @@ def _dataset_block(dataset) -> dict:
 
 def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: int = 4, block_dim: int = 64,
           objective_options: dict | None = None, train_options: dict | None = None, eval_split: str = "test",
-          eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5, progress=None) -> Run:
+          eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5, finetune_layers: int = 0,
+          retrieval: bool = False, progress=None) -> Run:
     """Train ``method`` on ``dataset`` (a :class:`TaxonomyDataset`) and score it; see the module docstring.
 
     ``encoder`` is an :class:`~fractal_embeddings.Encoder` or a model name (default MiniLM-L6);
     ``train_options`` override :class:`~fractal_embeddings.training.TrainConfig` fields,
     ``objective_options`` the objective's config; ``progress(entry)`` is called after each epoch.
+    ``finetune_layers`` > 0 also trains the encoder's last layers (:mod:`~fractal_embeddings.backbone`;
+    encoder learning rate ``train_options["encoder_lr"]``, default 2e-5). ``retrieval`` adds per-prefix
+    retrieval metrics (:mod:`~fractal_embeddings.retrieval`: the scored test rows as queries, the
+    training split as the corpus) of the head and of the untrained encoder.
     """
     import torch
 
@@ -143,6 +148,10 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     objective = get_objective(method, **(objective_options or {}))
     head_cfg = HeadConfig(**objective.head_options(), n_blocks=n_blocks, block_dim=block_dim)
     objective.check(n_blocks, dataset.n_levels)
+    if finetune_layers:
+        if objective.head_kind is None:
+            raise FractalError(f"method {objective.name} trains no head, so it cannot fine-tune encoder layers")
+        train_options = {"encoder_lr": 2e-5, **(train_options or {})}
     cfg = TrainConfig.resolve(objective.trainer_defaults, train_options)
     for split in ("train", "val"):
         if split not in dataset.splits:
@@ -151,6 +160,11 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     encoder = _encoder(encoder)
     X = {s: embed_split(encoder, dataset.split(s)) for s in ("train", "val", eval_split)}
     enc_dim = X["train"].shape[1]
+    X_fit = X
+    if finetune_layers:  # the trainer reads token states; scoring the untrained encoder still reads X
+        from .backbone import split_states
+
+        X_fit = {s: split_states(encoder, dataset.split(s), finetune_layers) for s in ("train", "val", eval_split)}
     if objective.head_kind is None and enc_dim < head_cfg.dim:
         raise FractalError(f"flat truncates the encoder to {head_cfg.dim} dims but it has only {enc_dim}; use fewer blocks")
     Y = {s: dataset.split(s).labels for s in X}
@@ -160,7 +174,12 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     if objective.head_kind is not None:
         torch.manual_seed(seed)
         head = build_head(head_cfg, enc_dim, [lv.n_classes for lv in dataset.levels])
-        fit_result = fit(head, objective, X["train"], Y["train"], X["val"], Y["val"], cfg, seed, progress=progress)
+        if finetune_layers:
+            from .backbone import EncoderTop, TunedHead
+
+            head = TunedHead(EncoderTop(encoder, finetune_layers), head)
+        fit_result = fit(head, objective, X_fit["train"], Y["train"], X_fit["val"], Y["val"], cfg, seed,
+                         progress=progress)
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -168,8 +187,12 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     run = Run(record={}, head=head)
     head_block = head.config() if head is not None else {"kind": None, "n_blocks": n_blocks, "block_dim": block_dim}
     run.record["config"] = {"head": head_block}
-    scores = score(run.transform(X_eval), y_eval, block_dim, n_blocks, k, dataset.level_names)
+    scores = score(run.transform(np.asarray(X_fit[eval_split])[rows]), y_eval, block_dim, n_blocks, k,
+                   dataset.level_names)
     baseline = score_untrained(X_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
+    extra = {}
+    if retrieval:
+        extra["retrieval"] = _retrieval(run, X, X_fit, eval_split, rows, Y, n_blocks, block_dim, dataset.level_names)
     eval_s = time.perf_counter() - t0
 
     ident = {**encoder.identity().as_dict(), "dim": enc_dim, "model": encoder.model}
@@ -194,8 +217,24 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
         "timing": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
                    "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
         "weights": None,
+        **extra,
     }
     return run
+
+
+def _retrieval(run, X, X_fit, eval_split, rows, Y, n_blocks, block_dim, level_names) -> dict:
+    """Retrieval metrics of the trained head and of the untrained encoder (queries: the scored rows)."""
+    from .retrieval import prefix_retrieval
+
+    q_labels, c_labels = Y[eval_split][rows], Y["train"]
+    trained = prefix_retrieval(run.transform(np.asarray(X_fit[eval_split])[rows]), q_labels,
+                               run.transform(X_fit["train"]), c_labels, block_dim, n_blocks, level_names)
+    blocks = min(n_blocks, X["train"].shape[1] // block_dim)
+    dims = blocks * block_dim
+    base = prefix_retrieval(np.asarray(X[eval_split])[rows][:, :dims], q_labels, np.asarray(X["train"])[:, :dims],
+                            c_labels, block_dim, blocks, level_names)
+    return {"queries": f"{eval_split} (the scored rows)", "corpus": "train", "n_queries": len(rows),
+            "n_corpus": len(c_labels), "trained": trained, "baseline": base}
 
 
 def load_run(run_dir) -> Run:

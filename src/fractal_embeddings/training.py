@@ -39,6 +39,7 @@ class TrainConfig:
     val_rows: int | None = 2000
     k: int = 5
     threads: int = 1
+    encoder_lr: float | None = None  # fine-tuned encoder layers only (backbone.py); None elsewhere
 
     def __post_init__(self):
         if self.epochs < 1 or self.batch_size < 1:
@@ -47,6 +48,8 @@ class TrainConfig:
             raise FractalError(f"lr must be > 0, got {self.lr}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise FractalError(f"unknown lr_schedule '{self.lr_schedule}'; use cosine or constant")
+        if self.encoder_lr is not None and not self.encoder_lr > 0:
+            raise FractalError(f"encoder_lr must be > 0, got {self.encoder_lr}")
         if self.select not in ("val-knn", "last"):
             raise FractalError(f"unknown select '{self.select}'; use val-knn or last")
 
@@ -60,7 +63,10 @@ class TrainConfig:
         return replace(cls(), **{**objective_defaults, **(overrides or {})})
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        d = asdict(self)
+        if d["encoder_lr"] is None:  # a head-only run: records stay as they were before the option existed
+            del d["encoder_lr"]
+        return d
 
 
 @dataclass
@@ -102,6 +108,13 @@ class _FlatParams:
             p.grad = None
 
 
+def _grad_norm(flats: list[_FlatParams]) -> torch.Tensor:
+    """The global gradient norm over every flat buffer."""
+    if len(flats) == 1:
+        return torch.linalg.vector_norm(flats[0].grad)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f.grad) for f in flats]))
+
+
 def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int) -> float:
     """Coarsest + finest level k-NN accuracy of the full vector (the best-epoch criterion)."""
     E = head.transform(X_val)
@@ -124,8 +137,17 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
     result = FitResult(best_epoch=config.epochs)
     best_score, best_state = -math.inf, None
     with torch_threads(config.threads):
-        flat = _FlatParams(head)
-        opt = torch.optim.AdamW([flat.flat], lr=config.lr, weight_decay=config.weight_decay, fused=True)
+        # one flat buffer per learning rate: the head's, and (backbone.py) the fine-tuned encoder layers'
+        groups = head.param_groups() if hasattr(head, "param_groups") else [(head, "lr")]
+        flats = [_FlatParams(module) for module, _ in groups]
+        base_lr = []
+        for _, key in groups:
+            lr = getattr(config, key)
+            if lr is None:
+                raise FractalError(f"training encoder layers needs {key}; set it in the training options")
+            base_lr.append(lr)
+        opt = torch.optim.AdamW([{"params": [f.flat], "lr": lr} for f, lr in zip(flats, base_lr)],
+                                weight_decay=config.weight_decay, fused=True)
         head.train()
         step = 0
         for epoch in range(1, config.epochs + 1):
@@ -135,13 +157,16 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
             for b in range(steps_per_epoch):
                 x, y = X_ep[b * bs:(b + 1) * bs], Y_ep[b * bs:(b + 1) * bs]
                 loss = objective.loss(head, x, y, step, plan)
-                flat.grad.zero_()
+                for f in flats:
+                    f.grad.zero_()
                 loss.backward()
                 if config.grad_clip:
-                    norm = torch.linalg.vector_norm(flat.grad)
-                    flat.grad.mul_(torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0))
+                    norm = _grad_norm(flats)
+                    for f in flats:
+                        f.grad.mul_(torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0))
                 if config.lr_schedule == "cosine":
-                    opt.param_groups[0]["lr"] = config.lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
+                    for group, lr in zip(opt.param_groups, base_lr):
+                        group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
                 opt.step()
                 loss_sum += loss.detach()
                 step += 1
@@ -150,13 +175,16 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
                 score = validation_score(head, X_val, Y_val, config.k)
                 entry["val_knn"] = round(score, 6)
                 if score > best_score:
-                    best_score, best_state, result.best_epoch = score, flat.flat.detach().clone(), epoch
+                    best_score, result.best_epoch = score, epoch
+                    best_state = [f.flat.detach().clone() for f in flats]
             result.history.append(entry)
             if progress is not None:
                 progress(entry)
         if best_state is not None:
-            flat.flat.data.copy_(best_state)
-        flat.release()
+            for f, state in zip(flats, best_state):
+                f.flat.data.copy_(state)
+        for f in flats:
+            f.release()
         head.eval()
     result.seconds = time.perf_counter() - t0
     return result

@@ -2,7 +2,14 @@
 
 from .catalog import DatasetSpec, get_spec, list_datasets, load_dataset
 from .home import get_data_home
-from .taxonomy import Level, Split, TaxonomyDataset, build_dataset, conditional_entropy_bits, entropy_bits
+from .taxonomy import (
+    Level,
+    Split,
+    TaxonomyDataset,
+    build_dataset,
+    conditional_entropy_bits,
+    entropy_bits,
+)
 
 __all__ = [
     "DatasetSpec",

@@ -2,7 +2,9 @@
 writes run records into ``<results>/<name>/`` (``<results>/<name>-quick/`` for ``--quick``).
 
 An experiment module has ``NAME``, a docstring (its description), ``specs(quick, datasets, seeds)``
-and optionally ``after(store_root, quick, log)`` (derived files, e.g. re-scores).
+and optionally ``after(store_root, quick, log)`` (derived files, e.g. re-scores) and ``STORE`` (the
+name of another experiment whose store it shares), or ``run(store_root, quick, log)`` when it
+measures something other than training runs (``latency``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,11 @@ EXPERIMENTS = {
     "three-level": "three_level",
     "cross-encoder": "cross_encoder",
     "external": "external",
+    "backbone-control": "backbone_control",
+    "retrieval": "retrieval",
+    "pareto": "pareto",
+    "dual-encoder": "dual_encoder",
+    "latency": "latency",
     "objective-study": "objective_study",
 }
 
@@ -50,9 +57,12 @@ def run_experiment(name: str, out: str | Path = "results", *, quick: bool = Fals
     dirs = []
     try:
         for n, mod in zip(names, mods):
-            root = store_dir(out, n, quick)
+            root = store_dir(out, getattr(mod, "STORE", n), quick)  # pareto reads the retrieval runs
             log(f"experiment {n} -> {root}")
-            run_sweep(mod.specs(quick=quick, datasets=datasets, seeds=seeds), root, ex, log=log, progress=progress)
+            if hasattr(mod, "run"):  # a measurement, not a grid of training runs
+                mod.run(root, quick=quick, log=log)
+            else:
+                run_sweep(mod.specs(quick=quick, datasets=datasets, seeds=seeds), root, ex, log=log, progress=progress)
             if hasattr(mod, "after"):
                 mod.after(root, quick=quick, log=log)
             dirs.append(root)

@@ -117,9 +117,9 @@ PROTOCOLS = {"first 500 rows (the seed's)": (500, "first"), "stratified 2,000 (o
 def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc150", log=print) -> Path:
     """Re-score every finished run of ``dataset`` under each of ``PROTOCOLS``; one JSON file per run
     in ``<out>/protocol/<dataset>/<variant>/seed<N>.json`` (skipped when present)."""
+    from ..cache import atomic_write_bytes
     from ..encoders import Encoder
     from ..records import canonical_json
-    from ..cache import atomic_write_bytes
     from ..runs import evaluate, load_run
 
     out = Path(out)

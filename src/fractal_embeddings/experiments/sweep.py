@@ -40,6 +40,8 @@ class RunSpec:
     encoder: str | None = None
     n_blocks: int = 4
     block_dim: int = 64
+    finetune_layers: int = 0  # > 0: the encoder's last layers train with the head (backbone control)
+    retrieval: bool = False  # also score retrieval per prefix (test rows as queries, train split as corpus)
     tags: dict = field(default_factory=dict)
 
     @property
@@ -114,7 +116,8 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
     ds = load_spec_dataset(spec)
     run = train(ds, spec.method, seed=spec.seed, encoder=_encoder(spec.encoder), n_blocks=spec.n_blocks,
                 block_dim=spec.block_dim, objective_options=spec.objective_options,
-                train_options=spec.train_options)
+                train_options=spec.train_options, finetune_layers=spec.finetune_layers,
+                retrieval=spec.retrieval)
     run.record["tags"] = {"experiment": spec.experiment, "variant": spec.name, "spec": spec.as_dict(), **spec.tags}
     stored = store.put(spec.key, run)
     return {"key": spec.key, "status": "stored" if stored else "taken by another sweep",
@@ -127,7 +130,7 @@ def prepare(specs: list[RunSpec], log=print) -> None:
 
     seen = set()
     for spec in specs:
-        key = (spec.dataset, spec.levels, tuple(sorted((spec.cap or {}).items())), spec.encoder)
+        key = (spec.dataset, spec.levels, tuple(sorted((spec.cap or {}).items())), spec.encoder, spec.finetune_layers)
         if key in seen:
             continue
         seen.add(key)
@@ -138,6 +141,10 @@ def prepare(specs: list[RunSpec], log=print) -> None:
             if not enc.is_cached(sp.texts) and not enc.is_cached(root.texts):
                 log(f"encoding {spec.dataset}/{name} ({len(sp.texts):,} texts) with {enc.resolved.name}")
                 embed_split(enc, sp)
+            if spec.finetune_layers:
+                from ..backbone import split_states
+
+                split_states(enc, sp, spec.finetune_layers)  # cached token states for the workers
 
 
 def run_sweep(specs: list[RunSpec], store: RunStore | str | Path, executor=None, *, log=print,

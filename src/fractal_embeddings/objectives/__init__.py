@@ -12,6 +12,7 @@
 | ``heal`` | ``heal`` | HEAL-style: per-level projectors + supervised contrastive |
 | ``smec`` | ``external`` | SMEC-style: finest level, 256 -> 128 -> 64 trained in turn |
 | ``csr`` | ``external`` | CSR-style: TopK sparse autoencoder + contrastive (finest level) |
+| ``single-level`` | ``single`` | one level on the full vector only (a dual-encoder half) |
 | ``flat`` | ``flat`` | nothing: the raw encoder, truncated |
 """
 
@@ -27,10 +28,11 @@ from .fractal import Fractal, FractalMRL
 from .heal import Heal
 from .no_prefix import NoPrefix
 from .prefix import MRL, UHMT, Inverted, PrefixSupervision, V5Paper, schedule_weights
+from .single import SingleLevel
 
 DEFAULT_METHOD = "fractal"  # chosen by the objective study (docs/objective-study.md)
 OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Fractal, FractalMRL, V5Paper, MRL, Inverted, NoPrefix, UHMT,
-                                                                Heal, SMEC, CSR, Flat)}
+                                                                Heal, SMEC, CSR, SingleLevel, Flat)}
 
 
 def list_methods() -> list[str]:

@@ -46,7 +46,6 @@ from .base import Objective
 from .losses import infonce_margin, supervised_contrastive
 from .prefix import default_prefix_probs, schedule_weights
 
-
 CONTRASTIVE = ("supcon", "infonce-margin")
 
 

@@ -19,13 +19,27 @@ from .sections import SECTIONS, Section
 FORMATS = ("md", "latex")
 
 
+def _latency(results: Path) -> dict | None:
+    """``latency.json`` of the latency experiment (a full run beats a quick one)."""
+    import json
+
+    for name in ("latency", "latency-quick"):
+        path = results / name / "latency.json"
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None
+
+
 def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section], dict, object]:
     df = load_frame(results)
     sections, facts = [], {}
     for name, fn in SECTIONS.items():
         g = df[df["experiment"] == name]
         if len(g):
-            sec = fn(g.reset_index(drop=True), fig_dir, root)
+            g = g.reset_index(drop=True)
+            if name == "latency":  # measurements, not run records: read beside them
+                g.attrs["latency"] = _latency(Path(results))
+            sec = fn(g, fig_dir, root)
             if bool(g["quick"].any()):
                 sec.title += " (quick run: subsets, fewer seeds)"
             sections.append(sec)

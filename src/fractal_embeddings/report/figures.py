@@ -147,3 +147,26 @@ def scatter_fit(panels: list[dict], out_dir: Path, stem: str, ylabel: str = "ste
         ax.grid(alpha=0.3)
     fig.tight_layout()
     return _save(fig, out_dir, stem)
+
+
+def line_panels(panels: list[dict], out_dir: Path, stem: str) -> Path:
+    """One panel per dict: ``{"series": [(x, y, label), ...], "xlabel", "ylabel", "title"}``; optional
+    ``"points": [(x, y, label)]`` (single markers), ``"logy"``, ``"xticks"``."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.5), squeeze=False)
+    for ax, p in zip(axes[0], panels):
+        for i, (x, y, lab) in enumerate(p.get("series", [])):
+            ax.plot(x, y, marker="o", ms=3, color=color(lab, i), label=lab)
+        for i, (x, y, lab) in enumerate(p.get("points", [])):
+            ax.scatter([x], [y], marker="*", s=120, color=color(lab, i + 3), label=lab, zorder=3)
+        if p.get("logy"):
+            ax.set_yscale("log")
+        if p.get("xticks"):
+            ax.set_xticks(p["xticks"])
+        ax.set_xlabel(p["xlabel"])
+        ax.set_ylabel(p["ylabel"])
+        ax.set_title(p.get("title", ""), fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)

@@ -3,9 +3,10 @@
 Columns: ``experiment``, ``dataset``, ``variant``, ``method``, ``seed``, ``n_levels``, the
 steerability metrics (``S``, ``S_AUC``, ``S_gap``, ``S_mono``, ``S_02`` for three levels), the
 prefix accuracies ``L{level}@j{prefix}`` (``L0@j1`` = coarsest level on the first block), the
-untrained encoder's ``base_L{level}@j{prefix}``, ``H_L0`` and ``H_L1|L0`` (bits), ``train_s``,
+untrained encoder's ``base_L{level}@j{prefix}``, retrieval metrics when the record has them
+(``R@1 L1@j4``, ``mAP@10 L0@j1``, ... and ``base_`` ones), ``H_L0`` and ``H_L1|L0`` (bits), ``train_s``,
 ``block_dim``, ``encoder``, the spec fields an experiment varied (``coarse_noise``,
-``random_coarse``), and ``key`` (the run's directory in the store).
+``random_coarse``), the backbone control's ``arm``, and ``key`` (the run's directory in the store).
 """
 
 from __future__ import annotations
@@ -41,12 +42,19 @@ def record_row(rec: dict, experiment: str, key: str = "") -> dict:
            "encoder": rec["encoder"].get("model") or rec["encoder"].get("name"),
            "train_s": rec["timing"]["train_s"], "n_params": (rec.get("training") or {}).get("n_params"), "H_L0": ent.get("H_L0"), "H_L1|L0": ent.get("H_L1|L0"),
            "coarse_noise": spec.get("coarse_noise"), "random_coarse": spec.get("random_coarse"),
-           "family": tags.get("family"), "control_of": tags.get("control_of")}
+           "family": tags.get("family"), "control_of": tags.get("control_of"), "arm": tags.get("arm")}
     row.update(rec["steerability"])
     names = [lv["name"] for lv in rec["dataset"]["levels"]]
     row.update(_acc_columns(rec["accuracy"], bd, names))
     row.update(_acc_columns(rec["baseline"]["accuracy"], bd, names, "base_"))
     row["base_S"] = rec["baseline"]["steerability"]["S"]
+    ret = rec.get("retrieval")
+    if ret:  # "<metric> L{i}@j{j}" columns, e.g. "R@1 L1@j4" (and "base_R@1 L1@j4" for the untrained encoder)
+        for src, pre in (("trained", ""), ("baseline", "base_")):
+            for dims, per_level in ret[src].items():
+                for i, name in enumerate(names):
+                    for metric, v in per_level[name].items():
+                        row[f"{pre}{metric} L{i}@j{int(dims) // bd}"] = v
     return row
 
 

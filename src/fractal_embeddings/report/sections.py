@@ -430,6 +430,204 @@ def external_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     return sec
 
 
+def backbone_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("Alignment or capacity (backbone control)")
+    sec.text += ["The seed's 2 x 2: aligned (`v5-paper`) vs `mrl`, each head-only and with the encoder's last "
+                 "layers fine-tuned with the head. If trainable capacity made prefixes steerable, mrl with a "
+                 "fine-tuned encoder would move away from 0.", ""]
+    nb = _full_j(df)
+    arms = [(m, a) for m in ("v5-paper", "mrl") for a in ("head-only", "fine-tuned")]
+    names = {(m, a): df[(df["method"] == m) & (df["arm"] == a)]["variant"].iloc[0]
+             for m, a in arms if len(df[(df["method"] == m) & (df["arm"] == a)])}
+    t = Table("backbone_control", f"S (mean ± SD over seeds), full-length fine accuracy L1@j{nb} and training "
+              "seconds (median) per arm", ["dataset", "arm", "n", "S", f"L1@j{nb}", "train s"], align="llrrrr")
+    tp = Table("backbone_tests", "Head-only v5-paper vs mrl with a fine-tuned encoder (paired by seed)",
+               ["dataset", "n", "mean diff", "t", "p", "d_z"], align="lrrrrr")
+    facts: dict = {}
+    groups = {}
+    for d, g in df.groupby("dataset", sort=False):
+        groups[d] = {}
+        for arm, variant in names.items():
+            ga = g[g["variant"] == variant]
+            if not len(ga):
+                continue
+            t.add(d, variant, len(ga), pm(ga["S"]), pm(ga[f"L1@j{nb}"], signed=False), f"{ga['train_s'].median():.1f}")
+            groups[d][variant] = ga["S"].to_numpy()
+            facts.setdefault(d, {})[arm] = float(ga["S"].mean())
+        a, b = (g[g["variant"] == names.get(k)].set_index("seed")["S"] for k in (("v5-paper", "head-only"), ("mrl", "fine-tuned")))
+        common = a.index.intersection(b.index)
+        if len(common) >= 2:
+            r = stats.paired_test(a[common].to_numpy(), b[common].to_numpy())
+            tp.add(d, len(common), num(r["mean_diff"], 3, True), num(r["t"], 2), pval(r["p"]), num(r["cohens_d"], 2))
+    sec.add_table(t)
+    if tp.rows:
+        sec.add_table(tp)
+    sec.add_figure(figures.grouped_bars(groups, fig_dir, "backbone_control", title="alignment vs trainable capacity"),
+                   "Steerability per arm: head-only vs fine-tuned encoder layers (mean ± SD over seeds)", root)
+    sec.facts = facts
+    return sec
+
+
 SECTIONS.update({"synthetic": synthetic_section, "noise": noise_section, "capacity": capacity_section,
                  "three-level": three_level_section, "cross-encoder": cross_encoder_section,
-                 "external": external_section})
+                 "external": external_section, "backbone-control": backbone_section})
+
+
+def _mean(df: pd.DataFrame, col: str) -> float:
+    return float(df[col].mean()) if col in df and df[col].notna().any() else float("nan")
+
+
+def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    """Retrieval per prefix (the records' ``retrieval`` block) and adaptive routing (pareto)."""
+    from ..experiments.pareto import routing_curve
+
+    sec = Section("Retrieval and adaptive routing")
+    nb, bd = _full_j(df), int(df["block_dim"].iloc[0])
+    sec.text += [f"Queries: the scored test rows; corpus: the training split; a hit shares the query's class at "
+                 f"the level. R@k = fraction of queries with a hit in the top k; mAP@10 over the top 10. "
+                 f"Ramp = fine-level R@1 at {nb * bd} dims minus at {bd} dims.", ""]
+    t = Table("retrieval", "Retrieval per prefix (mean over seeds): fine (L1) and coarse (L0) level",
+              ["dataset", "method", "n", f"L1 R@1 {bd}d", f"L1 R@1 {nb * bd}d", "ramp (pp)", f"L1 R@10 {nb * bd}d",
+               f"L1 mAP@10 {nb * bd}d", f"L0 R@1 {bd}d", f"L0 R@1 {nb * bd}d"], align="llrrrrrrrr")
+    facts: dict = {"retrieval": {}, "pareto": {}}
+    ramp_panels = []
+    for d, g in df.groupby("dataset", sort=False):
+        series = []
+        methods = _order(g["method"].unique())
+        for m in [*methods, "untrained"]:
+            gm = g[g["method"] == m] if m != "untrained" else g[g["method"] == methods[0]]
+            pre = "base_" if m == "untrained" else ""
+            cols = {f"{metric} L{lv}@j{j}": _mean(gm, f"{pre}{metric} L{lv}@j{j}")
+                    for metric in ("R@1", "R@10", "mAP@10") for lv in (0, 1) for j in range(1, nb + 1)}
+            ramp = 100 * (cols[f"R@1 L1@j{nb}"] - cols["R@1 L1@j1"])
+            t.add(d, m, len(gm) if m != "untrained" else "-", num(cols["R@1 L1@j1"], 3), num(cols[f"R@1 L1@j{nb}"], 3),
+                  num(ramp, 1, True), num(cols[f"R@10 L1@j{nb}"], 3), num(cols[f"mAP@10 L1@j{nb}"], 3),
+                  num(cols["R@1 L0@j1"], 3), num(cols[f"R@1 L0@j{nb}"], 3))
+            facts["retrieval"].setdefault(d, {})[m] = {"ramp_pp": ramp, "fine_R1_short": cols["R@1 L1@j1"],
+                                                        "fine_R1_full": cols[f"R@1 L1@j{nb}"]}
+            series.append(([j * bd for j in range(1, nb + 1)], [cols[f"R@1 L1@j{j}"] for j in range(1, nb + 1)], m))
+        ramp_panels.append({"series": series, "xlabel": "prefix dims", "ylabel": "fine-level Recall@1",
+                            "title": d, "xticks": [j * bd for j in range(1, nb + 1)]})
+    sec.add_table(t)
+    sec.add_figure(figures.line_panels(ramp_panels, fig_dir, "retrieval_ramp"),
+                   "Fine-level Recall@1 per prefix length (mean over seeds)", root)
+
+    sec.text += ["**Adaptive routing.** A workload with a fraction alpha of coarse queries: routing answers them "
+                 f"with the aligned model's {bd}-d prefix and fine queries with its full vector; MRL answers both at "
+                 f"{nb * bd} dims. Accuracy = prefix k-NN accuracy of the records (mean over seeds); the crossover "
+                 "is the smallest alpha from which routing is at least as accurate all the way to alpha = 1.", ""]
+    tp = Table("pareto", "Adaptive routing vs MRL at full length",
+               ["dataset", "aligned", "routing >= mrl for alpha in", "crossover alpha", "routing - mrl at alpha = 0.5 (pp)",
+                "mean dims at 0.5"], align="llrrrr")
+    panels = []
+    for d, g in df.groupby("dataset", sort=False):
+        mrl = g[g["method"] == CONTROL]
+        if not len(mrl):
+            continue
+        series = []
+        for m in [m for m in ("v5-paper", "fractal") if m in set(g["method"])]:
+            ga = g[g["method"] == m]
+            c = routing_curve(_mean(ga, "L0@j1"), _mean(ga, f"L1@j{nb}"), _mean(mrl, f"L0@j{nb}"),
+                              _mean(mrl, f"L1@j{nb}"), bd, nb)
+            half = c["alpha"].index(0.5)
+            gain = 100 * (c["route_acc"][half] - c["mrl_acc"][half])
+            wins = "nowhere" if c["wins"] is None else f"[{c['wins'][0]:.2f}, {c['wins'][1]:.2f}]"
+            tp.add(d, m, wins, "none" if c["crossover"] is None else num(c["crossover"], 2), num(gain, 1, True),
+                   num(c["route_dims"][half], 0))
+            facts["pareto"].setdefault(d, {})[m] = {"crossover": c["crossover"], "wins": c["wins"], "gain_half_pp": gain,
+                                                     "dims_half": c["route_dims"][half]}
+            series.append((c["alpha"], c["route_acc"], f"{m} routing"))
+        series.append((c["alpha"], c["mrl_acc"], f"mrl {nb * bd}d"))
+        panels.append({"series": series, "xlabel": "fraction of coarse queries (alpha)", "ylabel": "accuracy",
+                       "title": d})
+    sec.add_table(tp)
+    if panels:
+        sec.add_figure(figures.line_panels(panels, fig_dir, "pareto_routing"),
+                       "Workload accuracy vs the fraction of coarse queries: routing (mean dims "
+                       f"{nb * bd} -> {bd} as alpha goes 0 -> 1) vs MRL at {nb * bd} dims", root)
+    sec.facts = facts
+    return sec
+
+
+def dual_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    sec = Section("One aligned model vs a dual encoder")
+    nb, bd = _full_j(df), int(df["block_dim"].iloc[0])
+    sec.text += [f"Dual encoder: two {nb * bd}-d heads trained on one level each (`single-level`), {2 * nb * bd} "
+                 f"stored dims per item. One aligned model: its {bd}-d prefix for coarse queries, its full vector "
+                 f"for fine ones ({nb * bd} stored dims). k-NN accuracy, mean ± SD over seeds.", ""]
+    t = Table("dual_encoder", "Coarse and fine accuracy: aligned prefixes vs dedicated heads",
+              ["dataset", "n", f"coarse-only L0@{nb * bd}d", f"v5-paper L0@{bd}d", f"fractal L0@{bd}d",
+               f"fine-only L1@{nb * bd}d", f"v5-paper L1@{nb * bd}d", f"fractal L1@{nb * bd}d"], align="lrrrrrrr")
+    tt = Table("dual_encoder_tests", f"Aligned {bd}-d prefix vs the coarse-only head at {nb * bd}d (paired by seed)",
+               ["dataset", "aligned", "mean diff", "t", "p"], align="llrrr")
+    facts: dict = {}
+    for d, g in df.groupby("dataset", sort=False):
+        v = {name: g[g["variant"] == name].set_index("seed") for name in ("coarse-only", "fine-only", "v5-paper", "fractal")}
+        t.add(d, g["seed"].nunique(), pm(v["coarse-only"].get(f"L0@j{nb}", []), signed=False),
+              pm(v["v5-paper"].get("L0@j1", []), signed=False), pm(v["fractal"].get("L0@j1", []), signed=False),
+              pm(v["fine-only"].get(f"L1@j{nb}", []), signed=False), pm(v["v5-paper"].get(f"L1@j{nb}", []), signed=False),
+              pm(v["fractal"].get(f"L1@j{nb}", []), signed=False))
+        facts[d] = {"coarse-only": _mean(v["coarse-only"], f"L0@j{nb}"), "fine-only": _mean(v["fine-only"], f"L1@j{nb}"),
+                    **{f"{m} short": _mean(v[m], "L0@j1") for m in ("v5-paper", "fractal")},
+                    **{f"{m} full": _mean(v[m], f"L1@j{nb}") for m in ("v5-paper", "fractal")}}
+        for m in ("v5-paper", "fractal"):
+            common = v[m].index.intersection(v["coarse-only"].index)
+            if len(common) >= 2:
+                r = stats.paired_test(v[m].loc[common, "L0@j1"].to_numpy(), v["coarse-only"].loc[common, f"L0@j{nb}"].to_numpy())
+                tt.add(d, m, num(100 * r["mean_diff"], 1, True) + " pp", num(r["t"], 2), pval(r["p"]))
+    sec.add_table(t)
+    if tt.rows:
+        sec.add_table(tt)
+    sec.facts = facts
+    return sec
+
+
+def latency_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
+    """From ``latency.json`` (attached to the frame as ``df.attrs["latency"]`` by the report builder)."""
+    from ..experiments.latency import matched_ratio
+
+    data = df.attrs.get("latency")
+    sec = Section("Query latency per prefix length")
+    if not data:
+        sec.text += ["No `latency.json` next to the records: run `fractal experiment latency`.", ""]
+        return sec
+    rows = data["results"]
+    m = data["machine"]
+    sec.text += [f"FAISS {m['faiss']}, {data['search_threads']} search thread, {m['cpus']} CPUs ({m['processor']}); "
+                 f"HNSW M = {data['hnsw']['M']}, efConstruction = {data['hnsw']['efConstruction']}, efSearch swept "
+                 f"over {', '.join(map(str, data['ef_search']))}. HNSW rows use, per length, the fastest efSearch with "
+                 f"recall@10 >= {data['target_recall']} against exact search (matched quality).", ""]
+    t = Table("latency", "Query latency (microseconds) and recall@10 per prefix",
+              ["corpus", "n", "dims", "index", "efSearch", "recall@10", "p50 b1", "p99 b1", "p50 b64 (batch)"],
+              align="lrrlrrrrr")
+    facts: dict = {}
+    panels = []
+    for corpus in dict.fromkeys(r["corpus"] for r in rows):
+        series = {}
+        dims = sorted({r["dims"] for r in rows if r["corpus"] == corpus})
+        for d in dims:
+            for kind in ("flat", "hnsw"):
+                cands = [r for r in rows if r["corpus"] == corpus and r["dims"] == d and r["kind"] == kind]
+                ok = [r for r in cands if r["recall@10"] >= data["target_recall"]]
+                r = min(ok, key=lambda r: r["b1_p50_us"]) if ok else max(cands, key=lambda r: r["recall@10"])
+                t.add(corpus, f"{r['n']:,}", d, kind, r["ef_search"] or "-", num(r["recall@10"], 3), num(r["b1_p50_us"], 1),
+                      num(r["b1_p99_us"], 1), num(r["b64_p50_us"], 1))
+                series.setdefault(kind, ([], [], kind))
+                series[kind][0].append(d)
+                series[kind][1].append(r["b1_p50_us"])
+        facts[corpus] = matched_ratio(rows, corpus, data["target_recall"])
+        panels.append({"series": list(series.values()), "xlabel": "prefix dims", "ylabel": "p50 latency, batch 1 (us)",
+                       "title": corpus, "logy": True, "xticks": dims})
+    sec.add_table(t)
+    tr = Table("latency_ratio", "Longest / shortest prefix latency ratio (batch-1 p50, matched recall)",
+               ["corpus", "flat", "hnsw"], align="lrr")
+    for corpus, f in facts.items():
+        if f:
+            tr.add(corpus, *[num(f[k]["ratio"], 2) + "x" if f.get(k) else "recall target not reached" for k in ("flat", "hnsw")])
+    sec.add_table(tr)
+    sec.add_figure(figures.line_panels(panels, fig_dir, "latency"), "Batch-1 p50 query latency per prefix length", root)
+    sec.facts = facts
+    return sec
+
+
+SECTIONS.update({"retrieval": retrieval_section, "dual-encoder": dual_encoder_section, "latency": latency_section})

@@ -1,0 +1,422 @@
+"""Export a run as a standard sentence-transformers model folder (encoder + head + model card).
+
+>>> from fractal_embeddings.export import export_sentence_transformers
+>>> export_sentence_transformers("runs/clinc150-v5-paper-seed42", "models/clinc150-v5")
+>>> from sentence_transformers import SentenceTransformer
+>>> SentenceTransformer("models/clinc150-v5", truncate_dim=64).encode(texts, normalize_embeddings=True)
+
+The folder holds built-in sentence-transformers modules only (no custom classes, no
+``trust_remote_code``): the encoder's own modules (``Transformer``, ``Pooling``, ...), a
+``Normalize`` (the head reads L2-normalised encoder vectors), then the head as ``Dense`` layers:
+
+* ``linear`` head: ``Dense(in, dim, Identity)``;
+* ``mlp`` head: ``Dense(in, hidden, GELU)`` + ``Dense(hidden, dim, Identity)`` (torch's exact GELU,
+  the one the head uses; ``Dense`` stores its activation as a class path and rebuilds it with no
+  arguments).
+
+The model ends with the head's last ``Dense``, so ``truncate_dim`` slices the head's output and
+``normalize_embeddings=True`` then normalises the slice: the library's normalised prefix, at every
+prefix. Without normalisation the output equals :meth:`Run.transform` itself.
+
+**Block norm.** A head with ``block_norm`` (the default method ``fractal``) L2-normalises each
+block of its output. No built-in module can: ``Normalize`` normalises the whole last dimension, and
+nothing built in reshapes a vector into blocks (``Dense`` rebuilds its activation with no
+arguments, so ``torch.nn.Unflatten`` is out; every argument-free ``torch.nn`` module keeps the
+shape or reduces it). A ``Dense`` export of such a head matches the run at the first block only
+(one block normalised once or twice is the same vector); at longer prefixes the blocks enter with
+their raw norms instead of norm 1. Such heads are therefore exported only as their first block
+(``dims=block_dim``, a trailing ``Normalize`` makes the output the run's block exactly); asking for
+more is refused. Heads without block norm export exactly at every prefix.
+
+Every export is checked before it is moved into place: the saved folder is loaded back with
+``SentenceTransformer`` and compared with the run (the run's encoder + head) on fixed probe
+texts at every exported prefix; the measured differences go into the model card and
+``fractal_export.json``. A difference above ``TOLERANCE`` fails the export.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from .errors import FractalError
+from .records import RunRecordError, canonical_json, load_head, load_record
+
+EXPORTABLE_HEADS = ("linear", "mlp")
+TOLERANCE = 1e-5
+EXPORT_FILE = "fractal_export.json"
+EXPORT_SCHEMA = "fractal-embeddings/st-export/1"
+PROBE_TEXTS = (
+    "book a table for two at an italian restaurant tonight",
+    "what is the balance of my checking account",
+    "How far is it from the Earth to the Moon?",
+    "play some relaxing jazz music",
+    "my credit card was declined at the store, why?",
+    "Who wrote the novel 'Pride and Prejudice'?",
+    "set an alarm for 6:30 tomorrow morning",
+    "The new graphics card renders scenes twice as fast as the old one.",
+)
+
+
+class ExportError(FractalError, ValueError):
+    """A run that cannot be exported as a sentence-transformers model, or a target folder in the way."""
+
+
+# ------------------------------------------------------------------ checks
+def _load(run_or_dir):
+    """``(record, head, run_dir or None)`` of a :class:`~fractal_embeddings.runs.Run` or a run directory."""
+    from .runs import Run
+
+    if isinstance(run_or_dir, Run):
+        return run_or_dir.record, run_or_dir.head, None
+    run_dir = Path(run_or_dir)
+    if not run_dir.is_dir():
+        raise RunRecordError(f"{run_dir}: no such run directory; pass the directory `fractal train --out` wrote")
+    return load_record(run_dir), None, run_dir
+
+
+def export_dims(record: dict, dims: int | None = None) -> int:
+    """The number of output dims an export of this run holds (checked); see the module docstring."""
+    h = record["config"]["head"]
+    method, kind = record.get("method"), h.get("kind")
+    if kind is None:
+        raise ExportError(f"method {method} trains no head (it is the encoder truncated); there is nothing to export")
+    if kind not in EXPORTABLE_HEADS:
+        raise ExportError(f"a {kind} head (method {method}) cannot be exported: only linear and mlp heads map "
+                          f"onto built-in sentence-transformers modules (Dense)")
+    if h.get("finetuned_encoder_layers"):
+        raise ExportError(f"run {record.get('run_id')} fine-tuned {h['finetuned_encoder_layers']} encoder layers; "
+                          f"export handles runs on a frozen encoder only")
+    block, full = h["block_dim"], h["block_dim"] * h["n_blocks"]
+    if dims is None:
+        dims = full
+    if not (1 <= dims <= full and dims % block == 0):
+        raise ExportError(f"--dims must be a multiple of the block dim {block} between {block} and {full}, got {dims}")
+    if h.get("block_norm") and dims > block:
+        raise ExportError(
+            f"the head of run {record.get('run_id')} L2-normalises each {block}-d block, which no built-in "
+            f"sentence-transformers module reproduces: an export would match the run only at {block} dims; "
+            f"export with --dims {block} (library: dims={block}) for the exact coarse model, or train with "
+            f"objective option block_norm=False for a head that exports exactly at every prefix")
+    return dims
+
+
+def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
+    if run_dir is not None:
+        o, r = out.resolve(), run_dir.resolve()
+        if o == r or o in r.parents:
+            raise ExportError(f"{out} holds the run itself; export to another folder")
+    if out.exists() and not out.is_dir():
+        raise ExportError(f"{out} is a file; choose a folder to export to")
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ExportError(f"{out} is not empty; choose another folder or pass --overwrite")
+        if not (out / EXPORT_FILE).is_file():  # only a folder this function wrote is ever deleted
+            raise ExportError(f"{out} is not empty and holds no exported model ({EXPORT_FILE}), so --overwrite "
+                              f"won't delete it; choose an empty or new folder")
+
+
+def _encoder(record: dict, encoder=None):
+    """The run's encoder (checked against the record), which must be a sentence-transformers folder."""
+    from .encoders import Encoder
+    from .records import check_compatible
+
+    e = record["encoder"]
+    if encoder is None:
+        encoder = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"],
+                          normalize=e["normalize"])
+        # the record keeps the query prompt the run was encoded with (a custom one included)
+        encoder.prompts = {**encoder.prompts, "query": e.get("prompt", "")}
+    rm = encoder.resolved
+    if rm.folder is None or not (rm.folder / "modules.json").is_file():
+        raise ExportError(f"encoder {rm.name} is not a sentence-transformers folder (it ships as ONNX only), so it "
+                          f"cannot be exported; train on a sentence-transformers encoder such as minilm-l6")
+    ident = encoder.identity().as_dict()
+    check_compatible(record, encoder_identity=ident)
+    diff = [k for k in ("prompt", "normalize", "max_seq_length", "pooling") if k in e and ident[k] != e[k]]
+    if diff:
+        raise ExportError(f"the encoder given differs from run {record.get('run_id')}'s in {', '.join(diff)} "
+                          f"({', '.join(f'{ident[k]!r} vs {e[k]!r}' for k in diff)}); pass the run's encoder or none")
+    return encoder
+
+
+@contextlib.contextmanager
+def _quiet():
+    """No progress bars or loader chatter from transformers / sentence-transformers while exporting."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    loggers = [logging.getLogger(n) for n in ("sentence_transformers", "transformers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+# ------------------------------------------------------------------ the model
+def build_model(head, encoder, dims: int):
+    """A ``SentenceTransformer`` of built-in modules: the encoder's, ``Normalize``, the head as ``Dense``."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.sentence_transformer.modules import Dense, Normalize
+
+    rm = encoder.resolved
+    try:
+        model = SentenceTransformer(str(rm.folder), device="cpu", local_files_only=True)
+    except Exception as ex:  # noqa: BLE001 - any loader failure becomes one line
+        raise ExportError(f"cannot load encoder {rm.name} with sentence-transformers ({str(ex)[:160]})") from None
+    foreign = [type(m).__module__ + "." + type(m).__name__ for m in model
+               if not type(m).__module__.startswith("sentence_transformers.")]
+    if foreign:
+        raise ExportError(f"encoder {rm.name} uses custom modules ({', '.join(foreign)}); export needs built-in "
+                          f"sentence-transformers modules only")
+    if encoder.normalize:
+        if not isinstance(model[-1], Normalize):
+            model.append(Normalize())
+    elif encoder.backend == "onnx":  # the onnx backend runs Transformer + Pooling only
+        while isinstance(model[-1], Normalize):
+            del model[len(model) - 1]
+
+    cfg = head.head_config
+    if cfg.kind == "mlp":
+        first, act, last = head.proj
+        if type(act) is not torch.nn.GELU or act.approximate != "none":
+            raise ExportError(f"the mlp head's activation is {act!r}; export supports torch.nn.GELU() (exact)")
+        layers = [(first, torch.nn.GELU()), (last, torch.nn.Identity())]
+    else:
+        layers = [(head.proj, torch.nn.Identity())]
+    for i, (linear, activation) in enumerate(layers):
+        weight = linear.weight.detach().clone()
+        bias = linear.bias.detach().clone() if linear.bias is not None else None
+        if i == len(layers) - 1:
+            weight, bias = weight[:dims].clone(), bias[:dims].clone() if bias is not None else None
+        model.append(Dense(weight.shape[1], weight.shape[0], bias=bias is not None, activation_function=activation,
+                           init_weight=weight, init_bias=bias))
+    if cfg.block_norm:  # export_dims allows one block only: normalising it is the head's block norm
+        model.append(Normalize())
+    model.max_seq_length = encoder.max_seq_length
+    query = encoder.prompts.get("query", "")
+    if query:
+        model.prompts = {**model.prompts, "query": query}
+        model.default_prompt_name = "query"
+    else:
+        model.default_prompt_name = None
+    return model.eval()
+
+
+def check_export(folder, head, encoder, dims: int, block_dim: int, texts=PROBE_TEXTS) -> dict[str, float]:
+    """Max abs difference between the saved model and the run on ``texts``: ``{"<p>": ...}`` for the
+    normalised prefix of every exported length p (``truncate_dim=p``, ``normalize_embeddings=True``),
+    and ``"raw"`` for the unnormalised output vs the run's embedding."""
+    from sentence_transformers import SentenceTransformer
+
+    texts = list(texts)
+    ref = head.transform(encoder.encode(texts))[:, :dims]
+    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    out = {}
+    for p in range(block_dim, dims + 1, block_dim):
+        got = model.encode(texts, truncate_dim=p, normalize_embeddings=True, convert_to_numpy=True)
+        want = ref[:, :p] / np.maximum(np.linalg.norm(ref[:, :p], axis=1, keepdims=True), 1e-12)
+        out[str(p)] = float(np.abs(got - want).max())
+    got = model.encode(texts, convert_to_numpy=True)
+    out["raw"] = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")
+    return out
+
+
+# ------------------------------------------------------------------ model card
+def _fmt(v: float, signed: bool = False) -> str:
+    return f"{v:+.4f}" if signed else f"{v:.4f}"
+
+
+def _schedule_rows(record: dict, dims: int) -> list[str] | None:
+    """``| dims | trained on |`` rows of the label schedule, or None when the method has none."""
+    from .objectives import schedule_weights
+
+    obj = record["config"].get("objective") or {}
+    if "schedule" not in obj:
+        return None
+    h = record["config"]["head"]
+    levels = [lv["name"] for lv in record["dataset"]["levels"]]
+    W = schedule_weights(obj["schedule"], h["n_blocks"], len(levels))
+    rows = []
+    for j in range(dims // h["block_dim"]):
+        parts = [(w, levels[lv]) for lv, w in enumerate(W[j]) if w > 0]
+        label = " + ".join(name if np.isclose(w, 1.0) else f"{w:g} x {name}" for w, name in parts)
+        rows.append(f"| {(j + 1) * h['block_dim']} | {label} |")
+    return rows
+
+
+def _hub_id(name: str) -> bool:
+    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name or ""))
+
+
+def model_card(record: dict, dims: int, check: dict[str, float], folder_name: str = "path/to/this/folder") -> str:
+    """The README.md of an export: every number from the run record (or the export check)."""
+    from .objectives import OBJECTIVES
+
+    h, ds, enc = record["config"]["head"], record["dataset"], record["encoder"]
+    train, ev = record["config"].get("train") or {}, record["config"]["eval"]
+    block, full = h["block_dim"], h["block_dim"] * h["n_blocks"]
+    levels = [lv["name"] for lv in ds["levels"]]
+    method = record["method"]
+    arch = (f"Dense({h['input_dim']} -> {h['hidden_dim']}, GELU) + Dense({h['hidden_dim']} -> {dims})"
+            if h["kind"] == "mlp" else f"Dense({h['input_dim']} -> {dims})")
+    L = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:",
+         "- sentence-transformers", "- sentence-similarity", "- feature-extraction", "- fractal-embeddings",
+         "- matryoshka"]
+    if _hub_id(enc["name"]):
+        L.append(f"base_model: {enc['name']}")
+    L += ["---", "", f"# {record['run_id']}", ""]
+
+    intro = (f"Steerable (\"semantic zoom\") sentence embeddings exported from a fractal-embeddings run: the frozen "
+             f"encoder `{enc['name']}` followed by the run's trained `{h['kind']}` head, as built-in "
+             f"sentence-transformers modules only ({arch}). The output has {dims} dims in blocks of {block}: "
+             f"the first {block} dims carry the coarsest level (`{levels[0]}`)")
+    L += [intro + (f", the full {dims} dims the finest level (`{levels[-1]}`)." if dims == full else "."), ""]
+    if dims < full:
+        why = (f"The run's head L2-normalises each {block}-d block of its {full}-d output, which built-in "
+               f"sentence-transformers modules cannot reproduce beyond the first block, so this export holds "
+               f"the first {dims} dims only (exact)." if h.get("block_norm")
+               else f"This export holds the first {dims} of the head's {full} dims.")
+        L += [(f"{why} The finest level (`{levels[-1]}`) is served by the run's full {full} dims, which are not "
+               f"in this export."), ""]
+
+    L += ["## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
+          'texts = ["first text", "second text"]']
+    if dims > block:
+        L += [f'coarse = SentenceTransformer("{folder_name}", truncate_dim={block})  # zoomed out: {levels[0]}',
+              f'fine = SentenceTransformer("{folder_name}")  # all {dims} dims',
+              "coarse.encode(texts, normalize_embeddings=True)",
+              "fine.encode(texts, normalize_embeddings=True)", "```", "",
+              f"`truncate_dim` may be any multiple of {block} up to {dims}: the prefixes in the tables below."]
+    else:
+        L += [f'coarse = SentenceTransformer("{folder_name}")  # {dims} dims: {levels[0]}',
+              "coarse.encode(texts, normalize_embeddings=True)", "```"]
+    L += ["", ("Use `normalize_embeddings=True` (or cosine similarity): the accuracies below are cosine k-NN on "
+               "L2-normalised prefixes.")]
+
+    subset = ""
+    if ds.get("subset"):
+        rows = ", ".join(f"{k} {v}" for k, v in ds["subset"]["rows"].items())
+        subset = f" (a seeded subset: {rows} rows, seed {ds['subset']['seed']})"
+    split_rows = ", ".join(f"{k} {v}" for k, v in ds["rows"].items())
+    L += ["", "## Taxonomy", "", f"Dataset `{ds['name']}`{subset}; rows per split: {split_rows}.", "",
+          "| depth | level | classes |", "|---|---|---|"]
+    L += [f"| L{i} | {lv['name']} | {lv['n_classes']} |" for i, lv in enumerate(ds["levels"])]
+
+    L += ["", "## Prefix schedule", ""]
+    schedule = _schedule_rows(record, dims)
+    doc = (OBJECTIVES[method].__doc__ or "").strip().splitlines()[0].replace("``", "`") if method in OBJECTIVES else ""
+    if schedule is None:
+        L.append(f"Method `{method}` assigns no taxonomy level to a prefix. {doc}")
+    else:
+        L += [(f"Which level each prefix was trained on (the label schedule of the run's objective, "
+               f"`{record['config']['objective']['schedule']}`):"), "", "| dims | trained on |", "|---|---|",
+              *schedule]
+        if doc:
+            L += ["", f"Method: {doc}"]
+
+    L += ["", "## Accuracy", "",
+          (f"Leave-one-out {ev['k']}-NN (cosine) accuracy of each prefix at each level on {ev['n_rows']} "
+           f"`{ev['split']}` rows, next to the untrained encoder truncated to the same dims:"), "",
+          "| dims | " + " | ".join(levels) + " | " + " | ".join(f"{n} (untrained)" for n in levels) + " |",
+          "|---" * (1 + 2 * len(levels)) + "|"]
+    base = record["baseline"]["accuracy"]
+    for d, row in sorted(record["accuracy"].items(), key=lambda kv: int(kv[0])):
+        if int(d) <= dims:
+            b = base.get(d, {})
+            L.append(f"| {d} | " + " | ".join(_fmt(row[n]) for n in levels) + " | "
+                     + " | ".join(_fmt(b[n]) if n in b else "-" for n in levels) + " |")
+    st, bst = record["steerability"], record["baseline"]["steerability"]
+    metrics = ", ".join(f"{k} = {_fmt(v, signed=k != 'S_mono')}" for k, v in st.items())
+    L += ["", (f"Steerability of the run's full head (all prefixes): {metrics} (untrained encoder: "
+               f"S = {_fmt(bst['S'], signed=True)}). S = (coarse accuracy lost by zooming in from {block} to "
+               f"{full} dims) + (fine accuracy gained).")]
+
+    prompt = f", prompt `{enc['prompt']}` (applied by default)" if enc.get("prompt") else ""
+    head = (f"{h['kind']}, {h['n_blocks']} x {h['block_dim']} dims"
+            + (f", hidden {h['hidden_dim']}" if h["kind"] == "mlp" else "")
+            + (", block norm" if h.get("block_norm") else ""))
+    L += ["", "## Training", "", "| setting | value |", "|---|---|",
+          f"| method | `{method}` |", f"| seed | {record['seed']} |", f"| dataset | `{ds['name']}` |",
+          f"| encoder | `{enc['name']}` ({enc['pooling']} pooling, max {enc['max_seq_length']} tokens{prompt}) |",
+          f"| head | {head} |"]
+    for key, label in (("epochs", "epochs"), ("lr", "learning rate"), ("batch_size", "batch size"),
+                       ("weight_decay", "weight decay"), ("lr_schedule", "lr schedule")):
+        if key in train:
+            L.append(f"| {label} | {train[key]} |")
+    if record.get("training"):
+        L.append(f"| best epoch | {record['training']['best_epoch']} |")
+    obj = {k: v for k, v in (record["config"].get("objective") or {}).items() if k != "method"}
+    if obj:
+        L.append("| objective options | " + ", ".join(f"{k}={v}" for k, v in sorted(obj.items())) + " |")
+
+    L += ["", "## Export check", "",
+          (f"The saved folder was loaded back with `SentenceTransformer` and compared with the run (its encoder + "
+           f"head) on {len(PROBE_TEXTS)} probe texts; max abs difference (tolerance {TOLERANCE:g}):"), "",
+          "| output | max abs difference |", "|---|---|"]
+    L += [f"| {k} dims, normalised | {v:.2e} |" for k, v in check.items() if k != "raw"]
+    L += [f"| {dims} dims, unnormalised | {check['raw']:.2e} |", "",
+          f"Run `{record['run_id']}`; the full run record is in `{EXPORT_FILE}`.", ""]
+    return "\n".join(L)
+
+
+# ------------------------------------------------------------------ export
+def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, dims: int | None = None,
+                                 encoder=None) -> Path:
+    """Write a run (a directory or a :class:`~fractal_embeddings.runs.Run`) as a sentence-transformers
+    model folder ``out_dir`` (see the module docstring); returns the folder.
+
+    ``dims`` exports only the first ``dims`` output dims (a multiple of the block dim; block-normed
+    heads: the first block only). A non-empty ``out_dir`` is refused unless ``overwrite``, and then
+    only when it holds a model exported before (its ``fractal_export.json``). ``encoder`` (an
+    :class:`~fractal_embeddings.Encoder` matching the record) is used for the export check instead of
+    one built from the record."""
+    record, head, run_dir = _load(run_or_dir)
+    dims = export_dims(record, dims)
+    out = Path(out_dir)
+    _check_target(out, overwrite, run_dir)
+    encoder = _encoder(record, encoder)
+    if head is None:
+        head = load_head(run_dir, record)
+    block = record["config"]["head"]["block_dim"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        with _quiet():
+            build_model(head, encoder, dims).save(str(tmp), create_model_card=False)
+            check = check_export(tmp, head, encoder, dims, block)
+        worst = max(check.items(), key=lambda kv: kv[1])
+        if not worst[1] <= TOLERANCE:
+            where = "the unnormalised output" if worst[0] == "raw" else f"{worst[0]} dims"
+            raise ExportError(f"the exported model differs from run {record['run_id']} by {worst[1]:.2e} at {where} "
+                              f"(tolerance {TOLERANCE:g}); nothing was written")
+        (tmp / "README.md").write_text(model_card(record, dims, check, out.name), encoding="utf-8")
+        (tmp / EXPORT_FILE).write_text(canonical_json({
+            "schema": EXPORT_SCHEMA, "run_id": record["run_id"], "dims": dims, "block_dim": block,
+            "tolerance": TOLERANCE, "check": check, "probe_texts": list(PROBE_TEXTS), "record": record}),
+            encoding="utf-8")
+        _check_target(out, overwrite, run_dir)  # again: the folder may have changed meanwhile
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out

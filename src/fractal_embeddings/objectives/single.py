@@ -1,0 +1,34 @@
+"""``single-level``: a dedicated head for one level (one half of a dual-encoder baseline).
+
+Cross-entropy of one level's classifier on the full vector, nothing else: no prefix terms, no block
+dropout, the seed's trainer recipe. ``level`` picks the level (0 = coarsest, -1 = finest). Two such
+heads (coarse-only and fine-only) are the dual-encoder baseline that one aligned model replaces
+with its short prefix (coarse) and its full vector (fine).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch.nn.functional as F
+
+from ..errors import FractalError
+from .base import Objective
+
+
+@dataclass
+class SingleLevel(Objective):
+    """``single-level``: CE of one level on the full vector (a dedicated encoder for that level)."""
+
+    name: ClassVar[str] = "single-level"
+    level: int = -1
+
+    def check(self, n_blocks: int, n_levels: int) -> None:
+        super().check(n_blocks, n_levels)
+        if not -n_levels <= self.level < n_levels:
+            raise FractalError(f"level {self.level} does not exist in a {n_levels}-level taxonomy; use 0..{n_levels - 1} or -1")
+
+    def loss(self, head, x, y, step, plan):
+        level = self.level % head.n_levels
+        return F.cross_entropy(head.logits(level, head(x)), y[:, level])

