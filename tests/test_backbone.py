@@ -45,7 +45,21 @@ def test_finetuned_run_trains_the_encoder_layers(small, encoder):
     assert "encoder_lr" not in head_only.record["config"]["train"]
 
 
+def test_finetuned_run_saves_and_refuses_reload_with_one_line(small, encoder, tmp_path):
+    from fractal_embeddings.records import RunRecordError
+    from fractal_embeddings.runs import load_run
+
+    run = train(small, "mrl", seed=0, encoder=encoder, finetune_layers=1, train_options={"epochs": 1})
+    run.save(tmp_path / "ft")
+    with pytest.raises(RunRecordError, match="fine-tuned the encoder's last 1 layers"):
+        load_run(tmp_path / "ft")
+
+
 def test_finetune_errors(small, encoder, cache_dir):
+    with pytest.raises(FractalError, match="encoder_lr applies only"):
+        train(small, "mrl", encoder=encoder, train_options={"encoder_lr": 1e-5})
+    with pytest.raises(FractalError, match="adds prompts"):
+        train(small, "mrl", encoder=Encoder(prompts={"query": "query: "}, cache_dir=cache_dir), finetune_layers=1)
     with pytest.raises(FractalError, match="trains no head"):
         train(small, "flat", encoder=encoder, finetune_layers=1)
     with pytest.raises(FractalError, match="between 1 and 6"):

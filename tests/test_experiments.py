@@ -60,7 +60,10 @@ def test_every_quick_grid_is_stored_with_its_spec(results):
     assert "finetuned_encoder_layers" not in bb["mrl head-only"]["config"]["head"]
     ret = _records(results, "retrieval")
     assert ret and all(set(r["retrieval"]["trained"]) == {"64", "128", "192", "256"} for r in ret)
-    assert {r["tags"]["variant"] for r in _records(results, "dual-encoder")} == {"coarse-only", "fine-only", "v5-paper", "fractal"}
+    dual = {r["tags"]["variant"]: r for r in _records(results, "dual-encoder")}
+    assert set(dual) == {"coarse-only", "fine-only", "v5-paper", "coarse-only mlp", "fine-only mlp", "fractal"}
+    assert dual["coarse-only mlp"]["config"]["head"]["kind"] == "mlp" == dual["fractal"]["config"]["head"]["kind"]
+    assert dual["coarse-only mlp"]["config"]["train"] == dual["fractal"]["config"]["train"]
     lat = json.loads((store_dir(results, "latency", quick=True) / "latency.json").read_text())
     assert {(r["kind"], r["dims"]) for r in lat["results"]} == {(k, d) for k in ("flat", "hnsw") for d in (64, 128, 192, 256)}
     assert all(r["b1_p50_us"] > 0 and 0 <= r["recall@10"] <= 1 for r in lat["results"])

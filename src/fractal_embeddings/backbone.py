@@ -33,6 +33,9 @@ from .heads import Head
 def load_transformer(encoder):
     """The encoder's Hugging Face transformer (eval mode), or a one-line error if it has none."""
     rm = encoder.resolved
+    if any(encoder.prompts.values()):
+        raise EncoderError(f"{rm.name} adds prompts to its inputs; fine-tuning encoder layers supports models without "
+                           f"prompts only (e.g. --model minilm-l6)")
     if rm.folder is None:
         raise EncoderError(f"{rm.name} ships as ONNX only; fine-tuning encoder layers needs a "
                            f"sentence-transformers folder (e.g. --model minilm-l6)")

@@ -450,6 +450,39 @@ def search_cmd(
     out.print(t)
 
 
+@app.command("explore")
+def explore_cmd(
+    path: str = typer.Argument(..., help="A run directory (`fractal train --out`) or an index directory (`fractal index build --out`)."),
+    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Run directory only: a built-in dataset name or a .txt / .csv / .tsv / .jsonl / .parquet file (default: the run's dataset)."),
+    split: Optional[str] = typer.Option(None, "--split", help="Dataset split (default: test); files: the rows of this 'split' value (default: all rows)."),
+    text: str = TextOpt,
+    levels: Optional[str] = LevelsOpt,
+    run_dir: Optional[str] = typer.Option(None, "--run", help="Index directory only: refuse it unless it was built with this run."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="Run directory: encode the corpus again instead of reusing the cached index."),
+) -> None:
+    """Serve a local web page over a trained run and its corpus: search at every zoom, a corpus map, accuracy per prefix."""
+    from .explore import Explorer, bind, check_installed, create_app, open_index, serve, url_of
+
+    check_installed()
+    sock = bind(host, port)  # before any encoding: a port in use fails at once
+    try:
+        ix, source = open_index(path, corpus=corpus, split=split, text=text, levels=_levels(levels), run=run_dir,
+                                use_cache=not no_cache, show_progress=True, log_fn=_log)
+        explorer = Explorer(ix, source)
+        explorer.warm()
+        web = create_app(explorer)
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            err.print(f"[yellow]warning:[/yellow] listening on {host}: the explorer has no authentication, anyone who "
+                      "can reach this address can query it")
+        err.print(f"fractal explore: {len(ix)} items, run {ix.run.record['run_id']}; open {url_of(sock)} "
+                  "(Ctrl+C to stop)", markup=False, soft_wrap=True)
+        serve(web, sock)
+    finally:
+        sock.close()
+
+
 @app.command("predict")
 def predict_cmd(
     name: Optional[str] = typer.Argument(None, help="Built-in dataset name or a CSV/TSV/JSONL/Parquet file."),
@@ -484,6 +517,9 @@ def predict_cmd(
     out.print(f"  from H(Lf|L0) = {x['H']:.3f} bits x untrained fine k-NN accuracy {x['untrained_fine_acc']:.3f} "
               f"({x['scored_rows']} {x['scored_split']} rows) = {x['product']:.3f}"
               + ("  [outside the fitted range: extrapolating]" if res["extrapolating"] else ""), soft_wrap=True)
+    if not res["encoder_matches_fit"]:
+        err.print(f"[yellow]warning:[/yellow] the predictor was fitted on {', '.join(f['encoder'])} records, not "
+                  f"{x['encoder']}: treat the estimate as a rough guide")
     out.print(f"  fit on {', '.join(f['datasets'])}; leave-one-dataset-out MAE {f['loo_mae']:.3f} "
               f"(predicting the mean: {f['mean_only_mae']:.3f})", soft_wrap=True)
 

@@ -1,7 +1,7 @@
 """Predict, before training, the steerability S the default method will reach on a taxonomy.
 
 Two quantities are measured without training: the hierarchy's depth ``H(Lf|L0)`` (bits; finest
-level given the coarsest, from the training split) and the untrained encoder's fine-level k-NN
+level given the coarsest, over all rows of all splits, as in ``TaxonomyDataset.stats``) and the untrained encoder's fine-level k-NN
 accuracy (leave-one-out 5-NN on the scored test rows, the encoder truncated to the head's dims,
 exactly as a run record's ``baseline``). The *product predictor* is their product, and S is
 modelled as ``S = a + b * product`` by ordinary least squares over the ``main`` experiment's run
@@ -79,7 +79,7 @@ def fit_predictor(results="results", out: str | Path | None = FIT_FILE, method: 
     method = method or DEFAULT_METHOD
     root = Path(results)
     df = load_frame(root, experiments=["main"])
-    df = df[(df["method"] == method) & ~df["quick"]]
+    df = df[(df["method"] == method) & ~df["quick"] & (df["n_levels"] == 2)]
     if df.empty:
         raise FractalError(f"{root}: no full `main` records of method {method}; run `fractal experiment main` first")
     nb = int(df["n_blocks"].max())
@@ -90,9 +90,9 @@ def fit_predictor(results="results", out: str | Path | None = FIT_FILE, method: 
         points.append({"dataset": d, "H": round(H, 6), "untrained_fine_acc": round(acc, 6),
                        "product": round(H * acc, 6), "S": round(float(g["S"].mean()), 6), "n_seeds": int(len(g))})
     f = ols([p["product"] for p in points], [p["S"] for p in points])
-    digest = hashlib.sha256()
-    for key, _ in sorted(RunStore(root / "main").records()):
-        digest.update((root / "main" / key / "record.json").read_bytes())
+    digest = hashlib.sha256()  # of exactly the records fitted on
+    for key in sorted(df["key"]):
+        digest.update((RunStore(root / "main").path(key) / "record.json").read_bytes())
     fit = {"schema": SCHEMA, "model": "S = a + b * H(Lf|L0) * untrained fine k-NN accuracy", "method": method,
            **f, "points": points, "loo": leave_one_out(points),
            "provenance": {"experiment": "main", "records": int(len(df)), "records_sha256": digest.hexdigest(),
@@ -127,8 +127,8 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
 
     dataset.require_hierarchy()
     split = "test" if "test" in dataset.splits else ("val" if "val" in dataset.splits else "train")
-    train = dataset.split("train" if "train" in dataset.splits else split).labels
-    H = conditional_entropy_bits(train[:, -1], train[:, 0])
+    labels = dataset.all_labels()
+    H = conditional_entropy_bits(labels[:, -1], labels[:, 0])
     encoder = _encoder(encoder)
     rows = _eval_rows(dataset, split, eval_rows, 0)
     X = np.asarray(embed_split(encoder, dataset.split(split)))[rows]
@@ -136,7 +136,7 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
     dims = str(min(n_blocks, X.shape[1] // block_dim) * block_dim)
     acc = float(base["accuracy"][dims][dataset.level_names[-1]])
     return {"H": float(H), "untrained_fine_acc": acc, "product": float(H * acc), "scored_split": split,
-            "scored_rows": int(len(rows)), "encoder": encoder.resolved.name}
+            "scored_rows": int(len(rows)), "encoder": encoder.resolved.name, "encoder_model": encoder.model}
 
 
 def predict(dataset, encoder=None, fit: dict | str | Path | None = None) -> dict:
@@ -145,10 +145,13 @@ def predict(dataset, encoder=None, fit: dict | str | Path | None = None) -> dict
     fit = fit if isinstance(fit, dict) else load_fit(fit)
     feats = taxonomy_features(dataset, encoder)
     est, (lo, hi) = predict_value(fit, feats["product"])
+    fitted_with = fit["provenance"]["encoder"]
+    same_encoder = feats["encoder_model"] in fitted_with
     xs = [p["product"] for p in fit["points"]]
     return {"dataset": dataset.name, "method": fit["method"], "predicted_S": round(est, 4),
             "interval": [round(lo, 4), round(hi, 4)], "features": feats,
             "extrapolating": not min(xs) - 1e-3 <= feats["product"] <= max(xs) + 1e-3,
+            "encoder_matches_fit": same_encoder,
             "fit": {"model": fit["model"], "coef": fit["coef"], "datasets": [p["dataset"] for p in fit["points"]],
                     "loo_mae": fit["loo"]["mae"], "mean_only_mae": fit["loo"]["mean_only_mae"],
                     "encoder": fit["provenance"]["encoder"]}}

@@ -140,6 +140,9 @@ def load_head(run_dir: str | os.PathLike, record: dict | None = None):
     except (SafetensorError, OSError, ValueError) as e:
         raise RunRecordError(f"{path}: not a readable safetensors file ({e})") from None
     cfg = record["config"]["head"]
+    if "finetuned_encoder_layers" in cfg:
+        raise RunRecordError(f"{run_dir}: this run fine-tuned the encoder's last {cfg['finetuned_encoder_layers']} layers; "
+                             f"its record holds the scores, but loading it as a head on frozen vectors is not supported")
     saved = json.loads(meta["fractal"]).get("head") if "fractal" in meta else json.loads(meta.get("head", "null"))
     if saved != cfg:
         raise RunRecordError(f"{path}: weights were saved for head {saved}, the record says {cfg}")

@@ -152,6 +152,8 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
         if objective.head_kind is None:
             raise FractalError(f"method {objective.name} trains no head, so it cannot fine-tune encoder layers")
         train_options = {"encoder_lr": 2e-5, **(train_options or {})}
+    elif (train_options or {}).get("encoder_lr") is not None:
+        raise FractalError("encoder_lr applies only when encoder layers are fine-tuned; pass finetune_layers too or drop it")
     cfg = TrainConfig.resolve(objective.trainer_defaults, train_options)
     for split in ("train", "val"):
         if split not in dataset.splits:

@@ -7,8 +7,8 @@ by validation k-NN accuracy (coarsest + finest level, full vector, on a stratifi
 caller's overrides win over both.
 
 Speed: training runs on tensors already in memory: the rows are shuffled once per epoch so a batch
-is a view, every random draw is made before the loop, the parameters live in one flat buffer (one
-gradient norm and one fused AdamW call per step), and torch runs single-threaded, which is fastest
+is a view, every random draw is made before the loop, the parameters live in one flat buffer per
+learning rate (one gradient norm and one fused AdamW call per step), and torch runs single-threaded, which is fastest
 for these tiny matmuls. At batch 16 a step is bound by its matrix products (bench/train_speed.py).
 Deterministic: the same seed gives the same weights on the same machine and torch build.
 """
@@ -115,9 +115,12 @@ def _grad_norm(flats: list[_FlatParams]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f.grad) for f in flats]))
 
 
-def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int) -> float:
-    """Coarsest + finest level k-NN accuracy of the full vector (the best-epoch criterion)."""
+def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels: tuple[int, ...] | None = None) -> float:
+    """Coarsest + finest level k-NN accuracy of the full vector (the best-epoch criterion), or the sum
+    over ``levels`` when the objective trains only some levels (``Objective.selection_levels``)."""
     E = head.transform(X_val)
+    if levels is not None:
+        return sum(knn_accuracy(E, Y_val[:, lv], k) for lv in levels)
     return knn_accuracy(E, Y_val[:, 0], k) + knn_accuracy(E, Y_val[:, -1], k)
 
 
@@ -172,7 +175,7 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
                 step += 1
             entry = {"epoch": epoch, "train_loss": round(float(loss_sum) / steps_per_epoch, 6)}
             if config.select == "val-knn":
-                score = validation_score(head, X_val, Y_val, config.k)
+                score = validation_score(head, X_val, Y_val, config.k, objective.selection_levels(head.n_levels))
                 entry["val_knn"] = round(score, 6)
                 if score > best_score:
                     best_score, result.best_epoch = score, epoch

@@ -11,7 +11,7 @@ For every prefix length (64/128/192/256) and index type -- exact (FAISS ``IndexF
 Each prefix is re-normalised (cosine). Measured with one FAISS thread: per-query latency at batch 1
 (p50, p99 over ``QUERIES_B1`` queries) and per-batch latency at batch 64 (p50, p99), and recall@10
 against exact search on the same prefix. The HNSW comparison across lengths is made at matched
-quality: for each length the smallest efSearch with recall@10 >= 0.95. Output:
+quality: for each length the fastest efSearch with recall@10 >= 0.95. Output:
 ``<results>/latency/latency.json`` (canonical JSON) + the trained run. ``--quick``: 2,000 real
 and 5,000 synthetic vectors, fewer queries.
 """

@@ -33,6 +33,10 @@ class Objective:
     def loss(self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
         raise NotImplementedError
 
+    def selection_levels(self, n_levels: int) -> tuple[int, ...] | None:
+        """Levels whose validation k-NN accuracy picks the best epoch (None: coarsest + finest)."""
+        return None
+
     def head_options(self) -> dict:
         """HeadConfig fields this objective sets (the kind, and e.g. ``block_norm``)."""
         return {"kind": self.head_kind or "linear"}

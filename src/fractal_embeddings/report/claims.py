@@ -305,33 +305,33 @@ def c15(f, seed):
 
     ours = "; ".join(say(m) for m in ("v5-paper", "fractal") if m in p)
     c = p["v5-paper"]["crossover"]
-    ok = c is not None and c <= 0.5
+    ok = c is not None and c <= 0.35
     return "CLINC150: " + ours, "reproduced" if ok else "not reproduced", (
-        "CLINC150: v5-paper routing is at least as accurate as mrl at full length for every alpha >= some crossover <= 0.5")
+        "CLINC150: v5-paper routing is at least as accurate as mrl at full length for every alpha >= a crossover <= 0.35")
 
 
 def c16(f, seed):
     lat = f.get("latency") or {}
-    big = [c for c in lat if c.startswith("synthetic")]
-    if not big or not lat[big[0]]:
+    if not lat:
         return _pending("latency")
-    parts = [f"{c}: HNSW {lat[c]['hnsw']['ratio']:.1f}x" if lat[c] and lat[c].get("hnsw") else f"{c}: HNSW recall target not reached"
-             for c in lat]
-    h = lat[big[0]].get("hnsw")
-    ok = bool(h) and h["ratio"] >= 3
-    return "; ".join(parts), "reproduced" if ok else "not reproduced", (
-        "batch-1 p50 latency 256d / 64d >= 3x on HNSW at recall@10 >= 0.95, on the synthetic corpus")
+    reached = {c: v["hnsw"]["ratio"] for c, v in lat.items() if v and v.get("hnsw")}
+    ours = "; ".join(f"{c}: HNSW {reached[c]:.1f}x" if c in reached else f"{c}: HNSW recall target not reached" for c in lat)
+    if not reached:
+        return ours, "not testable here", "HNSW reached recall@10 >= 0.95 at no corpus and length pair"
+    ok = all(r >= 3 for r in reached.values())
+    return ours, "reproduced" if ok else "not reproduced", (
+        "batch-1 p50 latency 256d / 64d >= 3x on HNSW at recall@10 >= 0.95, on every corpus where that recall is reached")
 
 
 def c17(f, seed):
     d = (f.get("dual-encoder") or {}).get("clinc150")
-    if not d:
+    if not d or "v5-paper" not in d:
         return _pending("dual-encoder")
-    ours = (f"CLINC150 coarse: v5-paper 64d {100 * d['v5-paper short']:.1f}%, fractal 64d {100 * d['fractal short']:.1f}% "
-            f"vs coarse-only 256d {100 * d['coarse-only']:.1f}%")
-    ok = d["v5-paper short"] >= d["coarse-only"]
-    return ours, "reproduced" if ok else "not reproduced", (
-        "CLINC150: v5-paper's 64-d prefix coarse k-NN accuracy >= the coarse-only head's at 256d")
+    ours = "; ".join(f"{m} 64d {100 * d[m]['short']:.1f}% vs its coarse-only head at 256d {100 * d[m]['coarse_only']:.1f}%"
+                     for m in ("v5-paper", "fractal") if m in d)
+    ok = d["v5-paper"]["short"] >= d["v5-paper"]["coarse_only"]
+    return "CLINC150 coarse: " + ours, "reproduced" if ok else "not reproduced", (
+        "CLINC150: v5-paper's 64-d prefix coarse k-NN accuracy >= the recipe-matched coarse-only head's at 256d")
 
 
 def not_here(reason):

@@ -524,7 +524,7 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         mrl = g[g["method"] == CONTROL]
         if not len(mrl):
             continue
-        series = []
+        series, c = [], None
         for m in [m for m in ("v5-paper", "fractal") if m in set(g["method"])]:
             ga = g[g["method"] == m]
             c = routing_curve(_mean(ga, "L0@j1"), _mean(ga, f"L1@j{nb}"), _mean(mrl, f"L0@j{nb}"),
@@ -537,6 +537,8 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             facts["pareto"].setdefault(d, {})[m] = {"crossover": c["crossover"], "wins": c["wins"], "gain_half_pp": gain,
                                                      "dims_half": c["route_dims"][half]}
             series.append((c["alpha"], c["route_acc"], f"{m} routing"))
+        if c is None:
+            continue
         series.append((c["alpha"], c["mrl_acc"], f"mrl {nb * bd}d"))
         panels.append({"series": series, "xlabel": "fraction of coarse queries (alpha)", "ylabel": "accuracy",
                        "title": d})
@@ -552,29 +554,36 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
 def dual_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     sec = Section("One aligned model vs a dual encoder")
     nb, bd = _full_j(df), int(df["block_dim"].iloc[0])
-    sec.text += [f"Dual encoder: two {nb * bd}-d heads trained on one level each (`single-level`), {2 * nb * bd} "
-                 f"stored dims per item. One aligned model: its {bd}-d prefix for coarse queries, its full vector "
-                 f"for fine ones ({nb * bd} stored dims). k-NN accuracy, mean ± SD over seeds.", ""]
-    t = Table("dual_encoder", "Coarse and fine accuracy: aligned prefixes vs dedicated heads",
-              ["dataset", "n", f"coarse-only L0@{nb * bd}d", f"v5-paper L0@{bd}d", f"fractal L0@{bd}d",
-               f"fine-only L1@{nb * bd}d", f"v5-paper L1@{nb * bd}d", f"fractal L1@{nb * bd}d"], align="lrrrrrrr")
-    tt = Table("dual_encoder_tests", f"Aligned {bd}-d prefix vs the coarse-only head at {nb * bd}d (paired by seed)",
+    full = nb * bd
+    sec.text += [f"Dual encoder: two {full}-d heads trained on one level each (`single-level`), {2 * full} stored "
+                 f"dims per item. One aligned model: its {bd}-d prefix for coarse queries, its full vector for fine "
+                 f"ones ({full} stored dims). Each aligned model is compared with dedicated heads of its own "
+                 "architecture and trainer: `v5-paper` with linear heads (the seed's recipe), `fractal` with MLP + "
+                 "block-norm heads (`mlp`, fractal's trainer). k-NN accuracy, mean ± SD over seeds.", ""]
+    pairs = (("v5-paper", "coarse-only", "fine-only"), ("fractal", "coarse-only mlp", "fine-only mlp"))
+    cols = ["dataset", "n"]
+    for aligned, coarse, fine in pairs:
+        cols += [f"{coarse} L0@{full}d", f"{aligned} L0@{bd}d", f"{fine} L1@{full}d", f"{aligned} L1@{full}d"]
+    t = Table("dual_encoder", "Coarse and fine accuracy: aligned prefixes vs dedicated heads", cols,
+              align="lr" + "r" * (len(cols) - 2))
+    tt = Table("dual_encoder_tests", f"Aligned {bd}-d prefix vs the matched coarse-only head at {full}d (paired by seed)",
                ["dataset", "aligned", "mean diff", "t", "p"], align="llrrr")
     facts: dict = {}
     for d, g in df.groupby("dataset", sort=False):
-        v = {name: g[g["variant"] == name].set_index("seed") for name in ("coarse-only", "fine-only", "v5-paper", "fractal")}
-        t.add(d, g["seed"].nunique(), pm(v["coarse-only"].get(f"L0@j{nb}", []), signed=False),
-              pm(v["v5-paper"].get("L0@j1", []), signed=False), pm(v["fractal"].get("L0@j1", []), signed=False),
-              pm(v["fine-only"].get(f"L1@j{nb}", []), signed=False), pm(v["v5-paper"].get(f"L1@j{nb}", []), signed=False),
-              pm(v["fractal"].get(f"L1@j{nb}", []), signed=False))
-        facts[d] = {"coarse-only": _mean(v["coarse-only"], f"L0@j{nb}"), "fine-only": _mean(v["fine-only"], f"L1@j{nb}"),
-                    **{f"{m} short": _mean(v[m], "L0@j1") for m in ("v5-paper", "fractal")},
-                    **{f"{m} full": _mean(v[m], f"L1@j{nb}") for m in ("v5-paper", "fractal")}}
-        for m in ("v5-paper", "fractal"):
-            common = v[m].index.intersection(v["coarse-only"].index)
+        v = {name: g[g["variant"] == name].set_index("seed") for name in dict.fromkeys(sum(pairs, ()))}
+        cells = []
+        for aligned, coarse, fine in pairs:
+            cells += [pm(v[coarse].get(f"L0@j{nb}", []), signed=False), pm(v[aligned].get("L0@j1", []), signed=False),
+                      pm(v[fine].get(f"L1@j{nb}", []), signed=False), pm(v[aligned].get(f"L1@j{nb}", []), signed=False)]
+            facts.setdefault(d, {})[aligned] = {"short": _mean(v[aligned], "L0@j1"), "full": _mean(v[aligned], f"L1@j{nb}"),
+                                                "coarse_only": _mean(v[coarse], f"L0@j{nb}"),
+                                                "fine_only": _mean(v[fine], f"L1@j{nb}")}
+            common = v[aligned].index.intersection(v[coarse].index)
             if len(common) >= 2:
-                r = stats.paired_test(v[m].loc[common, "L0@j1"].to_numpy(), v["coarse-only"].loc[common, f"L0@j{nb}"].to_numpy())
-                tt.add(d, m, num(100 * r["mean_diff"], 1, True) + " pp", num(r["t"], 2), pval(r["p"]))
+                r = stats.paired_test(v[aligned].loc[common, "L0@j1"].to_numpy(),
+                                      v[coarse].loc[common, f"L0@j{nb}"].to_numpy())
+                tt.add(d, f"{aligned} vs {coarse}", num(100 * r["mean_diff"], 1, True) + " pp", num(r["t"], 2), pval(r["p"]))
+        t.add(d, g["seed"].nunique(), *cells)
     sec.add_table(t)
     if tt.rows:
         sec.add_table(tt)

@@ -1,0 +1,414 @@
+"""`fractal explore`: the web app's JSON API (Starlette's TestClient), the CLI's one-line errors, and
+a real headless Chromium (Debian's package, driven by playwright) on the served page. A real small
+run: CLINC150 subset (3,000 train / 600 val / 600 test rows), the offline default encoder."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("starlette", reason="the explore extra is not installed: pip install 'fractal-embeddings[explore]'")
+pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (the test extra)")
+
+from starlette.testclient import TestClient
+
+from fractal_embeddings import load_dataset
+from fractal_embeddings.explore import (
+    MAX_QUERY_CHARS,
+    ExploreError,
+    Explorer,
+    ServerThread,
+    create_app,
+    open_index,
+)
+from fractal_embeddings.runs import train
+
+pytestmark = pytest.mark.slow
+# where the browser test saves its screenshot: a temporary folder, or the path in this variable
+# (docs/explorer.png, the README's picture, was made with FRACTAL_EXPLORER_SCREENSHOT=docs/explorer.png)
+SCREENSHOT_ENV = "FRACTAL_EXPLORER_SCREENSHOT"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture(scope="module")
+def enc(request):
+    """The default encoder on $FRACTAL_CACHE when that is set (a warm cache makes this file quick),
+    else the suite's encoder on its fresh session cache."""
+    if os.environ.get("FRACTAL_CACHE"):
+        from fractal_embeddings.encoders import Encoder
+
+        return Encoder()
+    return request.getfixturevalue("encoder")
+
+
+@pytest.fixture(scope="module")
+def clinc(data_home):
+    return load_dataset("clinc150").subset({"train": 3000, "val": 600, "test": 600}, seed=0)
+
+
+@pytest.fixture(scope="module")
+def run_dir(clinc, enc, tmp_path_factory):
+    run = train(clinc, "fractal", seed=0, encoder=enc, train_options={"epochs": 5}, eval_rows=600)
+    return run.save(tmp_path_factory.mktemp("explore") / "run")
+
+
+@pytest.fixture(scope="module")
+def cache_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("explore-cache")
+
+
+@pytest.fixture(scope="module")
+def explorer(run_dir, enc, cache_root):
+    ix, source = open_index(run_dir, encoder=enc, cache_dir=cache_root)
+    return Explorer(ix, source)
+
+
+@pytest.fixture(scope="module")
+def client(explorer):
+    return TestClient(create_app(explorer))
+
+
+@pytest.fixture(scope="module")
+def queries(clinc):
+    """One validation text per intent (not in the corpus), with its domain and intent."""
+    sp, seen, out = clinc.split("val"), set(), []
+    dom, intent = clinc.levels[0].classes, clinc.levels[1].classes
+    for t, (d, i) in zip(sp.texts, sp.labels.tolist()):
+        if i not in seen:
+            seen.add(i)
+            out.append((t, dom[d], intent[i]))
+    return out
+
+
+# ------------------------------------------------------------------ opening an index
+def test_run_dir_builds_the_test_split_index_then_reuses_the_cache(run_dir, explorer, clinc, enc, cache_root, tmp_path):
+    ix, src = explorer.index, explorer.source
+    sp = clinc.split("test")
+    assert src["kind"] == "run" and src["corpus"]["kind"] == "run-dataset" and src["corpus"]["split"] == "test"
+    assert len(ix) == len(sp) == 600 and ix.texts == list(sp.texts) and ix.level_names == ("domain", "intent")
+    assert ix.labels[0] == [clinc.levels[0].classes[sp.labels[0, 0]], clinc.levels[1].classes[sp.labels[0, 1]]]
+    again, src2 = open_index(run_dir, encoder=enc, cache_dir=cache_root)  # the second start loads the cache
+    assert src2["cached"] is True and src2["cache_dir"] == src["cache_dir"] and again.texts == ix.texts
+    np.testing.assert_array_equal(again.vectors, ix.vectors)
+    # a damaged cached index is reported and rebuilt, never used
+    faiss_file = Path(src["cache_dir"]) / "prefix-64.faiss"
+    faiss_file.write_bytes(faiss_file.read_bytes()[:-8])
+    with pytest.warns(UserWarning, match="cached index is unusable .*rebuilding"):
+        rebuilt, src3 = open_index(run_dir, encoder=enc, cache_dir=cache_root)
+    assert src3["cached"] is False and len(rebuilt) == 600
+    # another corpus (a dataset split, a file) gets its own cache entry
+    (tmp_path / "c.txt").write_text("cancel my card\nbook a table for two\n")
+    other, src4 = open_index(run_dir, corpus=str(tmp_path / "c.txt"), encoder=enc, cache_dir=cache_root)
+    assert len(other) == 2 and src4["cache_dir"] != src["cache_dir"] and other.labels == [None, None]
+    assert Explorer(other, src4).search("lost card", "coarse", 5)["predicted"] is None  # no labels: no prediction
+    # an index directory is loaded as it is
+    path = ix.save(tmp_path / "ix")
+    loaded, src5 = open_index(path, encoder=enc)
+    assert src5["kind"] == "index" and loaded.texts == ix.texts
+
+
+def test_open_index_errors_are_one_line(run_dir, clinc, enc, tmp_path, explorer):
+    for path, msg in [(tmp_path / "nope", "no such directory; pass a run directory"),
+                      (tmp_path, r"neither a run directory \(no record.json\) nor an index directory")]:
+        with pytest.raises(ExploreError, match=msg):
+            open_index(path)
+    (tmp_path / "f.txt").write_text("x")
+    with pytest.raises(ExploreError, match="is a file"):
+        open_index(tmp_path / "f.txt")
+    with pytest.raises(ExploreError, match="has no 'dev' split; pass --split"):
+        open_index(run_dir, split="dev", encoder=enc, use_cache=False)
+    path = explorer.index.save(tmp_path / "ix")
+    with pytest.raises(ExploreError, match="holds its own corpus, so --corpus does not apply"):
+        open_index(path, corpus="clinc150")
+    other = train(clinc, "flat", encoder=enc, eval_rows=50).save(tmp_path / "flat-run")
+    from fractal_embeddings.index import ZoomIndexError
+
+    with pytest.raises(ZoomIndexError, match=r"built with run clinc150-fractal-.* not run clinc150-flat-"):
+        open_index(path, run=other)
+
+
+# ------------------------------------------------------------------ the API
+def test_api_search_returns_labelled_hits_and_the_predicted_coarse_class(client, explorer):
+    r = client.get("/api/search", params={"q": "what is my checking account balance", "zoom": "coarse", "k": 10})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("application/json")
+    res = r.json()
+    assert res["zoom"] == 64 and res["zoom_name"] == "coarse" and res["k"] == 10 and len(res["hits"]) == 10
+    assert [h["rank"] for h in res["hits"]] == list(range(1, 11))
+    assert all(set(h["labels"]) == {"domain", "intent"} and h["text"] for h in res["hits"])
+    scores = [h["score"] for h in res["hits"]]
+    assert scores == sorted(scores, reverse=True) and -1.0 <= scores[-1] <= scores[0] <= 1.0
+    pred = res["predicted"]
+    assert pred["label"] == "banking" and pred["level"] == "domain" and pred["k"] == 10 and pred["zoom"] == 64
+    assert "majority coarse label of the query's k nearest neighbours at the coarse zoom" in pred["rule"]
+    # the vote, recomputed from the coarse hits (the same rows here: zoom=coarse)
+    votes = [h["labels"]["domain"] for h in res["hits"]]
+    assert pred["votes"] == votes.count(pred["label"]) == max(votes.count(v) for v in set(votes))
+    assert [h["in_predicted"] for h in res["hits"]] == [v == pred["label"] for v in votes]
+    assert res["n_in_predicted"] == pred["votes"]
+    assert set(res["point"]) == {"x", "y"}
+    # the prediction does not depend on the zoom of the listed hits
+    fine = client.get("/api/search", params={"q": "what is my checking account balance", "zoom": 256, "k": 10}).json()
+    assert fine["zoom"] == 256 and fine["zoom_name"] == "fine" and fine["predicted"] == pred
+    assert client.get("/api/search", params={"q": "hi", "zoom": "128"}).json()["k"] == 10  # default k
+
+
+def test_api_shows_semantic_zoom_over_many_queries(client, queries):
+    """One query per intent (150 validation texts). The corpus (600 test rows) holds 4 rows per
+    intent, so with k=20 most hits are other intents and the coarse zoom keeps them in the query's
+    domain far more often; with k=4 the fine zoom finds the query's own intent far more often."""
+    def share(zoom, k, level, which):
+        out = []
+        for text, domain, intent in queries:
+            hits = client.get("/api/search", params={"q": text, "zoom": zoom, "k": k}).json()["hits"]
+            want = domain if which == "domain" else intent
+            out.append(np.mean([h["labels"][level] == want for h in hits]))
+        return float(np.mean(out))
+
+    assert share(64, 20, "domain", "domain") > share(256, 20, "domain", "domain") + 0.1
+    assert share(256, 4, "intent", "intent") > share(64, 4, "intent", "intent") + 0.2
+
+
+def test_api_map_is_a_cached_pca_per_prefix(client, explorer):
+    ix = explorer.index
+    for zoom in (64, 256):
+        m = client.get("/api/map", params={"zoom": zoom, "color": "coarse"}).json()
+        assert m["zoom"] == zoom and m["method"] == "pca" and m["n"] == m["total"] == len(ix) == len(m["x"]) == len(m["y"])
+        X = ix.vectors[:, :zoom].astype(np.float64)
+        X /= np.linalg.norm(X, axis=1, keepdims=True)
+        Xc = X - X.mean(axis=0)
+        _, s, vt = np.linalg.svd(Xc, full_matrices=False)
+        for i, coord in enumerate((m["x"], m["y"])):  # the first two principal components, up to sign
+            ref = Xc @ vt[i]
+            assert abs(abs(np.corrcoef(ref, coord)[0, 1]) - 1) < 1e-6
+        assert m["explained"][0] == pytest.approx(s[0] ** 2 / (s ** 2).sum(), abs=1e-4)
+        assert m["level"] == "domain" and len(m["classes"]) == 10 and max(m["c"]) < 10
+        fine = client.get("/api/map", params={"zoom": zoom, "color": "fine"}).json()
+        assert fine["level"] == "intent" and len(fine["classes"]) == 150 and fine["x"] == m["x"]
+    assert set(explorer._maps) >= {64, 256}  # computed once per prefix, then served from memory
+    cached = explorer._maps[64]
+    client.get("/api/map", params={"zoom": "coarse"})
+    assert explorer._maps[64] is cached
+    c = client.get("/api/corpus").json()
+    assert c["texts"] == ix.texts and c["levels"] == ["domain", "intent"] and not c["sampled"]
+    assert c["classes"]["domain"][c["codes"]["domain"][0]] == ix.labels[0][0]
+
+
+def test_api_run_reports_the_record(client, run_dir):
+    rec = json.loads((run_dir / "record.json").read_text())
+    info = client.get("/api/run").json()
+    assert info["run_id"] == rec["run_id"] and info["method"] == "fractal" and info["levels"] == ["domain", "intent"]
+    assert info["accuracy"] == rec["accuracy"] and info["baseline_accuracy"] == rec["baseline"]["accuracy"]
+    assert info["steerability"]["S"] == rec["steerability"]["S"] and info["dims"] == [64, 128, 192, 256]
+    assert info["index"]["size"] == 600 and info["index"]["has_labels"] and info["eval"]["rows"] == 600
+
+
+@pytest.mark.parametrize("url, status, msg", [
+    ("/api/search?zoom=64", 400, "q is missing or empty"),
+    ("/api/search?q=%20%20&zoom=64", 400, "q is missing or empty"),
+    ("/api/search?q=" + "a" * (MAX_QUERY_CHARS + 1), 400, f"at most {MAX_QUERY_CHARS} are accepted"),
+    ("/api/search?q=hi&k=0", 400, "k must be an integer from 1 to 100"),
+    ("/api/search?q=hi&k=101", 400, "k must be an integer from 1 to 100"),
+    ("/api/search?q=hi&k=abc", 400, "k must be an integer from 1 to 100"),
+    ("/api/search?q=hi&k=2.5", 400, "k must be an integer from 1 to 100"),
+    ("/api/search?q=hi&k=-3", 400, "k must be an integer from 1 to 100"),
+    ("/api/search?q=hi&k=%C2%B2", 400, "k must be an integer from 1 to 100"),  # a superscript two
+    ("/api/search?q=hi&k=" + "9" * 5000, 400, "k must be an integer from 1 to 100"),
+    ("/api/search?q=hi&zoom=%C2%B2", 400, "is not one of this index's zooms"),
+    ("/api/search?q=hi&zoom=" + "6" * 5000, 400, "is not one of this index's zooms"),
+    ("/api/search?q=hi&zoom=100", 400,
+     "zoom 100 is not one of this index's zooms; use coarse, fine or a prefix length (64, 128, 192, 256)"),
+    ("/api/search?q=hi&zoom=medium", 400, "is not one of this index's zooms"),
+    ("/api/search?q=hi&zoom=", 400, "zoom is missing"),
+    ("/api/map?zoom=65", 400, "is not one of this index's zooms"),
+    ("/api/map?zoom=64&color=purple", 400, "color must be coarse or fine"),
+    ("/api/nothing", 404, "not found"),
+    ("/static/secrets.py", 404, "not found"),
+])
+def test_api_rejects_bad_input_with_json(client, url, status, msg):
+    r = client.get(url)
+    assert r.status_code == status and r.headers["content-type"].startswith("application/json"), (url, r.text)
+    assert msg in r.json()["error"] and r.json()["status"] == status
+
+
+def test_unexpected_errors_are_json_500_without_traceback(explorer, monkeypatch):
+    client = TestClient(create_app(explorer))
+    assert client.post("/api/search").status_code == 405 and "GET" in client.post("/api/search").json()["error"]
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internals at /home/user/thing.py line 3")
+
+    monkeypatch.setattr(explorer, "search", boom)
+    r = client.get("/api/search", params={"q": "hi"})
+    assert r.status_code == 500 and r.headers["content-type"] == "application/json"
+    assert r.json() == {"error": "internal error; the server log has one line about it", "status": 500}
+    assert "Traceback" not in r.text and "secret" not in r.text
+
+
+def test_page_and_assets_are_served_and_self_contained(client):
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    html = page.text
+    assert 'id="zoom"' in html and 'type="range"' in html and 'id="q"' in html and 'id="map"' in html
+    for name, ctype in (("app.js", "text/javascript"), ("app.css", "text/css")):
+        r = client.get(f"/static/{name}")
+        assert r.status_code == 200 and r.headers["content-type"].startswith(ctype)
+        # nothing from the network: no absolute URLs (the page must work offline)
+        assert "http://" not in r.text.replace('"http://www.w3.org/2000/svg"', "") and "https://" not in r.text
+    assert "http://" not in html and "https://" not in html
+
+
+# ------------------------------------------------------------------ the command line
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_cli_errors_are_one_line(run_dir, clinc, enc, explorer, tmp_path, capsys):
+    from fractal_embeddings.cli import main
+
+    ix_dir = explorer.index.save(tmp_path / "ix")
+    other = train(clinc, "flat", encoder=enc, eval_rows=50).save(tmp_path / "flat-run")
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen(1)
+    port = busy.getsockname()[1]
+    try:
+        cases = [(["explore", str(tmp_path / "missing"), "--port", "0"], "no such directory"),
+                 (["explore", str(ix_dir), "--run", str(other), "--port", "0"], "built with run clinc150-fractal-"),
+                 (["explore", str(run_dir), "--port", str(port)], f"port {port} on 127.0.0.1 is in use"),
+                 (["explore", str(run_dir), "--port", "70000"], "--port must be an integer from 0 to 65535"),
+                 (["explore", str(ix_dir), "--corpus", "clinc150", "--port", "0"], "--corpus does not apply")]
+        for args, msg in cases:
+            t0 = time.perf_counter()
+            assert main(args) == 2, args
+            e = capsys.readouterr().err.strip()
+            assert e.startswith("error: ") and msg in e and "\n" not in e, e
+            assert time.perf_counter() - t0 < 30  # fails before encoding anything
+    finally:
+        busy.close()
+
+
+def test_cli_serves_the_app(run_dir, enc, explorer, tmp_path):
+    """`fractal explore RUN_DIR` in a subprocess: it reuses the explorer's cached index (the
+    encoder's cache is shared) and answers the API on the port it prints."""
+    import httpx
+
+    env = {**os.environ, "FRACTAL_CACHE": str(enc.cache.root), "PYTHONUNBUFFERED": "1"}
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fractal_embeddings.cli", "explore", str(run_dir), "--port", str(port)],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, t0 = [], time.perf_counter()
+        while time.perf_counter() - t0 < 240:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if f"open http://127.0.0.1:{port}/" in line:
+                break
+        assert any(f"open http://127.0.0.1:{port}/" in x for x in lines), "".join(lines)
+        r = httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "play some jazz", "zoom": "fine", "k": 3},
+                      timeout=60)
+        assert r.status_code == 200 and len(r.json()["hits"]) == 3
+        assert httpx.get(f"http://127.0.0.1:{port}/api/run", timeout=30).json()["index"]["size"] == 600
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+# ------------------------------------------------------------------ a real browser
+def _browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no `chromium` on PATH: install Debian's package (apt-get install chromium) to run the browser test")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not importable (pip install 'fractal-embeddings[test]'); "
+                    "the browser test needs it")
+    return chromium, sync_playwright
+
+
+def test_browser_zoom_changes_the_neighbours(explorer, queries, tmp_path):
+    """Headless Chromium on the served page: type a query, move the zoom slider, and the hits change.
+    Over one validation query per domain with k=20 (more than the 4 rows each intent has in this
+    600-row corpus, so hits cannot all be same-intent rows), the hits listed at 64 dims share the
+    query's domain more often than those at 256 dims. Ends with a 1200 x 800 screenshot of a banking
+    query at the coarse zoom (into $FRACTAL_EXPLORER_SCREENSHOT when set, so `make test` never
+    rewrites the README's docs/explorer.png)."""
+    chromium, sync_playwright = _browser()
+    shot = Path(os.environ.get(SCREENSHOT_ENV) or tmp_path / "explorer.png")
+    by_domain = {}
+    for text, domain, intent in queries:
+        by_domain.setdefault(domain, (text, domain, intent))
+    picked = list(by_domain.values())[:8]
+    with ServerThread(create_app(explorer)) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1200, "height": 800})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(url)
+            page.wait_for_selector("body[data-ready='1']", timeout=60_000)
+            results, box, slider = page.locator("#results"), page.locator("#q"), page.locator("#zoom")
+            page.locator("#k").fill("20")
+            page.locator("#k").dispatch_event("change")
+
+            def hits_at(text, zoom):
+                page.wait_for_function(
+                    "([q, z]) => { const r = document.getElementById('results');"
+                    " return r.dataset.q === q && r.dataset.zoom === z && r.dataset.k === '20'; }",
+                    arg=[text.strip(), str(zoom)], timeout=30_000)
+                return [li.get_attribute("data-coarse") for li in results.locator("li").all()], \
+                    results.locator("li .text").all_inner_texts()
+
+            same = {64: [], 256: []}
+            changed = 0
+            for text, domain, _ in picked:
+                slider.focus()
+                slider.press("Home")  # zoomed out: 64 dims
+                box.fill(text)
+                coarse_labels, coarse_texts = hits_at(text, 64)
+                slider.press("End")  # zoomed in: 256 dims
+                fine_labels, fine_texts = hits_at(text, 256)
+                assert len(coarse_labels) == len(fine_labels) == 20
+                changed += coarse_texts != fine_texts
+                same[64].append(np.mean([d == domain for d in coarse_labels]))
+                same[256].append(np.mean([d == domain for d in fine_labels]))
+            assert changed == len(picked)  # the list changes when the slider moves
+            assert np.mean(same[64]) > np.mean(same[256]) + 0.05, same
+            assert page.locator("#zoom-label").inner_text().startswith("256 dims")
+            assert "majority" in page.locator("#rule").inner_text()
+
+            # the screenshot: a banking query at the coarse zoom, the map coloured by domain
+            page.locator("#k").fill("10")
+            page.locator("#k").dispatch_event("change")
+            slider.press("Home")
+            box.fill("what is my checking account balance")
+            page.wait_for_function("() => { const r = document.getElementById('results');"
+                                   " return r.dataset.zoom === '64' && r.dataset.k === '10'"
+                                   " && r.dataset.q === 'what is my checking account balance'; }", timeout=30_000)
+            page.wait_for_timeout(300)
+            assert page.locator("#predicted-label").inner_text() == "banking"
+            page.hover("#map", position={"x": 5, "y": 5})
+            assert not errors, errors
+            shot.parent.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(shot))
+        finally:
+            browser.close()
+    assert shot.stat().st_size > 10_000
