@@ -118,6 +118,10 @@ def run(root, quick: bool = False, log=print) -> Path:
     from ..records import canonical_json
 
     root = Path(root)
+    path = root / RESULT_FILE
+    if path.is_file():  # resumable like the training grids: a finished measurement is kept
+        log(f"latency: {path} already measured; delete it to measure again")
+        return path
     cfg = QUICK if quick else FULL
     corpus, queries, run_id = _real_vectors(root, quick, log)
     rows = measure(corpus[: cfg["real_rows"]], queries, "clinc150", 64, cfg, log)
@@ -130,7 +134,6 @@ def run(root, quick: bool = False, log=print) -> Path:
                           "python": platform.python_version(), "faiss": faiss.__version__},
               "config": cfg, "results": rows,
               "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    path = root / RESULT_FILE
     atomic_write_bytes(path, canonical_json(record).encode())
     log(f"latency: {len(rows)} measurements -> {path}")
     return path

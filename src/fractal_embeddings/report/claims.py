@@ -277,10 +277,10 @@ def c22(f, seed):
         return _pending("backbone-control")
     ours = "; ".join(f"{d}: v5-paper head-only {v[need[0]]:+.3f}, mrl fine-tuned {v[need[1]]:+.3f}"
                      for d, v in have.items())
-    ok = all(abs(have[d][need[1]]) < 0.02 and have[d][need[0]] > have[d][need[1]] for d in ("clinc150", "trec"))
+    ok = all(abs(have[d][need[1]]) < 0.02 and have[d][need[0]] > have[d][need[1]] + 0.01 for d in ("clinc150", "trec"))
     return ours, "reproduced" if ok else "not reproduced", (
         "CLINC150 and TREC (DBPedia is not shipped): |S| < 0.02 for mrl with fine-tuned encoder layers, and "
-        "head-only v5-paper S above it")
+        "head-only v5-paper S above it by > 0.01")
 
 
 def c14(f, seed):

@@ -24,7 +24,7 @@ def _plt():
 def _save(fig, out_dir: Path, stem: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / f"{stem}.png", dpi=130, bbox_inches="tight")
-    fig.savefig(out_dir / f"{stem}.pdf", bbox_inches="tight")
+    fig.savefig(out_dir / f"{stem}.pdf", bbox_inches="tight", metadata={"CreationDate": None})  # same bytes each run
     _plt().close(fig)
     return out_dir / f"{stem}.png"
 
@@ -155,8 +155,8 @@ def line_panels(panels: list[dict], out_dir: Path, stem: str) -> Path:
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.5), squeeze=False)
     for ax, p in zip(axes[0], panels):
-        for i, (x, y, lab) in enumerate(p.get("series", [])):
-            ax.plot(x, y, marker="o", ms=3, color=color(lab, i), label=lab)
+        for i, (x, y, lab) in enumerate(p.get("series", [])):  # "v5-paper routing" is coloured as v5-paper
+            ax.plot(x, y, marker="o", ms=3, color=color(str(lab).split()[0], i), label=lab)
         for i, (x, y, lab) in enumerate(p.get("points", [])):
             ax.scatter([x], [y], marker="*", s=120, color=color(lab, i + 3), label=lab, zorder=3)
         if p.get("logy"):

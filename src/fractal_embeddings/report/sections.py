@@ -634,7 +634,9 @@ def latency_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         if f:
             tr.add(corpus, *[num(f[k]["ratio"], 2) + "x" if f.get(k) else "recall target not reached" for k in ("flat", "hnsw")])
     sec.add_table(tr)
-    sec.add_figure(figures.line_panels(panels, fig_dir, "latency"), "Batch-1 p50 query latency per prefix length", root)
+    sec.add_figure(figures.line_panels(panels, fig_dir, "latency"),
+                   "Batch-1 p50 query latency per prefix length (HNSW: the fastest efSearch reaching the recall target, "
+                   "or the highest-recall one where none does; recall per point in the table)", root)
     sec.facts = facts
     return sec
 
