@@ -46,3 +46,30 @@ def encoder(cache_dir):
     from fractal_embeddings.encoders import Encoder
 
     return Encoder(cache_dir=cache_dir)
+
+
+@pytest.fixture(scope="session")
+def zoom_encoder(request):
+    """The default encoder on $FRACTAL_CACHE when that is set (a warm cache makes the zoom tests quick),
+    else the suite's encoder on its fresh session cache."""
+    if os.environ.get("FRACTAL_CACHE"):
+        from fractal_embeddings.encoders import Encoder
+
+        return Encoder()
+    return request.getfixturevalue("encoder")
+
+
+@pytest.fixture(scope="session")
+def clinc_3k(data_home):
+    """A CLINC150 subset for the zoom index and the explorer: 3,000 train / 600 val / 600 test rows."""
+    from fractal_embeddings import load_dataset
+
+    return load_dataset("clinc150").subset({"train": 3000, "val": 600, "test": 600}, seed=0)
+
+
+@pytest.fixture(scope="session")
+def clinc_3k_run(clinc_3k, zoom_encoder):
+    """One short real `fractal` run on that subset (5 epochs), shared by the index and explorer tests."""
+    from fractal_embeddings.runs import train
+
+    return train(clinc_3k, "fractal", seed=0, encoder=zoom_encoder, train_options={"epochs": 5}, eval_rows=600)

@@ -21,7 +21,6 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (the tes
 
 from starlette.testclient import TestClient
 
-from fractal_embeddings import load_dataset
 from fractal_embeddings.explore import (
     MAX_QUERY_CHARS,
     ExploreError,
@@ -41,25 +40,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
 
 
 @pytest.fixture(scope="module")
-def enc(request):
-    """The default encoder on $FRACTAL_CACHE when that is set (a warm cache makes this file quick),
-    else the suite's encoder on its fresh session cache."""
-    if os.environ.get("FRACTAL_CACHE"):
-        from fractal_embeddings.encoders import Encoder
-
-        return Encoder()
-    return request.getfixturevalue("encoder")
-
-
-@pytest.fixture(scope="module")
-def clinc(data_home):
-    return load_dataset("clinc150").subset({"train": 3000, "val": 600, "test": 600}, seed=0)
-
-
-@pytest.fixture(scope="module")
-def run_dir(clinc, enc, tmp_path_factory):
-    run = train(clinc, "fractal", seed=0, encoder=enc, train_options={"epochs": 5}, eval_rows=600)
-    return run.save(tmp_path_factory.mktemp("explore") / "run")
+def run_dir(clinc_3k_run, tmp_path_factory):
+    return clinc_3k_run.save(tmp_path_factory.mktemp("explore") / "run")
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +50,8 @@ def cache_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def explorer(run_dir, enc, cache_root):
-    ix, source = open_index(run_dir, encoder=enc, cache_dir=cache_root)
+def explorer(run_dir, zoom_encoder, cache_root):
+    ix, source = open_index(run_dir, encoder=zoom_encoder, cache_dir=cache_root)
     return Explorer(ix, source)
 
 
@@ -79,10 +61,10 @@ def client(explorer):
 
 
 @pytest.fixture(scope="module")
-def queries(clinc):
+def queries(clinc_3k):
     """One validation text per intent (not in the corpus), with its domain and intent."""
-    sp, seen, out = clinc.split("val"), set(), []
-    dom, intent = clinc.levels[0].classes, clinc.levels[1].classes
+    sp, seen, out = clinc_3k.split("val"), set(), []
+    dom, intent = clinc_3k.levels[0].classes, clinc_3k.levels[1].classes
     for t, (d, i) in zip(sp.texts, sp.labels.tolist()):
         if i not in seen:
             seen.add(i)
@@ -91,33 +73,33 @@ def queries(clinc):
 
 
 # ------------------------------------------------------------------ opening an index
-def test_run_dir_builds_the_test_split_index_then_reuses_the_cache(run_dir, explorer, clinc, enc, cache_root, tmp_path):
+def test_run_dir_builds_the_test_split_index_then_reuses_the_cache(run_dir, explorer, clinc_3k, zoom_encoder, cache_root, tmp_path):
     ix, src = explorer.index, explorer.source
-    sp = clinc.split("test")
+    sp = clinc_3k.split("test")
     assert src["kind"] == "run" and src["corpus"]["kind"] == "run-dataset" and src["corpus"]["split"] == "test"
     assert len(ix) == len(sp) == 600 and ix.texts == list(sp.texts) and ix.level_names == ("domain", "intent")
-    assert ix.labels[0] == [clinc.levels[0].classes[sp.labels[0, 0]], clinc.levels[1].classes[sp.labels[0, 1]]]
-    again, src2 = open_index(run_dir, encoder=enc, cache_dir=cache_root)  # the second start loads the cache
+    assert ix.labels[0] == [clinc_3k.levels[0].classes[sp.labels[0, 0]], clinc_3k.levels[1].classes[sp.labels[0, 1]]]
+    again, src2 = open_index(run_dir, encoder=zoom_encoder, cache_dir=cache_root)  # the second start loads the cache
     assert src2["cached"] is True and src2["cache_dir"] == src["cache_dir"] and again.texts == ix.texts
     np.testing.assert_array_equal(again.vectors, ix.vectors)
     # a damaged cached index is reported and rebuilt, never used
     faiss_file = Path(src["cache_dir"]) / "prefix-64.faiss"
     faiss_file.write_bytes(faiss_file.read_bytes()[:-8])
     with pytest.warns(UserWarning, match="cached index is unusable .*rebuilding"):
-        rebuilt, src3 = open_index(run_dir, encoder=enc, cache_dir=cache_root)
+        rebuilt, src3 = open_index(run_dir, encoder=zoom_encoder, cache_dir=cache_root)
     assert src3["cached"] is False and len(rebuilt) == 600
     # another corpus (a dataset split, a file) gets its own cache entry
     (tmp_path / "c.txt").write_text("cancel my card\nbook a table for two\n")
-    other, src4 = open_index(run_dir, corpus=str(tmp_path / "c.txt"), encoder=enc, cache_dir=cache_root)
+    other, src4 = open_index(run_dir, corpus=str(tmp_path / "c.txt"), encoder=zoom_encoder, cache_dir=cache_root)
     assert len(other) == 2 and src4["cache_dir"] != src["cache_dir"] and other.labels == [None, None]
     assert Explorer(other, src4).search("lost card", "coarse", 5)["predicted"] is None  # no labels: no prediction
     # an index directory is loaded as it is
     path = ix.save(tmp_path / "ix")
-    loaded, src5 = open_index(path, encoder=enc)
+    loaded, src5 = open_index(path, encoder=zoom_encoder)
     assert src5["kind"] == "index" and loaded.texts == ix.texts
 
 
-def test_open_index_errors_are_one_line(run_dir, clinc, enc, tmp_path, explorer):
+def test_open_index_errors_are_one_line(run_dir, clinc_3k, zoom_encoder, tmp_path, explorer):
     for path, msg in [(tmp_path / "nope", "no such directory; pass a run directory"),
                       (tmp_path, r"neither a run directory \(no record.json\) nor an index directory")]:
         with pytest.raises(ExploreError, match=msg):
@@ -126,11 +108,11 @@ def test_open_index_errors_are_one_line(run_dir, clinc, enc, tmp_path, explorer)
     with pytest.raises(ExploreError, match="is a file"):
         open_index(tmp_path / "f.txt")
     with pytest.raises(ExploreError, match="has no 'dev' split; pass --split"):
-        open_index(run_dir, split="dev", encoder=enc, use_cache=False)
+        open_index(run_dir, split="dev", encoder=zoom_encoder, use_cache=False)
     path = explorer.index.save(tmp_path / "ix")
     with pytest.raises(ExploreError, match="holds its own corpus, so --corpus does not apply"):
         open_index(path, corpus="clinc150")
-    other = train(clinc, "flat", encoder=enc, eval_rows=50).save(tmp_path / "flat-run")
+    other = train(clinc_3k, "flat", encoder=zoom_encoder, eval_rows=50).save(tmp_path / "flat-run")
     from fractal_embeddings.index import ZoomIndexError
 
     with pytest.raises(ZoomIndexError, match=r"built with run clinc150-fractal-.* not run clinc150-flat-"):
@@ -274,11 +256,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_cli_errors_are_one_line(run_dir, clinc, enc, explorer, tmp_path, capsys):
+def test_cli_errors_are_one_line(run_dir, clinc_3k, zoom_encoder, explorer, tmp_path, capsys):
     from fractal_embeddings.cli import main
 
     ix_dir = explorer.index.save(tmp_path / "ix")
-    other = train(clinc, "flat", encoder=enc, eval_rows=50).save(tmp_path / "flat-run")
+    other = train(clinc_3k, "flat", encoder=zoom_encoder, eval_rows=50).save(tmp_path / "flat-run")
     busy = socket.socket()
     busy.bind(("127.0.0.1", 0))
     busy.listen(1)
@@ -299,12 +281,12 @@ def test_cli_errors_are_one_line(run_dir, clinc, enc, explorer, tmp_path, capsys
         busy.close()
 
 
-def test_cli_serves_the_app(run_dir, enc, explorer, tmp_path):
+def test_cli_serves_the_app(run_dir, zoom_encoder, explorer, tmp_path):
     """`fractal explore RUN_DIR` in a subprocess: it reuses the explorer's cached index (the
     encoder's cache is shared) and answers the API on the port it prints."""
     import httpx
 
-    env = {**os.environ, "FRACTAL_CACHE": str(enc.cache.root), "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "FRACTAL_CACHE": str(zoom_encoder.cache.root), "PYTHONUNBUFFERED": "1"}
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "fractal_embeddings.cli", "explore", str(run_dir), "--port", str(port)],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -18,24 +17,8 @@ HNSW = {"m": 16, "ef_construction": 64, "ef_search": 64}  # smaller graph than t
 
 
 @pytest.fixture(scope="module")
-def enc(request):
-    """The default encoder on $FRACTAL_CACHE when that is set (a warm cache makes this file quick),
-    else the suite's encoder on its fresh session cache."""
-    if os.environ.get("FRACTAL_CACHE"):
-        from fractal_embeddings.encoders import Encoder
-
-        return Encoder()
-    return request.getfixturevalue("encoder")
-
-
-@pytest.fixture(scope="module")
-def clinc(data_home):
-    return load_dataset("clinc150").subset({"train": 3000, "val": 600, "test": 600}, seed=0)
-
-
-@pytest.fixture(scope="module")
-def run(clinc, enc):
-    return train(clinc, "fractal", seed=0, encoder=enc, train_options={"epochs": 5}, eval_rows=600)
+def run(clinc_3k_run):
+    return clinc_3k_run
 
 
 def _names(ds, codes):
@@ -43,27 +26,27 @@ def _names(ds, codes):
 
 
 @pytest.fixture(scope="module")
-def corpus(clinc, enc, run):
-    sp = clinc.split("train")
-    return {"texts": list(sp.texts), "labels": _names(clinc, sp.labels), "codes": sp.labels,
-            "vectors": run.transform(embed_split(enc, sp))}
+def corpus(clinc_3k, zoom_encoder, run):
+    sp = clinc_3k.split("train")
+    return {"texts": list(sp.texts), "labels": _names(clinc_3k, sp.labels), "codes": sp.labels,
+            "vectors": run.transform(embed_split(zoom_encoder, sp))}
 
 
 @pytest.fixture(scope="module")
-def queries(clinc, enc, run):
-    sp = clinc.split("test")
-    return {"texts": list(sp.texts), "codes": sp.labels, "vectors": run.transform(embed_split(enc, sp))}
+def queries(clinc_3k, zoom_encoder, run):
+    sp = clinc_3k.split("test")
+    return {"texts": list(sp.texts), "codes": sp.labels, "vectors": run.transform(embed_split(zoom_encoder, sp))}
 
 
 @pytest.fixture(scope="module")
-def flat(run, corpus, enc):
-    return ZoomIndex.build(run, corpus["texts"], labels=corpus["labels"], vectors=corpus["vectors"], encoder=enc)
+def flat(run, corpus, zoom_encoder):
+    return ZoomIndex.build(run, corpus["texts"], labels=corpus["labels"], vectors=corpus["vectors"], encoder=zoom_encoder)
 
 
 @pytest.fixture(scope="module")
-def hnsw(run, corpus, enc):
+def hnsw(run, corpus, zoom_encoder):
     return ZoomIndex.build(run, corpus["texts"], labels=corpus["labels"], vectors=corpus["vectors"], kind="hnsw",
-                           encoder=enc, **HNSW)
+                           encoder=zoom_encoder, **HNSW)
 
 
 def _unit(X):
@@ -92,10 +75,10 @@ def test_flat_search_is_exact_cosine_on_every_prefix(flat, corpus, queries):
     assert hit.rank == 1 and hit.labels == dict(zip(("domain", "intent"), corpus["labels"][hit.row]))
 
 
-def test_text_queries_equal_vector_queries(flat, queries, run, enc):
+def test_text_queries_equal_vector_queries(flat, queries, run, zoom_encoder):
     texts = queries["texts"][:4]
     by_text = flat.search(texts, k=5, zoom="coarse")
-    by_vec = flat.search(run.transform(enc.encode(texts)), k=5, zoom="coarse")
+    by_vec = flat.search(run.transform(zoom_encoder.encode(texts)), k=5, zoom="coarse")
     np.testing.assert_array_equal(by_text.rows, by_vec.rows)
     np.testing.assert_allclose(by_text.scores, by_vec.scores, atol=1e-5)
     one = flat.search(texts[0], k=5, zoom="coarse")
@@ -173,7 +156,7 @@ def test_ids_payloads_add_and_overwrite(run, corpus, tmp_path):
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 
 
-def test_errors_are_one_line_and_name_the_fix(flat, run, corpus, clinc, enc, tmp_path):
+def test_errors_are_one_line_and_name_the_fix(flat, run, corpus, clinc_3k, zoom_encoder, tmp_path):
     V = corpus["vectors"]
     with pytest.raises(ZoomIndexError, match="query vectors have 100 dims; this index expects 256-d head vectors"):
         flat.search(np.zeros(100), k=5)
@@ -198,7 +181,7 @@ def test_errors_are_one_line_and_name_the_fix(flat, run, corpus, clinc, enc, tmp
 
     # another model: a run with another id, or another encoder
     path = ZoomIndex.build(run, corpus["texts"][:50], vectors=V[:50]).save(tmp_path / "ix")
-    other = train(clinc, "flat", encoder=enc, eval_rows=50)
+    other = train(clinc_3k, "flat", encoder=zoom_encoder, eval_rows=50)
     with pytest.raises(ZoomIndexError, match=r"built with run clinc150-fractal-.* not run clinc150-flat-.*rebuild the index"):
         ZoomIndex.load(path, run=other)
     from fractal_embeddings.encoders import Encoder
@@ -242,18 +225,18 @@ def test_read_corpus_from_dataset_and_files(data_home, tmp_path):
 
 
 
-def test_cli_index_build_and_search(run, clinc, enc, tmp_path, capsys):
+def test_cli_index_build_and_search(run, clinc_3k, zoom_encoder, tmp_path, capsys):
     import pandas as pd
     from typer.testing import CliRunner
 
     from fractal_embeddings.cli import app, main
 
     run_dir = run.save(tmp_path / "run")
-    sp = clinc.split("test")
-    names = _names(clinc, sp.labels[:200])
+    sp = clinc_3k.split("test")
+    names = _names(clinc_3k, sp.labels[:200])
     pd.DataFrame({"text": sp.texts[:200], "domain": [n[0] for n in names], "intent": [n[1] for n in names],
-                  "source": "clinc-test"}).to_csv(tmp_path / "corpus.csv", index=False)
-    env = {"FRACTAL_CACHE": str(enc.cache.root)}
+                  "source": "clinc_3k-test"}).to_csv(tmp_path / "corpus.csv", index=False)
+    env = {"FRACTAL_CACHE": str(zoom_encoder.cache.root)}
     cli = CliRunner()
     r = cli.invoke(app, ["index", "build", str(run_dir), str(tmp_path / "corpus.csv"), "--levels", "domain,intent",
                          "--out", str(tmp_path / "ix"), "--kind", "hnsw", "--m", "8", "--ef-search", "32", "--json"], env=env)
@@ -268,7 +251,7 @@ def test_cli_index_build_and_search(run, clinc, enc, tmp_path, capsys):
     res = json.loads(r.stdout)
     assert res["zoom"] == 64 and [h["rank"] for h in res["hits"]] == [1, 2, 3, 4, 5]
     assert all(h["labels"]["domain"] == "banking" for h in res["hits"][:3])
-    assert res["hits"][0]["payload"] == {"source": "clinc-test"} and isinstance(res["hits"][0]["id"], int)
+    assert res["hits"][0]["payload"] == {"source": "clinc_3k-test"} and isinstance(res["hits"][0]["id"], int)
     r = cli.invoke(app, ["search", str(tmp_path / "ix"), "book a flight to paris", "-k", "3"], env=env,
                    terminal_width=200)
     assert r.exit_code == 0 and "rank" in r.stdout and "intent" in r.stdout and "travel" in r.stdout, r.output

@@ -29,8 +29,10 @@ cosine of the two ``d``-dim prefixes: the similarity the prefix k-NN evaluation 
   it is what makes the coarse zoom a cosine at all.)
 * ``kind="flat"`` (default) is exact. ``kind="hnsw"`` is approximate, with the parameters ``M``
   (graph degree), ``ef_construction`` and ``ef_search`` (search breadth) recorded in the metadata.
-* Texts are encoded with the run's own encoder (role ``passage`` for the corpus, ``query`` for
-  queries: only models with prompts, e.g. E5, tell them apart) and the run's head.
+* Texts are encoded with the run's own encoder and head. The corpus is encoded in the role the head
+  was trained on (``query``, the default ``corpus_role``): a head has only seen query-role vectors,
+  and the label-level neighbours the index serves are a symmetric task. ``corpus_role="passage"``
+  is there for models with prompts (e.g. E5) when the corpus is documents.
 
 On disk an index directory holds ``index.json`` (schema, the run's identity, the encoder
 fingerprint, head dims, index kind and parameters, and per item its id, text, payload and label
@@ -189,7 +191,7 @@ class ZoomIndex:
 
     def __init__(self, run, *, kind: str = "flat", m: int = HNSW_DEFAULTS["M"],
                  ef_construction: int = HNSW_DEFAULTS["ef_construction"], ef_search: int = HNSW_DEFAULTS["ef_search"],
-                 level_names: Sequence[str] | None = None, encoder=None, corpus_role: str = "passage"):
+                 level_names: Sequence[str] | None = None, encoder=None, corpus_role: str = "query"):
         import faiss
 
         from .heads import Head
@@ -312,7 +314,7 @@ class ZoomIndex:
               labels: Sequence[Sequence[str]] | None = None, *, level_names: Sequence[str] | None = None,
               kind: str = "flat", m: int = HNSW_DEFAULTS["M"], ef_construction: int = HNSW_DEFAULTS["ef_construction"],
               ef_search: int = HNSW_DEFAULTS["ef_search"], encoder=None, vectors: np.ndarray | None = None,
-              corpus_role: str = "passage", show_progress: bool = False) -> ZoomIndex:
+              corpus_role: str = "query", show_progress: bool = False) -> ZoomIndex:
         """An index of ``texts`` built with a trained run (a :class:`~fractal_embeddings.runs.Run` or
         its directory): each text is encoded with the run's encoder (cached, role ``corpus_role``)
         and head. ``labels[i]`` holds item i's class names, one per level (``level_names``, default

@@ -264,7 +264,8 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
         from .encoders import Encoder
 
         e = rec["encoder"]
-        encoder = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"], normalize=e["normalize"])
+        encoder = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"],
+                          normalize=e["normalize"], prompts={"query": e.get("prompt") or ""})  # the run's own prompt
     encoder = _encoder(encoder)
     check_compatible(rec, dataset=dataset, encoder_identity=encoder.identity().as_dict())
     ev = dict(rec["config"]["eval"])
