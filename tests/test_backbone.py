@@ -30,8 +30,14 @@ def test_untrained_top_reproduces_the_encoder(small, encoder):
     assert np.abs(v - encoder.embed(texts)).max() < 1e-5
 
 
-def test_finetuned_run_trains_the_encoder_layers(small, encoder):
-    run = train(small, "mrl", seed=0, encoder=encoder, finetune_layers=1, train_options={"epochs": 1})
+@pytest.fixture(scope="module")
+def finetuned(small, encoder):
+    """One short real run that fine-tunes the encoder's last layer with an mrl head."""
+    return train(small, "mrl", seed=0, encoder=encoder, finetune_layers=1, train_options={"epochs": 1})
+
+
+def test_finetuned_run_trains_the_encoder_layers(small, encoder, finetuned):
+    run = finetuned
     rec = run.record
     assert rec["config"]["head"]["finetuned_encoder_layers"] == 1
     assert rec["config"]["train"]["encoder_lr"] == 2e-5
@@ -45,12 +51,11 @@ def test_finetuned_run_trains_the_encoder_layers(small, encoder):
     assert "encoder_lr" not in head_only.record["config"]["train"]
 
 
-def test_finetuned_run_saves_and_refuses_reload_with_one_line(small, encoder, tmp_path):
+def test_finetuned_run_saves_and_refuses_reload_with_one_line(finetuned, tmp_path):
     from fractal_embeddings.records import RunRecordError
     from fractal_embeddings.runs import load_run
 
-    run = train(small, "mrl", seed=0, encoder=encoder, finetune_layers=1, train_options={"epochs": 1})
-    run.save(tmp_path / "ft")
+    finetuned.save(tmp_path / "ft")
     with pytest.raises(RunRecordError, match="fine-tuned the encoder's last 1 layers"):
         load_run(tmp_path / "ft")
 

@@ -83,18 +83,6 @@ class BadRequest(ExploreError):
 
 
 # ------------------------------------------------------------------ opening an index
-def _run_dataset(record: dict):
-    """The dataset a run was trained on, as its record describes it (subset included)."""
-    from .data import load_dataset
-
-    ds_block = record["dataset"]
-    args = dict(ds_block.get("load_args") or {"name": ds_block["name"]})
-    ds = load_dataset(args.pop("name"), **{k: v for k, v in args.items() if v is not None})
-    if ds_block.get("subset"):
-        ds = ds.subset(ds_block["subset"]["rows"], ds_block["subset"]["seed"])
-    return ds
-
-
 def _cache_key(run, corpus_spec: dict) -> str:
     rec = run.record
     ident = {"run_id": rec["run_id"], "weights": (rec.get("weights") or {}).get("sha256"),
@@ -121,7 +109,9 @@ def _build(run, corpus: str | None, split: str | None, text: str, levels, encode
 
         return build_from_source(run, corpus, split=split, text=text, levels=levels, encoder=encoder,
                                  show_progress=show_progress)
-    ds = _run_dataset(run.record)
+    from .runs import dataset_for_record
+
+    ds = dataset_for_record(run.record)
     if split not in ds.splits:
         raise ExploreError(f"the run's dataset {ds.name} has no '{split}' split; pass --split "
                            f"{' or '.join(ds.splits)}")
@@ -307,13 +297,12 @@ class Explorer:
         if not self.has_labels:
             return None
         res = self.index.search(vec, k=k, zoom="coarse")[0]
+        from .evaluation import vote
+
         coarse = self.levels[0]
-        votes: dict[str, int] = {}
-        for h in res:
-            votes[h.labels[coarse]] = votes.get(h.labels[coarse], 0) + 1
-        best = max(votes.values())
-        label = next(h.labels[coarse] for h in res if votes[h.labels[coarse]] == best)  # tie: the nearest
-        return {"level": coarse, "label": label, "votes": best, "k": len(res), "zoom": self.index.dims[0],
+        labels = [h.labels[coarse] for h in res]
+        label = str(vote(np.array([labels]))[0])  # the k-NN vote of the evaluation: a tie goes to the nearest
+        return {"level": coarse, "label": label, "votes": labels.count(label), "k": len(res), "zoom": self.index.dims[0],
                 "rule": PREDICTED_RULE}
 
     def search(self, q, zoom="fine", k=DEFAULT_K) -> dict:

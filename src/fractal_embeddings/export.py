@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FractalError
+from .evaluation import unit_rows
 from .records import RunRecordError, canonical_json, load_head, load_record
 
 EXPORTABLE_HEADS = ("linear", "mlp")
@@ -125,15 +126,12 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
 
 def _encoder(record: dict, encoder=None):
     """The run's encoder (checked against the record), which must be a sentence-transformers folder."""
-    from .encoders import Encoder
     from .records import check_compatible
+    from .runs import encoder_for_record
 
     e = record["encoder"]
     if encoder is None:
-        encoder = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"],
-                          normalize=e["normalize"])
-        # the record keeps the query prompt the run was encoded with (a custom one included)
-        encoder.prompts = {**encoder.prompts, "query": e.get("prompt", "")}
+        encoder = encoder_for_record(record)
     rm = encoder.resolved
     if rm.folder is None or not (rm.folder / "modules.json").is_file():
         raise ExportError(f"encoder {rm.name} is not a sentence-transformers folder (it ships as ONNX only), so it "
@@ -232,7 +230,7 @@ def check_export(folder, head, encoder, dims: int, block_dim: int, texts=PROBE_T
     out = {}
     for p in range(block_dim, dims + 1, block_dim):
         got = model.encode(texts, truncate_dim=p, normalize_embeddings=True, convert_to_numpy=True)
-        want = ref[:, :p] / np.maximum(np.linalg.norm(ref[:, :p], axis=1, keepdims=True), 1e-12)
+        want = unit_rows(ref[:, :p])
         out[str(p)] = float(np.abs(got - want).max())
     got = model.encode(texts, convert_to_numpy=True)
     out["raw"] = float(np.abs(got - ref).max()) if got.shape == ref.shape else float("inf")

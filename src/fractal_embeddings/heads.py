@@ -91,6 +91,10 @@ class Head(nn.Module):
     def config(self) -> dict:
         return {**asdict(self.head_config), "input_dim": self.input_dim, "n_classes": list(self.n_classes)}
 
+    def param_groups(self) -> list[tuple[nn.Module, str]]:
+        """(module, learning-rate key) pairs for the trainer: the whole head at ``lr``."""
+        return [(self, "lr")]
+
     @torch.no_grad()
     def transform(self, X, batch_rows: int = 8192):
         """Embed a numpy array of encoder vectors (float32 ``(n, dim)``, no gradient)."""

@@ -68,7 +68,6 @@ VECTORS_FILE = "vectors.npy"
 RUN_DIR = "run"
 KINDS = ("flat", "hnsw")
 HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
-ZOOMS = ("coarse", "fine")
 TEXT_SUFFIXES = (".txt",)
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
 
@@ -277,11 +276,9 @@ class ZoomIndex:
     def encoder(self):
         """The run's encoder, rebuilt from its record on first use (and checked against it)."""
         if self._encoder is None:
-            from .encoders import Encoder
+            from .runs import encoder_for_record
 
-            e = self.run.record["encoder"]
-            self.encoder = Encoder(e.get("model") or e["name"], backend=e["backend"],
-                                   max_seq_length=e["max_seq_length"], normalize=e["normalize"])
+            self.encoder = encoder_for_record(self.run.record)
         return self._encoder
 
     @encoder.setter

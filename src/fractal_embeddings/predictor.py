@@ -123,7 +123,7 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
     """``H(Lf|L0)``, the untrained encoder's fine-level k-NN accuracy (as in a record's baseline) and
     their product, for a dataset with train and test splits."""
     from .data.taxonomy import conditional_entropy_bits
-    from .runs import _encoder, _eval_rows, embed_split, score_untrained
+    from .runs import _encoder, _eval_rows, blocks_that_fit, embed_split, score_untrained
 
     dataset.require_hierarchy()
     split = "test" if "test" in dataset.splits else ("val" if "val" in dataset.splits else "train")
@@ -133,7 +133,7 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
     rows = _eval_rows(dataset, split, eval_rows, 0)
     X = np.asarray(embed_split(encoder, dataset.split(split)))[rows]
     base = score_untrained(X, dataset.split(split).labels[rows], block_dim, n_blocks, 5, dataset.level_names)
-    dims = str(min(n_blocks, X.shape[1] // block_dim) * block_dim)
+    dims = str(blocks_that_fit(X.shape[1], block_dim, n_blocks) * block_dim)
     acc = float(base["accuracy"][dims][dataset.level_names[-1]])
     return {"H": float(H), "untrained_fine_acc": acc, "product": float(H * acc), "scored_split": split,
             "scored_rows": int(len(rows)), "encoder": encoder.resolved.name, "encoder_model": encoder.model}

@@ -93,9 +93,14 @@ def score(E: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: i
     return {"accuracy": accuracy_dict(acc, level_names, block_dim), "steerability": steerability_metrics(acc)}
 
 
+def blocks_that_fit(dim: int, block_dim: int, n_blocks: int) -> int:
+    """How many of the head's prefixes the raw encoder (``dim`` wide) can be truncated to."""
+    return min(n_blocks, dim // block_dim)
+
+
 def score_untrained(X: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names) -> dict:
     """:func:`score` of the raw encoder vectors truncated to the same prefixes (as many as fit)."""
-    blocks = min(n_blocks, X.shape[1] // block_dim)
+    blocks = blocks_that_fit(X.shape[1], block_dim, n_blocks)
     return score(X[:, : blocks * block_dim], labels, block_dim, blocks, k, level_names)
 
 
@@ -105,6 +110,29 @@ def _encoder(encoder):
 
         return Encoder(encoder) if encoder else Encoder()
     return encoder
+
+
+def encoder_for_record(record: dict):
+    """The encoder a run record was made with: its model, backend, length, normalisation and the
+    query prompt the run was encoded with (a custom one included)."""
+    from .encoders import Encoder
+
+    e = record["encoder"]
+    enc = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"],
+                  normalize=e["normalize"])
+    enc.prompts = {**enc.prompts, "query": e.get("prompt", "")}
+    return enc
+
+
+def dataset_for_record(record: dict):
+    """The dataset (and subset) a run record was trained on."""
+    from .data import load_dataset
+
+    args = dict(record["dataset"].get("load_args") or {"name": record["dataset"]["name"]})
+    dataset = load_dataset(args.pop("name"), **{k: v for k, v in args.items() if v is not None})
+    if record["dataset"].get("subset"):
+        dataset = dataset.subset(record["dataset"]["subset"]["rows"], record["dataset"]["subset"]["seed"])
+    return dataset
 
 
 def embed_split(encoder, split) -> np.ndarray:
@@ -189,12 +217,13 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     run = Run(record={}, head=head)
     head_block = head.config() if head is not None else {"kind": None, "n_blocks": n_blocks, "block_dim": block_dim}
     run.record["config"] = {"head": head_block}
-    scores = score(run.transform(np.asarray(X_fit[eval_split])[rows]), y_eval, block_dim, n_blocks, k,
-                   dataset.level_names)
+    E_eval = run.transform(np.asarray(X_fit[eval_split])[rows])
+    scores = score(E_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
     baseline = score_untrained(X_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
     extra = {}
     if retrieval:
-        extra["retrieval"] = _retrieval(run, X, X_fit, eval_split, rows, Y, n_blocks, block_dim, dataset.level_names)
+        extra["retrieval"] = _retrieval(run, E_eval, X_eval, X, X_fit, eval_split, y_eval, Y, n_blocks, block_dim,
+                                        dataset.level_names)
     eval_s = time.perf_counter() - t0
 
     ident = {**encoder.identity().as_dict(), "dim": enc_dim, "model": encoder.model}
@@ -224,18 +253,18 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     return run
 
 
-def _retrieval(run, X, X_fit, eval_split, rows, Y, n_blocks, block_dim, level_names) -> dict:
-    """Retrieval metrics of the trained head and of the untrained encoder (queries: the scored rows)."""
+def _retrieval(run, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks, block_dim, level_names) -> dict:
+    """Retrieval metrics of the trained head and of the untrained encoder (queries: the scored rows,
+    already embedded: ``E_eval`` by the head, ``X_eval`` by the encoder)."""
     from .retrieval import prefix_retrieval
 
-    q_labels, c_labels = Y[eval_split][rows], Y["train"]
-    trained = prefix_retrieval(run.transform(np.asarray(X_fit[eval_split])[rows]), q_labels,
-                               run.transform(X_fit["train"]), c_labels, block_dim, n_blocks, level_names)
-    blocks = min(n_blocks, X["train"].shape[1] // block_dim)
+    c_labels = Y["train"]
+    trained = prefix_retrieval(E_eval, q_labels, run.transform(X_fit["train"]), c_labels, block_dim, n_blocks, level_names)
+    blocks = blocks_that_fit(X["train"].shape[1], block_dim, n_blocks)
     dims = blocks * block_dim
-    base = prefix_retrieval(np.asarray(X[eval_split])[rows][:, :dims], q_labels, np.asarray(X["train"])[:, :dims],
-                            c_labels, block_dim, blocks, level_names)
-    return {"queries": f"{eval_split} (the scored rows)", "corpus": "train", "n_queries": len(rows),
+    base = prefix_retrieval(X_eval[:, :dims], q_labels, np.asarray(X["train"])[:, :dims], c_labels, block_dim, blocks,
+                            level_names)
+    return {"queries": f"{eval_split} (the scored rows)", "corpus": "train", "n_queries": len(q_labels),
             "n_corpus": len(c_labels), "trained": trained, "baseline": base}
 
 
@@ -250,23 +279,12 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     """Re-score a saved run (a directory or a :class:`Run`) on its test rows; returns ``{"accuracy",
     "steerability", "baseline", "eval"}``. The dataset and encoder default to the ones in the record
     and must match it (fingerprints)."""
-    from .data import load_dataset
-
     if not isinstance(run, Run):
         run = load_run(run)
     rec = run.record
     if dataset is None:
-        args = dict(rec["dataset"].get("load_args") or {"name": rec["dataset"]["name"]})
-        dataset = load_dataset(args.pop("name"), **{k_: v for k_, v in args.items() if v is not None})
-        if rec["dataset"].get("subset"):
-            dataset = dataset.subset(rec["dataset"]["subset"]["rows"], rec["dataset"]["subset"]["seed"])
-    if encoder is None:
-        from .encoders import Encoder
-
-        e = rec["encoder"]
-        encoder = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"],
-                          normalize=e["normalize"], prompts={"query": e.get("prompt") or ""})  # the run's own prompt
-    encoder = _encoder(encoder)
+        dataset = dataset_for_record(rec)
+    encoder = _encoder(encoder if encoder is not None else encoder_for_record(rec))
     check_compatible(rec, dataset=dataset, encoder_identity=encoder.identity().as_dict())
     ev = dict(rec["config"]["eval"])
     rows_n = ev["max_rows"] if eval_rows == "record" else eval_rows

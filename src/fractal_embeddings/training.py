@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from .errors import FractalError
-from .evaluation import knn_accuracy, stratified_sample
+from .evaluation import knn_neighbours, stratified_sample, vote
 
 
 @dataclass(frozen=True)
@@ -115,13 +115,14 @@ def _grad_norm(flats: list[_FlatParams]) -> torch.Tensor:
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f.grad) for f in flats]))
 
 
-def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels: tuple[int, ...] | None = None) -> float:
-    """Coarsest + finest level k-NN accuracy of the full vector (the best-epoch criterion), or the sum
-    over ``levels`` when the objective trains only some levels (``Objective.selection_levels``)."""
-    E = head.transform(X_val)
-    if levels is not None:
-        return sum(knn_accuracy(E, Y_val[:, lv], k) for lv in levels)
-    return knn_accuracy(E, Y_val[:, 0], k) + knn_accuracy(E, Y_val[:, -1], k)
+def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels: tuple[int, ...]) -> float:
+    """The sum over ``levels`` (``Objective.selection_levels``: coarsest + finest by default) of the
+    full vector's k-NN accuracy (the best-epoch criterion); neighbours are found once for all levels."""
+    neighbours = knn_neighbours(head.transform(X_val), k)
+    score = 0.0
+    for lv in levels:
+        score += float((vote(Y_val[neighbours, lv]) == Y_val[:, lv]).mean())
+    return score
 
 
 def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray,
@@ -141,7 +142,7 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
     best_score, best_state = -math.inf, None
     with torch_threads(config.threads):
         # one flat buffer per learning rate: the head's, and (backbone.py) the fine-tuned encoder layers'
-        groups = head.param_groups() if hasattr(head, "param_groups") else [(head, "lr")]
+        groups = head.param_groups()
         flats = [_FlatParams(module) for module, _ in groups]
         base_lr = []
         for _, key in groups:
@@ -164,9 +165,9 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
                     f.grad.zero_()
                 loss.backward()
                 if config.grad_clip:
-                    norm = _grad_norm(flats)
+                    scale = torch.clamp(config.grad_clip / (_grad_norm(flats) + 1e-6), max=1.0)
                     for f in flats:
-                        f.grad.mul_(torch.clamp(config.grad_clip / (norm + 1e-6), max=1.0))
+                        f.grad.mul_(scale)
                 if config.lr_schedule == "cosine":
                     for group, lr in zip(opt.param_groups, base_lr):
                         group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))

@@ -139,13 +139,18 @@ def run(root, quick: bool = False, log=print) -> Path:
     return path
 
 
+def matched(rows: list[dict], corpus: str, kind: str, dims: int, target: float = TARGET_RECALL) -> dict | None:
+    """The fastest (batch-1 p50) measurement of an index at a length with recall@10 >= target."""
+    ok = [r for r in rows if r["corpus"] == corpus and r["kind"] == kind and r["dims"] == dims
+          and r["recall@10"] >= target]
+    return min(ok, key=lambda r: r["b1_p50_us"]) if ok else None
+
+
 def matched_ratio(rows: list[dict], corpus: str, target: float = TARGET_RECALL) -> dict | None:
-    """HNSW at matched quality: per length the fastest efSearch with recall >= target; the
-    longest/shortest batch-1 p50 ratio, and the same ratio for exact search."""
+    """HNSW at matched quality (:func:`matched`): the longest/shortest batch-1 p50 ratio, and the
+    same ratio for exact search."""
     def best(kind, d):
-        cands = [r for r in rows if r["corpus"] == corpus and r["kind"] == kind and r["dims"] == d
-                 and r["recall@10"] >= target]
-        return min(cands, key=lambda r: r["b1_p50_us"]) if cands else None
+        return matched(rows, corpus, kind, d, target)
 
     dims = sorted({r["dims"] for r in rows if r["corpus"] == corpus})
     if len(dims) < 2:

@@ -33,9 +33,9 @@ class Objective:
     def loss(self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
         raise NotImplementedError
 
-    def selection_levels(self, n_levels: int) -> tuple[int, ...] | None:
-        """Levels whose validation k-NN accuracy picks the best epoch (None: coarsest + finest)."""
-        return None
+    def selection_levels(self, n_levels: int) -> tuple[int, ...]:
+        """Levels whose validation k-NN accuracies, summed, pick the best epoch: coarsest + finest."""
+        return (0, n_levels - 1)
 
     def head_options(self) -> dict:
         """HeadConfig fields this objective sets (the kind, and e.g. ``block_norm``)."""

@@ -593,7 +593,7 @@ def dual_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section
 
 def latency_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     """From ``latency.json`` (attached to the frame as ``df.attrs["latency"]`` by the report builder)."""
-    from ..experiments.latency import matched_ratio
+    from ..experiments.latency import matched, matched_ratio
 
     data = df.attrs.get("latency")
     sec = Section("Query latency per prefix length")
@@ -617,8 +617,7 @@ def latency_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         for d in dims:
             for kind in ("flat", "hnsw"):
                 cands = [r for r in rows if r["corpus"] == corpus and r["dims"] == d and r["kind"] == kind]
-                ok = [r for r in cands if r["recall@10"] >= data["target_recall"]]
-                r = min(ok, key=lambda r: r["b1_p50_us"]) if ok else max(cands, key=lambda r: r["recall@10"])
+                r = matched(rows, corpus, kind, d, data["target_recall"]) or max(cands, key=lambda r: r["recall@10"])
                 t.add(corpus, f"{r['n']:,}", d, kind, r["ef_search"] or "-", num(r["recall@10"], 3), num(r["b1_p50_us"], 1),
                       num(r["b1_p99_us"], 1), num(r["b64_p50_us"], 1))
                 series.setdefault(kind, ([], [], kind))
