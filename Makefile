@@ -19,7 +19,7 @@ $(BIN)/python:
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q "$(TORCH)" -e ".[test,encoders,ray,explore]"
+	$(BIN)/pip install -q "$(TORCH)" -e ".[test,train,encoders,ray,explore]"
 	touch $@
 
 install: $(VENV)/.installed

@@ -1,5 +1,6 @@
 """Export to a sentence-transformers folder: real runs on a CLINC150 subset, reloaded with
-``SentenceTransformer`` and compared with the library on real test texts."""
+``SentenceTransformer`` (as a user does: ``trust_remote_code=True``, ``truncate_dim``) and compared
+with the library on real test texts; the default layout (a FractalHead module) and ``--portable``."""
 
 from __future__ import annotations
 
@@ -32,21 +33,28 @@ def clinc(data_home):
 
 @pytest.fixture(scope="module")
 def runs(clinc, encoder, tmp_path_factory):
-    """A ``fractal`` run (mlp head + block norm) and a ``v5-paper`` run (linear head), saved."""
+    """One saved run per head kind: ``fractal`` (mlp + block norm, the default), ``v5-paper`` (linear),
+    ``heal`` (per-level projectors) and ``csr`` (TopK sparse code)."""
     root = tmp_path_factory.mktemp("runs")
     out = {}
-    for method in ("fractal", "v5-paper"):
-        run = train(clinc, method, seed=0, encoder=encoder, train_options=QUICK, eval_rows=None)
+    for method in ("fractal", "v5-paper", "heal", "csr"):
+        opts = QUICK if method in ("fractal", "v5-paper") else {"epochs": 1}
+        run = train(clinc, method, seed=0, encoder=encoder, train_options=opts, eval_rows=None)
         out[method] = (run, run.save(root / method))
     return out
 
 
 @pytest.fixture(scope="module")
 def exports(runs, encoder, tmp_path_factory):
-    """Each run exported once: ``v5-paper`` whole, ``fractal`` (block norm) as its first block."""
+    """Default exports of every run; ``--portable`` ones of ``v5-paper`` (whole) and ``fractal``
+    (block norm: its first block)."""
     root = tmp_path_factory.mktemp("exports")
-    return {"v5-paper": export_sentence_transformers(runs["v5-paper"][1], root / "v5", encoder=encoder),
-            "fractal": export_sentence_transformers(runs["fractal"][1], root / "fr", dims=64, encoder=encoder)}
+    out = {m: export_sentence_transformers(runs[m][1], root / m, encoder=encoder) for m in runs}
+    out["v5-paper-portable"] = export_sentence_transformers(runs["v5-paper"][1], root / "v5p", encoder=encoder,
+                                                            portable=True)
+    out["fractal-portable"] = export_sentence_transformers(runs["fractal"][1], root / "frp", dims=64, encoder=encoder,
+                                                           portable=True)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -64,8 +72,46 @@ def _st(path, **kw):
     return SentenceTransformer(str(path), device="cpu", **kw)
 
 
+@pytest.mark.parametrize("method", ["fractal", "v5-paper", "heal", "csr"])
+def test_default_export_is_exact_at_every_prefix(runs, exports, texts, encoder, method):
+    """Plain ``SentenceTransformer(OUT, trust_remote_code=True, truncate_dim=p)`` +
+    ``normalize_embeddings=True`` gives the library's normalised prefix, for every head kind."""
+    run, out = runs[method][0], exports[method]
+    types = [m["type"] for m in json.loads((out / "modules.json").read_text())]
+    assert types[-1] == "fractal_embeddings.st.FractalHead" and not list(out.rglob("*.py"))
+    Z = run.transform(encoder.encode(texts))
+    for p in (64, 128, 192, 256):
+        got = _st(out, trust_remote_code=True, truncate_dim=p).encode(texts, normalize_embeddings=True)
+        want = Z[:, :p] / np.maximum(np.linalg.norm(Z[:, :p], axis=1, keepdims=True), 1e-12)
+        assert got.shape == (50, p) and np.abs(got - want).max() <= TOL, (method, p)
+    assert np.abs(_st(out, trust_remote_code=True).encode(texts) - Z).max() <= TOL
+    info = json.loads((out / EXPORT_FILE).read_text())
+    assert info["layout"] == "fractal-head" and info["trust_remote_code"] and max(info["check"].values()) <= TOL
+
+
+def test_default_export_needs_trust_remote_code_and_survives_round_trips(runs, exports, texts, encoder, tmp_path):
+    """save -> load -> save -> load keeps the model loadable and its vectors (the class is imported
+    from the installed package, so nothing moves between saves)."""
+    out = exports["fractal"]
+    with pytest.raises(ValueError, match="trust_remote_code=True"):
+        _st(out)
+    Z = runs["fractal"][0].transform(encoder.encode(texts))
+    m = _st(out, trust_remote_code=True)
+    for i in range(2):
+        m.save(str(tmp_path / f"re{i}"))
+        m = _st(tmp_path / f"re{i}", trust_remote_code=True)
+        assert np.abs(m.encode(texts) - Z).max() <= TOL, i
+        assert json.loads((tmp_path / f"re{i}" / "modules.json").read_text())[-1]["type"] == \
+            "fractal_embeddings.st.FractalHead"
+    card = (out / "README.md").read_text()
+    assert "trust_remote_code=True" in card and "pip install fractal-embeddings" in card
+    assert "| 64 | domain |" in card and "| 256 | intent |" in card  # the zoom levels: which dims serve which level
+    cfg = json.loads((out / "config_sentence_transformers.json").read_text())
+    assert cfg.get("truncate_dim") is None  # no default zoom: the caller picks one per call
+
+
 def test_linear_head_exports_exactly_at_every_prefix(runs, exports, texts, encoder):
-    run, out = runs["v5-paper"][0], exports["v5-paper"]
+    run, out = runs["v5-paper"][0], exports["v5-paper-portable"]
     types = [m["type"] for m in json.loads((out / "modules.json").read_text())]
     assert all(t.startswith("sentence_transformers.") for t in types) and not list(out.rglob("*.py"))
     assert [t.rsplit(".", 1)[-1] for t in types] == ["Transformer", "Pooling", "Normalize", "Dense"]
@@ -103,10 +149,12 @@ def test_block_norm_is_not_reproducible_past_one_block(runs, texts, encoder):
 def test_block_norm_head_exports_its_first_block_exactly_and_refuses_more(runs, exports, texts, encoder, tmp_path):
     run, run_dir = runs["fractal"]
     for dims in (None, 128, 256):
-        with pytest.raises(ExportError, match="L2-normalises each 64-d block.*--dims 64"):
-            export_sentence_transformers(run_dir, tmp_path / "fr", dims=dims, encoder=encoder)
+        with pytest.raises(ExportError, match="L2-normalises each 64-d block.*without --portable.*--dims 64"):
+            export_sentence_transformers(run_dir, tmp_path / "fr", dims=dims, encoder=encoder, portable=True)
+    with pytest.raises(ExportError, match="--dims applies to --portable exports only"):
+        export_sentence_transformers(run_dir, tmp_path / "fr", dims=64, encoder=encoder)
     assert not list(tmp_path.iterdir())  # nothing written
-    out = exports["fractal"]
+    out = exports["fractal-portable"]
     types = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
     assert types == ["Transformer", "Pooling", "Normalize", "Dense", "Dense", "Normalize"]
     assert json.loads((out / "3_Dense" / "config.json").read_text())["activation_function"] == \
@@ -124,7 +172,7 @@ def test_block_norm_head_exports_its_first_block_exactly_and_refuses_more(runs, 
 def test_model_card_comes_from_the_record(runs, exports):
     from fractal_embeddings.objectives import schedule_weights
 
-    rec, out = runs["v5-paper"][0].record, exports["v5-paper"]
+    rec, out = runs["v5-paper"][0].record, exports["v5-paper-portable"]
     card = (out / "README.md").read_text()
     info = json.loads((out / EXPORT_FILE).read_text())
     assert info["record"]["run_id"] == rec["run_id"] and set(info["check"]) == {"64", "128", "192", "256", "raw"}
@@ -164,14 +212,15 @@ def test_errors_are_one_line(runs, clinc, encoder, tmp_path):
     run, run_dir = runs["v5-paper"]
     with pytest.raises(FractalError, match="no such run directory"):
         export_sentence_transformers(tmp_path / "nope", tmp_path / "o1", encoder=encoder)
-    for method, opts, msg in (("csr", {"epochs": 1}, "a topk head \\(method csr\\) cannot be exported"),
-                              ("heal", {"epochs": 1}, "a heal head \\(method heal\\) cannot be exported"),
-                              ("flat", None, "method flat trains no head")):
-        other = train(clinc, method, seed=0, encoder=encoder, train_options=opts).save(tmp_path / method)
+    for method, msg in (("csr", "a topk head \\(method csr\\) has no --portable form"),
+                        ("heal", "a heal head \\(method heal\\) has no --portable form")):
         with pytest.raises(ExportError, match=msg):
-            export_sentence_transformers(other, tmp_path / "o2", encoder=None)
+            export_sentence_transformers(runs[method][1], tmp_path / "o2", encoder=encoder, portable=True)
+    flat = train(clinc, "flat", seed=0, encoder=encoder).save(tmp_path / "flat")
+    with pytest.raises(ExportError, match="method flat trains no head"):
+        export_sentence_transformers(flat, tmp_path / "o2", encoder=None)
     with pytest.raises(ExportError, match="multiple of the block dim 64"):
-        export_sentence_transformers(run_dir, tmp_path / "o3", dims=100, encoder=encoder)
+        export_sentence_transformers(run_dir, tmp_path / "o3", dims=100, encoder=encoder, portable=True)
 
     # an encoder that ships as ONNX only has no sentence-transformers folder to export
     onnx_dir = tmp_path / "onnx-run"
@@ -213,20 +262,22 @@ def test_cli_export(runs, exports, encoder, tmp_path, capsys):
     _, v5_dir = runs["v5-paper"]
     _, fr_dir = runs["fractal"]
     target = tmp_path / "m"
-    shutil.copytree(exports["v5-paper"], target)  # a model exported before
+    shutil.copytree(exports["v5-paper-portable"], target)  # a model exported before
 
     # errors: one line through the CLI's handler, exit status 2
     for args, msg in [(["export", str(v5_dir), str(target)], "error: "),
-                      (["export", str(fr_dir), str(tmp_path / "f")], "error: the head of run clinc150-fractal-seed0-"),
+                      (["export", str(fr_dir), str(tmp_path / "f"), "--portable"],
+                       "error: the head of run clinc150-fractal-seed0-"),
                       (["export", str(tmp_path / "nope"), str(tmp_path / "x")], "error: "),
-                      (["export", str(v5_dir), str(tmp_path / "x"), "--dims", "96"], "error: --dims must be")]:
+                      (["export", str(v5_dir), str(tmp_path / "x"), "--dims", "96", "--portable"],
+                       "error: --dims must be")]:
         assert main(args) == 2, args
         e = capsys.readouterr().err.strip()
         assert e.startswith(msg) and "\n" not in e, e
     assert main(["export", str(v5_dir), str(target)]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
-    r = CliRunner().invoke(app, ["export", str(fr_dir), str(target), "--dims", "64", "--overwrite"],
+    r = CliRunner().invoke(app, ["export", str(fr_dir), str(target), "--dims", "64", "--overwrite", "--portable"],
                            env={"FRACTAL_CACHE": str(encoder.cache.root)})
     assert r.exit_code == 0, r.output
     assert "exported clinc150-fractal-seed0-" in r.stdout and "64-d" in r.stdout and str(target) in r.stdout
@@ -234,3 +285,9 @@ def test_cli_export(runs, exports, encoder, tmp_path, capsys):
     assert info["run_id"] == runs["fractal"][0].record["run_id"] and info["dims"] == 64
     types = [m["type"].rsplit(".", 1)[-1] for m in json.loads((target / "modules.json").read_text())]
     assert types[-3:] == ["Dense", "Dense", "Normalize"]  # the old model was replaced, not merged
+
+    r = CliRunner().invoke(app, ["export", str(fr_dir), str(target), "--overwrite"],
+                           env={"FRACTAL_CACHE": str(encoder.cache.root)})
+    assert r.exit_code == 0, r.output
+    assert "256-d" in r.stdout and "trust_remote_code=True" in r.stdout
+    assert json.loads((target / "modules.json").read_text())[-1]["type"] == "fractal_embeddings.st.FractalHead"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -43,11 +44,41 @@ def texts_sha256(texts: Sequence[str]) -> str:
     return h.hexdigest()
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ``/proc``); elsewhere
+    set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the umask (``mkstemp`` would give ``0o600``)."""
+    return 0o666 & ~current_umask()
+
+
+def default_dir_mode() -> int:
+    """The mode ``mkdir()`` gives a new folder: ``0o777`` less the umask (``mkdtemp`` would give ``0o700``)."""
+    return 0o777 & ~current_umask()
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename."""
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename. The file gets the
+    mode of any new file (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, default_file_mode())
+        else:  # Windows: no POSIX modes to speak of
+            os.chmod(tmp, default_file_mode())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -81,42 +112,69 @@ class EmbeddingCache:
         return d / f"{key}.npy", d / f"{key}.json"
 
     def _reject(self, key: str, reason: str) -> None:
-        warnings.warn(f"embedding cache entry {key[:12]} is unusable ({reason}); rebuilding it", stacklevel=3)
+        left = []
         for p in self.paths(key):
-            p.unlink(missing_ok=True)
+            try:
+                if p.is_dir() and not p.is_symlink():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink(missing_ok=True)
+            except OSError as e:
+                left.append(f"{p.name}: {e.strerror or e}")
+        note = f"; could not delete {', '.join(left)}: remove it by hand" if left else ""
+        warnings.warn(f"embedding cache entry {key[:12]} is unusable ({reason}); rebuilding it{note}", stacklevel=3)
 
     def get(self, key: str, identity: dict, n_rows: int) -> np.ndarray | None:
-        """The stored matrix as a read-only memory map, or ``None`` (missing, or rejected with a warning)."""
+        """The stored matrix as a read-only memory map, or ``None`` (missing, or rejected with a warning).
+
+        Any malformed entry -- metadata that is not a JSON object or lacks / mistypes a field, an array
+        file that is truncated, unreadable, of another dtype or shape -- is reported, deleted and
+        left for the caller to rebuild; a cache entry never raises."""
         npy, meta_path = self.paths(key)
-        if not meta_path.exists():
-            if npy.exists():  # array without its commit marker: an interrupted write
+        if not meta_path.exists() and not meta_path.is_symlink():
+            if npy.exists() or npy.is_symlink():  # array without its commit marker: an interrupted write
                 self._reject(key, "incomplete write: array without metadata")
             return None
+        reason = None
+        try:
+            reason, arr = self._check(npy, meta_path, identity, n_rows)
+        except Exception as e:  # noqa: BLE001 - whatever a damaged entry raises, it is rebuilt, not fatal
+            reason = f"unreadable: {type(e).__name__}"
+        if reason is not None:
+            self._reject(key, reason)
+            return None
+        return arr
+
+    @staticmethod
+    def _check(npy: Path, meta_path: Path, identity: dict, n_rows: int) -> tuple[str | None, np.ndarray | None]:
+        """``(None, array)`` for a sound entry, else ``(reason, None)``."""
         try:
             meta = json.loads(meta_path.read_text(encoding="utf-8"))
         except (OSError, ValueError):
-            self._reject(key, "metadata is not valid JSON")
-            return None
-        if meta.get("encoder") != identity or meta.get("n_rows") != n_rows or meta.get("format") != FORMAT_VERSION:
-            self._reject(key, "metadata does not match the request")
-            return None
+            return "metadata is not valid JSON", None
+        if not isinstance(meta, dict):
+            return f"metadata is a JSON {type(meta).__name__}, not an object", None
+        if (type(meta.get("format")) is not int or meta["format"] != FORMAT_VERSION or meta.get("encoder") != identity
+                or type(meta.get("n_rows")) is not int or meta["n_rows"] != n_rows):
+            return "metadata does not match the request", None
+        dim, dtype, sha = meta.get("dim"), meta.get("dtype"), meta.get("sha256")
+        if type(dim) is not int or dim < 0 or dtype != "float32" or not isinstance(sha, str):
+            return "metadata lacks a valid dim, dtype or sha256", None
         try:
             digest = hashlib.sha256(npy.read_bytes()).hexdigest()
         except OSError:
-            self._reject(key, "array file is missing")
-            return None
-        if digest != meta.get("sha256"):
-            self._reject(key, "array bytes do not match their sha256")
-            return None
+            return "array file is missing or unreadable", None
+        if digest != sha:
+            return "array bytes do not match their sha256", None
         try:
             arr = np.load(npy, mmap_mode="r", allow_pickle=False)
-        except (ValueError, OSError):
-            self._reject(key, "array file cannot be read")
-            return None
-        if arr.shape != (n_rows, meta.get("dim")) or arr.dtype != np.float32:
-            self._reject(key, f"array shape {arr.shape} does not match the metadata")
-            return None
-        return arr
+        except (ValueError, OSError, EOFError):
+            return "array file cannot be read (truncated or not an .npy file)", None
+        if not isinstance(arr, np.ndarray) or arr.dtype != np.float32:
+            return f"array dtype {getattr(arr, 'dtype', type(arr).__name__)} is not float32", None
+        if arr.shape != (n_rows, dim):
+            return f"array shape {arr.shape} does not match the metadata ({n_rows}, {dim})", None
+        return None, arr
 
     def put(self, key: str, array: np.ndarray, identity: dict, n_rows: int, **extra) -> None:
         array = np.asarray(array, dtype=np.float32)

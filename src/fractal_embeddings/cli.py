@@ -32,6 +32,7 @@ err = Console(stderr=True, highlight=False)
 TextOpt = typer.Option("text", "--text", help="Text column of a user file.")
 LevelsOpt = typer.Option(None, "--levels", help="Levels, coarse -> fine, comma-separated (user files: column names).")
 ConflictOpt = typer.Option("error", "--on-conflict", help="A class under two parents: 'error' or 'majority'.")
+DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps.")
 
 
 def _levels(levels: Optional[str]) -> Optional[tuple[str, ...]]:
@@ -41,6 +42,13 @@ def _levels(levels: Optional[str]) -> Optional[tuple[str, ...]]:
 def _load(name: str, text: str, levels: Optional[str], on_conflict: str, include_oos: bool = False):
     opts = {"include_oos": True} if include_oos else {}
     return load_dataset(name, _levels(levels), text=text, on_conflict=on_conflict, progress=True, **opts)
+
+
+def _device(device: str) -> str:
+    """``--device`` resolved and checked before any work (one line for a device this machine lacks)."""
+    from .devices import resolve_device
+
+    return resolve_device(device)
 
 
 def _print_json(obj) -> None:
@@ -121,19 +129,21 @@ def embed(
                                            help="Spread the encoding over workers: local (processes) or ray."),
     workers: int = typer.Option(2, "--workers", help="With --executor: worker processes / CPUs of a local Ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: an existing cluster."),
+    device: str = DeviceOpt,
 ) -> None:
     """Fill the embedding cache for every split of a dataset; print sentences/s."""
+    device = _device(device)
     from .encoders import Encoder, embed_sharded
     from .executors import get_executor
 
     ds = _load(name, text, levels, on_conflict)
-    enc = Encoder(model, backend=backend, batch_size=batch_size)
+    enc = Encoder(model, backend=backend, batch_size=batch_size, device=device)
     pool = get_executor(executor, workers=workers, ray_address=ray_address) if executor else None
     cached = {split: enc.is_cached(sp.texts) for split, sp in ds.splits.items()}
     t0 = time.perf_counter()
     if not all(cached.values()) and pool is None:
         enc.load()  # model load (and the one-time ONNX export) is not part of the throughput
-    report = {"dataset": ds.name, "encoder": enc.resolved.name, "backend": enc.backend,
+    report = {"dataset": ds.name, "encoder": enc.resolved.name, "backend": enc.backend, "device": enc.device,
               "load_seconds": round(time.perf_counter() - t0, 3), "splits": {}}
     if not as_json and not all(cached.values()):
         out.print(f"encoder {enc.resolved.name} ({enc.backend}) loaded in {report['load_seconds']:.1f} s")
@@ -211,8 +221,10 @@ def train_cmd(
     eval_seed: int = typer.Option(0, "--eval-seed", help="Seed of the test-row sample."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
+    device: str = DeviceOpt,
 ) -> None:
     """Train a head on cached encoder vectors, score every prefix at every level, save the run."""
+    device = _device(device)
     from .encoders import Encoder
     from .heads import HeadConfig
     from .runs import train
@@ -224,7 +236,7 @@ def train_cmd(
     if (target / "record.json").exists() and not overwrite:  # checked before training, not after
         raise FractalError(f"{target} already holds a run; choose another --out or pass --overwrite")
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
-    enc = Encoder(model, backend=backend)
+    enc = Encoder(model, backend=backend, device=device)
 
     def progress(entry: dict) -> None:
         if not as_json:
@@ -232,7 +244,7 @@ def train_cmd(
             err.print(f"epoch {entry['epoch']}: loss {entry['train_loss']:.4f}{val}")
 
     run = train(ds, method, seed=seed, encoder=enc, n_blocks=n_blocks, block_dim=block_dim, train_options=overrides,
-                eval_rows=rows, eval_seed=eval_seed, progress=progress)
+                eval_rows=rows, eval_seed=eval_seed, progress=progress, device=enc.device)
     target = run.save(target, overwrite=overwrite)
     if as_json:
         _print_json(run.record)
@@ -244,17 +256,75 @@ def train_cmd(
     out.print(f"train {rec['timing']['train_s']:.1f} s, eval {rec['timing']['eval_s']:.1f} s; saved to {target}")
 
 
+@app.command("finetune")
+def finetune_cmd(
+    name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder to fine-tune: short name, hub id or folder."),
+    method: str = typer.Option("fractal", "--method", help="Objective (any method that trains a head)."),
+    seed: int = typer.Option(42, "--seed"),
+    epochs: int = typer.Option(1, "--epochs", help="Passes over the training rows."),
+    encoder_lr: float = typer.Option(2e-5, "--encoder-lr", help="Learning rate of the encoder."),
+    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the head."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    max_train_rows: Optional[int] = typer.Option(None, "--max-train-rows", help="Cap the training rows (stratified)."),
+    out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-finetuned-seed<N>]."),
+    text: str = TextOpt,
+    levels: Optional[str] = LevelsOpt,
+    on_conflict: str = ConflictOpt,
+    dim: int = typer.Option(256, "--dim", help="Output dims of the head (a multiple of --block-dim)."),
+    block_dim: int = typer.Option(64, "--block-dim", help="Dims per block; prefix j = the first j blocks."),
+    eval_rows: str = typer.Option("2000", "--eval-rows", help="Test rows scored (stratified sample) or 'all'."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
+    as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
+    device: str = DeviceOpt,
+) -> None:
+    """Fine-tune the encoder and a steerable head end to end (sentence-transformers' trainer); the run
+    directory is a sentence-transformers folder plus a run record."""
+    from .finetune import finetune
+    from .heads import HeadConfig
+    from .records import RECORD_FILE
+
+    device = _device(device)
+    rows = _eval_rows(eval_rows)
+    n_blocks = HeadConfig.from_dims(dim=dim, block_dim=block_dim).n_blocks
+    ds = _load(name, text, levels, on_conflict)
+    target = Path(out_dir or f"runs/{ds.name}-{method}-finetuned-seed{seed}")
+    if target.exists() and not target.is_dir():
+        raise FractalError(f"--out {target} is a file; choose a directory for the run")
+    if target.is_dir() and any(target.iterdir()):
+        if not (target / RECORD_FILE).is_file():
+            raise FractalError(f"--out {target} is not empty and holds no run; choose an empty or new directory")
+        if not overwrite:
+            raise FractalError(f"{target} already holds a run; choose another --out or pass --overwrite")
+    run = finetune(ds, method, model=model, seed=seed, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
+                   batch_size=batch_size, max_train_rows=max_train_rows, n_blocks=n_blocks, block_dim=block_dim,
+                   device=device, eval_rows=rows, show_progress=not as_json)
+    target = run.save(target, overwrite=overwrite)
+    if as_json:
+        _print_json(run.record)
+        return
+    rec = run.record
+    out.print(accuracy_table(rec, f"{ds.name} / {rec['method']} fine-tuned / seed {seed}: leave-one-out "
+                                  f"{rec['config']['eval']['k']}-NN on {rec['config']['eval']['n_rows']} "
+                                  f"{rec['config']['eval']['split']} rows"))
+    out.print(_steer_line(rec))
+    out.print(f"train {rec['timing']['train_s']:.1f} s, eval {rec['timing']['eval_s']:.1f} s; saved to {target} "
+              f"(SentenceTransformer({str(target)!r}, trust_remote_code=True, truncate_dim=...))", soft_wrap=True)
+
+
 @app.command("eval")
 def eval_cmd(
     run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
     eval_rows: Optional[str] = typer.Option(None, "--eval-rows", help="Test rows or 'all' [default: as in the record]."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    device: str = DeviceOpt,
 ) -> None:
     """Re-score saved weights on the run's dataset and encoder (checked against the record)."""
+    device = _device(device)
     from .runs import evaluate, load_run
 
     run = load_run(run_dir)
-    res = evaluate(run, eval_rows="record" if eval_rows is None else _eval_rows(eval_rows))
+    res = evaluate(run, eval_rows="record" if eval_rows is None else _eval_rows(eval_rows), device=device)
     if as_json:
         _print_json(res)
         return
@@ -271,17 +341,21 @@ def export_cmd(
                                                              "dim (default: all; a block-normed head exports exactly only "
                                                              "at its first block: --dims 64)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model exported to OUT_DIR before."),
+    portable: bool = typer.Option(False, "--portable", help="Built-in sentence-transformers modules only (no "
+                                                             "trust_remote_code); exact only where Dense layers can be."),
 ) -> None:
-    """Write a run as a standard sentence-transformers model folder (encoder + head as built-in modules,
-    model card from the record), checked against the run before it is moved into place."""
+    """Write a run as a sentence-transformers model folder (encoder + head, model card from the record),
+    exact at every prefix (load with trust_remote_code=True), checked against the run before it is
+    moved into place."""
     from .export import EXPORT_FILE, export_sentence_transformers
 
-    path = export_sentence_transformers(run_dir, out_dir, overwrite=overwrite, dims=dims)
+    path = export_sentence_transformers(run_dir, out_dir, overwrite=overwrite, dims=dims, portable=portable)
     info = json.loads((path / EXPORT_FILE).read_text())
     worst = max(v for k, v in info["check"].items() if k != "raw")
+    load = "" if portable else ", trust_remote_code=True"
     out.print(f"exported {info['run_id']} to {path}: {info['dims']}-d (truncate_dim = a multiple of "
-              f"{info['block_dim']}); matches the run to {worst:.1e} (normalised prefixes); model card in "
-              f"{path / 'README.md'}", soft_wrap=True)
+              f"{info['block_dim']}); matches the run to {worst:.1e} (normalised prefixes); load with "
+              f"SentenceTransformer({str(path)!r}{load}); model card in {path / 'README.md'}", soft_wrap=True)
 
 
 def _log(message: str) -> None:
@@ -398,15 +472,17 @@ def index_build(
     id_column: Optional[str] = typer.Option(None, "--id", help="Files: the id column [default: row number]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the index metadata as JSON."),
+    device: str = DeviceOpt,
 ) -> None:
     """Encode a corpus with a trained run and write a zoom index (one FAISS index per prefix)."""
+    device = _device(device)
     from .index import build_from_source, check_target
 
     check_target(out_dir, overwrite)  # before the encoding, not after
     t0 = time.perf_counter()
     ix = build_from_source(run_dir, corpus, split=split, text=text, levels=_levels(levels), id_column=id_column,
                            kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search,
-                           show_progress=not as_json)
+                           show_progress=not as_json, device=device)
     path = ix.save(out_dir, overwrite=overwrite)
     info = {**ix.info(), "path": str(path), "seconds": round(time.perf_counter() - t0, 3)}
     if as_json:
@@ -426,13 +502,15 @@ def search_cmd(
     k: int = typer.Option(10, "-k", "--top-k", help="Hits to return."),
     ef_search: Optional[int] = typer.Option(None, "--ef-search", help="hnsw: search breadth for this query."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    device: str = DeviceOpt,
 ) -> None:
     """The nearest items of a query at a zoom level, with their labels."""
+    device = _device(device)
     from rich.markup import escape
 
     from .index import ZoomIndex
 
-    ix = ZoomIndex.load(index_dir)
+    ix = ZoomIndex.load(index_dir, device=device)
     res = ix.search(query, k=k, zoom=zoom, ef_search=ef_search)
     if as_json:
         _print_json({"index": index_dir, "query": query, "zoom": res.zoom, "k": k,
@@ -461,15 +539,17 @@ def explore_cmd(
     levels: Optional[str] = LevelsOpt,
     run_dir: Optional[str] = typer.Option(None, "--run", help="Index directory only: refuse it unless it was built with this run."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run directory: encode the corpus again instead of reusing the cached index."),
+    device: str = DeviceOpt,
 ) -> None:
     """Serve a local web page over a trained run and its corpus: search at every zoom, a corpus map, accuracy per prefix."""
+    device = _device(device)
     from .explore import Explorer, bind, check_installed, create_app, open_index, serve, url_of
 
     check_installed()
     sock = bind(host, port)  # before any encoding: a port in use fails at once
     try:
         ix, source = open_index(path, corpus=corpus, split=split, text=text, levels=_levels(levels), run=run_dir,
-                                use_cache=not no_cache, show_progress=True, log_fn=_log)
+                                use_cache=not no_cache, show_progress=True, log_fn=_log, device=device)
         explorer = Explorer(ix, source)
         explorer.warm()
         web = create_app(explorer)

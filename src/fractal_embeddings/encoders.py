@@ -144,9 +144,26 @@ def resolve_model(model: str) -> ResolvedModel:
     return _folder_model(key, folder)
 
 
-@lru_cache(maxsize=64)
 def _fingerprint(paths: tuple[str, ...]) -> str:
-    """sha256 over the bytes of the files that define a model's outputs."""
+    """sha256 over the bytes of the files that define a model's outputs (memoised per file state:
+    a folder rewritten in place, e.g. a fine-tuned run saved again, is hashed again)."""
+    stamp = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+            stamp.append((st.st_mtime_ns, st.st_size, st.st_ino))
+        except OSError:
+            stamp.append(None)
+    return _hash_files(paths, tuple(stamp))
+
+
+def folder_fingerprint(folder: str | os.PathLike) -> str:
+    """The fingerprint a sentence-transformers folder gets in encoder identities and run records."""
+    return _fingerprint(_model_files(_folder_model(str(folder), Path(folder))))
+
+
+@lru_cache(maxsize=64)
+def _hash_files(paths: tuple[str, ...], stamp: tuple) -> str:  # noqa: ARG001 - stamp is the cache key
     h = hashlib.sha256()
     for p in paths:
         fp = Path(p)
@@ -158,8 +175,38 @@ def _fingerprint(paths: tuple[str, ...]) -> str:
     return h.hexdigest()
 
 
+def module_types(folder: Path) -> list[str]:
+    """The module classes a sentence-transformers folder's ``modules.json`` lists, in order."""
+    modules = _read_json(folder / "modules.json")
+    return [str(m.get("type", "")) for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+
+
+OWN_MODULES = "fractal_embeddings."
+
+
+def trusts_own_modules(folder: Path) -> bool:
+    """``trust_remote_code`` for sentence-transformers: True only when the folder's only modules from
+    outside sentence-transformers are this library's (:mod:`fractal_embeddings.st`), which are imported
+    from the installed package, never from the folder."""
+    custom = [t for t in module_types(folder) if not t.startswith("sentence_transformers.")]
+    return bool(custom) and all(t.startswith(OWN_MODULES) for t in custom)
+
+
+def _module_weight_files(folder: Path) -> list[str]:
+    """Weights and config of every module stored in a subfolder (a trained head, a Dense layer): they
+    define the outputs too. Folders without such files (plain encoders) keep their old fingerprint."""
+    modules = _read_json(folder / "modules.json")
+    paths = [m.get("path") for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+    out = []
+    for sub in paths:
+        if sub and isinstance(sub, str):
+            out += [str(folder / sub / f) for f in ("model.safetensors", "pytorch_model.bin", "config.json")
+                    if f"{sub}/{f}" not in _WEIGHT_FILES]
+    return out
+
+
 def _model_files(rm: ResolvedModel) -> tuple[str, ...]:
-    files = [str(rm.folder / f) for f in _WEIGHT_FILES] if rm.folder else []
+    files = [str(rm.folder / f) for f in _WEIGHT_FILES] + _module_weight_files(rm.folder) if rm.folder else []
     files += [str(p) for p in (rm.onnx_path, rm.tokenizer_path) if p is not None]
     return tuple(files)
 
@@ -211,16 +258,27 @@ class Encoder:
         prompts: dict[str, str] | None = None,
         cache_dir: str | os.PathLike | None = None,
         num_threads: int | None = None,
+        device: str | None = "auto",
+        name: str | None = None,
     ):
+        from .devices import resolve_device
+
         if backend not in ("auto", "onnx", "sentence-transformers"):
             raise EncoderError(f"unknown backend '{backend}'; use auto, onnx or sentence-transformers")
         if batch_size < 1:
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
         self.model = model  # as given: what a run record stores to rebuild this encoder
         self.resolved = resolve_model(model)
+        if name:  # a stable name for a folder that may move (a fine-tuned run's model)
+            from dataclasses import replace
+
+            self.resolved = replace(self.resolved, name=name)
         rm = self.resolved
+        self.device = resolve_device(device)
         if backend == "auto":
-            backend = "onnx" if (rm.onnx_path is not None or rm.plain) else "sentence-transformers"
+            # on a GPU: torch through sentence-transformers (the onnxruntime wheel here is CPU-only)
+            on_gpu = self.device != "cpu" and rm.folder is not None
+            backend = "onnx" if (rm.onnx_path is not None or rm.plain) and not on_gpu else "sentence-transformers"
         if backend == "onnx" and rm.onnx_path is None and not rm.plain:
             raise EncoderError(f"{rm.name}: the onnx backend handles Transformer + Pooling models only; use backend='sentence-transformers'")
         if backend == "sentence-transformers" and rm.folder is None:
@@ -310,7 +368,9 @@ class _STRunner:
         try:
             from sentence_transformers import SentenceTransformer
 
-            self.model = SentenceTransformer(str(enc.resolved.folder), device="cpu")
+            folder = enc.resolved.folder
+            self.model = SentenceTransformer(str(folder), device=enc.device,
+                                             trust_remote_code=trusts_own_modules(folder))
         except Exception as e:
             raise EncoderError(f"cannot load {enc.resolved.name} with sentence-transformers ({str(e)[:160]})") from None
         self.model.max_seq_length = enc.max_seq_length
@@ -380,8 +440,11 @@ class _OnnxRunner:
         so = ort.SessionOptions()
         so.intra_op_num_threads = enc.num_threads
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        if enc.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
+            providers = [("CUDAExecutionProvider", {"device_id": int(enc.device.partition(":")[2] or 0)}), *providers]
         try:
-            self.session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            self.session = ort.InferenceSession(str(path), so, providers=providers)
         except Exception as e:
             raise EncoderError(f"cannot load ONNX graph {path} ({str(e)[:160]}); delete it to re-export") from None
         self.inputs = [i.name for i in self.session.get_inputs()]
@@ -455,7 +518,7 @@ def embed_sharded(encoder: Encoder, texts: Sequence[str], executor, n_shards: in
     cuts = [round(i * n_batches / n_shards) * bs for i in range(n_shards + 1)]
     settings = {"model": encoder.model, "backend": encoder.backend, "batch_size": bs,
                 "max_seq_length": encoder.max_seq_length, "normalize": encoder.normalize, "prompts": encoder.prompts,
-                "num_threads": encoder.num_threads, "cache_dir": str(encoder.cache.root)}
+                "num_threads": encoder.num_threads, "cache_dir": str(encoder.cache.root), "device": encoder.device}
     tasks = [(i, settings, [texts[j] for j in order[a:b]], role) for i, (a, b) in enumerate(zip(cuts, cuts[1:])) if a < b]
     out = None
     for i, vecs in executor.imap_unordered(_indexed_shard, tasks):

@@ -8,11 +8,21 @@ Both yield results as tasks finish, so a caller can save and report each one at 
   home, the cache and offline mode travel with the tasks, so workers read the same data and cache.
 
 ``fn`` must be importable (a module-level function) and its arguments picklable.
+
+Workers never outlive the process that started them: a pool worker asks the kernel to kill it when
+its parent dies (Linux ``PR_SET_PDEATHSIG``) and watches its parent's pid (every platform), and a
+pool whose caller stops iterating early (an error, Ctrl+C) terminates its workers instead of letting
+them run the queued tasks. A local Ray started here is shut down on exit (``atexit``) and on
+SIGTERM (the previous handler is restored, then called).
 """
 
 from __future__ import annotations
 
+import atexit
 import os
+import signal
+import sys
+import threading
 from typing import Callable, Iterator, Sequence
 
 from .errors import FractalError
@@ -21,6 +31,65 @@ EXECUTORS = ("local", "ray")
 # settings a worker must share with the driver
 FORWARDED_ENV = ("FRACTAL_DATA", "FRACTAL_CACHE", "HF_HUB_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM",
                  "TRANSFORMERS_OFFLINE")
+
+
+# ------------------------------------------------------------------ pool workers die with their parent
+_PARENT_PID: int | None = None  # set in pool workers: the pid of the process that started the pool
+WATCHDOG_S = 1.0
+
+
+def _die_with_parent_linux() -> None:
+    """Ask the kernel to SIGKILL this process when its parent dies (Linux ``prctl(PR_SET_PDEATHSIG)``)."""
+    import ctypes
+    import ctypes.util
+
+    PR_SET_PDEATHSIG = 1
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass  # the watchdog below still ends the worker
+
+
+def orphaned() -> bool:
+    """True in a pool worker whose parent (the driver that started the pool) is gone."""
+    return _PARENT_PID is not None and os.getppid() != _PARENT_PID
+
+
+def _watch_parent() -> None:
+    import time
+
+    while True:
+        time.sleep(WATCHDOG_S)
+        if orphaned():
+            os._exit(1)  # noqa: SLF001 - no cleanup: the driver that wanted the results is gone
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Pool worker initializer: die with the parent (kernel signal on Linux, a pid watchdog everywhere)."""
+    global _PARENT_PID
+    _PARENT_PID = parent_pid
+    if sys.platform.startswith("linux"):
+        _die_with_parent_linux()
+    if orphaned():  # the parent died before the request took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, name="fractal-parent-watchdog", daemon=True).start()
+
+
+def _stop_pool(pool) -> None:
+    """Cancel what is queued and end the workers now (a task that is running is abandoned)."""
+    # before shutdown(), which drops the executor's references to them (there is no public handle
+    # before Python 3.14's terminate_workers())
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    pool.shutdown(wait=False, cancel_futures=True)
+    for p in procs:
+        if p.is_alive():
+            p.terminate()
+    for p in procs:
+        p.join(5)
+        if p.is_alive():
+            p.kill()
+            p.join(1)
 
 
 class LocalExecutor:
@@ -41,14 +110,19 @@ class LocalExecutor:
 
         # spawn, not fork: a forked child of a process whose onnxruntime / OpenMP thread pools are
         # running can deadlock; a spawned worker starts clean (and imports the library once)
-        with ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
+                                   initializer=_worker_init, initargs=(os.getpid(),))
+        finished = False
+        try:
             futures = [pool.submit(fn, *args) for args in tasks]
-            try:
-                for f in as_completed(futures):
-                    yield f.result()
-            finally:
-                for f in futures:
-                    f.cancel()
+            for f in as_completed(futures):
+                yield f.result()
+            finished = True
+        finally:
+            if finished:
+                pool.shutdown(wait=True)
+            else:  # the caller stopped early (an error, Ctrl+C, a closed generator): no queued task runs on
+                _stop_pool(pool)
 
     def close(self) -> None:
         pass
@@ -65,6 +139,9 @@ class RayExecutor:
         self.ray = ray
         self.cpus_per_task = cpus_per_task
         self._started = False
+        self._previous_sigterm = None
+        self._sigterm_installed = False
+        previous = self._current_sigterm()
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         if not ray.is_initialized():
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token files for a local throwaway cluster
@@ -79,6 +156,38 @@ class RayExecutor:
                 where = f"the Ray cluster at {address}" if address else "a local Ray"
                 raise FractalError(f"could not start {where}: {str(e).splitlines()[0]}") from None
             self._started = True
+            self._previous_sigterm = previous  # ray.init replaces it with its own; ours restores this one
+            atexit.register(self.close)
+            self._install_sigterm()
+
+    @staticmethod
+    def _current_sigterm():
+        if threading.current_thread() is not threading.main_thread():
+            return None
+        try:
+            return signal.getsignal(signal.SIGTERM)
+        except (ValueError, AttributeError):
+            return None
+
+    def _install_sigterm(self) -> None:
+        """On SIGTERM: shut the local Ray down, restore the handler that was there before, and let it act."""
+        if threading.current_thread() is not threading.main_thread() or self._previous_sigterm is None:
+            return
+
+        def on_sigterm(signum, frame):
+            previous = self._previous_sigterm
+            self.close()  # restores ``previous``
+            if callable(previous):
+                previous(signum, frame)
+            elif previous == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)  # the default action (terminate), now that Ray is down
+            # SIG_IGN: ignored, as before
+
+        try:
+            signal.signal(signal.SIGTERM, on_sigterm)
+            self._sigterm_installed = True
+        except (ValueError, OSError):
+            pass
 
     def imap_unordered(self, fn: Callable, tasks: Sequence[tuple]) -> Iterator:
         ray = self.ray
@@ -93,9 +202,20 @@ class RayExecutor:
                 ray.cancel(ref, force=True)
 
     def close(self) -> None:
+        """Shut down the local Ray started here (a cluster joined at ``address`` is left running) and
+        restore the SIGTERM handler found before it started."""
         if self._started:
-            self.ray.shutdown()
             self._started = False
+            try:
+                self.ray.shutdown()
+            finally:
+                atexit.unregister(self.close)
+                if self._sigterm_installed and threading.current_thread() is threading.main_thread():
+                    try:
+                        signal.signal(signal.SIGTERM, self._previous_sigterm)
+                    except (ValueError, OSError, TypeError):
+                        pass
+                    self._sigterm_installed = False
 
 
 def get_executor(name: str = "local", *, workers: int = 1, ray_address: str | None = None):

@@ -103,12 +103,13 @@ def _corpus_spec(run, corpus: str | None, split: str, text: str, levels) -> dict
     return {"kind": "dataset", "name": corpus, "split": split, "levels": list(levels or [])}
 
 
-def _build(run, corpus: str | None, split: str | None, text: str, levels, encoder, show_progress: bool) -> ZoomIndex:
+def _build(run, corpus: str | None, split: str | None, text: str, levels, encoder, show_progress: bool,
+           device: str | None = "auto") -> ZoomIndex:
     if corpus is not None:
         from .index import build_from_source
 
         return build_from_source(run, corpus, split=split, text=text, levels=levels, encoder=encoder,
-                                 show_progress=show_progress)
+                                 show_progress=show_progress, device=device)
     from .runs import dataset_for_record
 
     ds = dataset_for_record(run.record)
@@ -118,7 +119,7 @@ def _build(run, corpus: str | None, split: str | None, text: str, levels, encode
     sp = ds.split(split)
     classes = [lv.classes for lv in ds.levels]
     labels = [[classes[k][c] for k, c in enumerate(row)] for row in sp.labels.tolist()]
-    ix = ZoomIndex(run, level_names=ds.level_names, encoder=encoder)
+    ix = ZoomIndex(run, level_names=ds.level_names, encoder=encoder, device=device)
     enc = ix.encoder
     root, rows = sp.source_rows()  # a subset: cut it from its full split's cached vectors when there are some
     full = enc.cached(root.texts, role=ix.corpus_role) if rows is not None else None
@@ -138,7 +139,7 @@ def _effective_split(corpus: str | None, split: str | None) -> str | None:
 def open_index(path, *, corpus: str | None = None, split: str | None = None, text: str = "text",
                levels: Sequence[str] | None = None, run=None, encoder=None, cache_dir=None,
                use_cache: bool = True, show_progress: bool = False,
-               log_fn: Callable[[str], None] | None = None) -> tuple[ZoomIndex, dict]:
+               log_fn: Callable[[str], None] | None = None, device: str | None = "auto") -> tuple[ZoomIndex, dict]:
     """The index to explore and where it came from.
 
     ``path`` is an index directory (``fractal index build --out``; loaded and checked, ``run``
@@ -162,7 +163,7 @@ def open_index(path, *, corpus: str | None = None, split: str | None = None, tex
         if corpus is not None:
             raise ExploreError(f"{p} is an index directory: it holds its own corpus, so --corpus does not apply; "
                                "pass a run directory to explore another corpus")
-        ix = ZoomIndex.load(p, run=run, encoder=encoder)
+        ix = ZoomIndex.load(p, run=run, encoder=encoder, device=device)
         return ix, {"kind": "index", "path": str(p), "corpus": None, "cached": False}
     if not (p / RECORD_FILE).is_file():
         raise ExploreError(f"{p}: neither a run directory (no {RECORD_FILE}) nor an index directory (no {META_FILE}); "
@@ -175,7 +176,7 @@ def open_index(path, *, corpus: str | None = None, split: str | None = None, tex
     spec = _corpus_spec(the_run, corpus, split, text, levels)
     source = {"kind": "run", "path": str(p), "corpus": spec, "cached": False}
     if not use_cache:
-        return _build(the_run, corpus, split, text, levels, encoder, show_progress), source
+        return _build(the_run, corpus, split, text, levels, encoder, show_progress, device), source
     from .cache import default_cache_dir
 
     root = Path(cache_dir) if cache_dir is not None else default_cache_dir() / CACHE_SUBDIR
@@ -183,7 +184,7 @@ def open_index(path, *, corpus: str | None = None, split: str | None = None, tex
     source["cache_dir"] = str(target)
     if (target / META_FILE).is_file():
         try:
-            ix = ZoomIndex.load(target, run=the_run, encoder=encoder)
+            ix = ZoomIndex.load(target, run=the_run, encoder=encoder, device=device)
             say(f"loaded the cached index of {len(ix)} items from {target}")
             return ix, {**source, "cached": True}
         except ZoomIndexError as e:
@@ -191,7 +192,7 @@ def open_index(path, *, corpus: str | None = None, split: str | None = None, tex
     what = f"split '{split}' of {the_run.record['dataset']['name']}" if corpus is None else corpus
     say(f"encoding {what} with run {the_run.record['run_id']} (once; cached in {target})")
     t0 = time.perf_counter()
-    ix = _build(the_run, corpus, split, text, levels, encoder, show_progress)
+    ix = _build(the_run, corpus, split, text, levels, encoder, show_progress, device)
     root.mkdir(parents=True, exist_ok=True)
     ix.save(target, overwrite=True)
     say(f"indexed {len(ix)} items in {time.perf_counter() - t0:.1f} s")

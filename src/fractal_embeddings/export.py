@@ -1,37 +1,43 @@
-"""Export a run as a standard sentence-transformers model folder (encoder + head + model card).
+"""Export a run as a sentence-transformers model folder (encoder + head + model card).
 
 >>> from fractal_embeddings.export import export_sentence_transformers
->>> export_sentence_transformers("runs/clinc150-v5-paper-seed42", "models/clinc150-v5")
+>>> export_sentence_transformers("runs/clinc150-fractal-seed42", "models/clinc150")
 >>> from sentence_transformers import SentenceTransformer
->>> SentenceTransformer("models/clinc150-v5", truncate_dim=64).encode(texts, normalize_embeddings=True)
+>>> SentenceTransformer("models/clinc150", trust_remote_code=True, truncate_dim=64).encode(
+...     texts, normalize_embeddings=True)
 
-The folder holds built-in sentence-transformers modules only (no custom classes, no
-``trust_remote_code``): the encoder's own modules (``Transformer``, ``Pooling``, ...), a
-``Normalize`` (the head reads L2-normalised encoder vectors), then the head as ``Dense`` layers:
+Two layouts:
 
-* ``linear`` head: ``Dense(in, dim, Identity)``;
-* ``mlp`` head: ``Dense(in, hidden, GELU)`` + ``Dense(hidden, dim, Identity)`` (torch's exact GELU,
-  the one the head uses; ``Dense`` stores its activation as a class path and rebuilds it with no
-  arguments).
+* **default** (exact at every prefix, every head kind): the encoder's own modules (``Transformer``,
+  ``Pooling``, ...), a ``Normalize`` when the head reads L2-normalised encoder vectors, then the
+  trained head as :class:`~fractal_embeddings.st.FractalHead`. ``truncate_dim`` slices the head's
+  output and ``normalize_embeddings=True`` normalises the slice: the library's normalised prefix, at
+  64, 128, ... dims, block norm included. ``FractalHead`` is not a built-in class, so loading needs
+  ``trust_remote_code=True`` (sentence-transformers >= 6 asks for it for any non-built-in class, even
+  from an installed package) and ``pip install fractal-embeddings``: the class is imported from the
+  installed package (``modules.json`` names ``fractal_embeddings.st.FractalHead``), not from a file
+  in the folder. A module file in the folder would let users without the package load it, but
+  sentence-transformers moves such a file into the module's subfolder when the loaded model is
+  saved again, and the re-saved folder no longer loads; the package import survives any number of
+  save -> load round trips (tested). ``config_sentence_transformers.json`` keeps no default
+  ``truncate_dim``: the full vector is the fine level, and the zoom is the caller's choice per call.
+* ``portable=True`` (``fractal export --portable``): built-in modules only (no
+  ``trust_remote_code``, no package needed): the head as ``Dense`` layers --
+  ``linear``: ``Dense(in, dim, Identity)``; ``mlp``: ``Dense(in, hidden, GELU)`` + ``Dense(hidden, dim,
+  Identity)`` (torch's exact GELU). Exact at every prefix for heads without block norm. No built-in
+  module L2-normalises each block (``Normalize`` normalises the whole vector; ``Dense`` rebuilds its
+  activation with no arguments, so nothing can reshape into blocks), so a block-normed head (the
+  default method ``fractal``) exports portably only as its first block (``dims=block_dim``, a
+  trailing ``Normalize`` makes it exact); asking for more is refused. ``heal`` and ``topk`` heads
+  have no ``Dense`` form (per-level normalised projectors; a TopK activation) and are refused.
 
-The model ends with the head's last ``Dense``, so ``truncate_dim`` slices the head's output and
-``normalize_embeddings=True`` then normalises the slice: the library's normalised prefix, at every
-prefix. Without normalisation the output equals :meth:`Run.transform` itself.
-
-**Block norm.** A head with ``block_norm`` (the default method ``fractal``) L2-normalises each
-block of its output. No built-in module can: ``Normalize`` normalises the whole last dimension, and
-nothing built in reshapes a vector into blocks (``Dense`` rebuilds its activation with no
-arguments, so ``torch.nn.Unflatten`` is out; every argument-free ``torch.nn`` module keeps the
-shape or reduces it). A ``Dense`` export of such a head matches the run at the first block only
-(one block normalised once or twice is the same vector); at longer prefixes the blocks enter with
-their raw norms instead of norm 1. Such heads are therefore exported only as their first block
-(``dims=block_dim``, a trailing ``Normalize`` makes the output the run's block exactly); asking for
-more is refused. Heads without block norm export exactly at every prefix.
+A ``fractal finetune`` run is already a sentence-transformers folder (encoder and head trained
+together); its export is a copy of that folder with the model card and the run record.
 
 Every export is checked before it is moved into place: the saved folder is loaded back with
-``SentenceTransformer`` and compared with the run (the run's encoder + head) on fixed probe
-texts at every exported prefix; the measured differences go into the model card and
-``fractal_export.json``. A difference above ``TOLERANCE`` fails the export.
+``SentenceTransformer`` and compared with the run on fixed probe texts at every exported prefix;
+the measured differences go into the model card and ``fractal_export.json``. A difference above
+``TOLERANCE`` fails the export.
 """
 
 from __future__ import annotations
@@ -83,19 +89,32 @@ def _load(run_or_dir):
     return load_record(run_dir), None, run_dir
 
 
-def export_dims(record: dict, dims: int | None = None) -> int:
+def is_finetuned_model(record: dict) -> bool:
+    """Whether the run's record describes a ``fractal finetune`` run (the model folder is the run)."""
+    return record["encoder"].get("model") == "."
+
+
+def export_dims(record: dict, dims: int | None = None, portable: bool = False) -> int:
     """The number of output dims an export of this run holds (checked); see the module docstring."""
     h = record["config"]["head"]
     method, kind = record.get("method"), h.get("kind")
     if kind is None:
         raise ExportError(f"method {method} trains no head (it is the encoder truncated); there is nothing to export")
-    if kind not in EXPORTABLE_HEADS:
-        raise ExportError(f"a {kind} head (method {method}) cannot be exported: only linear and mlp heads map "
-                          f"onto built-in sentence-transformers modules (Dense)")
     if h.get("finetuned_encoder_layers"):
-        raise ExportError(f"run {record.get('run_id')} fine-tuned {h['finetuned_encoder_layers']} encoder layers; "
-                          f"export handles runs on a frozen encoder only")
+        raise ExportError(f"run {record.get('run_id')} fine-tuned {h['finetuned_encoder_layers']} encoder layers on cached "
+                          f"token states; export handles head runs on a frozen encoder and `fractal finetune` runs")
     block, full = h["block_dim"], h["block_dim"] * h["n_blocks"]
+    if not portable:
+        if dims not in (None, full):
+            raise ExportError(f"--dims applies to --portable exports only: the default export holds all {full} dims and "
+                              f"serves every prefix exactly through truncate_dim; drop --dims or add --portable")
+        return full
+    if is_finetuned_model(record):
+        raise ExportError(f"run {record.get('run_id')} is a fine-tuned sentence-transformers model with a FractalHead, "
+                          f"which has no built-in-modules form; export it without --portable")
+    if kind not in EXPORTABLE_HEADS:
+        raise ExportError(f"a {kind} head (method {method}) has no --portable form: only linear and mlp heads map "
+                          f"onto built-in sentence-transformers modules (Dense); export it without --portable")
     if dims is None:
         dims = full
     if not (1 <= dims <= full and dims % block == 0):
@@ -103,9 +122,8 @@ def export_dims(record: dict, dims: int | None = None) -> int:
     if h.get("block_norm") and dims > block:
         raise ExportError(
             f"the head of run {record.get('run_id')} L2-normalises each {block}-d block, which no built-in "
-            f"sentence-transformers module reproduces: an export would match the run only at {block} dims; "
-            f"export with --dims {block} (library: dims={block}) for the exact coarse model, or train with "
-            f"objective option block_norm=False for a head that exports exactly at every prefix")
+            f"sentence-transformers module reproduces: a --portable export would match the run only at {block} dims; "
+            f"export without --portable (exact at every prefix, needs trust_remote_code=True), or pass --dims {block}")
     return dims
 
 
@@ -168,8 +186,10 @@ def _quiet():
 
 
 # ------------------------------------------------------------------ the model
-def build_model(head, encoder, dims: int):
-    """A ``SentenceTransformer`` of built-in modules: the encoder's, ``Normalize``, the head as ``Dense``."""
+def build_model(head, encoder, dims: int, portable: bool = False):
+    """A ``SentenceTransformer``: the encoder's modules, ``Normalize`` when the head reads normalised
+    vectors, then the head -- a :class:`~fractal_embeddings.st.FractalHead` (default) or, ``portable``,
+    built-in ``Dense`` layers cut to ``dims``."""
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
@@ -192,6 +212,11 @@ def build_model(head, encoder, dims: int):
             del model[len(model) - 1]
 
     cfg = head.head_config
+    if not portable:
+        from .st import FractalHead
+
+        model.append(FractalHead.from_head(head))
+        return _finish(model, encoder)
     if cfg.kind == "mlp":
         first, act, last = head.proj
         if type(act) is not torch.nn.GELU or act.approximate != "none":
@@ -208,6 +233,11 @@ def build_model(head, encoder, dims: int):
                            init_weight=weight, init_bias=bias))
     if cfg.block_norm:  # export_dims allows one block only: normalising it is the head's block norm
         model.append(Normalize())
+    return _finish(model, encoder)
+
+
+def _finish(model, encoder):
+    """The encoder's length and query prompt on the exported model."""
     model.max_seq_length = encoder.max_seq_length
     query = encoder.prompts.get("query", "")
     if query:
@@ -218,15 +248,24 @@ def build_model(head, encoder, dims: int):
     return model.eval()
 
 
-def check_export(folder, head, encoder, dims: int, block_dim: int, texts=PROBE_TEXTS) -> dict[str, float]:
-    """Max abs difference between the saved model and the run on ``texts``: ``{"<p>": ...}`` for the
-    normalised prefix of every exported length p (``truncate_dim=p``, ``normalize_embeddings=True``),
-    and ``"raw"`` for the unnormalised output vs the run's embedding."""
+def load_exported(folder, truncate_dim: int | None = None):
+    """``SentenceTransformer(folder, trust_remote_code=..., truncate_dim=...)`` as a user loads an
+    export: ``trust_remote_code`` only when the folder holds this library's modules."""
     from sentence_transformers import SentenceTransformer
 
+    from .encoders import trusts_own_modules
+
+    return SentenceTransformer(str(folder), device="cpu", local_files_only=True, truncate_dim=truncate_dim,
+                               trust_remote_code=trusts_own_modules(Path(folder)))
+
+
+def check_export(folder, ref, dims: int, block_dim: int, texts=PROBE_TEXTS) -> dict[str, float]:
+    """Max abs difference between the saved model and the run's embeddings ``ref`` of ``texts``:
+    ``{"<p>": ...}`` for the normalised prefix of every exported length p (a model loaded with
+    ``truncate_dim=p``, ``normalize_embeddings=True``), and ``"raw"`` for the unnormalised output."""
     texts = list(texts)
-    ref = head.transform(encoder.encode(texts))[:, :dims]
-    model = SentenceTransformer(str(folder), device="cpu", local_files_only=True)
+    ref = np.asarray(ref)[:, :dims]
+    model = load_exported(folder)
     out = {}
     for p in range(block_dim, dims + 1, block_dim):
         got = model.encode(texts, truncate_dim=p, normalize_embeddings=True, convert_to_numpy=True)
@@ -264,17 +303,32 @@ def _hub_id(name: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name or ""))
 
 
-def model_card(record: dict, dims: int, check: dict[str, float], folder_name: str = "path/to/this/folder") -> str:
+def _architecture(h: dict, dims: int, portable: bool) -> str:
+    if not portable:
+        parts = [h["kind"], f"{h['n_blocks']} x {h['block_dim']} dims"]
+        if h["kind"] in ("mlp", "heal"):
+            parts.append(f"hidden {h['hidden_dim']}")
+        if h.get("block_norm"):
+            parts.append("each block L2-normalised")
+        return "FractalHead(" + ", ".join(parts) + ")"
+    return (f"Dense({h['input_dim']} -> {h['hidden_dim']}, GELU) + Dense({h['hidden_dim']} -> {dims})"
+            if h["kind"] == "mlp" else f"Dense({h['input_dim']} -> {dims})")
+
+
+def model_card(record: dict, dims: int, check: dict[str, float], folder_name: str = "path/to/this/folder",
+               portable: bool = False) -> str:
     """The README.md of an export: every number from the run record (or the export check)."""
     from .objectives import OBJECTIVES
 
     h, ds, enc = record["config"]["head"], record["dataset"], record["encoder"]
+    enc = enc.get("base") or enc  # a fine-tuned run: the encoder it started from
     train, ev = record["config"].get("train") or {}, record["config"]["eval"]
     block, full = h["block_dim"], h["block_dim"] * h["n_blocks"]
     levels = [lv["name"] for lv in ds["levels"]]
     method = record["method"]
-    arch = (f"Dense({h['input_dim']} -> {h['hidden_dim']}, GELU) + Dense({h['hidden_dim']} -> {dims})"
-            if h["kind"] == "mlp" else f"Dense({h['input_dim']} -> {dims})")
+    arch = _architecture(h, dims, portable)
+    finetuned = is_finetuned_model(record)
+    trust = "" if portable else ", trust_remote_code=True"
     L = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:",
          "- sentence-transformers", "- sentence-similarity", "- feature-extraction", "- fractal-embeddings",
          "- matryoshka"]
@@ -282,11 +336,19 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
         L.append(f"base_model: {enc['name']}")
     L += ["---", "", f"# {record['run_id']}", ""]
 
-    intro = (f"Steerable (\"semantic zoom\") sentence embeddings exported from a fractal-embeddings run: the frozen "
-             f"encoder `{enc['name']}` followed by the run's trained `{h['kind']}` head, as built-in "
-             f"sentence-transformers modules only ({arch}). The output has {dims} dims in blocks of {block}: "
+    body = (f"the encoder `{enc['name']}` fine-tuned end to end together with a `{h['kind']}` head ({arch})"
+            if finetuned else
+            f"the frozen encoder `{enc['name']}` followed by the run's trained `{h['kind']}` head, as "
+            + (f"built-in sentence-transformers modules only ({arch})" if portable else f"a {arch} module"))
+    intro = (f"Steerable (\"semantic zoom\") sentence embeddings exported from a fractal-embeddings run: {body}. "
+             f"The output has {dims} dims in blocks of {block}: "
              f"the first {block} dims carry the coarsest level (`{levels[0]}`)")
     L += [intro + (f", the full {dims} dims the finest level (`{levels[-1]}`)." if dims == full else "."), ""]
+    if not portable:
+        L += [("Loading needs `pip install fractal-embeddings` and `trust_remote_code=True`: the head is the "
+               "module class `fractal_embeddings.st.FractalHead`, imported from that installed package (no code "
+               "in this folder is run). Every prefix below is exact: `truncate_dim` cuts the head's output and "
+               "`normalize_embeddings=True` normalises the cut."), ""]
     if dims < full:
         why = (f"The run's head L2-normalises each {block}-d block of its {full}-d output, which built-in "
                f"sentence-transformers modules cannot reproduce beyond the first block, so this export holds "
@@ -298,13 +360,13 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
     L += ["## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
           'texts = ["first text", "second text"]']
     if dims > block:
-        L += [f'coarse = SentenceTransformer("{folder_name}", truncate_dim={block})  # zoomed out: {levels[0]}',
-              f'fine = SentenceTransformer("{folder_name}")  # all {dims} dims',
+        L += [f'coarse = SentenceTransformer("{folder_name}"{trust}, truncate_dim={block})  # zoomed out: {levels[0]}',
+              f'fine = SentenceTransformer("{folder_name}"{trust})  # all {dims} dims: {levels[-1]}',
               "coarse.encode(texts, normalize_embeddings=True)",
               "fine.encode(texts, normalize_embeddings=True)", "```", "",
               f"`truncate_dim` may be any multiple of {block} up to {dims}: the prefixes in the tables below."]
     else:
-        L += [f'coarse = SentenceTransformer("{folder_name}")  # {dims} dims: {levels[0]}',
+        L += [f'coarse = SentenceTransformer("{folder_name}"{trust})  # {dims} dims: {levels[0]}',
               "coarse.encode(texts, normalize_embeddings=True)", "```"]
     L += ["", ("Use `normalize_embeddings=True` (or cosine similarity): the accuracies below are cosine k-NN on "
                "L2-normalised prefixes.")]
@@ -318,7 +380,7 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
           "| depth | level | classes |", "|---|---|---|"]
     L += [f"| L{i} | {lv['name']} | {lv['n_classes']} |" for i, lv in enumerate(ds["levels"])]
 
-    L += ["", "## Prefix schedule", ""]
+    L += ["", "## Zoom levels (prefix schedule)", ""]
     schedule = _schedule_rows(record, dims)
     doc = (OBJECTIVES[method].__doc__ or "").strip().splitlines()[0].replace("``", "`") if method in OBJECTIVES else ""
     if schedule is None:
@@ -342,7 +404,7 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
             L.append(f"| {d} | " + " | ".join(_fmt(row[n]) for n in levels) + " | "
                      + " | ".join(_fmt(b[n]) if n in b else "-" for n in levels) + " |")
     st, bst = record["steerability"], record["baseline"]["steerability"]
-    metrics = ", ".join(f"{k} = {_fmt(v, signed=k != 'S_mono')}" for k, v in st.items())
+    metrics = ", ".join(f"{k} = {_fmt(v, signed=k != 'S_mono')}" for k, v in st.items() if v is not None)
     L += ["", (f"Steerability of the run's full head (all prefixes): {metrics} (untrained encoder: "
                f"S = {_fmt(bst['S'], signed=True)}). S = (coarse accuracy lost by zooming in from {block} to "
                f"{full} dims) + (fine accuracy gained).")]
@@ -355,7 +417,8 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
           f"| method | `{method}` |", f"| seed | {record['seed']} |", f"| dataset | `{ds['name']}` |",
           f"| encoder | `{enc['name']}` ({enc['pooling']} pooling, max {enc['max_seq_length']} tokens{prompt}) |",
           f"| head | {head} |"]
-    for key, label in (("epochs", "epochs"), ("lr", "learning rate"), ("batch_size", "batch size"),
+    for key, label in (("epochs", "epochs"), ("lr", "learning rate"), ("encoder_lr", "encoder learning rate"),
+                       ("max_train_rows", "training rows (cap)"), ("batch_size", "batch size"),
                        ("weight_decay", "weight decay"), ("lr_schedule", "lr schedule")):
         if key in train:
             L.append(f"| {label} | {train[key]} |")
@@ -377,38 +440,54 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
 
 # ------------------------------------------------------------------ export
 def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, dims: int | None = None,
-                                 encoder=None) -> Path:
+                                 encoder=None, portable: bool = False) -> Path:
     """Write a run (a directory or a :class:`~fractal_embeddings.runs.Run`) as a sentence-transformers
     model folder ``out_dir`` (see the module docstring); returns the folder.
 
-    ``dims`` exports only the first ``dims`` output dims (a multiple of the block dim; block-normed
-    heads: the first block only). A non-empty ``out_dir`` is refused unless ``overwrite``, and then
-    only when it holds a model exported before (its ``fractal_export.json``). ``encoder`` (an
+    Default: the encoder + a :class:`~fractal_embeddings.st.FractalHead`, exact at every prefix (load
+    with ``trust_remote_code=True``). ``portable``: built-in modules only; ``dims`` then exports only
+    the first ``dims`` output dims (a multiple of the block dim; block-normed heads: the first block
+    only). A non-empty ``out_dir`` is refused unless ``overwrite``, and then only when it holds a
+    model exported before (its ``fractal_export.json``). ``encoder`` (an
     :class:`~fractal_embeddings.Encoder` matching the record) is used for the export check instead of
     one built from the record."""
     record, head, run_dir = _load(run_or_dir)
-    dims = export_dims(record, dims)
+    dims = export_dims(record, dims, portable)
     out = Path(out_dir)
     _check_target(out, overwrite, run_dir)
-    encoder = _encoder(record, encoder)
-    if head is None:
-        head = load_head(run_dir, record)
     block = record["config"]["head"]["block_dim"]
+    finetuned = is_finetuned_model(record)
+    if finetuned:
+        if run_dir is None:
+            raise ExportError("export a fine-tuned run from its directory (the model folder is the run)")
+        from .runs import load_run
+
+        run = load_run(run_dir)
+        ref = run.embed(list(PROBE_TEXTS))
+    else:
+        encoder = _encoder(record, encoder)
+        if head is None:
+            head = load_head(run_dir, record)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     try:
         with _quiet():
-            build_model(head, encoder, dims).save(str(tmp), create_model_card=False)
-            check = check_export(tmp, head, encoder, dims, block)
+            if finetuned:
+                shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"))
+            else:
+                build_model(head, encoder, dims, portable).save(str(tmp), create_model_card=False)
+                ref = head.transform(encoder.encode(list(PROBE_TEXTS)))
+            check = check_export(tmp, ref, dims, block)
         worst = max(check.items(), key=lambda kv: kv[1])
         if not worst[1] <= TOLERANCE:
             where = "the unnormalised output" if worst[0] == "raw" else f"{worst[0]} dims"
             raise ExportError(f"the exported model differs from run {record['run_id']} by {worst[1]:.2e} at {where} "
                               f"(tolerance {TOLERANCE:g}); nothing was written")
-        (tmp / "README.md").write_text(model_card(record, dims, check, out.name), encoding="utf-8")
+        (tmp / "README.md").write_text(model_card(record, dims, check, out.name, portable), encoding="utf-8")
         (tmp / EXPORT_FILE).write_text(canonical_json({
             "schema": EXPORT_SCHEMA, "run_id": record["run_id"], "dims": dims, "block_dim": block,
+            "layout": "portable" if portable else "fractal-head", "trust_remote_code": not portable,
             "tolerance": TOLERANCE, "check": check, "probe_texts": list(PROBE_TEXTS), "record": record}),
             encoding="utf-8")
         _check_target(out, overwrite, run_dir)  # again: the folder may have changed meanwhile

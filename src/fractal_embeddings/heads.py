@@ -102,10 +102,13 @@ class Head(nn.Module):
 
         was = self.training
         self.eval()
+        device = next(self.parameters(), torch.empty(0)).device
         out = np.empty((len(X), self.dim), dtype=np.float32)
         for s in range(0, len(X), batch_rows):
-            chunk = np.array(X[s:s + batch_rows], dtype=np.float32)  # a copy: X may be a read-only memory map
-            out[s:s + batch_rows] = self(torch.from_numpy(chunk)).numpy()
+            chunk = torch.from_numpy(np.array(X[s:s + batch_rows], dtype=np.float32))  # a copy: X may be read-only
+            if device.type != "cpu":
+                chunk = chunk.to(device)
+            out[s:s + batch_rows] = self(chunk).cpu().numpy()
         self.train(was)
         return out
 

@@ -190,7 +190,8 @@ class ZoomIndex:
 
     def __init__(self, run, *, kind: str = "flat", m: int = HNSW_DEFAULTS["M"],
                  ef_construction: int = HNSW_DEFAULTS["ef_construction"], ef_search: int = HNSW_DEFAULTS["ef_search"],
-                 level_names: Sequence[str] | None = None, encoder=None, corpus_role: str = "query"):
+                 level_names: Sequence[str] | None = None, encoder=None, corpus_role: str = "query",
+                 device: str | None = "auto"):
         import faiss
 
         from .heads import Head
@@ -235,6 +236,7 @@ class ZoomIndex:
         self.labels: list[list[str] | None] = []
         self._id_rows: dict = {}
         self._encoder = None
+        self.device = device  # where the run's encoder runs for text queries and builds
         if encoder is not None:
             self.encoder = encoder
 
@@ -276,9 +278,7 @@ class ZoomIndex:
     def encoder(self):
         """The run's encoder, rebuilt from its record on first use (and checked against it)."""
         if self._encoder is None:
-            from .runs import encoder_for_record
-
-            self.encoder = encoder_for_record(self.run.record)
+            self.encoder = self.run.encoder(self.device)
         return self._encoder
 
     @encoder.setter
@@ -311,7 +311,7 @@ class ZoomIndex:
               labels: Sequence[Sequence[str]] | None = None, *, level_names: Sequence[str] | None = None,
               kind: str = "flat", m: int = HNSW_DEFAULTS["M"], ef_construction: int = HNSW_DEFAULTS["ef_construction"],
               ef_search: int = HNSW_DEFAULTS["ef_search"], encoder=None, vectors: np.ndarray | None = None,
-              corpus_role: str = "query", show_progress: bool = False) -> ZoomIndex:
+              corpus_role: str = "query", show_progress: bool = False, device: str | None = "auto") -> ZoomIndex:
         """An index of ``texts`` built with a trained run (a :class:`~fractal_embeddings.runs.Run` or
         its directory): each text is encoded with the run's encoder (cached, role ``corpus_role``)
         and head. ``labels[i]`` holds item i's class names, one per level (``level_names``, default
@@ -320,7 +320,7 @@ class ZoomIndex:
         if texts is None or len(texts) == 0:
             raise ZoomIndexError("empty corpus: there are no texts to index; give at least one text")
         ix = cls(run, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search,
-                 level_names=level_names, encoder=encoder, corpus_role=corpus_role)
+                 level_names=level_names, encoder=encoder, corpus_role=corpus_role, device=device)
         ix.add(texts, ids=ids, payloads=payloads, labels=labels, vectors=vectors, show_progress=show_progress)
         return ix
 
@@ -495,7 +495,7 @@ class ZoomIndex:
         An existing index is replaced only with ``overwrite``; any other non-empty folder never."""
         import faiss
 
-        from .records import file_sha256, save_run
+        from .records import file_sha256
 
         if len(self) == 0:
             raise ZoomIndexError("empty corpus: the index has no items to save; add texts first")
@@ -504,7 +504,10 @@ class ZoomIndex:
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         old = None
         try:
-            save_run(tmp / RUN_DIR, self.run.record, self.run.head)
+            from .cache import default_dir_mode
+
+            os.chmod(tmp, default_dir_mode())  # the mode of any new folder, not mkdtemp's private 0o700
+            self.run.save(tmp / RUN_DIR)
             files = {}
             for d, ix in self.indexes.items():
                 name = f"prefix-{d}.faiss"
@@ -532,7 +535,7 @@ class ZoomIndex:
         return out
 
     @classmethod
-    def load(cls, index_dir, run=None, *, encoder=None) -> ZoomIndex:
+    def load(cls, index_dir, run=None, *, encoder=None, device: str | None = "auto") -> ZoomIndex:
         """An index saved by :meth:`save`, every file checked against ``index.json``. Text queries use
         the run saved with the index; ``run`` (a Run or its directory) must be that same run."""
         import faiss
@@ -576,7 +579,7 @@ class ZoomIndex:
         except RunRecordError as e:
             raise ZoomIndexError(f"{d}: the run saved with the index is unusable ({e}); {fix}") from None
         ix = cls(stored, kind=spec["kind"], level_names=meta.get("level_names") or [],
-                 corpus_role=meta.get("corpus_role", "passage"),
+                 corpus_role=meta.get("corpus_role", "passage"), device=device,
                  **({"m": spec["params"]["M"], "ef_construction": spec["params"]["ef_construction"],
                      "ef_search": spec["params"]["ef_search"]} if spec["kind"] == "hnsw" else {}))
         if ix.dims != tuple(dims) or ix.dim != int(head["dim"]):
@@ -675,12 +678,18 @@ def read_corpus(source: str, *, split: str | None = None, text: str = "text", le
     path = Path(source)
     suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
+        if path.is_dir():
+            raise InputDataError(f"{path} is a directory, not a file; pass a .txt file (one text per line)")
         if not path.is_file():
             raise InputDataError(f"{path}: no such file")
         try:
-            lines = path.read_text(encoding="utf-8").splitlines()
-        except UnicodeDecodeError as e:
-            raise InputDataError(f"{path}: not valid UTF-8 (byte {e.start}); re-save the file as UTF-8") from None
+            lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): ids are the file's line indices
+        except UnicodeDecodeError:
+            from .data.loaders import decode_error
+
+            raise decode_error(path) from None
+        if lines and lines[-1] == "":
+            lines.pop()
         if levels:
             raise InputDataError(f"{path}: a .txt corpus has no label columns; drop --levels or use a CSV/JSONL file")
         rows = _drop_empty(lines, list(range(len(lines))), str(path))
@@ -705,8 +714,28 @@ def read_corpus(source: str, *, split: str | None = None, text: str = "text", le
                   {"kind": "dataset", "name": ds.name, "split": split, "fingerprint": ds.fingerprint()})
 
 
+def _payloads(df, extra: list, keep: list[int], path: Path) -> list:
+    """The other columns of the kept rows as JSON objects; a column JSON can't hold (binary) is left out, with a warning."""
+    def as_json(cols):
+        return json.loads(df[cols].iloc[keep].to_json(orient="records"))
+
+    try:
+        return as_json(extra)
+    except (ValueError, TypeError, OverflowError, UnicodeError):
+        good, bad = [], []
+        for c in extra:
+            try:
+                as_json([c])
+                good.append(c)
+            except (ValueError, TypeError, OverflowError, UnicodeError):
+                bad.append(c)
+        warnings.warn(f"{path}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} left out of the "
+                      "payloads: its values can't be stored as JSON (binary data?)", stacklevel=4)
+        return as_json(good) if good else [None] * len(keep)
+
+
 def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
-    from .data.tabular import _read_frame
+    from .data.tabular import _read_frame, check_scalar_columns
 
     df = _read_frame(path)
     if len(df) == 0:
@@ -717,6 +746,7 @@ def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
     if missing:
         raise InputDataError(f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has "
                              f"{', '.join(map(str, df.columns))} (set --text / --levels / --id)")
+    check_scalar_columns(df, [text, *levels] + (["split"] if split else []), path)
     keep = list(range(len(df)))
     if split:
         col = df["split"].astype(str).str.strip().str.lower().tolist()
@@ -729,7 +759,7 @@ def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
     if not keep:
         raise ZoomIndexError(f"empty corpus: {path} has no rows with text" + (f" in split '{split}'" if split else ""))
     extra = [c for c in df.columns if c not in {text, *levels, id_column, "split"}]
-    payloads = json.loads(df[extra].iloc[keep].to_json(orient="records")) if extra else [None] * len(keep)
+    payloads = _payloads(df, extra, keep, path) if extra else [None] * len(keep)
     labels = None
     if levels:
         cols = [df[lv].tolist() for lv in levels]

@@ -123,14 +123,14 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
     """``H(Lf|L0)``, the untrained encoder's fine-level k-NN accuracy (as in a record's baseline) and
     their product, for a dataset with train and test splits."""
     from .data.taxonomy import conditional_entropy_bits
-    from .runs import _encoder, _eval_rows, blocks_that_fit, embed_split, score_untrained
+    from .runs import as_encoder, eval_row_sample, blocks_that_fit, embed_split, score_untrained
 
     dataset.require_hierarchy()
     split = "test" if "test" in dataset.splits else ("val" if "val" in dataset.splits else "train")
     labels = dataset.all_labels()
     H = conditional_entropy_bits(labels[:, -1], labels[:, 0])
-    encoder = _encoder(encoder)
-    rows = _eval_rows(dataset, split, eval_rows, 0)
+    encoder = as_encoder(encoder)
+    rows = eval_row_sample(dataset, split, eval_rows, 0)
     X = np.asarray(embed_split(encoder, dataset.split(split)))[rows]
     base = score_untrained(X, dataset.split(split).labels[rows], block_dim, n_blocks, 5, dataset.level_names)
     dims = str(blocks_that_fit(X.shape[1], block_dim, n_blocks) * block_dim)

@@ -41,13 +41,40 @@ from .records import (
 
 @dataclass
 class Run:
-    """A trained (or, for ``flat``, untrained) head and its run record."""
+    """A trained (or, for ``flat``, untrained) head and its run record; the one facade over a run.
+
+    ``path``: the run directory it was loaded from. A ``fractal finetune`` run has no separate head:
+    its record's encoder is the run directory itself (a sentence-transformers folder whose last
+    module is the trained :class:`~fractal_embeddings.st.FractalHead`), so :meth:`transform` is the
+    identity and :meth:`embed` runs that model (``model``: the in-memory model of a fresh run)."""
 
     record: dict
     head: object | None = None
+    path: Path | None = None
+    model: object | None = None  # a fresh fine-tuned SentenceTransformer (finetune.py), not yet saved
 
     def save(self, out_dir, overwrite: bool = False) -> Path:
+        if self.is_finetuned:
+            from .finetune import save_finetuned
+
+            return save_finetuned(out_dir, self, overwrite=overwrite)
         return save_run(out_dir, self.record, self.head, overwrite=overwrite)
+
+    @property
+    def is_finetuned(self) -> bool:
+        """A ``fractal finetune`` run: the model folder is the run."""
+        return self.record.get("encoder", {}).get("model") == "."
+
+    def encoder(self, device: str | None = "auto"):
+        """The encoder whose vectors :meth:`transform` reads (:func:`encoder_for_record`)."""
+        return encoder_for_record(self.record, self.path, device=device, model=self.model)
+
+    def embed(self, texts, role: str = "query", encoder=None, cache: bool = False) -> np.ndarray:
+        """Texts -> the run's steerable embeddings ``(n, dim)`` (encoder + head)."""
+        enc = encoder if encoder is not None else self.encoder()
+        texts = list(texts)
+        X = enc.embed(texts, role=role) if cache else enc.encode(texts, role=role)
+        return self.transform(X)
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Encoder vectors -> steerable embeddings (``flat``: truncation)."""
@@ -74,7 +101,7 @@ class Run:
 SAMPLES = ("stratified", "first")
 
 
-def _eval_rows(dataset, split: str, eval_rows: int | None, eval_seed: int, sample: str = "stratified") -> np.ndarray:
+def eval_row_sample(dataset, split: str, eval_rows: int | None, eval_seed: int, sample: str = "stratified") -> np.ndarray:
     """The scored rows: a stratified sample (default), or the first ``eval_rows`` rows of the file
     order (``sample="first"``: the seed's protocol, kept to compare with its numbers)."""
     if split not in dataset.splits:
@@ -104,24 +131,37 @@ def score_untrained(X: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks:
     return score(X[:, : blocks * block_dim], labels, block_dim, blocks, k, level_names)
 
 
-def _encoder(encoder):
+def as_encoder(encoder, device: str | None = "auto"):
     if encoder is None or isinstance(encoder, str):
         from .encoders import Encoder
 
-        return Encoder(encoder) if encoder else Encoder()
+        return Encoder(encoder, device=device) if encoder else Encoder(device=device)
     return encoder
 
 
-def encoder_for_record(record: dict):
+def encoder_for_record(record: dict, run_dir=None, *, device: str | None = "auto", model=None):
     """The encoder a run record was made with: its model, backend, length, normalisation and the
-    query prompt the run was encoded with (a custom one included)."""
+    query prompt the run was encoded with (a custom one included). For a ``fractal finetune`` run
+    (encoder ``model`` ``"."``) the encoder is the run directory ``run_dir`` itself (or ``model``,
+    the in-memory model of a fresh run)."""
     from .encoders import Encoder
 
     e = record["encoder"]
+    if e.get("model") == ".":
+        from .finetune import model_encoder
+
+        return model_encoder(record, run_dir, device=device, model=model)
     enc = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"],
-                  normalize=e["normalize"])
+                  normalize=e["normalize"], device=device)
     enc.prompts = {**enc.prompts, "query": e.get("prompt", "")}
     return enc
+
+
+def base_encoder_for_record(record: dict, *, device: str | None = "auto"):
+    """The untrained encoder a run's baseline scores come from (a fine-tuned run: the one it started from)."""
+    base = record["encoder"].get("base")
+    return encoder_for_record({**record, "encoder": base}, device=device) if base else encoder_for_record(
+        record, device=device)
 
 
 def dataset_for_record(record: dict):
@@ -145,7 +185,7 @@ def embed_split(encoder, split) -> np.ndarray:
     return encoder.embed(split.texts)
 
 
-def _dataset_block(dataset) -> dict:
+def dataset_block(dataset) -> dict:
     return {"name": dataset.name, "load_args": dataset.info.get("load_args"), "subset": dataset.info.get("subset"),
             "variant": dataset.info.get("variant"), "entropy": dataset.stats()["entropy"],
             "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in dataset.levels],
@@ -155,12 +195,13 @@ def _dataset_block(dataset) -> dict:
 def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: int = 4, block_dim: int = 64,
           objective_options: dict | None = None, train_options: dict | None = None, eval_split: str = "test",
           eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5, finetune_layers: int = 0,
-          retrieval: bool = False, progress=None) -> Run:
+          retrieval: bool = False, progress=None, device: str | None = "auto") -> Run:
     """Train ``method`` on ``dataset`` (a :class:`TaxonomyDataset`) and score it; see the module docstring.
 
     ``encoder`` is an :class:`~fractal_embeddings.Encoder` or a model name (default MiniLM-L6);
     ``train_options`` override :class:`~fractal_embeddings.training.TrainConfig` fields,
-    ``objective_options`` the objective's config; ``progress(entry)`` is called after each epoch.
+    ``objective_options`` the objective's config; ``progress(entry)`` is called after each epoch;
+    ``device`` (``auto``, ``cpu``, ``cuda[:N]``, ``mps``) runs the encoder and the training steps there.
     ``finetune_layers`` > 0 also trains the encoder's last layers (:mod:`~fractal_embeddings.backbone`;
     encoder learning rate ``train_options["encoder_lr"]``, default 2e-5). ``retrieval`` adds per-prefix
     retrieval metrics (:mod:`~fractal_embeddings.retrieval`: the scored test rows as queries, the
@@ -186,8 +227,11 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise FractalError(f"dataset '{dataset.name}' has no '{split}' split; training needs train and val")
-    rows = _eval_rows(dataset, eval_split, eval_rows, eval_seed)
-    encoder = _encoder(encoder)
+    rows = eval_row_sample(dataset, eval_split, eval_rows, eval_seed)
+    from .devices import resolve_device
+
+    device = resolve_device(device)
+    encoder = as_encoder(encoder, device)
     X = {s: embed_split(encoder, dataset.split(s)) for s in ("train", "val", eval_split)}
     enc_dim = X["train"].shape[1]
     X_fit = X
@@ -208,7 +252,7 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
             from .backbone import EncoderTop, TunedHead
 
             head = TunedHead(EncoderTop(encoder, finetune_layers), head)
-        fit_result = fit(head, objective, X_fit["train"], Y["train"], X_fit["val"], Y["val"], cfg, seed,
+        fit_result = fit(head, objective, X_fit["train"], Y["train"], X_fit["val"], Y["val"], cfg, seed, device=device,
                          progress=progress)
     train_s = time.perf_counter() - t0
 
@@ -237,7 +281,7 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
         "run_id": f"{dataset.name}-{objective.name}-seed{seed}-{digest}",
         "method": objective.name,
         "seed": seed,
-        "dataset": _dataset_block(dataset),
+        "dataset": dataset_block(dataset),
         "encoder": ident,
         "config": config,
         "versions": library_versions(),
@@ -246,7 +290,8 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
         "training": {"best_epoch": fit_result.best_epoch, "history": fit_result.history,
                      "n_params": sum(p.numel() for p in head.parameters())} if fit_result else None,
         "timing": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
-                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   **({} if device == "cpu" else {"device": device})},
         "weights": None,
         **extra,
     }
@@ -271,26 +316,27 @@ def _retrieval(run, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks,
 def load_run(run_dir) -> Run:
     """A saved run (record + head), with the weights checked against the record."""
     record = load_record(run_dir)
-    return Run(record=record, head=load_head(run_dir, record))
+    path = Path(run_dir)
+    return Run(record=record, head=load_head(run_dir, record), path=path.parent if path.is_file() else path)
 
 
 def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "record", eval_seed: int | None = None,
-             k: int | None = None, sample: str = "stratified") -> dict:
+             k: int | None = None, sample: str = "stratified", device: str | None = "auto") -> dict:
     """Re-score a saved run (a directory or a :class:`Run`) on its test rows; returns ``{"accuracy",
     "steerability", "baseline", "eval"}``. The dataset and encoder default to the ones in the record
-    and must match it (fingerprints)."""
+    and must match it (fingerprints); ``device``: where the encoder runs."""
     if not isinstance(run, Run):
         run = load_run(run)
     rec = run.record
     if dataset is None:
         dataset = dataset_for_record(rec)
-    encoder = _encoder(encoder if encoder is not None else encoder_for_record(rec))
+    encoder = as_encoder(encoder if encoder is not None else run.encoder(device))
     check_compatible(rec, dataset=dataset, encoder_identity=encoder.identity().as_dict())
     ev = dict(rec["config"]["eval"])
     rows_n = ev["max_rows"] if eval_rows == "record" else eval_rows
     seed = ev["sample_seed"] if eval_seed is None else eval_seed
     k = ev["k"] if k is None else k
-    rows = _eval_rows(dataset, ev["split"], rows_n, seed, sample)
+    rows = eval_row_sample(dataset, ev["split"], rows_n, seed, sample)
     X = np.asarray(embed_split(encoder, dataset.split(ev["split"])))
     check_compatible(rec, encoder_dim=X.shape[1])
     if run.head is not None and run.head.input_dim != X.shape[1]:
@@ -298,7 +344,10 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     h = rec["config"]["head"]
     labels = dataset.split(ev["split"]).labels[rows]
     out = score(run.transform(X[rows]), labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
-    out["baseline"] = score_untrained(X[rows], labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
+    X_base = X
+    if run.is_finetuned:  # the baseline is the encoder the run started from
+        X_base = np.asarray(embed_split(base_encoder_for_record(rec, device=device), dataset.split(ev["split"])))
+    out["baseline"] = score_untrained(X_base[rows], labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
     out["eval"] = {**ev, "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": len(rows),
                    "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
     return out

@@ -126,11 +126,19 @@ def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels:
 
 
 def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray,
-        config: TrainConfig, seed: int, progress=None) -> FitResult:
-    """Train ``head`` in place with ``objective``; returns the history and the chosen epoch."""
+        config: TrainConfig, seed: int, progress=None, device: str = "cpu") -> FitResult:
+    """Train ``head`` in place with ``objective``; returns the history and the chosen epoch.
+
+    ``device`` (a resolved torch device, :func:`~fractal_embeddings.devices.resolve_device`): where the
+    steps run; the head comes back on the CPU. Random draws stay on the CPU generator, so a GPU run
+    sees the same batches as a CPU run (its numbers differ only by floating-point rounding)."""
     t0 = time.perf_counter()
+    on_cpu = device == "cpu"
     X_t = torch.from_numpy(np.array(X, dtype=np.float32))  # a copy: cached vectors are read-only memory maps
     Y_t = torch.from_numpy(np.array(Y, dtype=np.int64))
+    if not on_cpu:
+        X_t, Y_t = X_t.to(device), Y_t.to(device)
+        head.to(device)
     n, bs = len(X_t), config.batch_size
     steps_per_epoch = math.ceil(n / bs)
     total = steps_per_epoch * config.epochs
@@ -151,13 +159,15 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
                 raise FractalError(f"training encoder layers needs {key}; set it in the training options")
             base_lr.append(lr)
         opt = torch.optim.AdamW([{"params": [f.flat], "lr": lr} for f, lr in zip(flats, base_lr)],
-                                weight_decay=config.weight_decay, fused=True)
+                                weight_decay=config.weight_decay, fused=device.split(":")[0] in ("cpu", "cuda"))
         head.train()
         step = 0
         for epoch in range(1, config.epochs + 1):
             order = torch.randperm(n, generator=gen)
+            if not on_cpu:
+                order = order.to(device)
             X_ep, Y_ep = X_t[order], Y_t[order]  # shuffled once per epoch: each batch is then a view
-            loss_sum = torch.zeros(())
+            loss_sum = torch.zeros((), device=X_t.device)
             for b in range(steps_per_epoch):
                 x, y = X_ep[b * bs:(b + 1) * bs], Y_ep[b * bs:(b + 1) * bs]
                 loss = objective.loss(head, x, y, step, plan)
@@ -190,5 +200,7 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
         for f in flats:
             f.release()
         head.eval()
+        if not on_cpu:
+            head.to("cpu")
     result.seconds = time.perf_counter() - t0
     return result

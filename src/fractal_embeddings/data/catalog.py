@@ -112,6 +112,7 @@ def load_dataset(
     text: str = "text",
     on_conflict: str = "error",
     empty: str = "drop",
+    on_duplicates: str = "warn",
     val_fraction: float = 0.1,
     seed: int = 0,
     progress: bool = False,
@@ -121,7 +122,9 @@ def load_dataset(
 
     ``levels`` picks a subset of the levels (coarse -> fine), e.g. ``("ekman", "emotion")``; by
     default a built-in dataset uses its default levels and a user file needs ``levels``.
-    ``options`` go to the reader (``include_oos=True`` for CLINC150).
+    ``options`` go to the reader (``include_oos=True`` for CLINC150). A user file whose texts appear
+    more than once with different labels is warned about (``on_duplicates="warn"``) or refused
+    (``"error"``).
 
     The returned dataset's ``info["load_args"]`` holds the arguments that rebuild it (with an
     absolute path for a user file), so a run record can name its data exactly.
@@ -131,21 +134,27 @@ def load_dataset(
     load_args = {"name": str(Path(name_s).resolve()) if is_file else name_s, "levels": list(levels) if levels else None,
                  "text": text, "on_conflict": on_conflict, "empty": empty, "val_fraction": val_fraction,
                  "seed": seed, **options}
+    if on_duplicates != "warn":
+        load_args["on_duplicates"] = on_duplicates
     ds = _load(name_s, levels, data_home=data_home, download=download, base_url=base_url, text=text,
-               on_conflict=on_conflict, empty=empty, val_fraction=val_fraction, seed=seed, progress=progress,
-               **options)
+               on_conflict=on_conflict, empty=empty, on_duplicates=on_duplicates, val_fraction=val_fraction, seed=seed,
+               progress=progress, **options)
     ds.info["load_args"] = load_args
     return ds
 
 
-def _load(name_s, levels, *, data_home, download, base_url, text, on_conflict, empty, val_fraction, seed, progress,
-          **options) -> TaxonomyDataset:
+def _load(name_s, levels, *, data_home, download, base_url, text, on_conflict, empty, on_duplicates, val_fraction,
+          seed, progress, **options) -> TaxonomyDataset:
+    from .tabular import DUPLICATES
+
+    if on_duplicates not in DUPLICATES:
+        raise TaxonomyError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
     if name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists()):
         from .tabular import read_table
 
         if not levels:
             raise TaxonomyError(f"{name_s}: name the label columns, coarse -> fine (levels=['domain', 'intent'] / --levels domain,intent)")
-        raw = read_table(Path(name_s), text=text, levels=levels)
+        raw = read_table(Path(name_s), text=text, levels=levels, empty=empty, on_duplicates=on_duplicates)
         return build_dataset(Path(name_s).stem, raw.rows, raw.levels, on_conflict=on_conflict, empty=empty,
                              val_fraction=val_fraction, seed=seed, info=raw.info)
     spec = get_spec(name_s)

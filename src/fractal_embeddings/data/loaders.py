@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +25,58 @@ class RawData:
     info: dict = field(default_factory=dict)
 
 
+def utf8_error_location(path: Path, chunk_size: int = 1 << 20) -> tuple[int, int, bytes] | None:
+    """``(line, byte, bad bytes)`` of the first byte of ``path`` that is not valid UTF-8 (line 1-based,
+    byte offset 0-based, counted from the start of the file), or ``None`` when the file decodes.
+
+    A decoder's own ``UnicodeDecodeError.start`` counts from the start of the chunk it was decoding
+    (pandas, text-mode files), so it is not a position in the file; this scans the file itself."""
+    import codecs
+
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, line = 0, 1
+    with open(path, "rb") as f:
+        while True:
+            chunk = f.read(chunk_size)
+            pending = decoder.getstate()[0]  # the start of a multi-byte character (never a newline)
+            try:
+                decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as e:
+                pos = offset - len(pending) + e.start
+                line += chunk.count(b"\n", 0, max(0, pos - offset))
+                return line, pos, (pending + chunk)[e.start:e.end]
+            if not chunk:
+                return None
+            line += chunk.count(b"\n")
+            offset += len(chunk)
+
+
+def decode_error(path: Path, fix: str = "re-save the file as UTF-8") -> InputDataError:
+    """The one-line error for a file that is not valid UTF-8: the file's line and byte offset of the bad byte."""
+    try:
+        where = utf8_error_location(path)
+    except OSError:
+        where = None
+    if where is None:
+        return InputDataError(f"{path}: not valid UTF-8; {fix}")
+    line, pos, bad = where
+    return InputDataError(f"{path}: not valid UTF-8 at line {line} (byte {pos} of the file: {bad[:4]!r}); {fix}")
+
+
 def _read_text(path: Path, encoding: str = "utf-8") -> str:
     try:
         return path.read_text(encoding=encoding)
-    except UnicodeDecodeError as e:
-        raise InputDataError(f"{path}: not valid {encoding} at byte {e.start}; the file is corrupt or not the published one") from None
+    except UnicodeDecodeError:
+        raise decode_error(path, "the file is corrupt or not the published one") from None
+
+
+@contextmanager
+def _utf8_errors(path: Path):
+    """Turn a ``UnicodeDecodeError`` while reading ``path`` into the one-line error that names its line and byte."""
+    try:
+        yield
+    except UnicodeDecodeError:
+        raise decode_error(path, "the file is corrupt or not the published one") from None
 
 
 # ------------------------------------------------------------------ CLINC150
@@ -100,7 +148,7 @@ def read_goemotions(folder: Path) -> RawData:
     rows, kept = {}, {}
     for split, fname in (("train", "train.tsv"), ("val", "dev.tsv"), ("test", "test.tsv")):
         texts, labels, total = [], [], 0
-        with open(folder / fname, encoding="utf-8", newline="") as f:
+        with _utf8_errors(folder / fname), open(folder / fname, encoding="utf-8", newline="") as f:
             for rec in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
                 total += 1
                 ids = rec[1].split(",")
@@ -131,7 +179,7 @@ def read_hwu64(folder: Path) -> RawData:
             raise InputDataError(f"hwu64: no CSV files in {folder / sub}")
         texts, labels = [], []
         for path in files:
-            with open(path, encoding="utf-8", newline="") as f:
+            with _utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
                 for rec in csv.DictReader(f, delimiter=";"):
                     texts.append(rec["answer_from_anno"])
                     labels.append((rec["scenario"], f"{rec['scenario']}_{rec['intent']}"))
@@ -145,7 +193,7 @@ def read_banking77(folder: Path) -> RawData:
     order = json.loads(_read_text(folder / "categories.json"))
     rows = {}
     for split in ("train", "test"):
-        with open(folder / f"{split}.csv", encoding="utf-8", newline="") as f:
+        with _utf8_errors(folder / f"{split}.csv"), open(folder / f"{split}.csv", encoding="utf-8", newline="") as f:
             recs = list(csv.DictReader(f))
         rows[split] = ([r["text"] for r in recs], [(r["category"],) for r in recs])
     return RawData(("intent",), rows, class_order=[order])

@@ -7,6 +7,8 @@ plus a seeded stratified ``test`` split (20 %) so the file can be evaluated.
 
 from __future__ import annotations
 
+import csv
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -14,15 +16,18 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError
-from .loaders import RawData
+from .loaders import RawData, decode_error
 from .taxonomy import holdout_rows
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
+DUPLICATES = ("warn", "error")
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
 def _read_frame(path: Path) -> pd.DataFrame:
+    if path.is_dir():
+        raise InputDataError(f"{path} is a directory, not a file; pass the path of a .csv, .tsv, .jsonl or .parquet file")
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
         raise InputDataError(f"{path}: unsupported file type '{path.suffix}'; use .csv, .tsv, .jsonl or .parquet")
@@ -31,19 +36,112 @@ def _read_frame(path: Path) -> pd.DataFrame:
     try:
         if kind in ("csv", "tsv"):
             return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
-                               encoding="utf-8", encoding_errors="strict")
+                               encoding="utf-8-sig", encoding_errors="strict")
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8")
+            return pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig")
         return pd.read_parquet(path)
-    except UnicodeDecodeError as e:
-        raise InputDataError(f"{path}: not valid UTF-8 (byte {e.start}: {e.object[e.start:e.start + 1]!r}); re-save the file as UTF-8") from None
-    except (ValueError, OSError, pd.errors.ParserError) as e:
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputDataError(f"{path}: cannot be read as {kind} ({msg})") from None
+    except UnicodeDecodeError:
+        raise decode_error(path) from None
+    except MemoryError:
+        raise
+    except Exception as e:  # noqa: BLE001 - pandas / pyarrow raise many kinds for a malformed file
+        first = str(e).splitlines()[0].strip() if str(e).strip() else ""
+        msg = f"{type(e).__name__}: {first}" if first else type(e).__name__
+        raise InputDataError(f"{path}: cannot be read as {kind} ({msg[:200]}); check the file's format") from None
 
 
-def read_table(path: Path, text: str, levels: Sequence[str]) -> RawData:
-    """Read a user file into :class:`RawData` (validation happens in ``build_dataset``)."""
+class RowNames:
+    """Where data row ``i`` (0-based, file order) of a user file is: ``line L`` of a CSV / TSV / JSONL
+    file (blank lines and quoted cells spanning lines counted as pandas reads them), ``row N``
+    (1-based) of a Parquet file or when the lines can't be matched to the rows."""
+
+    def __init__(self, path: Path, n_rows: int):
+        self.path, self.n_rows = path, n_rows
+        self._starts: list[int] | None = None
+
+    def _scan(self) -> list[int]:
+        kind = _READERS.get(self.path.suffix.lower())
+        starts: list[int] = []
+        try:
+            if kind in ("csv", "tsv"):
+                with open(self.path, encoding="utf-8-sig", newline="") as f:
+                    reader = csv.reader(f, delimiter="," if kind == "csv" else "\t")
+                    while True:
+                        begin = reader.line_num + 1
+                        try:
+                            rec = next(reader)
+                        except StopIteration:
+                            break
+                        if len(rec) <= 1 and not "".join(rec).strip():  # a blank line: pandas skips it
+                            continue
+                        starts.append(begin)
+                starts = starts[1:]  # the header
+            elif kind == "jsonl":
+                with open(self.path, encoding="utf-8-sig") as f:
+                    starts = [n for n, line in enumerate(f, 1) if line.strip()]
+        except (OSError, UnicodeDecodeError, csv.Error):
+            starts = []
+        return starts if len(starts) == self.n_rows else []
+
+    def __call__(self, i: int) -> str:
+        if self._starts is None:
+            self._starts = self._scan()
+        return f"line {self._starts[i]}" if self._starts else f"row {i + 1}"
+
+
+_NON_SCALAR = {list: "list", tuple: "list", set: "set", frozenset: "set", dict: "dict", np.ndarray: "list",
+               bytes: "bytes value", bytearray: "bytes value", memoryview: "bytes value"}
+
+
+def _non_scalar(v) -> str | None:
+    for cls, name in _NON_SCALAR.items():
+        if isinstance(v, cls):
+            return name
+    return None
+
+
+def _missing(v) -> bool:
+    return v is None or (not isinstance(v, str) and bool(pd.isna(v)))
+
+
+def cell_text(v) -> str:
+    """A scalar cell as a label string ("" for a missing value); numbers keep pandas' spelling (``1.0``)."""
+    if _missing(v):
+        return ""
+    if isinstance(v, np.generic):
+        v = v.item()
+    return str(v)
+
+
+def check_scalar_columns(df: pd.DataFrame, columns: Sequence, path: Path, rows: RowNames | None = None) -> None:
+    """Refuse a column holding lists, dicts, arrays or bytes: one line naming the column and the first bad row."""
+    rows = rows or RowNames(path, len(df))
+    for c in dict.fromkeys(columns):
+        for i, v in enumerate(df[c].tolist()):
+            what = _non_scalar(v)
+            if what:
+                shown = repr(v.tolist() if isinstance(v, np.ndarray) else v)
+                shown = shown if len(shown) <= 40 else shown[:37] + "..."
+                raise InputDataError(
+                    f"{path}: {rows(i)}: column {c!r} holds a {what} ({shown}); every cell of a text or label column "
+                    "must be one value: write one label per cell (a string or a number)"
+                )
+
+
+def _show(text: str, limit: int = 60) -> str:
+    r = repr(text)
+    return r if len(r) <= limit else r[: limit - 4] + "...'"
+
+
+def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "drop",
+               on_duplicates: str = "warn") -> RawData:
+    """Read a user file into :class:`RawData`. Checked here, naming the file's own line (or row) of the
+    first offender: cells that are not one value (lists, dicts, arrays, bytes), texts that are not
+    strings, a missing label on a row with text, empty texts with ``empty="error"``, and texts seen
+    with different labels (counted and warned about; refused with ``on_duplicates="error"``). The
+    taxonomy itself is validated by ``build_dataset``."""
+    if on_duplicates not in DUPLICATES:
+        raise InputDataError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
     df = _read_frame(path)
     if len(df) == 0:
         raise InputDataError(f"{path}: the file has no rows")
@@ -51,21 +149,71 @@ def read_table(path: Path, text: str, levels: Sequence[str]) -> RawData:
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise InputDataError(
-            f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has {', '.join(map(str, df.columns))} "
+            f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has "
+            f"{', '.join(repr(c) if not isinstance(c, str) or not c.isprintable() else c for c in df.columns)} "
             "(set --text / --levels)"
         )
-    texts = [None if (isinstance(t, float) and np.isnan(t)) else t for t in df[text].tolist()]
-    labels = list(zip(*(df[lv].astype(str).where(df[lv].notna(), "").tolist() for lv in levels)))
+    rows_at = RowNames(path, len(df))
+    check_scalar_columns(df, [text, *levels] + (["split"] if "split" in df.columns else []), path, rows_at)
+    texts = []
+    for i, t in enumerate(df[text].tolist()):
+        if _missing(t):
+            t = None
+        elif not isinstance(t, str):
+            raise InputDataError(f"{path}: {rows_at(i)}: column {text!r} holds a {type(t).__name__} ({t!r}); texts must "
+                                 "be strings: quote it in the file or pick another --text column")
+        texts.append(t)
+    has_text = [t is not None and bool(t.strip()) for t in texts]
+    columns = [[cell_text(v).strip() for v in df[lv].tolist()] for lv in levels]
+    labels = list(zip(*columns))
+    for i, lab in enumerate(labels):
+        if has_text[i] and "" in lab:
+            lv = levels[lab.index("")]
+            raise InputDataError(f"{path}: {rows_at(i)}: empty label in column {lv!r}; every row with text needs a label "
+                                 "at every level: fill it in or drop the row")
+    n_empty = has_text.count(False)
+    if n_empty and empty == "error":
+        raise InputDataError(f"{path}: {n_empty} empty or whitespace-only texts (first at {rows_at(has_text.index(False))}); "
+                             "remove them or pass empty='drop'")
+    _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates)
     if "split" in df.columns:
-        split_col = df["split"].astype(str).str.strip().str.lower()
-        bad = sorted(set(split_col) - {"train", "val", "test"})
-        if bad:
-            raise InputDataError(f"{path}: column 'split' has values {bad[:3]}; use train, val or test")
+        split_col = np.array([cell_text(v).strip().lower() for v in df["split"].tolist()], dtype=object)
+        ok = np.isin(split_col, ["train", "val", "test"])
+        if not ok.all():
+            first = int(np.flatnonzero(~ok)[0])
+            bad = sorted(set(split_col[~ok].tolist()))
+            raise InputDataError(f"{path}: column 'split' has values {bad[:3]} (first at {rows_at(first)}); use train, "
+                                 "val or test")
         rows = {}
         for s in ("train", "val", "test"):
-            idx = np.flatnonzero(split_col.to_numpy() == s)
+            idx = np.flatnonzero(split_col == s)
             if len(idx):
                 rows[s] = ([texts[i] for i in idx], [labels[i] for i in idx])
         return RawData(tuple(levels), rows, info={"file": str(path), "splits_from": "column 'split'"})
     rows = holdout_rows(texts, labels, TEST_FRACTION, SPLIT_SEED)
     return RawData(tuple(levels), rows, info={"file": str(path), "test_split": {"fraction": TEST_FRACTION, "seed": SPLIT_SEED}})
+
+
+def _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates) -> None:
+    """Texts that appear more than once with different labels (at some level): warn, or refuse."""
+    first: dict[str, int] = {}
+    conflicts: dict[str, tuple[int, int]] = {}
+    for i, t in enumerate(texts):
+        if not has_text[i]:
+            continue
+        key = t.strip()
+        j = first.setdefault(key, i)
+        if j != i and labels[j] != labels[i] and key not in conflicts:
+            conflicts[key] = (j, i)
+    if not conflicts:
+        return
+    n = len(conflicts)
+    key, (j, i) = next(iter(conflicts.items()))
+    k = next(k for k in range(len(levels)) if labels[j][k] != labels[i][k])
+    example = (f"e.g. {_show(key)}: {levels[k]} {_show(labels[j][k], 40)} at {rows_at(j)}, "
+               f"{_show(labels[i][k], 40)} at {rows_at(i)}")
+    what = f"{path}: {n} text{' appears' if n == 1 else 's appear'} more than once with different labels ({example})"
+    if on_duplicates == "error":
+        raise InputDataError(f"{what}; give each text one set of labels, or pass on_duplicates='warn' to accept them")
+    warnings.warn(f"{what}; they are kept (each row trains on its own labels); pass on_duplicates='error' to refuse "
+                  "such files", stacklevel=5)

@@ -300,6 +300,12 @@ def _clean_texts(split: str, texts: Sequence, empty: str) -> tuple[list[str], np
     return [t for t, k in zip(out, keep) if k], keep
 
 
+def _q(value, limit: int = 60) -> str:
+    """A user's label or name inside a one-line message: quoted, escaped (no raw newlines), shortened."""
+    r = repr(str(value))
+    return r if len(r) <= limit else r[: limit - 4] + "...'"
+
+
 def build_dataset(
     name: str,
     rows: Mapping[str, tuple[Sequence[str], Sequence[Sequence]]],
@@ -379,8 +385,8 @@ def build_dataset(
             (p1, n1), (p2, n2) = cnt.most_common(2)
             more = f" (and {len(conflicts) - 1} more classes)" if len(conflicts) > 1 else ""
             raise TaxonomyError(
-                f"{level_names[k]} class '{child}' appears under two {level_names[k - 1]} parents: "
-                f"'{p1}' ({n1} rows) and '{p2}' ({n2} rows){more}; fix the labels or pass "
+                f"{level_names[k]} class {_q(child)} appears under two {level_names[k - 1]} parents: "
+                f"{_q(p1)} ({n1} rows) and {_q(p2)} ({n2} rows){more}; fix the labels or pass "
                 "on_conflict='majority' (--on-conflict majority)"
             )
         # majority parent (ties -> the parent name that sorts first), rewrite every coarser level
@@ -418,7 +424,7 @@ def build_dataset(
             classes = tuple(sorted(present))
         if len(classes) < 2:
             raise TaxonomyError(
-                f"level '{lname}' has {len(classes)} class ({', '.join(classes)}); a level needs >= 2 classes: "
+                f"level {_q(lname)} has {len(classes)} class ({', '.join(map(_q, classes))}); a level needs >= 2 classes: "
                 "drop it from the levels or fix the column"
             )
         index = {c: i for i, c in enumerate(classes)}

@@ -24,6 +24,7 @@ EXPERIMENTS = {
     "cross-encoder": "cross_encoder",
     "external": "external",
     "backbone-control": "backbone_control",
+    "finetune": "finetune",
     "retrieval": "retrieval",
     "pareto": "pareto",
     "dual-encoder": "dual_encoder",

@@ -8,16 +8,18 @@ the same way on one machine or on Ray:
    cache -- workers then only read it (``prepare``);
 3. the points go to the executor; each worker loads its dataset (cached per process), trains,
    scores, and saves the run atomically into the store; the driver prints one line per run and a
-   progress bar with ETA.
+   progress bar with ETA. Workers die with the driver (see :mod:`~fractal_embeddings.executors`): a
+   killed sweep leaves no process behind that would go on storing runs.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..executors import LocalExecutor, get_executor
+from ..executors import LocalExecutor, get_executor, orphaned
 from ..store import RunStore
 
 
@@ -42,6 +44,7 @@ class RunSpec:
     block_dim: int = 64
     finetune_layers: int = 0  # > 0: the encoder's last layers train with the head (backbone control)
     retrieval: bool = False  # also score retrieval per prefix (test rows as queries, train split as corpus)
+    finetune: dict = field(default_factory=dict)  # non-empty: `fractal finetune` (whole encoder), these options
     tags: dict = field(default_factory=dict)
 
     @property
@@ -114,11 +117,20 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
     if store.has(spec.key):
         return {"key": spec.key, "status": "done before"}
     ds = load_spec_dataset(spec)
-    run = train(ds, spec.method, seed=spec.seed, encoder=_encoder(spec.encoder), n_blocks=spec.n_blocks,
-                block_dim=spec.block_dim, objective_options=spec.objective_options,
-                train_options=spec.train_options, finetune_layers=spec.finetune_layers,
-                retrieval=spec.retrieval)
+    if spec.finetune:
+        from ..finetune import finetune
+
+        run = finetune(ds, spec.method, model=spec.encoder or "minilm-l6", seed=spec.seed, n_blocks=spec.n_blocks,
+                       block_dim=spec.block_dim, objective_options=spec.objective_options, show_progress=False,
+                       **spec.finetune)
+    else:
+        run = train(ds, spec.method, seed=spec.seed, encoder=_encoder(spec.encoder), n_blocks=spec.n_blocks,
+                    block_dim=spec.block_dim, objective_options=spec.objective_options,
+                    train_options=spec.train_options, finetune_layers=spec.finetune_layers,
+                    retrieval=spec.retrieval)
     run.record["tags"] = {"experiment": spec.experiment, "variant": spec.name, "spec": spec.as_dict(), **spec.tags}
+    if orphaned():  # the driver was killed meanwhile: store nothing more (a resumed sweep redoes this point)
+        os._exit(1)
     stored = store.put(spec.key, run)
     return {"key": spec.key, "status": "stored" if stored else "taken by another sweep",
             "S": run.record["steerability"]["S"], "train_s": run.record["timing"]["train_s"]}

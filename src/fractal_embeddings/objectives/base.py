@@ -7,7 +7,10 @@ An objective is a small dataclass (its fields are its config) with:
 * ``plan(n_steps, batch_size, n_blocks, n_levels, generator)``: every random draw of a run, made up front as
   tensors (no per-step Python RNG calls, and the draws depend only on the seed);
 * ``loss(head, x, y, step, plan)``: the loss of one batch (``x`` encoder vectors, ``y`` the
-  ``(batch, n_levels)`` labels, ``step`` the global step index into ``plan``).
+  ``(batch, n_levels)`` labels, ``step`` the global step index into ``plan``);
+* optionally ``loss_terms(...)``: the same loss as ``(level, weighted term)`` pairs whose sum, in
+  order, is ``loss`` (bit for bit); :meth:`Objective.loss_parts` groups them per level, which is what
+  the sentence-transformers trainer logs (:mod:`fractal_embeddings.st`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,28 @@ class Objective:
         return {}
 
     def loss(self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
-        raise NotImplementedError
+        total = 0.0
+        for _, term in self.loss_terms(head, x, y, step, plan):
+            total = total + term
+        return total
+
+    def loss_terms(self, head, x: torch.Tensor, y: torch.Tensor, step: int,
+                   plan: dict) -> list[tuple[int | None, torch.Tensor]]:
+        """``(level, weighted term)`` pairs of the batch loss (level ``None``: not one level's).
+        Objectives override :meth:`loss` or this; each default falls back on the other."""
+        if type(self).loss is Objective.loss:
+            raise NotImplementedError(f"{type(self).__name__} defines neither loss nor loss_terms")
+        return [(None, self.loss(head, x, y, step, plan))]
+
+    def loss_parts(self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict,
+                   level_names=None) -> dict[str, torch.Tensor]:
+        """The batch loss split per level: ``{level name: sum of its terms}`` (``"loss"`` for terms of
+        no single level); the values sum to :meth:`loss` (up to the order of additions)."""
+        parts: dict[str, torch.Tensor] = {}
+        for level, term in self.loss_terms(head, x, y, step, plan):
+            key = "loss" if level is None else (level_names[level] if level_names else f"L{level}")
+            parts[key] = parts[key] + term if key in parts else term
+        return parts
 
     def selection_levels(self, n_levels: int) -> tuple[int, ...]:
         """Levels whose validation k-NN accuracies, summed, pick the best epoch: coarsest + finest."""

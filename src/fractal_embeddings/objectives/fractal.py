@@ -118,13 +118,13 @@ class Fractal(Objective):
             plan["positive_seeds"] = torch.randint(0, 2**62, (n_steps,), generator=generator)
         return plan
 
-    def loss(self, head, x, y, step, plan):
+    def loss_terms(self, head, x, y, step, plan):
         e = head(x)
         block_dim = head.head_config.block_dim
-        total = 0.0
         gen = None
         if "positive_seeds" in plan:
             gen = torch.Generator().manual_seed(int(plan["positive_seeds"][step]))
+        out = []
         for j, level, w, frozen in plan["terms"]:
             p = e[:, : j * block_dim]
             if frozen:
@@ -138,8 +138,8 @@ class Fractal(Objective):
                 else:
                     c = infonce_margin(z, y[:, level], self.temperature, self.margin, gen)
                 term = term + self.contrastive_weight * c
-            total = total + w * term
-        return total
+            out.append((level, w * term))
+        return out
 
 
 @dataclass

@@ -111,18 +111,18 @@ class PrefixSupervision(Objective):
         terms = {jj: self.terms(jj, n_blocks, n_levels) for jj in range(1, n_blocks + 1)}
         return {"j": j.tolist(), "block_mask": masks.to(torch.float32), "terms": terms}
 
-    def loss(self, head, x, y, step, plan):
+    def loss_terms(self, head, x, y, step, plan):
         e = head(x)
         n_blocks, block_dim = head.head_config.n_blocks, head.head_config.block_dim
         if "block_mask" in plan:
-            mask = plan["block_mask"][step, : len(x)]
+            mask = plan["block_mask"][step, : len(x)].to(e.device)
             e = (e.view(len(x), n_blocks, block_dim) * mask[:, :, None]).view(len(x), -1)
         j = plan["j"][step]
-        total = 0.0
+        out = []
         for where, level, w in plan["terms"][j]:
             logits = head.logits(level, e) if where == "full" else head.prefix_logits(level, e, j)
-            total = total + w * F.cross_entropy(logits, y[:, level])
-        return total
+            out.append((level, w * F.cross_entropy(logits, y[:, level])))
+        return out
 
 
 @dataclass

@@ -1,0 +1,261 @@
+"""Fine-tuning the whole encoder with the head: ``fractal finetune`` (sentence-transformers' trainer).
+
+Everything else in the library trains a head on frozen, cached encoder vectors. Here the encoder
+and a :class:`~fractal_embeddings.st.FractalHead` train end to end with
+``SentenceTransformerTrainer`` and :class:`~fractal_embeddings.st.FractalLoss` (the same objective
+code as ``fractal train``): AdamW, the encoder at ``encoder_lr`` and the head at ``lr``, cosine decay,
+weight decay 0.01, ``epochs`` passes over (at most ``max_train_rows``, stratified) training rows; the
+last epoch is kept. The run is scored like every run: leave-one-out prefix k-NN on the same sampled
+test rows, next to the untrained encoder.
+
+The run directory is a sentence-transformers folder (``SentenceTransformer(DIR,
+trust_remote_code=True, truncate_dim=64)``) plus ``record.json``. The record's encoder is the folder
+itself (``"model": "."``; ``"base"``: the encoder it started from), its fingerprint covers every
+weight file, and it has no separate head (``weights`` null), so ``fractal eval``, ``index build``,
+``search``, ``explore``, ``export`` and ``report`` take it like any run. It is written into a
+temporary sibling directory and renamed into place: a killed run leaves nothing half-written.
+
+With the encoder trained, the stop-gradient of ``fractal`` no longer keeps fine-level information
+out of the first block: the fine-level terms cannot write into the first block's head weights, but
+they still reshape the encoder that block reads. See README ("frozen or fine-tuned?") and the
+``finetune`` experiment for when each path pays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import EncoderError, FractalError
+
+TRAIN_EXTRA = "pip install 'fractal-embeddings[train]'"
+
+
+def _require_trainer():
+    try:
+        import accelerate  # noqa: F401
+        import datasets  # noqa: F401
+    except ImportError as e:
+        raise FractalError(f"fine-tuning uses sentence-transformers' trainer, which needs {e.name}: {TRAIN_EXTRA}") from None
+
+
+def _st_model(encoder, device: str):
+    """The encoder's sentence-transformers model on ``device`` (checked: a folder, no prompts)."""
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.modules.normalize import Normalize
+
+    rm = encoder.resolved
+    if rm.folder is None or not (rm.folder / "modules.json").is_file():
+        raise EncoderError(f"{rm.name} ships as ONNX only; fine-tuning needs a sentence-transformers folder "
+                           f"(e.g. --model minilm-l6, a hub id or a local folder)")
+    if any(encoder.prompts.values()):
+        raise EncoderError(f"{rm.name} adds prompts to its inputs; fine-tuning supports models without prompts only")
+    try:
+        model = SentenceTransformer(str(rm.folder), device=device, local_files_only=True)
+    except Exception as e:  # noqa: BLE001 - any loader failure becomes one line
+        raise EncoderError(f"cannot load {rm.name} with sentence-transformers ({str(e)[:160]})") from None
+    model.max_seq_length = encoder.max_seq_length
+    if encoder.normalize and not isinstance(model[-1], Normalize):
+        model.append(Normalize())  # the head reads L2-normalised vectors, as on frozen ones
+    return model
+
+
+def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed: int = 42, epochs: int = 1,
+             lr: float = 1e-3, encoder_lr: float = 2e-5, batch_size: int = 64, max_train_rows: int | None = None,
+             n_blocks: int = 4, block_dim: int = 64, objective_options: dict | None = None, device: str | None = "auto",
+             eval_split: str = "test", eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5,
+             show_progress: bool = True):
+    """Fine-tune ``model`` + a steerable head on ``dataset`` with the trainer; returns an unsaved
+    :class:`~fractal_embeddings.runs.Run` (``run.save(DIR)`` writes the model folder + record)."""
+    import torch
+
+    from .devices import resolve_device
+    from .encoders import Encoder
+    from .evaluation import stratified_sample
+    from .objectives import get_objective
+    from .runs import Run, dataset_block, embed_split, eval_row_sample, score, score_untrained
+    from .st import FractalLoss
+
+    _require_trainer()
+    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
+        if not isinstance(v, int) or v < 1:
+            raise FractalError(f"{name} must be an integer >= 1, got {v!r}")
+    for name, v in (("lr", lr), ("encoder_lr", encoder_lr)):
+        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
+            raise FractalError(f"{name} must be a finite number > 0, got {v!r}")
+    if max_train_rows is not None and max_train_rows < 2:
+        raise FractalError(f"max_train_rows must be >= 2, got {max_train_rows}")
+    dataset.require_hierarchy()
+    objective = get_objective(method, **(objective_options or {}))
+    if objective.head_kind is None:
+        raise FractalError(f"method {objective.name} trains no head, so there is nothing to fine-tune with; use e.g. fractal")
+    objective.check(n_blocks, dataset.n_levels)
+    if "train" not in dataset.splits:
+        raise FractalError(f"dataset '{dataset.name}' has no 'train' split; fine-tuning needs one")
+    device = resolve_device(device)
+    rows = eval_row_sample(dataset, eval_split, eval_rows, eval_seed)
+    if len(rows) <= k:
+        raise FractalError(f"leave-one-out {k}-NN needs more than {k} scored rows; the '{eval_split}' split gives {len(rows)}")
+    base = Encoder(model, device=device)
+    st_model = _st_model(base, device)
+    ev_split = dataset.split(eval_split)
+    y_eval = ev_split.labels[rows]
+
+    t0 = time.perf_counter()
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        loss = FractalLoss(st_model, [lv.n_classes for lv in dataset.levels], objective, n_blocks=n_blocks,
+                           block_dim=block_dim, level_names=dataset.level_names, seed=seed)
+    train_split = dataset.split("train")
+    train_rows = stratified_sample(train_split.labels[:, -1], max_train_rows, 0)  # the same rows for every seed
+    history = _train(st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], epochs=epochs, lr=lr, encoder_lr=encoder_lr,
+                     batch_size=batch_size, seed=seed, device=device, show_progress=show_progress)
+    train_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    texts = [ev_split.texts[i] for i in rows]
+    E = np.asarray(st_model.encode(texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=False,
+                                   show_progress_bar=False), dtype=np.float32)
+    scores = score(E, y_eval, block_dim, n_blocks, k, dataset.level_names)
+    X_base = np.asarray(embed_split(base, ev_split))[rows]
+    baseline = score_untrained(X_base, y_eval, block_dim, n_blocks, k, dataset.level_names)
+    eval_s = time.perf_counter() - t0
+
+    head = loss.head
+    base_ident = {**base.identity().as_dict(), "dim": int(X_base.shape[1]), "model": base.model}
+    train_cfg = {"epochs": epochs, "lr": lr, "encoder_lr": encoder_lr, "batch_size": batch_size,
+                 "weight_decay": 0.01, "lr_schedule": "cosine", "select": "last", "max_train_rows": max_train_rows,
+                 "train_rows": len(train_rows),
+                 "finetune": "full", "trainer": "sentence-transformers"}
+    config = {"head": {**head.head.config(), "in_model": True}, "objective": objective.config(), "train": train_cfg,
+              "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": len(rows), "sample_seed": eval_seed, "k": k,
+                       "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}}
+    digest = hashlib.sha256(repr((config, base_ident["fingerprint"], seed)).encode()).hexdigest()[:8]
+    from .records import SCHEMA, library_versions
+
+    record = {
+        "schema": SCHEMA,
+        "run_id": f"{dataset.name}-{objective.name}-finetuned-seed{seed}-{digest}",
+        "method": objective.name,
+        "seed": seed,
+        "dataset": dataset_block(dataset),
+        "encoder": {"name": finetuned_name(base_ident["name"], objective.name), "fingerprint": None,
+                    "backend": "sentence-transformers", "pooling": base_ident["pooling"], "normalize": False,
+                    "max_seq_length": base_ident["max_seq_length"], "prompt": "", "dim": int(E.shape[1]), "model": ".",
+                    "base": base_ident},
+        "config": config,
+        "versions": library_versions(),
+        **scores,
+        "baseline": baseline,
+        "training": {"best_epoch": epochs, "history": history,
+                     "n_params": sum(p.numel() for p in st_model.parameters())},
+        "timing": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
+                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                   **({} if device == "cpu" else {"device": device})},
+        "weights": None,
+    }
+    return Run(record=record, model=st_model)
+
+
+def finetuned_name(base_name: str, method: str) -> str:
+    return f"{base_name} fine-tuned ({method})"
+
+
+def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, seed, device, show_progress) -> list[dict]:
+    """One ``SentenceTransformerTrainer`` run; returns its logged history (losses per level)."""
+    import logging
+
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+    from transformers.utils import logging as hf_logging
+
+    from .st import find_head
+
+    idx = next(i for i, m in enumerate(model) if m is find_head(model))
+    data = Dataset.from_dict({"text": list(texts), "label": np.asarray(labels, dtype=np.int64).tolist()})
+    steps = -(-len(data) // batch_size) * epochs
+    scratch = tempfile.mkdtemp(prefix="fractal-finetune-")
+    level = logging.getLogger("sentence_transformers").level
+    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+    hf_logging.set_verbosity_warning()
+    try:
+        args = SentenceTransformerTrainingArguments(
+            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+            learning_rate=encoder_lr, learning_rate_mapping={rf"^model\.{idx}\.": lr}, weight_decay=0.01,
+            lr_scheduler_type="cosine", seed=seed, data_seed=seed, report_to="none",
+            save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=max(1, steps // 10),
+            use_cpu=device == "cpu", disable_tqdm=not show_progress, dataloader_num_workers=0)
+        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
+        trainer.train()
+        history = [{k: (round(float(v), 6) if isinstance(v, float) else v) for k, v in entry.items()}
+                   for entry in trainer.state.log_history]
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+        logging.getLogger("sentence_transformers").setLevel(level)
+    model.eval()
+    return history
+
+
+def model_encoder(record: dict, run_dir, *, device: str | None = "auto", model=None):
+    """An :class:`~fractal_embeddings.Encoder` over a fine-tuned run's folder (its output is the
+    run's embedding: no normalisation, no prompt)."""
+    from .encoders import Encoder
+
+    if run_dir is None:
+        raise FractalError(f"run {record.get('run_id')} is a fine-tuned model that is not saved yet; save it "
+                           f"(run.save(DIR)) and load it with load_run(DIR)")
+    e = record["encoder"]
+    return Encoder(str(run_dir), backend="sentence-transformers", normalize=False, max_seq_length=e["max_seq_length"],
+                   prompts={"query": "", "passage": ""}, device=device, name=e["name"])
+
+
+def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
+    """Write a fine-tuned run: the model folder + ``record.json`` (with the folder's fingerprint),
+    built in a temporary sibling directory and renamed into place; an existing run is replaced only
+    with ``overwrite`` (moved aside first, deleted once the new one is in place)."""
+    from .encoders import folder_fingerprint
+    from .records import RECORD_FILE, canonical_json
+
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise FractalError(f"{out} is a file; choose a directory for the run")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / RECORD_FILE).is_file():
+            raise FractalError(f"{out} is not empty and holds no run; choose an empty or new directory")
+        if not overwrite:
+            raise FractalError(f"{out} already holds a run; choose another --out or pass --overwrite")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp = out.parent / f".{out.name}.finetune-{tag}"
+    old = out.parent / f".{out.name}.old-{tag}"
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        if run.model is not None:
+            run.model.save(str(tmp), create_model_card=False)
+        elif run.path is not None:
+            shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"))
+        else:
+            raise FractalError(f"run {run.record.get('run_id')} holds no model to save")
+        record = {**run.record, "encoder": {**run.record["encoder"], "fingerprint": folder_fingerprint(tmp)}}
+        (tmp / RECORD_FILE).write_text(canonical_json(record), encoding="utf-8")
+        if out.exists():
+            os.replace(out, old)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(old, ignore_errors=True)
+        if bars:
+            hf_logging.enable_progress_bar()
+    run.record, run.path = record, out
+    return out

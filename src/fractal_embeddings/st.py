@@ -1,0 +1,289 @@
+"""Steerable models in sentence-transformers: a head module, a trainer loss and an evaluator.
+
+sentence-transformers' ``MatryoshkaLoss`` trains every prefix on the same label. :class:`FractalLoss`
+gives each prefix its own level of a taxonomy, with this library's objectives (the default
+``fractal``, its control ``fractal-mrl``, the seed's ``v5-paper`` and ``mrl``, and every other
+method that trains a head), through the same objective code as ``fractal train``::
+
+    from sentence_transformers import SentenceTransformer, SentenceTransformerTrainer
+    from fractal_embeddings.st import FractalLoss, SteerabilityEvaluator
+
+    model = SentenceTransformer("sentence-transformers/all-MiniLM-L6-v2")
+    loss = FractalLoss(model, n_classes=(10, 150))        # appends a FractalHead to the model
+    trainer = SentenceTransformerTrainer(model=model, train_dataset=ds, loss=loss)  # ds: "text", "label"
+    trainer.train()
+    model.save("clinc-steerable")
+    coarse = SentenceTransformer("clinc-steerable", trust_remote_code=True, truncate_dim=64)
+
+The dataset has one text column and one ``label`` column holding, per row, the class index at every
+level (coarse -> fine), so the trainer hands the loss a ``(batch, n_levels)`` integer tensor.
+
+:class:`FractalHead` is a sentence-transformers ``Module`` (``save``/``load``, ``config_keys``,
+``get_config_dict``) wrapping any head of :mod:`fractal_embeddings.heads`: it replaces
+``sentence_embedding`` by the head's output, so ``truncate_dim`` cuts the steerable vector and
+``normalize_embeddings=True`` normalises the cut, exactly the library's normalised prefix. Because it
+is not a built-in class, sentence-transformers (>= 6) loads a folder holding it only with
+``trust_remote_code=True``; the class comes from the installed ``fractal_embeddings`` package (its
+``modules.json`` type is ``fractal_embeddings.st.FractalHead``), which survives any number of
+save -> load round trips, where a module file copied into the folder would not.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
+from sentence_transformers.base.modules.module import Module
+
+from .errors import FractalError
+from .heads import HEADS, Head, HeadConfig, build_head
+
+HEAD_INPUT = "fractal_head_input"  # the features key holding the head's input (what objectives read)
+
+CITATION = """@inproceedings{khosla2020supervised,
+    title={Supervised Contrastive Learning},
+    author={Prannay Khosla and Piotr Teterwak and Chen Wang and Aaron Sarna and Yonglong Tian and Phillip Isola and Aaron Maschinot and Ce Liu and Dilip Krishnan},
+    booktitle={Advances in Neural Information Processing Systems},
+    year={2020},
+    eprint={2004.11362},
+    archivePrefix={arXiv},
+}
+@inproceedings{kusupati2022matryoshka,
+    title={Matryoshka Representation Learning},
+    author={Aditya Kusupati and Gantavya Bhatt and Aniket Rege and Matthew Wallingford and Aditya Sinha and Vivek Ramanujan and William Howard-Snyder and Kaifeng Chen and Sham Kakade and Prateek Jain and Ali Farhadi},
+    booktitle={Advances in Neural Information Processing Systems},
+    year={2022},
+    eprint={2205.13147},
+    archivePrefix={arXiv},
+}"""
+
+
+class FractalHead(Module):
+    """A steerable head as a sentence-transformers module: ``sentence_embedding`` -> head output.
+
+    Any head kind of :mod:`fractal_embeddings.heads` (``linear``, ``mlp``, ``heal``, ``topk``), with
+    its per-level classifiers (used by :class:`FractalLoss`; they don't touch the embedding). The
+    defaults are the default method's head: ``mlp`` (hidden 512), 4 x 64 dims, block norm."""
+
+    config_keys: list[str] = ["in_features", "n_classes", "kind", "n_blocks", "block_dim", "hidden_dim",
+                              "block_norm", "topk"]
+
+    def __init__(self, in_features: int, n_classes, kind: str = "mlp", n_blocks: int = 4, block_dim: int = 64,
+                 hidden_dim: int = 512, block_norm: bool = True, topk: int = 32):
+        super().__init__()
+        if kind not in HEADS:
+            raise FractalError(f"unknown head kind {kind!r}; use one of {', '.join(HEADS)}")
+        self.head: Head = build_head(HeadConfig(kind, int(n_blocks), int(block_dim), int(hidden_dim), bool(block_norm),
+                                                int(topk)), int(in_features), tuple(int(c) for c in n_classes))
+
+    @classmethod
+    def from_head(cls, head: Head) -> FractalHead:
+        """A module holding a copy of a trained :class:`~fractal_embeddings.heads.Head`."""
+        c = head.head_config
+        module = cls(head.input_dim, head.n_classes, c.kind, c.n_blocks, c.block_dim, c.hidden_dim, c.block_norm,
+                     c.topk)
+        module.head.load_state_dict(head.state_dict())
+        return module
+
+    @classmethod
+    def for_method(cls, in_features: int, n_classes, method: str = "fractal", n_blocks: int = 4, block_dim: int = 64,
+                   **objective_options) -> FractalHead:
+        """The head ``method`` trains (its kind, hidden width and block norm), untrained."""
+        from .objectives import get_objective
+
+        objective = get_objective(method, **objective_options)
+        if objective.head_kind is None:
+            raise FractalError(f"method {objective.name} trains no head; choose one that does (see `fractal methods`)")
+        return cls(in_features, n_classes, n_blocks=n_blocks, block_dim=block_dim, **objective.head_options())
+
+    # -- the head's architecture, read by the config and the model card
+    @property
+    def head_config(self) -> HeadConfig:
+        return self.head.head_config
+
+    in_features = property(lambda self: self.head.input_dim)
+    n_classes = property(lambda self: list(self.head.n_classes))
+    kind = property(lambda self: self.head_config.kind)
+    n_blocks = property(lambda self: self.head_config.n_blocks)
+    block_dim = property(lambda self: self.head_config.block_dim)
+    hidden_dim = property(lambda self: self.head_config.hidden_dim)
+    block_norm = property(lambda self: self.head_config.block_norm)
+    topk = property(lambda self: self.head_config.topk)
+
+    def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
+        x = features["sentence_embedding"]
+        features[HEAD_INPUT] = x
+        features["sentence_embedding"] = self.head(x)
+        return features
+
+    def get_embedding_dimension(self) -> int:
+        return self.head.dim
+
+    get_sentence_embedding_dimension = get_embedding_dimension
+
+    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+        self.save_config(output_path)
+        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
+
+    @classmethod
+    def load(cls, model_name_or_path: str, subfolder: str = "", token: bool | str | None = None,
+             cache_folder: str | None = None, revision: str | None = None, local_files_only: bool = False,
+             **kwargs) -> FractalHead:
+        hub = {"subfolder": subfolder, "token": token, "cache_folder": cache_folder, "revision": revision,
+               "local_files_only": local_files_only}
+        config = cls.load_config(model_name_or_path, **hub)
+        missing = [k for k in ("in_features", "n_classes") if k not in config]
+        if missing:
+            raise FractalError(f"{model_name_or_path}/{subfolder}: FractalHead config lacks {', '.join(missing)}; "
+                               f"the folder is not one this library wrote")
+        module = cls(**{k: v for k, v in config.items() if k in cls.config_keys})
+        return cls.load_torch_weights(model_name_or_path, model=module, **hub)
+
+    def __repr__(self) -> str:
+        c = self.head_config
+        return (f"FractalHead({self.in_features} -> {c.kind}, {c.n_blocks} x {c.block_dim}"
+                f"{', block norm' if c.block_norm else ''}, levels {self.n_classes})")
+
+
+def find_head(model) -> FractalHead | None:
+    """The model's :class:`FractalHead` (its last one), or None."""
+    heads = [m for m in model if isinstance(m, FractalHead)]
+    return heads[-1] if heads else None
+
+
+class FractalLoss(nn.Module):
+    """Train a steerable head (and, unless frozen, the encoder below it) with this library's objectives.
+
+    ``model`` is a ``SentenceTransformer``; when it has no :class:`FractalHead` yet, one is appended
+    (the head ``method`` trains, ``n_blocks`` x ``block_dim``, seeded by ``seed``), so ``model.save()``
+    saves it. ``n_classes``: classes per level, coarse -> fine. ``objective_options`` set the
+    objective's config fields (see ``fractal methods`` and :mod:`fractal_embeddings.objectives`).
+
+    ``forward(sentence_features, labels)`` takes the trainer's features of one text column and
+    ``labels`` of shape ``(batch, n_levels)``; it returns the loss per level (``level_names``, default
+    ``L0``, ``L1``, ...; a term of no single level is ``loss``) as a dict, which the trainer sums and
+    logs part by part. Random draws of the objective (block dropout, sampled prefixes) come from a
+    generator seeded with ``seed``."""
+
+    def __init__(self, model, n_classes=None, method: str = "fractal", *, n_blocks: int = 4, block_dim: int = 64,
+                 level_names=None, seed: int = 0, **objective_options):
+        super().__init__()
+        from .objectives import get_objective
+
+        self.model = model
+        self.objective = get_objective(method, **objective_options)
+        if self.objective.head_kind is None:
+            raise FractalError(f"method {self.objective.name} trains no head, so it has no loss; choose e.g. fractal")
+        head = find_head(model)
+        if head is None:
+            if n_classes is None:
+                raise FractalError("the model has no FractalHead: pass n_classes (classes per level, coarse -> fine) "
+                                   "so FractalLoss can add one")
+            get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+            dim = get_dim()
+            if not dim:
+                raise FractalError("the model does not report its embedding dimension; append a FractalHead yourself")
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                head = FractalHead.for_method(dim, n_classes, self.objective, n_blocks=n_blocks, block_dim=block_dim)
+            model.append(head.to(model.device))
+        elif n_classes is not None and list(n_classes) != head.n_classes:
+            raise FractalError(f"n_classes {list(n_classes)} differs from the model's FractalHead {head.n_classes}")
+        want = self.objective.head_options().get("kind")
+        if want and want != head.kind:
+            raise FractalError(f"method {self.objective.name} trains a {want} head, the model's FractalHead is {head.kind}")
+        self.objective.check(head.n_blocks, len(head.n_classes))
+        self.level_names = list(level_names) if level_names else [f"L{i}" for i in range(len(head.n_classes))]
+        if len(self.level_names) != len(head.n_classes):
+            raise FractalError(f"{len(self.level_names)} level names for {len(head.n_classes)} levels")
+        self.seed = seed
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def head(self) -> FractalHead:
+        return find_head(self.model)
+
+    def forward(self, sentence_features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.model(sentence_features[0])
+        x = features[HEAD_INPUT]
+        head = self.head.head
+        y = labels.long()
+        if y.ndim != 2 or y.shape[1] != head.n_levels:
+            raise FractalError(f"labels must be (batch, {head.n_levels}) class indices, one per level; got shape "
+                               f"{tuple(y.shape)}: give each row's label as a list [L0 index, ..., L{head.n_levels - 1} index]")
+        plan = self.objective.plan(1, len(y), head.head_config.n_blocks, head.n_levels, self.generator)
+        return self.objective.loss_parts(head, x, y, 0, plan, self.level_names)
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {**self.objective.config(), "seed": self.seed}
+
+    @property
+    def citation(self) -> str:
+        return CITATION
+
+
+class SteerabilityEvaluator(BaseEvaluator):
+    """Prefix k-NN accuracy per level and steerability (S, S_AUC, S_gap, S_mono) of a model's output,
+    computed by the same code as the library's run records (leave-one-out ``k``-NN, cosine on
+    L2-normalised prefixes of ``block_dim`` dims).
+
+    ``labels``: ``(n, n_levels)`` class indices, coarse -> fine. Metrics are named ``S``, ...,
+    ``<level>@<dims>`` (``L0@64``); ``primary_metric`` is ``S`` by default (``"selection"``: coarse +
+    finest accuracy of the full vector, the rule ``fractal train`` picks its best epoch with)."""
+
+    def __init__(self, texts, labels, *, block_dim: int = 64, k: int = 5, level_names=None, name: str = "",
+                 batch_size: int = 64, primary_metric: str = "S"):
+        super().__init__()
+        self.texts = list(texts)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        if self.labels.ndim != 2 or len(self.labels) != len(self.texts):
+            raise FractalError(f"labels must be (n_texts, n_levels); got {self.labels.shape} for {len(self.texts)} texts")
+        if len(self.texts) <= k:
+            raise FractalError(f"leave-one-out {k}-NN needs more than {k} texts, got {len(self.texts)}")
+        self.block_dim, self.k, self.name, self.batch_size = int(block_dim), int(k), name, int(batch_size)
+        n_levels = self.labels.shape[1]
+        self.level_names = list(level_names) if level_names else [f"L{i}" for i in range(n_levels)]
+        self.primary_metric = primary_metric
+        self.greater_is_better = True
+
+    @classmethod
+    def from_dataset(cls, dataset, split: str = "val", max_rows: int | None = 2000, seed: int = 0, **kw):
+        """An evaluator over a stratified sample (finest level) of a dataset split."""
+        from .evaluation import stratified_sample
+
+        sp = dataset.split(split)
+        rows = stratified_sample(sp.labels[:, -1], max_rows, seed)
+        return cls([sp.texts[i] for i in rows], sp.labels[rows], level_names=dataset.level_names, **kw)
+
+    def scores(self, model) -> dict:
+        """``{"accuracy": {dims: {level: acc}}, "steerability": {...}}`` of the model's output."""
+        from .runs import score
+
+        E = np.asarray(model.encode(self.texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                    normalize_embeddings=False, show_progress_bar=False), dtype=np.float32)
+        n_blocks = E.shape[1] // self.block_dim
+        if n_blocks < 1:
+            raise FractalError(f"the model outputs {E.shape[1]} dims, fewer than one block of {self.block_dim}")
+        return score(E[:, : n_blocks * self.block_dim], self.labels, self.block_dim, n_blocks, self.k, self.level_names)
+
+    def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
+        res = self.scores(model)
+        metrics = {k: float(v) for k, v in res["steerability"].items() if v is not None}
+        for dims, row in res["accuracy"].items():
+            for level, acc in row.items():
+                metrics[f"{level}@{dims}"] = float(acc)
+        full = max(res["accuracy"], key=int)
+        metrics["selection"] = float(res["accuracy"][full][self.level_names[0]] + res["accuracy"][full][self.level_names[-1]])
+        metrics = self.prefix_name_to_metrics(metrics, self.name)
+        self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
+        return metrics
+
+    def get_config_dict(self) -> dict[str, Any]:
+        return {"block_dim": self.block_dim, "k": self.k, "n_texts": len(self.texts), "levels": self.level_names}
+
+
+__all__ = ["CITATION", "FractalHead", "FractalLoss", "SteerabilityEvaluator", "find_head"]
