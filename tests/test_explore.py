@@ -57,7 +57,7 @@ def explorer(run_dir, zoom_encoder, cache_root):
 
 @pytest.fixture(scope="module")
 def client(explorer):
-    return TestClient(create_app(explorer))
+    return TestClient(create_app(explorer), base_url="http://127.0.0.1:8765")  # a Host the app answers
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +223,7 @@ def test_api_rejects_bad_input_with_json(client, url, status, msg):
 
 
 def test_unexpected_errors_are_json_500_without_traceback(explorer, monkeypatch):
-    client = TestClient(create_app(explorer))
+    client = TestClient(create_app(explorer), base_url="http://127.0.0.1:8765")
     assert client.post("/api/search").status_code == 405 and "GET" in client.post("/api/search").json()["error"]
 
     def boom(*a, **k):

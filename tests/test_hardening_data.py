@@ -351,11 +351,18 @@ def test_abandoned_iteration_stops_the_workers_at_once():
     psutil = pytest.importorskip("psutil")
     from fractal_embeddings.executors import LocalExecutor
 
-    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    def pool_workers():
+        out = []
+        for c in psutil.Process().children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if c.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(c.cmdline()):
+                    out.append(c)
+        return out
+
+    before = {c.pid for c in pool_workers()}
     it = LocalExecutor(2).imap_unordered(time.sleep, [(0,), (30,), (30,), (30,)])
     next(it)
-    workers = [c for c in psutil.Process().children(recursive=True)
-               if c.pid not in before and "resource_tracker" not in " ".join(c.cmdline())]
+    workers = [c for c in pool_workers() if c.pid not in before]
     assert len(workers) == 2
     t0 = time.perf_counter()
     it.close()  # Ctrl+C or an error in the caller: the queued runs must not go on
@@ -430,10 +437,13 @@ COLUMNS = st.lists(st.sampled_from(["text", "a", "b", "split", "other"]), unique
 
 @st.composite
 def tables(draw, nested: bool = False):
-    """A list of row dicts: some columns missing, cells of any kind, tiny sizes."""
-    cols = draw(COLUMNS)
+    """A list of row dicts: some columns missing, cells of any kind, tiny sizes; about half of them
+    with the text and both label columns and labels that can form a valid taxonomy."""
+    complete = draw(st.booleans())
+    extra = draw(st.lists(st.sampled_from(["split", "other"]), unique=True, max_size=2))
+    cols = ["text", "a", "b", *extra] if complete else draw(COLUMNS)
     n = draw(st.integers(0, 12))
-    consistent = draw(st.booleans())  # labels that can form a valid taxonomy
+    consistent = complete or draw(st.booleans())
     cells = CELLS | (st.lists(st.sampled_from(["x", "y"]), max_size=2) | st.dictionaries(st.just("k"), LABELS)
                      if nested else st.nothing())
     rows = []
@@ -441,7 +451,7 @@ def tables(draw, nested: bool = False):
         row = {}
         for c in cols:
             if c == "text":
-                row[c] = draw(st.text(min_size=1, max_size=12) | cells)
+                row[c] = draw(st.text(min_size=1, max_size=12) if complete else st.text(min_size=1, max_size=12) | cells)
             elif c == "split":
                 row[c] = draw(st.sampled_from(["train", "val", "test", " Test", "dev"]) | cells)
             elif consistent and c in ("a", "b"):
@@ -535,15 +545,22 @@ def test_jsonl_reader_ends_in_a_dataset_or_one_line_error(table, blank_lines):
 @FAST
 @given(data=st.data())
 def test_parquet_reader_ends_in_a_dataset_or_one_line_error(data):
-    cols = data.draw(COLUMNS)
+    complete = data.draw(st.booleans())  # text + both levels, labels that can form a taxonomy
+    cols = ["text", "a", "b"] if complete else data.draw(COLUMNS)
     n = data.draw(st.integers(0, 10))
     kinds = {"str": st.text(max_size=8) | LABELS, "int": st.integers(-3, 3), "float": st.floats(),
              "optional": st.none() | LABELS, "list": st.lists(LABELS, max_size=2),
              "struct": st.fixed_dictionaries({"k": LABELS}), "bool": st.booleans(), "bytes": st.binary(max_size=4)}
     frame = {}
-    for c in cols:
-        kind = data.draw(st.sampled_from(sorted(kinds)))
-        frame[c] = [data.draw(kinds[kind]) for _ in range(n)]
+    if complete:
+        fine = [data.draw(st.integers(0, 3)) for _ in range(n)]
+        frame["text"] = [data.draw(st.text(min_size=1, max_size=8)) for _ in range(n)]
+        frame["a"] = [f"c{f % 2}" for f in fine]
+        frame["b"] = fine if data.draw(st.booleans()) else [f"f{f}" for f in fine]  # int or string labels
+    else:
+        for c in cols:
+            kind = data.draw(st.sampled_from(sorted(kinds)))
+            frame[c] = [data.draw(kinds[kind]) for _ in range(n)]
     df = pd.DataFrame(frame, columns=cols)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "f.parquet"

@@ -151,7 +151,7 @@ def test_ids_payloads_add_and_overwrite(run, corpus, tmp_path):
     assert len(back) == 31 and back.search(V[3], k=1)[0][0].payload == {"n": 3, "tags": ["a"]}
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "notes.txt").write_text("mine")
-    with pytest.raises(ZoomIndexError, match="not a zoom index"):
+    with pytest.raises(ZoomIndexError, match="not empty and holds no index"):
         ix.save(tmp_path / "other", overwrite=True)
     assert (tmp_path / "other" / "notes.txt").read_text() == "mine"
 

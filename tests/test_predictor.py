@@ -48,9 +48,10 @@ def test_shipped_fit_is_generated_from_main_records():
     results = Path(__file__).resolve().parents[1] / "results"
     if not (results / "main").is_dir():
         pytest.skip("results/main is not in this checkout")
-    again = fit_predictor(results, out=None)  # refit from the committed records: the same file, to the bit
-    for key in ("coef", "points", "loo", "sigma2", "xtx_inv"):
-        assert again[key] == fit[key], key
+    again = fit_predictor(results, out=None)  # refit from the committed records: the same fit
+    assert again["points"] == fit["points"]  # rounded inputs: equal to the bit
+    for key in ("coef", "loo", "sigma2", "xtx_inv"):  # least squares: equal up to the BLAS build's rounding
+        assert _approx(again[key], fit[key]), key
     assert again["provenance"]["records_sha256"] == fit["provenance"]["records_sha256"]
 
 
@@ -72,3 +73,14 @@ def test_predict_on_real_data(data_home, encoder, tmp_path):
     with pytest.raises(FractalError, match="not a predictor fit file"):
         predict(ds, encoder, bad)
     assert FIT_FILE.is_file()
+
+
+def _approx(a, b, rel=1e-9) -> bool:
+    """Nested JSON values equal, floats to ``rel`` (a refit on another numpy/BLAS build differs in the last bits)."""
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_approx(a[k], b[k], rel) for k in a)
+    if isinstance(a, list):
+        return isinstance(b, list) and len(a) == len(b) and all(_approx(x, y, rel) for x, y in zip(a, b))
+    if isinstance(a, float) or isinstance(b, float):
+        return a == pytest.approx(b, rel=rel, abs=1e-12)
+    return a == b

@@ -69,6 +69,25 @@ def default_dir_mode() -> int:
     return 0o777 & ~current_umask()
 
 
+def apply_default_modes(folder: str | os.PathLike) -> None:
+    """Give every file under ``folder`` (and the folders) the mode a new one gets under the umask.
+
+    For folders assembled by writers that create private files (safetensors and ``mkstemp`` write
+    ``0o600``) before the folder is moved into place: a run, an index or an export is then as
+    readable as anything else the user writes."""
+    fmode, dmode = default_file_mode(), default_dir_mode()
+    os.chmod(folder, dmode)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, dmode)
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, fmode)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename. The file gets the
     mode of any new file (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""

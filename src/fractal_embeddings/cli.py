@@ -32,6 +32,7 @@ err = Console(stderr=True, highlight=False)
 TextOpt = typer.Option("text", "--text", help="Text column of a user file.")
 LevelsOpt = typer.Option(None, "--levels", help="Levels, coarse -> fine, comma-separated (user files: column names).")
 ConflictOpt = typer.Option("error", "--on-conflict", help="A class under two parents: 'error' or 'majority'.")
+SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps.")
 
 
@@ -197,28 +198,49 @@ def accuracy_table(record: dict, title: str) -> Table:
 
 def _steer_line(record: dict) -> str:
     st, base = record["steerability"], record["baseline"]["steerability"]
-    parts = "  ".join(f"{k} = {v:+.4f}" for k, v in st.items())
+    parts = "  ".join(f"{k} = {'n/a' if v is None else format(v, '+.4f')}" for k, v in st.items())
     return f"{parts}   (untrained encoder: S = {base['S']:+.4f})"
+
+
+def _check_train_options(method: str, overrides: dict) -> None:
+    """The method and the trainer options typed on the command line, checked (one line naming the flag)."""
+    from .objectives import get_objective
+    from .training import TrainConfig
+
+    objective = get_objective(method)
+    try:
+        TrainConfig.resolve(objective.trainer_defaults, overrides)
+    except FractalError as e:
+        flag = next((f"--{k.replace('_', '-')}" for k in overrides if str(e).startswith(f"{k} ")), None)
+        raise FractalError(f"{e}; fix {flag}" if flag else str(e)) from None
+
+
+def _check_run_dir(path, overwrite: bool) -> Path:
+    """``--out`` of a run, checked before any work (:func:`~fractal_embeddings.atomic.check_output_dir`)."""
+    from .atomic import check_output_dir
+    from .records import PARTIAL_FILES, RECORD_FILE
+
+    return check_output_dir(path, overwrite=overwrite, marker=RECORD_FILE, what="a run", partial=PARTIAL_FILES)
 
 
 @app.command("train")
 def train_cmd(
     name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
     method: str = typer.Option("fractal", "--method", help="Objective; see `fractal methods`."),
-    seed: int = typer.Option(42, "--seed"),
+    seed: int = typer.Option(42, "--seed", min=0, max=SEED_MAX, help="Training seed (0 to 2**32 - 1)."),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-seed<N>]."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnx or sentence-transformers."),
     text: str = TextOpt,
     levels: Optional[str] = LevelsOpt,
     on_conflict: str = ConflictOpt,
-    dim: int = typer.Option(256, "--dim", help="Output dims of the head (a multiple of --block-dim)."),
-    block_dim: int = typer.Option(64, "--block-dim", help="Dims per block; prefix j = the first j blocks."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", help="Override the method's epochs."),
+    dim: int = typer.Option(256, "--dim", min=1, help="Output dims of the head (a multiple of --block-dim)."),
+    block_dim: int = typer.Option(64, "--block-dim", min=1, help="Dims per block; prefix j = the first j blocks."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override the method's epochs."),
     lr: Optional[float] = typer.Option(None, "--lr", help="Override the method's learning rate."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Override the method's batch size."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the method's batch size."),
     eval_rows: str = typer.Option("2000", "--eval-rows", help="Test rows scored (stratified sample) or 'all'."),
-    eval_seed: int = typer.Option(0, "--eval-seed", help="Seed of the test-row sample."),
+    eval_seed: int = typer.Option(0, "--eval-seed", min=0, max=SEED_MAX, help="Seed of the test-row sample."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the run record as JSON."),
     device: str = DeviceOpt,
@@ -231,11 +253,12 @@ def train_cmd(
 
     rows = _eval_rows(eval_rows)
     n_blocks = HeadConfig.from_dims(dim=dim, block_dim=block_dim).n_blocks
-    ds = _load(name, text, levels, on_conflict)
-    target = Path(out_dir or f"runs/{ds.name}-{method}-seed{seed}")
-    if (target / "record.json").exists() and not overwrite:  # checked before training, not after
-        raise FractalError(f"{target} already holds a run; choose another --out or pass --overwrite")
     overrides = {k: v for k, v in (("epochs", epochs), ("lr", lr), ("batch_size", batch_size)) if v is not None}
+    _check_train_options(method, overrides)  # before the dataset is loaded, let alone encoded
+    if out_dir is not None:
+        _check_run_dir(out_dir, overwrite)
+    ds = _load(name, text, levels, on_conflict)
+    target = _check_run_dir(out_dir or f"runs/{ds.name}-{method}-seed{seed}", overwrite)  # before training
     enc = Encoder(model, backend=backend, device=device)
 
     def progress(entry: dict) -> None:
@@ -323,14 +346,31 @@ def eval_cmd(
     device = _device(device)
     from .runs import evaluate, load_run
 
+    from rich.markup import escape
+
+    from .runs import compare_scores, scored_as_record
+
     run = load_run(run_dir)
     res = evaluate(run, eval_rows="record" if eval_rows is None else _eval_rows(eval_rows), device=device)
+    same_rows = scored_as_record(run.record, res)
+    diffs = compare_scores(run.record, res) if same_rows else []
+    res["matches_record"] = (not diffs) if same_rows else None  # None: other rows than the record's, not compared
+    res["differences"] = diffs
+    if diffs:
+        more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
+        err.print(f"[yellow]warning:[/yellow] the re-score of {escape(run_dir)} differs from its record in {len(diffs)} "
+                  f"value(s): {escape('; '.join(diffs[:3]))}{more}; the weights, data or encoder changed since it was "
+                  "trained (or the record was edited)", soft_wrap=True)
     if as_json:
         _print_json(res)
         return
     rec = {**run.record, "accuracy": res["accuracy"], "steerability": res["steerability"], "baseline": res["baseline"]}
     out.print(accuracy_table(rec, f"{run.record['run_id']}: {res['eval']['n_rows']} {res['eval']['split']} rows"))
     out.print(_steer_line(rec))
+    if same_rows:
+        out.print("matches the record (same rows and k)" if not diffs else "differs from the record (see the warning)")
+    else:
+        out.print("scored on other rows than the record's: not compared with it")
 
 
 @app.command("export")
@@ -363,13 +403,23 @@ def _log(message: str) -> None:
     err.print(message, markup=False)
 
 
+def _seed_list(text: str) -> tuple[int, ...]:
+    from .runs import check_seed
+
+    try:
+        values = tuple(int(x) for x in text.split(","))
+    except ValueError:
+        raise FractalError(f"--seeds must be comma-separated integers, e.g. 42,123; got {text!r}") from None
+    return tuple(check_seed(v, "each of --seeds") for v in values)
+
+
 @app.command("experiment")
 def experiment_cmd(
     name: str = typer.Argument(..., help="main, ablation, objective-study, ... or all (`fractal experiment list`)."),
     out_dir: str = typer.Option("results", "--out", help="Results directory; runs go to OUT/NAME (OUT/NAME-quick)."),
     quick: bool = typer.Option(False, "--quick", help="A small grid on subsets (minutes): a smoke run."),
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
-    workers: int = typer.Option(1, "--workers", help="Worker processes (local) or CPUs of a local Ray."),
+    workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (local) or CPUs of a local Ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (e.g. auto)."),
     datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated subset of the datasets."),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds."),
@@ -384,7 +434,7 @@ def experiment_cmd(
             out.print(f"[bold]{n}[/bold]: {doc}", soft_wrap=True)
         return
     ds = tuple(x.strip() for x in datasets.split(",")) if datasets else None
-    sd = tuple(int(x) for x in seeds.split(",")) if seeds else None
+    sd = _seed_list(seeds) if seeds else None
     run_experiment(name, out_dir, quick=quick, executor=executor, workers=workers, ray_address=ray_address,
                    datasets=ds, seeds=sd, log=_log)
 
@@ -463,9 +513,9 @@ def index_build(
     corpus: str = typer.Argument(..., help="A built-in dataset name, or a .txt (one text per line) / .csv / .tsv / .jsonl / .parquet file."),
     out_dir: str = typer.Option(..., "--out", help="Index directory to write."),
     kind: str = typer.Option("flat", "--kind", help="flat (exact) or hnsw (approximate)."),
-    m: int = typer.Option(32, "--m", help="hnsw: graph degree M."),
-    ef_construction: int = typer.Option(200, "--ef-construction", help="hnsw: efConstruction."),
-    ef_search: int = typer.Option(64, "--ef-search", help="hnsw: efSearch (default search breadth)."),
+    m: int = typer.Option(32, "--m", min=2, help="hnsw: graph degree M."),
+    ef_construction: int = typer.Option(200, "--ef-construction", min=1, help="hnsw: efConstruction."),
+    ef_search: int = typer.Option(64, "--ef-search", min=1, help="hnsw: efSearch (default search breadth)."),
     split: Optional[str] = typer.Option(None, "--split", help="Dataset split to index [default: train]; files: rows of this 'split' value."),
     text: str = TextOpt,
     levels: Optional[str] = LevelsOpt,
@@ -476,9 +526,13 @@ def index_build(
 ) -> None:
     """Encode a corpus with a trained run and write a zoom index (one FAISS index per prefix)."""
     device = _device(device)
-    from .index import build_from_source, check_target
+    from .index import KINDS, build_from_source, check_target
 
     check_target(out_dir, overwrite)  # before the encoding, not after
+    if kind not in KINDS:
+        raise FractalError(f"unknown --kind {kind!r}; use flat (exact) or hnsw (approximate)")
+    if split is not None and not split.strip():
+        raise FractalError("--split is empty; give a split name (train, val, test) or leave it out")
     t0 = time.perf_counter()
     ix = build_from_source(run_dir, corpus, split=split, text=text, levels=_levels(levels), id_column=id_column,
                            kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search,
@@ -500,7 +554,7 @@ def search_cmd(
     query: str = typer.Argument(..., help="The query text."),
     zoom: str = typer.Option("fine", "--zoom", help="coarse (first block), fine (all dims) or a prefix length."),
     k: int = typer.Option(10, "-k", "--top-k", help="Hits to return."),
-    ef_search: Optional[int] = typer.Option(None, "--ef-search", help="hnsw: search breadth for this query."),
+    ef_search: Optional[int] = typer.Option(None, "--ef-search", min=1, help="hnsw: search breadth for this query."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     device: str = DeviceOpt,
 ) -> None:
@@ -540,6 +594,7 @@ def explore_cmd(
     run_dir: Optional[str] = typer.Option(None, "--run", help="Index directory only: refuse it unless it was built with this run."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Run directory: encode the corpus again instead of reusing the cached index."),
     device: str = DeviceOpt,
+    allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", metavar="NAME", help="Also answer requests for this host name (repeatable; '*': any). By default only 127.0.0.1, localhost, ::1 and --host."),
 ) -> None:
     """Serve a local web page over a trained run and its corpus: search at every zoom, a corpus map, accuracy per prefix."""
     device = _device(device)
@@ -552,7 +607,7 @@ def explore_cmd(
                                 use_cache=not no_cache, show_progress=True, log_fn=_log, device=device)
         explorer = Explorer(ix, source)
         explorer.warm()
-        web = create_app(explorer)
+        web = create_app(explorer, allowed_hosts=[host, *(allow_host or [])])
         if host not in ("127.0.0.1", "localhost", "::1"):
             err.print(f"[yellow]warning:[/yellow] listening on {host}: the explorer has no authentication, anyone who "
                       "can reach this address can query it")
@@ -608,27 +663,56 @@ def _warn_one_line(message, category, filename, lineno, file=None, line=None):  
     err.print(f"[yellow]warning:[/yellow] {message}")
 
 
-def main(argv: Optional[list[str]] = None) -> int:
-    """Console entry point: one-line errors for expected failures."""
+def _click_classes(name: str) -> tuple[type, ...]:
+    """``name`` (ClickException, Abort, Exit, NoArgsIsHelpError) from click and from typer's own copy of
+    click (typer >= 0.2x parses with it, so click's classes alone miss its usage errors)."""
     import click
 
+    found = [getattr(click.exceptions, name, None)]
+    try:
+        from typer._click import exceptions as typer_click
+
+        found.append(getattr(typer_click, name, None))
+    except ImportError:  # pragma: no cover - a typer that uses click itself
+        pass
+    if name in ("Abort", "Exit"):
+        found.append(getattr(typer, name, None))
+    return tuple(c for c in found if isinstance(c, type))
+
+
+def _error(message: str) -> None:
+    """One ``error: ...`` line on stderr: newlines folded, markup in the message shown as typed."""
+    from rich.markup import escape
+
+    err.print(f"[red]error:[/red] {escape(' '.join(str(message).split()))}", soft_wrap=True)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    """Console entry point: every expected failure (a :class:`FractalError`, a usage error: an unknown
+    option, a missing argument, a value of the wrong type) is one line ``error: ...`` naming the fix,
+    with exit status 2, and no traceback."""
     warnings.showwarning = _warn_one_line
     warnings.filterwarnings("ignore", category=FutureWarning)
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     try:
-        app(args=argv, standalone_mode=False)
+        code = app(args=argv, prog_name="fractal", standalone_mode=False)
     except FractalError as e:
-        err.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        _error(str(e))
         return 2
-    except click.exceptions.ClickException as e:
-        e.show()
-        return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except _click_classes("NoArgsIsHelpError") as e:  # `fractal` or `fractal index` alone: the help
+        err.print(e.format_message(), markup=False, highlight=False)
+        return 2
+    except _click_classes("ClickException") as e:
+        ctx = getattr(e, "ctx", None)
+        where = ctx.command_path if ctx is not None else "fractal"
+        _error(f"{e.format_message().rstrip().rstrip('.')}; see `{where} --help`")
+        return 2
+    except (*_click_classes("Abort"), KeyboardInterrupt):
         err.print("aborted")
         return 130
-    except click.exceptions.Exit as e:
+    except _click_classes("Exit") as e:
         return e.exit_code
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,6 +22,8 @@ B = number of prefixes; see :func:`steerability_metrics`):
 * ``S_gap = A[1,c] - A[1,f]``: the coarse-minus-fine gap at the shortest prefix.
 * ``S_mono``: fraction of the 2(B-1) prefix steps that go the steerable way: coarse accuracy does
   not rise from j to j+1, fine accuracy does not fall. 1.0 = monotone zoom.
+* one prefix (B = 1, a one-block head): no zoom, so ``S = 0``, ``S_AUC = S_gap`` and ``S_mono`` is
+  ``None`` (``null`` in a record: there is no step).
 * with >= 3 levels, ``S_<a><b>`` is ``S`` computed between levels a and b for each pair; ``S_02``
   (coarsest vs finest of three) equals ``S``.
 
@@ -109,8 +111,12 @@ def steerability(acc: np.ndarray) -> float:
     return float((acc[0, 0] - acc[-1, 0]) + (acc[-1, -1] - acc[0, -1]))
 
 
-def steerability_metrics(acc: np.ndarray) -> dict[str, float]:
-    """``S``, ``S_AUC``, ``S_gap``, ``S_mono`` (and pairwise ``S_ab`` with >= 3 levels); module docstring."""
+def steerability_metrics(acc: np.ndarray) -> dict[str, float | None]:
+    """``S``, ``S_AUC``, ``S_gap``, ``S_mono`` (and pairwise ``S_ab`` with >= 3 levels); module docstring.
+
+    One prefix (a one-block head) has no zoom: ``S`` (and every ``S_ab``) is 0, ``S_AUC`` = ``S_gap``
+    = coarse - fine accuracy of that prefix, and ``S_mono`` is ``None`` (no prefix step to judge;
+    ``null`` in a record), so every value is a finite number or ``None``."""
     acc = np.asarray(acc, dtype=float)
     coarse, fine = acc[:, 0], acc[:, -1]
     n = acc.shape[0]
@@ -122,12 +128,12 @@ def steerability_metrics(acc: np.ndarray) -> dict[str, float]:
         steps = np.concatenate([np.diff(coarse) <= 1e-12, np.diff(fine) >= -1e-12])
         out["S_mono"] = float(steps.mean())
     else:
-        out["S_mono"] = float("nan")
+        out["S_mono"] = None
     if acc.shape[1] >= 3:
         for a in range(acc.shape[1]):
             for b in range(a + 1, acc.shape[1]):
                 out[f"S_{a}{b}"] = steerability(acc[:, [a, b]])
-    return {k: round(v, 6) for k, v in out.items()}
+    return {k: None if v is None else round(v, 6) for k, v in out.items()}
 
 
 def accuracy_dict(acc: np.ndarray, level_names, block_dim: int) -> dict[str, dict[str, float]]:

@@ -29,6 +29,12 @@ a zoom the index has, a known colour level); a bad request gets a 400 with ``{"e
 an unknown path a 404, and any unexpected failure a 500 ``{"error": "internal error ..."}`` without
 a traceback (the server logs one line).
 
+Before any of that, every request is screened: its ``Host`` header must name this server
+(``127.0.0.1``, ``localhost``, ``::1``, or a name given in ``allowed_hosts`` / ``--allow-host``;
+``*`` allows any), else a 400 -- a web page elsewhere can't reach the explorer through a DNS name
+rebound to 127.0.0.1; a path + query string over :data:`MAX_URL_BYTES` bytes is a 414; and a
+request body (the API takes none) is a 413.
+
 Given a run directory, :func:`open_index` builds a flat :class:`~fractal_embeddings.index.ZoomIndex`
 over the corpus (default: the split ``test`` of the dataset the run was trained on, subset included;
 ``corpus=`` takes what ``fractal index build`` takes) and keeps it under
@@ -61,6 +67,9 @@ DEFAULT_K = 10
 MAP_MAX_POINTS = 5000
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+# path + query string: a 500-character query in 4-byte UTF-8 characters is 500 x 12 bytes percent-encoded
+MAX_URL_BYTES = 8192
 COLORS = ("coarse", "fine")
 STATIC_DIR = Path(__file__).resolve().parent / "explore_static"
 STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
@@ -430,6 +439,65 @@ class _JsonErrors:
             await send({"type": "http.response.body", "body": body})
 
 
+def _host_name(value: str) -> str:
+    """The host of a ``Host`` header value (``name``, ``name:port``, ``[v6]:port``), lower-cased, no trailing dot."""
+    v = value.strip().lower()
+    if v.startswith("["):
+        v = v[1:v.find("]")] if "]" in v else v[1:]
+    elif v.count(":") == 1:
+        v = v.split(":", 1)[0]
+    return v.rstrip(".")
+
+
+def allowed_host_names(allowed_hosts: Sequence[str] = ()) -> frozenset[str]:
+    """The host names the explorer answers: the loopback names plus ``allowed_hosts`` (``*``: any)."""
+    return frozenset(_host_name(h) if h.strip() != "*" else "*" for h in (*LOOPBACK_HOSTS, *allowed_hosts) if h.strip())
+
+
+class _Guard:
+    """ASGI layer before the app: a ``Host`` this server doesn't answer to (DNS rebinding) is a 400, an
+    over-long URL a 414, a request body a 413 -- each a one-line JSON error, nothing read further."""
+
+    def __init__(self, app, allowed: frozenset[str]):
+        self.app = app
+        self.allowed = allowed
+
+    @staticmethod
+    async def _refuse(send, status: int, msg: str) -> None:
+        body = json.dumps({"error": msg, "status": status}).encode()
+        await send({"type": "http.response.start", "status": status,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: dict[bytes, bytes] = {}
+        for k, v in scope.get("headers") or []:
+            headers.setdefault(k.lower(), v)
+        raw_host = headers.get(b"host", b"").decode("latin-1")
+        host = _host_name(raw_host)
+        if "*" not in self.allowed and host not in self.allowed:
+            shown = repr(raw_host[:60]) if raw_host else "missing"
+            await self._refuse(send, 400, f"host {shown} is not allowed: this explorer answers only "
+                                          f"{', '.join(sorted(self.allowed))}; open it at http://127.0.0.1:PORT/, or "
+                                          "start it with --allow-host NAME (allowed_hosts=[...]) for another name")
+            return
+        size = len(scope.get("raw_path") or scope.get("path", "").encode()) + len(scope.get("query_string") or b"")
+        if size > MAX_URL_BYTES:
+            await self._refuse(send, 414, f"the URL has {size} bytes; at most {MAX_URL_BYTES} are accepted (queries "
+                                          f"are at most {MAX_QUERY_CHARS} characters)")
+            return
+        length = headers.get(b"content-length", b"0").strip()
+        if (length and length != b"0") or b"transfer-encoding" in headers:
+            await self._refuse(send, 413, "request bodies are not accepted: the API answers GET with its input in the "
+                                          "query string")
+            return
+        await self.app(scope, receive, send)
+
+
 def check_installed() -> None:
     """Raise a one-line error unless the ``explore`` extra (Starlette, uvicorn) is installed."""
     try:
@@ -439,8 +507,12 @@ def check_installed() -> None:
         raise ExploreError("the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'") from None
 
 
-def create_app(explorer: Explorer):
-    """The Starlette app over an :class:`Explorer` (needs the ``explore`` extra)."""
+def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
+    """The Starlette app over an :class:`Explorer` (needs the ``explore`` extra).
+
+    It answers requests whose ``Host`` is ``127.0.0.1``, ``localhost`` or ``::1`` (any port), or a name
+    in ``allowed_hosts`` (``"*"``: any host; for a server reached under another name or address);
+    other hosts get a 400 (DNS rebinding)."""
     try:
         from starlette.applications import Starlette
         from starlette.concurrency import run_in_threadpool
@@ -495,7 +567,7 @@ def create_app(explorer: Explorer):
         Route("/api/run", api(lambda p: explorer.run_info())),
     ]
     app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
-                    middleware=[Middleware(_JsonErrors)])
+                    middleware=[Middleware(_JsonErrors), Middleware(_Guard, allowed=allowed_host_names(allowed_hosts))])
     app.state.explorer = explorer
     return app
 

@@ -491,6 +491,9 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
             "tolerance": TOLERANCE, "check": check, "probe_texts": list(PROBE_TEXTS), "record": record}),
             encoding="utf-8")
         _check_target(out, overwrite, run_dir)  # again: the folder may have changed meanwhile
+        from .cache import apply_default_modes
+
+        apply_default_modes(tmp)  # safetensors writes 0o600: the export gets the umask's modes like any file
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)

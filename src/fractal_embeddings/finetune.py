@@ -194,6 +194,11 @@ def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, se
             save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=max(1, steps // 10),
             use_cpu=device == "cpu", disable_tqdm=not show_progress, dataloader_num_workers=0)
         trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
+        if not show_progress:  # no bars and no printed log lines (the history still goes into the record)
+            from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+            trainer.remove_callback(PrinterCallback)
+            trainer.remove_callback(ProgressCallback)
         trainer.train()
         history = [{k: (round(float(v), 6) if isinstance(v, float) else v) for k, v in entry.items()}
                    for entry in trainer.state.log_history]
@@ -221,6 +226,7 @@ def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
     """Write a fine-tuned run: the model folder + ``record.json`` (with the folder's fingerprint),
     built in a temporary sibling directory and renamed into place; an existing run is replaced only
     with ``overwrite`` (moved aside first, deleted once the new one is in place)."""
+    from .cache import apply_default_modes
     from .encoders import folder_fingerprint
     from .records import RECORD_FILE, canonical_json
 
@@ -233,6 +239,7 @@ def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
         if not overwrite:
             raise FractalError(f"{out} already holds a run; choose another --out or pass --overwrite")
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
     tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp = out.parent / f".{out.name}.finetune-{tag}"
     old = out.parent / f".{out.name}.old-{tag}"
@@ -249,6 +256,7 @@ def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
             raise FractalError(f"run {run.record.get('run_id')} holds no model to save")
         record = {**run.record, "encoder": {**run.record["encoder"], "fingerprint": folder_fingerprint(tmp)}}
         (tmp / RECORD_FILE).write_text(canonical_json(record), encoding="utf-8")
+        apply_default_modes(tmp)  # safetensors writes 0o600: the run gets the umask's modes like any file
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)
@@ -259,3 +267,22 @@ def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
             hf_logging.enable_progress_bar()
     run.record, run.path = record, out
     return out
+
+
+def _remove_stale(out: Path) -> None:
+    """Delete the temporary siblings a killed save left (``.<name>.finetune-<pid>-*`` of a dead process)."""
+    for p in out.parent.glob(f".{out.name}.*-*-*"):
+        kind, _, rest = p.name[len(out.name) + 2:].partition("-")
+        pid = rest.split("-", 1)[0]
+        if kind in ("finetune", "old") and pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

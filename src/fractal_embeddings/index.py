@@ -40,8 +40,9 @@ names; sha256 of the FAISS files and of ``vectors.npy``), one ``prefix-<d>.faiss
 (``faiss.write_index``), ``vectors.npy`` (the full head vectors) and ``run/`` (a copy of the run's
 record and weights, checked against its own sha256 on load, so text queries need nothing else).
 Nothing is pickled. :meth:`ZoomIndex.save` writes everything into a temporary directory beside the
-target and renames it into place (an index being replaced with ``overwrite`` is first renamed
-aside, then deleted), so a reader never sees a half-written index.
+target, which then takes its place in one step (an index being replaced with ``overwrite`` is
+exchanged with it, then deleted; :mod:`~fractal_embeddings.atomic`), so the path always holds the
+old index or the new one and a reader never sees a half-written index.
 """
 
 from __future__ import annotations
@@ -49,8 +50,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -59,6 +58,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from .atomic import atomic_dir, check_output_dir
 from .errors import FractalError, InputDataError
 from .evaluation import unit_rows as _unit
 
@@ -167,18 +167,15 @@ def _check_id(i):
     raise ZoomIndexError(f"ids must be ints or strings, got {type(i).__name__} {i!r}")
 
 
+def _target_checks(overwrite: bool) -> dict:
+    return {"overwrite": overwrite, "marker": META_FILE, "what": "an index", "error": ZoomIndexError}
+
+
 def check_target(out_dir, overwrite: bool = False) -> Path:
-    """Raise unless ``out_dir`` may receive an index: absent, empty, or (with ``overwrite``) an index."""
-    out = Path(out_dir)
-    if out.exists():
-        if not out.is_dir():
-            raise ZoomIndexError(f"{out} exists and is not a directory; choose another --out")
-        if any(out.iterdir()):
-            if not (out / META_FILE).is_file():
-                raise ZoomIndexError(f"{out} exists and is not a zoom index (no {META_FILE}); choose another --out")
-            if not overwrite:
-                raise ZoomIndexError(f"{out} already holds an index; choose another --out or pass --overwrite")
-    return out
+    """Raise unless ``out_dir`` may receive an index: absent, empty, or (with ``overwrite``) an index;
+    never a file, a folder under a file, an unwritable place or a folder holding anything else
+    (:func:`~fractal_embeddings.atomic.check_output_dir`)."""
+    return check_output_dir(out_dir, **_target_checks(overwrite))
 
 
 # -------------------------------------------------------------------- index
@@ -397,7 +394,7 @@ class ZoomIndex:
                 return self.dims[0]
             if z == "fine":
                 return self.dims[-1]
-            if z.isdigit():
+            if z.isascii() and z.isdigit():  # not str.isdigit alone: '²' is a digit int() refuses
                 zoom = int(z)
         if isinstance(zoom, (int, np.integer)) and not isinstance(zoom, bool) and int(zoom) in self.dims:
             return int(zoom)
@@ -443,6 +440,9 @@ class ZoomIndex:
 
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ZoomIndexError(f"k must be an integer >= 1, got {k!r}")
+        if ef_search is not None and (isinstance(ef_search, bool) or not isinstance(ef_search, (int, np.integer))
+                                      or ef_search < 1):  # before any query is encoded
+            raise ZoomIndexError(f"ef_search must be an integer >= 1, got {ef_search!r}")
         zd = self.zoom_dims(zoom)
         if len(self) == 0:
             raise ZoomIndexError("the index is empty; add texts before searching")
@@ -499,14 +499,7 @@ class ZoomIndex:
 
         if len(self) == 0:
             raise ZoomIndexError("empty corpus: the index has no items to save; add texts first")
-        out = check_target(out_dir, overwrite)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        old = None
-        try:
-            from .cache import default_dir_mode
-
-            os.chmod(tmp, default_dir_mode())  # the mode of any new folder, not mkdtemp's private 0o700
+        with atomic_dir(out_dir, **_target_checks(overwrite)) as tmp:  # checked first, swapped in whole
             self.run.save(tmp / RUN_DIR)
             files = {}
             for d, ix in self.indexes.items():
@@ -518,21 +511,7 @@ class ZoomIndex:
             meta = self.metadata()
             meta["files"] = {name: file_sha256(tmp / name) for name in files}
             (tmp / META_FILE).write_text(_meta_json(meta), encoding="utf-8")
-            if out.exists():
-                if any(out.iterdir()):
-                    old = out.parent / f".{out.name}.old-{os.getpid()}"
-                    os.replace(out, old)
-                else:
-                    out.rmdir()
-            os.replace(tmp, out)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if old is not None and not out.exists():
-                os.replace(old, out)
-            raise
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-        return out
+        return Path(out_dir)
 
     @classmethod
     def load(cls, index_dir, run=None, *, encoder=None, device: str | None = "auto") -> ZoomIndex:
@@ -735,7 +714,7 @@ def _payloads(df, extra: list, keep: list[int], path: Path) -> list:
 
 
 def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
-    from .data.tabular import _read_frame, check_scalar_columns
+    from .data.tabular import _read_frame, check_scalar_columns, describe_columns
 
     df = _read_frame(path)
     if len(df) == 0:
@@ -745,7 +724,7 @@ def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise InputDataError(f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has "
-                             f"{', '.join(map(str, df.columns))} (set --text / --levels / --id)")
+                             f"{describe_columns(df.columns)} (set --text / --levels / --id)")
     check_scalar_columns(df, [text, *levels] + (["split"] if split else []), path)
     keep = list(range(len(df)))
     if split:

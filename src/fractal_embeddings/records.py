@@ -6,7 +6,8 @@ A run directory holds::
     head.safetensors   the trained head (absent for ``flat``); its metadata repeats the head config
                        and the encoder fingerprint, so the file is self-describing
 
-``record.json`` is written last and atomically: a directory without it is an unfinished run.
+A run directory is written whole into a temporary folder beside it and then takes its place in one
+step (:mod:`~fractal_embeddings.atomic`): the path holds the old run or the new one, never a mix.
 Keys (``RECORD_KEYS``): ``schema``, ``run_id``, ``method``, ``seed``, ``dataset`` (name, load
 arguments, levels with class counts, rows per split, fingerprint), ``encoder`` (identity + dim),
 ``config`` (head, objective, train, eval), ``versions``, ``accuracy`` (``{"<dims>": {"<level>":
@@ -21,17 +22,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import platform
 import sys
 from pathlib import Path
 
-from .cache import atomic_write_bytes
 from .errors import FractalError
 
 SCHEMA = "fractal-embeddings/run-record/1"
 RECORD_FILE = "record.json"
 WEIGHTS_FILE = "head.safetensors"
+PARTIAL_FILES = (WEIGHTS_FILE, WEIGHTS_FILE + ".tmp")  # what an interrupted save of an older version left
 RECORD_KEYS = ("schema", "run_id", "method", "seed", "dataset", "encoder", "config", "versions", "accuracy",
                "steerability", "baseline", "training", "timing", "weights")
 
@@ -66,45 +68,62 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def save_run(out_dir: str | os.PathLike, record: dict, head=None, overwrite: bool = False) -> Path:
-    """Write ``head.safetensors`` (when there is a head), then ``record.json``; returns the directory.
+def non_finite_fields(obj, where: str = "") -> list[str]:
+    """Dotted paths of the NaN / infinite floats in a JSON-like object (canonical JSON refuses them)."""
+    if isinstance(obj, float):
+        return [] if math.isfinite(obj) else [where or "(value)"]
+    if isinstance(obj, dict):
+        return [p for k, v in obj.items() for p in non_finite_fields(v, f"{where}.{k}" if where else str(k))]
+    if isinstance(obj, (list, tuple)):
+        return [p for i, v in enumerate(obj) for p in non_finite_fields(v, f"{where}[{i}]")]
+    return []
 
-    A directory that already holds a run is refused unless ``overwrite``: a finished run is never
-    replaced by accident."""
+
+def save_run(out_dir: str | os.PathLike, record: dict, head=None, overwrite: bool = False) -> Path:
+    """Write a run directory (``head.safetensors`` when there is a head, then ``record.json``) in one
+    step; returns the directory.
+
+    The complete run is written into a temporary folder beside ``out_dir`` and then takes its place
+    (:func:`~fractal_embeddings.atomic.atomic_dir`): at every instant ``out_dir`` holds the old run
+    or the new one, and a failure (a record that can't be written, a kill) leaves the old one whole.
+    A directory that already holds a run is replaced only with ``overwrite`` (a finished run is never
+    replaced by accident); a non-empty folder that holds no run never."""
     from safetensors.torch import save_file
 
-    out = Path(out_dir)
-    if (out / RECORD_FILE).exists() and not overwrite:
-        raise RunRecordError(f"{out} already holds a run; choose another --out or pass --overwrite")
-    out.mkdir(parents=True, exist_ok=True)
-    record = dict(record)
-    if head is not None:
-        tmp = out / (WEIGHTS_FILE + ".tmp")
-        state = {k: v.detach().contiguous().clone() for k, v in head.state_dict().items()}
-        # one metadata key: safetensors writes metadata in hash-map order, so several keys would make
-        # the file's bytes (and its sha256) differ between processes for identical weights
-        meta = {"fractal": canonical_json({"head": head.config(), "schema": SCHEMA,
-                                           "encoder_fingerprint": str(record["encoder"].get("fingerprint", ""))})}
-        save_file(state, str(tmp), metadata=meta)
-        os.replace(tmp, out / WEIGHTS_FILE)
-        record["weights"] = {"file": WEIGHTS_FILE, "sha256": file_sha256(out / WEIGHTS_FILE)}
-    else:
-        record["weights"] = None
-        (out / WEIGHTS_FILE).unlink(missing_ok=True)
+    from .atomic import atomic_dir
+
+    record = {**record, "weights": None}
     missing = [k for k in RECORD_KEYS if k not in record]
     if missing:
         raise RunRecordError(f"run record lacks {', '.join(missing)}; it can't be saved")
-    atomic_write_bytes(out / RECORD_FILE, canonical_json(record).encode())
+    bad = non_finite_fields(record)
+    if bad:  # before anything is written: canonical JSON has no NaN or infinity
+        raise RunRecordError(f"run record field {', '.join(bad[:3])} is not a finite number; the run can't be saved "
+                             f"(a training that diverged? lower the learning rate and train again)")
+    out = Path(out_dir)
+    with atomic_dir(out, overwrite=overwrite, marker=RECORD_FILE, what="a run", partial=PARTIAL_FILES,
+                    error=RunRecordError) as tmp:
+        if head is not None:
+            state = {k: v.detach().contiguous().clone() for k, v in head.state_dict().items()}
+            # one metadata key: safetensors writes metadata in hash-map order, so several keys would make
+            # the file's bytes (and its sha256) differ between processes for identical weights
+            meta = {"fractal": canonical_json({"head": head.config(), "schema": SCHEMA,
+                                               "encoder_fingerprint": str(record["encoder"].get("fingerprint", ""))})}
+            save_file(state, str(tmp / WEIGHTS_FILE), metadata=meta)
+            record["weights"] = {"file": WEIGHTS_FILE, "sha256": file_sha256(tmp / WEIGHTS_FILE)}
+        (tmp / RECORD_FILE).write_bytes(canonical_json(record).encode())
     return out
 
 
 def load_record(run_dir: str | os.PathLike) -> dict:
     """The record of a run directory (or of a ``record.json`` path), validated."""
-    path = Path(run_dir)
-    if path.is_dir():
-        path = path / RECORD_FILE
+    given = Path(run_dir)
+    if not given.exists():
+        raise RunRecordError(f"{given} does not exist; pass a run directory (the --out of `fractal train`)")
+    path = given / RECORD_FILE if given.is_dir() else given
     if not path.exists():
-        raise RunRecordError(f"{path.parent}: no {RECORD_FILE} here; pass the directory `fractal train --out` wrote")
+        raise RunRecordError(f"{given}: no {RECORD_FILE} here, so it is not a run directory; pass the directory "
+                             f"`fractal train --out` wrote")
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:

@@ -227,6 +227,9 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     for split in ("train", "val"):
         if split not in dataset.splits:
             raise FractalError(f"dataset '{dataset.name}' has no '{split}' split; training needs train and val")
+    check_seed(seed)
+    check_seed(eval_seed, "eval_seed")
+    check_sizes(dataset, cfg if objective.head_kind is not None else None, eval_split, eval_rows, k)  # before any work
     rows = eval_row_sample(dataset, eval_split, eval_rows, eval_seed)
     from .devices import resolve_device
 
@@ -234,6 +237,9 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     encoder = as_encoder(encoder, device)
     X = {s: embed_split(encoder, dataset.split(s)) for s in ("train", "val", eval_split)}
     enc_dim = X["train"].shape[1]
+    if blocks_that_fit(enc_dim, block_dim, n_blocks) < 1:  # before training: the baseline could not be scored
+        raise FractalError(f"block dim {block_dim} is wider than the encoder's {enc_dim} dims, so the untrained encoder "
+                           f"can't be scored at any prefix; use a block dim <= {enc_dim} (--block-dim)")
     X_fit = X
     if finetune_layers:  # the trainer reads token states; scoring the untrained encoder still reads X
         from .backbone import split_states
@@ -328,6 +334,7 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     if not isinstance(run, Run):
         run = load_run(run)
     rec = run.record
+    check_eval_config(rec, run)  # an edited record fails here, in one line, before any loading
     if dataset is None:
         dataset = dataset_for_record(rec)
     encoder = as_encoder(encoder if encoder is not None else run.encoder(device))
@@ -336,6 +343,11 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     rows_n = ev["max_rows"] if eval_rows == "record" else eval_rows
     seed = ev["sample_seed"] if eval_seed is None else eval_seed
     k = ev["k"] if k is None else k
+    if ev["split"] not in dataset.splits:
+        raise FractalError(f"{_record_name(run)}: config.eval.split is {ev['split']!r}, but dataset '{dataset.name}' has "
+                           f"{', '.join(dataset.splits)}; restore the field (or train the run again)")
+    check_seed(seed, "eval_seed")
+    check_sizes(dataset, None, ev["split"], rows_n, k)
     rows = eval_row_sample(dataset, ev["split"], rows_n, seed, sample)
     X = np.asarray(embed_split(encoder, dataset.split(ev["split"])))
     check_compatible(rec, encoder_dim=X.shape[1])
@@ -351,3 +363,119 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     out["eval"] = {**ev, "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": len(rows),
                    "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
     return out
+
+
+# ------------------------------------------------------------------ checks made before the work
+SEED_LIMIT = 2 ** 32  # numpy's seeds are 32-bit
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def check_seed(seed, name: str = "seed") -> int:
+    """Raise unless ``seed`` is an integer in [0, 2**32) (what numpy and torch take)."""
+    if not _is_int(seed) or not 0 <= seed < SEED_LIMIT:
+        raise FractalError(f"{name} must be an integer in [0, 2**32) (0 to {SEED_LIMIT - 1}), got {seed!r}")
+    return int(seed)
+
+
+def check_sizes(dataset, cfg, eval_split: str, eval_rows, k: int) -> None:
+    """Raise (one line, saying what is needed) unless every split a run reads is big enough: training
+    rows, more than ``cfg.k`` validation rows for the best-epoch k-NN (``cfg``: the trainer's config,
+    None when nothing is trained), more than ``k`` scored rows for the leave-one-out k-NN of the
+    scores. Made before anything is encoded or trained."""
+    if not _is_int(k) or k < 1:
+        raise FractalError(f"k must be an integer >= 1, got {k!r}")
+    name = dataset.name
+    if cfg is not None:
+        if len(dataset.split("train")) == 0:
+            raise FractalError(f"the 'train' split of dataset '{name}' has no rows; give the file rows to train on")
+        n_val = len(dataset.split("val"))
+        scored = n_val if cfg.val_rows is None else min(cfg.val_rows, n_val)
+        if cfg.select == "val-knn" and scored <= cfg.k:
+            raise FractalError(f"the 'val' split of dataset '{name}' has {n_val} rows; leave-one-out {cfg.k}-NN validation "
+                               f"needs at least {cfg.k + 1}: give the file a 'split' column with that many 'val' rows, or "
+                               f"more rows per class (the automatic val split takes 10 % of each class, rounded)")
+    if eval_rows is not None and (not _is_int(eval_rows) or eval_rows <= k):
+        raise FractalError(f"eval_rows (--eval-rows) must be 'all' (None) or at least {k + 1}: leave-one-out {k}-NN needs "
+                           f"{k} neighbours besides each scored row; got {eval_rows!r}")
+    if eval_split in dataset.splits:
+        n = len(dataset.split(eval_split))
+        if n <= k:
+            raise FractalError(f"the '{eval_split}' split of dataset '{name}' has {n} rows; leave-one-out {k}-NN needs at "
+                               f"least {k + 1}: add rows to it")
+
+
+def _record_name(run) -> str:
+    path = getattr(run, "path", None)
+    return f"{path}/record.json" if path is not None else f"record.json of run {run.record.get('run_id', '?')}"
+
+
+def check_eval_config(record: dict, run=None) -> dict:
+    """The record's ``config.eval`` (the protocol :func:`evaluate` repeats), checked field by field:
+    an edited or damaged record fails in one line naming the field."""
+    where = _record_name(run) if run is not None else f"record.json of run {record.get('run_id', '?')}"
+    ev = (record.get("config") or {}).get("eval")
+    if not isinstance(ev, dict):
+        raise FractalError(f"{where}: config.eval is {ev!r}, not the evaluation settings; train the run again")
+    checks = {
+        "split": (lambda v: isinstance(v, str) and v != "", "a split name such as 'test'"),
+        "k": (lambda v: _is_int(v) and v >= 1 and (not _is_int(ev.get("n_rows")) or v < ev["n_rows"]),
+              f"an integer >= 1 and below the {ev.get('n_rows')} rows scored"),
+        "max_rows": (lambda v: v is None or (_is_int(v) and v > (ev.get("k") if _is_int(ev.get("k")) else 1)),
+                     "null (all rows) or an integer > k"),
+        "sample_seed": (lambda v: _is_int(v) and 0 <= v < SEED_LIMIT, "an integer in [0, 2**32)"),
+    }
+    for field, (ok, expected) in checks.items():
+        if field not in ev or not ok(ev[field]):
+            got = repr(ev[field]) if field in ev else "missing"
+            raise FractalError(f"{where}: config.eval.{field} is {got}, expected {expected}; restore the field (the "
+                               f"record was edited?) or train the run again")
+    return ev
+
+
+def scored_as_record(record: dict, rescored: dict) -> bool:
+    """Whether a re-score (:func:`evaluate`) used the record's protocol: same split, rows and k."""
+    a, b = record["config"]["eval"], rescored.get("eval", {})
+    return all(a.get(key) == b.get(key) for key in ("split", "n_rows", "rows_sha256", "k"))
+
+
+def _flat_scores(d, prefix: str = "") -> dict:
+    out = {}
+    for key, v in (d or {}).items():
+        name = f"{prefix} {key}".strip()
+        if isinstance(v, dict):
+            out.update(_flat_scores(v, name))
+        else:
+            out[name] = v
+    return out
+
+
+def compare_scores(record: dict, rescored: dict, tol: float = 1e-9) -> list[str]:
+    """Differences between a run record's scores and a re-score of the run (:func:`evaluate`):
+    accuracy, steerability and the untrained baseline's, each value equal within ``tol`` (the same
+    rows, k and weights give the same numbers up to float rounding). One string per difference,
+    e.g. ``"accuracy 64 domain: record 0.91, re-score 0.66"``; ``[]`` when they agree. A re-score on
+    other rows than the record's gives one difference saying so."""
+    if not scored_as_record(record, rescored):
+        a, b = record["config"]["eval"], rescored.get("eval", {})
+        return [f"scored rows: record {a.get('n_rows')} {a.get('split')} rows (k={a.get('k')}), re-score "
+                f"{b.get('n_rows')} {b.get('split')} rows (k={b.get('k')})"]
+    diffs = []
+    for section, mine, theirs in (("accuracy", record.get("accuracy"), rescored.get("accuracy")),
+                                  ("steerability", record.get("steerability"), rescored.get("steerability")),
+                                  ("baseline accuracy", (record.get("baseline") or {}).get("accuracy"),
+                                   (rescored.get("baseline") or {}).get("accuracy")),
+                                  ("baseline steerability", (record.get("baseline") or {}).get("steerability"),
+                                   (rescored.get("baseline") or {}).get("steerability"))):
+        a, b = _flat_scores(mine, section), _flat_scores(theirs, section)
+        for key in sorted(set(a) | set(b)):
+            x, y = a.get(key), b.get(key)
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+            same = abs(x - y) <= tol if numbers else x == y
+            if not same:
+                mine_s = "missing" if key not in a else x
+                theirs_s = "missing" if key not in b else y
+                diffs.append(f"{key}: record {mine_s}, re-score {theirs_s}")
+    return diffs

@@ -27,6 +27,14 @@ from .errors import FractalError
 from .evaluation import knn_neighbours, stratified_sample, vote
 
 
+def _is_int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+
+
+def _is_real(v) -> bool:
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     lr: float = 1e-4
@@ -42,14 +50,25 @@ class TrainConfig:
     encoder_lr: float | None = None  # fine-tuned encoder layers only (backbone.py); None elsewhere
 
     def __post_init__(self):
-        if self.epochs < 1 or self.batch_size < 1:
-            raise FractalError(f"epochs and batch_size must be >= 1, got {self.epochs} and {self.batch_size}")
-        if not self.lr > 0:
-            raise FractalError(f"lr must be > 0, got {self.lr}")
+        # every numeric field: the right type and a finite value in range (an inf lr or a NaN clip would
+        # only show as a NaN loss, a 2.5-epoch run as a crash deep inside the loop)
+        for name in ("epochs", "batch_size", "k", "threads"):
+            v = getattr(self, name)
+            if not _is_int(v) or v < 1:
+                raise FractalError(f"{name} must be an integer >= 1, got {v!r}")
+        for name, optional in (("lr", False), ("encoder_lr", True)):
+            v = getattr(self, name)
+            if not (optional and v is None) and (not _is_real(v) or not math.isfinite(v) or v <= 0):
+                raise FractalError(f"{name} must be a finite number > 0, got {v!r}")
+        for name, optional in (("weight_decay", False), ("grad_clip", True)):  # grad_clip None or 0: no clipping
+            v = getattr(self, name)
+            if not (optional and v is None) and (not _is_real(v) or not math.isfinite(v) or v < 0):
+                raise FractalError(f"{name} must be a finite number >= 0, got {v!r}")
+        if self.val_rows is not None and (not _is_int(self.val_rows) or self.val_rows <= self.k):
+            raise FractalError(f"val_rows must be None (all) or an integer > k: leave-one-out {self.k}-NN validation "
+                               f"needs at least {self.k + 1} rows, got {self.val_rows!r}")
         if self.lr_schedule not in ("cosine", "constant"):
             raise FractalError(f"unknown lr_schedule '{self.lr_schedule}'; use cosine or constant")
-        if self.encoder_lr is not None and not self.encoder_lr > 0:
-            raise FractalError(f"encoder_lr must be > 0, got {self.encoder_lr}")
         if self.select not in ("val-knn", "last"):
             raise FractalError(f"unknown select '{self.select}'; use val-knn or last")
 
@@ -113,6 +132,17 @@ def _grad_norm(flats: list[_FlatParams]) -> torch.Tensor:
     if len(flats) == 1:
         return torch.linalg.vector_norm(flats[0].grad)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f.grad) for f in flats]))
+
+
+def _check_finite(epoch: int, mean_loss: float, flats: list[_FlatParams], base_lr: list[float]) -> None:
+    """Stop a diverging run: a NaN / infinite loss or weights after an epoch is a one-line error (checked
+    once per epoch, not per step: no extra device sync in the loop)."""
+    weights_ok = all(bool(torch.isfinite(f.flat).all()) for f in flats)
+    if math.isfinite(mean_loss) and weights_ok:
+        return
+    what = f"loss {mean_loss}" if not math.isfinite(mean_loss) else "the loss is finite but the weights are not"
+    raise FractalError(f"training diverged at epoch {epoch} ({what}); nothing was saved: lower the learning rate "
+                       f"(--lr, now {', '.join(f'{lr:g}' for lr in base_lr)}) and train again")
 
 
 def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels: tuple[int, ...]) -> float:
@@ -184,6 +214,7 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
                 opt.step()
                 loss_sum += loss.detach()
                 step += 1
+            _check_finite(epoch, float(loss_sum) / steps_per_epoch, flats, base_lr)
             entry = {"epoch": epoch, "train_loss": round(float(loss_sum) / steps_per_epoch, 6)}
             if config.select == "val-knn":
                 score = validation_score(head, X_val, Y_val, config.k, objective.selection_levels(head.n_levels))

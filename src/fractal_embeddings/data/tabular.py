@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from ..errors import InputDataError
+from ..errors import InputDataError, TaxonomyError
 from .loaders import RawData, decode_error
 from .taxonomy import holdout_rows
 
@@ -38,7 +38,7 @@ def _read_frame(path: Path) -> pd.DataFrame:
             return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
                                encoding="utf-8-sig", encoding_errors="strict")
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, convert_dates=False, encoding="utf-8-sig")
+            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")  # dtype=False: no date guessing either
         return pd.read_parquet(path)
     except UnicodeDecodeError:
         raise decode_error(path) from None
@@ -93,11 +93,13 @@ _NON_SCALAR = {list: "list", tuple: "list", set: "set", frozenset: "set", dict: 
                bytes: "bytes value", bytearray: "bytes value", memoryview: "bytes value"}
 
 
+_NON_SCALAR_TYPES = tuple(_NON_SCALAR)
+
+
 def _non_scalar(v) -> str | None:
-    for cls, name in _NON_SCALAR.items():
-        if isinstance(v, cls):
-            return name
-    return None
+    if not isinstance(v, _NON_SCALAR_TYPES):
+        return None
+    return next(name for cls, name in _NON_SCALAR.items() if isinstance(v, cls))
 
 
 def _missing(v) -> bool:
@@ -117,6 +119,8 @@ def check_scalar_columns(df: pd.DataFrame, columns: Sequence, path: Path, rows: 
     """Refuse a column holding lists, dicts, arrays or bytes: one line naming the column and the first bad row."""
     rows = rows or RowNames(path, len(df))
     for c in dict.fromkeys(columns):
+        if df[c].dtype != object:  # a string, number or bool column can't hold a list
+            continue
         for i, v in enumerate(df[c].tolist()):
             what = _non_scalar(v)
             if what:
@@ -126,6 +130,13 @@ def check_scalar_columns(df: pd.DataFrame, columns: Sequence, path: Path, rows: 
                     f"{path}: {rows(i)}: column {c!r} holds a {what} ({shown}); every cell of a text or label column "
                     "must be one value: write one label per cell (a string or a number)"
                 )
+
+
+def describe_columns(columns, limit: int = 20) -> str:
+    """Column names for a one-line message (names with unprintable characters quoted and escaped)."""
+    names = [c if isinstance(c, str) and c.isprintable() and c.strip() == c and c else repr(c) for c in columns]
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more if names else "no columns"
 
 
 def _show(text: str, limit: int = 60) -> str:
@@ -149,8 +160,7 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
     missing = [c for c in wanted if c not in df.columns]
     if missing:
         raise InputDataError(
-            f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has "
-            f"{', '.join(repr(c) if not isinstance(c, str) or not c.isprintable() else c for c in df.columns)} "
+            f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has {describe_columns(df.columns)} "
             "(set --text / --levels)"
         )
     rows_at = RowNames(path, len(df))
@@ -160,7 +170,7 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
         if _missing(t):
             t = None
         elif not isinstance(t, str):
-            raise InputDataError(f"{path}: {rows_at(i)}: column {text!r} holds a {type(t).__name__} ({t!r}); texts must "
+            raise TaxonomyError(f"{path}: {rows_at(i)}: column {text!r} holds a {type(t).__name__} ({t!r}); texts must "
                                  "be strings: quote it in the file or pick another --text column")
         texts.append(t)
     has_text = [t is not None and bool(t.strip()) for t in texts]
@@ -169,11 +179,11 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
     for i, lab in enumerate(labels):
         if has_text[i] and "" in lab:
             lv = levels[lab.index("")]
-            raise InputDataError(f"{path}: {rows_at(i)}: empty label in column {lv!r}; every row with text needs a label "
+            raise TaxonomyError(f"{path}: {rows_at(i)}: empty label in column {lv!r}; every row with text needs a label "
                                  "at every level: fill it in or drop the row")
     n_empty = has_text.count(False)
     if n_empty and empty == "error":
-        raise InputDataError(f"{path}: {n_empty} empty or whitespace-only texts (first at {rows_at(has_text.index(False))}); "
+        raise TaxonomyError(f"{path}: {n_empty} empty or whitespace-only texts (first at {rows_at(has_text.index(False))}); "
                              "remove them or pass empty='drop'")
     _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates)
     if "split" in df.columns:

@@ -1,0 +1,141 @@
+"""`fractal finetune` end to end on the CPU: a user file of real CLINC150 rows, the run accepted by
+eval / index build / search / export, one-line errors, and a killed run that leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fractal_embeddings import load_dataset
+
+ARGS = ["--text", "text", "--levels", "domain,intent", "--max-train-rows", "160", "--epochs", "1",
+        "--batch-size", "32", "--eval-rows", "all"]
+
+
+@pytest.fixture(scope="module")
+def csv_file(data_home, tmp_path_factory):
+    """Real CLINC150 rows (4 domains) as a user file with a split column."""
+    ds = load_dataset("clinc150")
+    keep = set(ds.levels[0].classes[:4])
+    frames = []
+    for split, n in (("train", 320), ("val", 80), ("test", 160)):
+        sp = ds.split(split)
+        rows = [i for i, lab in enumerate(sp.labels) if ds.levels[0].classes[lab[0]] in keep][:n]
+        frames.append(pd.DataFrame({"text": [sp.texts[i] for i in rows],
+                                    "domain": [ds.levels[0].classes[sp.labels[i][0]] for i in rows],
+                                    "intent": [ds.levels[1].classes[sp.labels[i][1]] for i in rows],
+                                    "split": split}))
+    path = tmp_path_factory.mktemp("ft-data") / "clinc-4.csv"
+    pd.concat(frames).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ft_run(csv_file, cache_dir, tmp_path_factory):
+    from fractal_embeddings.cli import main
+
+    out = tmp_path_factory.mktemp("ft") / "run"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FRACTAL_CACHE", str(cache_dir))
+    assert main(["finetune", str(csv_file), *ARGS, "--out", str(out), "--json"]) == 0
+    yield out
+    mp.undo()
+
+
+def test_finetune_writes_a_sentence_transformers_folder_and_a_record(ft_run):
+    from sentence_transformers import SentenceTransformer
+
+    from fractal_embeddings.evaluation import unit_rows
+    from fractal_embeddings.runs import load_run
+
+    rec = json.loads((ft_run / "record.json").read_text())
+    assert rec["encoder"]["model"] == "." and rec["encoder"]["base"]["name"] == "sentence-transformers/all-MiniLM-L6-v2"
+    assert rec["config"]["train"]["finetune"] == "full" and rec["config"]["train"]["train_rows"] == 160
+    assert set(rec["accuracy"]) == {"64", "128", "192", "256"} and "S" in rec["steerability"]
+    assert rec["baseline"]["accuracy"]["64"] != rec["accuracy"]["64"]  # the untrained encoder, scored too
+    assert any("domain" in h for h in rec["training"]["history"])  # the trainer logged the loss per level
+    run = load_run(ft_run)
+    texts = ["what's my balance", "transfer money to savings", "book a table for two"]
+    Z = run.embed(texts)
+    coarse = SentenceTransformer(str(ft_run), trust_remote_code=True, truncate_dim=64)
+    assert np.abs(coarse.encode(texts, normalize_embeddings=True) - unit_rows(Z[:, :64])).max() <= 1e-5
+
+
+def test_finetuned_run_is_accepted_everywhere(ft_run, csv_file, cache_dir, tmp_path, capsys, monkeypatch):
+    from sentence_transformers import SentenceTransformer
+
+    from fractal_embeddings.cli import main
+    from fractal_embeddings.evaluation import unit_rows
+    from fractal_embeddings.runs import load_run
+
+    monkeypatch.setenv("FRACTAL_CACHE", str(cache_dir))
+    rec = json.loads((ft_run / "record.json").read_text())
+    assert main(["eval", str(ft_run), "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["accuracy"] == rec["accuracy"] and res["baseline"] == rec["baseline"]
+
+    idx = tmp_path / "idx"
+    assert main(["index", "build", str(ft_run), str(csv_file), "--text", "text", "--levels", "domain,intent",
+                 "--split", "test", "--out", str(idx), "--json"]) == 0
+    capsys.readouterr()
+    assert main(["search", str(idx), "what is my checking balance", "--zoom", "coarse", "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)["hits"]
+    assert len(hits) == 3 and all(set(h["labels"]) == {"domain", "intent"} for h in hits)
+
+    exp = tmp_path / "exported"
+    assert main(["export", str(ft_run), str(exp)]) == 0
+    capsys.readouterr()
+    texts = ["freeze my card", "what's the weather like"]
+    Z = load_run(ft_run).embed(texts)
+    for p in (64, 256):
+        got = SentenceTransformer(str(exp), trust_remote_code=True, truncate_dim=p).encode(texts, normalize_embeddings=True)
+        assert np.abs(got - unit_rows(Z[:, :p])).max() <= 1e-5
+    assert "fine-tuned end to end" in (exp / "README.md").read_text()
+    assert main(["export", str(ft_run), str(tmp_path / "p"), "--portable"]) == 2
+    assert "has no built-in-modules form" in capsys.readouterr().err
+
+
+def test_finetune_errors_are_one_line_before_work(ft_run, csv_file, tmp_path, capsys):
+    from fractal_embeddings.cli import main
+
+    busy = tmp_path / "busy"
+    busy.mkdir()
+    (busy / "notes.txt").write_text("mine")
+    cases = [(["finetune", str(csv_file), *ARGS, "--out", str(ft_run)], "already holds a run"),
+             (["finetune", str(csv_file), *ARGS, "--out", str(busy)], "not empty and holds no run"),
+             (["finetune", str(csv_file), *ARGS, "--method", "flat", "--out", str(tmp_path / "f")], "trains no head"),
+             (["finetune", str(csv_file), *ARGS, "--model", "minilm-l6-int8", "--out", str(tmp_path / "o")],
+              "ships as ONNX only"),
+             (["finetune", str(csv_file), *ARGS, "--encoder-lr", "0", "--out", str(tmp_path / "z")], "encoder_lr must be")]
+    for args, msg in cases:
+        assert main(args) == 2, args
+        e = capsys.readouterr().err.strip()
+        assert e.startswith("error: ") and msg in e and "\n" not in e, e
+    assert (busy / "notes.txt").read_text() == "mine" and not (tmp_path / "f").exists()
+
+
+def test_killed_finetune_leaves_nothing(csv_file, cache_dir, tmp_path):
+    """SIGKILL while the trainer runs (and once while the model is written): the target directory is
+    absent; a later run cleans the dead run's temporary sibling and completes."""
+    out = tmp_path / "killed"
+    env = {**os.environ, "FRACTAL_CACHE": str(cache_dir)}
+    cmd = [sys.executable, "-m", "fractal_embeddings.cli", "finetune", str(csv_file), *ARGS, "--out", str(out), "--json"]
+    for delay in (6.0, 12.0):
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        p.send_signal(signal.SIGKILL)
+        p.wait()
+        assert not out.exists() or (out / "record.json").is_file(), delay  # never half-written
+    if out.exists():  # a complete run got in first: replace it
+        cmd.append("--overwrite")
+    assert subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+    assert (out / "record.json").is_file() and (out / "3_FractalHead" / "model.safetensors").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary siblings cleaned
