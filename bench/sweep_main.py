@@ -30,7 +30,7 @@ def main() -> None:
         (root,) = run_experiment("main", out, quick=args.quick, workers=args.workers, log=lambda *_: None, progress=False)
         wall = time.perf_counter() - t0
         per = {}
-        for _, rec in RunStore(root).records():
+        for _, rec in ((k, r.to_dict()) for k, r in RunStore(root).records()):
             per.setdefault(rec["method"], []).append(rec["timing"]["train_s"])
     print(json.dumps({"wall_s": round(wall, 1), "runs": sum(map(len, per.values())), "workers": args.workers,
                       "median_train_s": {m: round(statistics.median(v), 2) for m, v in per.items()}}, indent=1))

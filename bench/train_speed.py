@@ -30,9 +30,9 @@ for seed in seeds:
     t0 = time.perf_counter()
     run = train(ds, args.method, seed=seed, encoder=enc)
     totals.append(time.perf_counter() - t0)
-    trains.append(run.record["timing"]["train_s"])
-    evals.append(run.record["timing"]["eval_s"])
-    cfg = run.record["config"]["train"]
+    trains.append(run.record.to_dict()["timing"]["train_s"])
+    evals.append(run.record.to_dict()["timing"]["eval_s"])
+    cfg = run.record.to_dict()["config"]["train"]
     steps = cfg["epochs"] * math.ceil(len(ds.split("train")) / cfg["batch_size"])
 print(json.dumps({"dataset": ds.name, "method": args.method, "steps": steps,
                   "median_total_s": round(statistics.median(totals), 3),

@@ -38,7 +38,7 @@ def finetuned(small, encoder):
 
 def test_finetuned_run_trains_the_encoder_layers(small, encoder, finetuned):
     run = finetuned
-    rec = run.record
+    rec = run.record.to_dict()
     assert rec["config"]["head"]["finetuned_encoder_layers"] == 1
     assert rec["config"]["train"]["encoder_lr"] == 2e-5
     assert rec["training"]["n_params"] > 1_000_000  # a transformer layer, not just the head
@@ -47,8 +47,8 @@ def test_finetuned_run_trains_the_encoder_layers(small, encoder, finetuned):
     assert any(moved)
     # scoring the untrained encoder is unchanged by fine-tuning
     head_only = train(small, "mrl", seed=0, encoder=encoder, train_options={"epochs": 1})
-    assert rec["baseline"] == head_only.record["baseline"]
-    assert "encoder_lr" not in head_only.record["config"]["train"]
+    assert rec["baseline"] == head_only.record.to_dict()["baseline"]
+    assert "encoder_lr" not in head_only.record.to_dict()["config"]["train"]
 
 
 def test_finetuned_run_saves_and_refuses_reload_with_one_line(finetuned, tmp_path):

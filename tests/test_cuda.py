@@ -33,11 +33,11 @@ def test_gpu_training_scores_like_cpu(clinc, encoder):
 
     cpu = train(clinc, "fractal", seed=0, encoder=encoder, device="cpu", eval_rows=None)
     gpu = train(clinc, "fractal", seed=0, encoder=encoder, device="cuda", eval_rows=None)
-    assert gpu.record["timing"]["device"] == "cuda"
-    assert abs(gpu.record["steerability"]["S"] - cpu.record["steerability"]["S"]) < 0.05
+    assert gpu.record.to_dict()["timing"]["device"] == "cuda"
+    assert abs(gpu.record.to_dict()["steerability"]["S"] - cpu.record.to_dict()["steerability"]["S"]) < 0.05
     for dims in ("64", "256"):
-        for level, acc in cpu.record["accuracy"][dims].items():
-            assert abs(gpu.record["accuracy"][dims][level] - acc) < 0.05
+        for level, acc in cpu.record.to_dict()["accuracy"][dims].items():
+            assert abs(gpu.record.to_dict()["accuracy"][dims][level] - acc) < 0.05
 
 
 def test_finetune_on_gpu(clinc, tmp_path):
@@ -45,7 +45,7 @@ def test_finetune_on_gpu(clinc, tmp_path):
     from fractal_embeddings.runs import load_run
 
     run = finetune(clinc, "fractal", epochs=1, max_train_rows=1000, device="cuda", eval_rows=None, show_progress=False)
-    assert run.record["timing"]["device"] == "cuda"
+    assert run.record.to_dict()["timing"]["device"] == "cuda"
     run.save(tmp_path / "ft")
     again = load_run(tmp_path / "ft").embed(["what's my balance"])
     assert again.shape == (1, 256)

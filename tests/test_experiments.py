@@ -33,7 +33,7 @@ def results(data_home, cache_dir, tmp_path_factory):
 
 
 def _records(results, name):
-    return [rec for _, rec in RunStore(store_dir(results, name, quick=True)).records()]
+    return [rec.to_dict() for _, rec in RunStore(store_dir(results, name, quick=True)).records()]
 
 
 def test_every_quick_grid_is_stored_with_its_spec(results):

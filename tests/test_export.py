@@ -5,6 +5,7 @@ with the library on real test texts; the default layout (a FractalHead module) a
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import re
 import shutil
@@ -20,6 +21,7 @@ from fractal_embeddings.export import (
     export_sentence_transformers,
     model_card,
 )
+from fractal_embeddings.records import RunRecord
 from fractal_embeddings.runs import train
 
 QUICK = {"epochs": 2}
@@ -172,7 +174,7 @@ def test_block_norm_head_exports_its_first_block_exactly_and_refuses_more(runs, 
 def test_model_card_comes_from_the_record(runs, exports):
     from fractal_embeddings.objectives import schedule_weights
 
-    rec, out = runs["v5-paper"][0].record, exports["v5-paper-portable"]
+    rec, out = runs["v5-paper"][0].record.to_dict(), exports["v5-paper-portable"]
     card = (out / "README.md").read_text()
     info = json.loads((out / EXPORT_FILE).read_text())
     assert info["record"]["run_id"] == rec["run_id"] and set(info["check"]) == {"64", "128", "192", "256", "raw"}
@@ -199,7 +201,7 @@ def test_model_card_comes_from_the_record(runs, exports):
     r3["baseline"]["accuracy"] = {d: {"a": 0.444444, "b": 0.555555, "c": 0.666666} for d in ("64", "128", "192", "256")}
     r3["steerability"] = {"S": 0.123456, "S_AUC": 0.5, "S_gap": 0.25, "S_mono": 1.0, "S_01": 0.1, "S_02": 0.123456, "S_12": 0.2}
     r3["config"]["train"]["epochs"] = 7
-    card3 = model_card(r3, 256, {"64": 0.0, "128": 0.0, "192": 0.0, "256": 0.0, "raw": 0.0})
+    card3 = model_card(RunRecord.from_dict(r3), 256, {"64": 0.0, "128": 0.0, "192": 0.0, "256": 0.0, "raw": 0.0})
     W3 = schedule_weights("aligned", 4, 3)
     assert "| L2 | c | 31 |" in card3 and "| 64 | a |" in card3 and "| 256 | c |" in card3
     assert f"| 128 | {W3[1, 0]:g} x a + {W3[1, 1]:g} x b |" in card3
@@ -234,8 +236,7 @@ def test_errors_are_one_line(runs, clinc, encoder, tmp_path):
     # the run's query prompt (kept in the record) is what the export's encoder uses; another one is refused
     from fractal_embeddings.export import _encoder
 
-    rec = copy.deepcopy(run.record)
-    rec["encoder"]["prompt"] = "query: "
+    rec = run.record.replace(encoder=dataclasses.replace(run.record.encoder, prompt="query: "))
     assert _encoder(rec).prompts["query"] == "query: "
     with pytest.raises(ExportError, match="differs from run .* in prompt"):
         _encoder(rec, encoder)
@@ -282,7 +283,7 @@ def test_cli_export(runs, exports, encoder, tmp_path, capsys):
     assert r.exit_code == 0, r.output
     assert "exported clinc150-fractal-seed0-" in r.stdout and "64-d" in r.stdout and str(target) in r.stdout
     info = json.loads((target / EXPORT_FILE).read_text())
-    assert info["run_id"] == runs["fractal"][0].record["run_id"] and info["dims"] == 64
+    assert info["run_id"] == runs["fractal"][0].record.run_id and info["dims"] == 64
     types = [m["type"].rsplit(".", 1)[-1] for m in json.loads((target / "modules.json").read_text())]
     assert types[-3:] == ["Dense", "Dense", "Normalize"]  # the old model was replaced, not merged
 

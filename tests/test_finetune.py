@@ -102,6 +102,14 @@ def test_finetuned_run_is_accepted_everywhere(ft_run, csv_file, cache_dir, tmp_p
     assert main(["export", str(ft_run), str(tmp_path / "p"), "--portable"]) == 2
     assert "has no built-in-modules form" in capsys.readouterr().err
 
+    # the explorer: a flat index over the run's own test rows (the run's dataset is the user file)
+    from fractal_embeddings.explore import Explorer, open_index
+
+    ix, source = open_index(ft_run, cache_dir=tmp_path / "explore")
+    assert source["kind"] == "run" and len(ix) == rec["dataset"]["rows"]["test"]
+    res = Explorer(ix, source).search("what is my checking balance", zoom=64, k=5)
+    assert len(res["hits"]) == 5
+
 
 def test_finetune_errors_are_one_line_before_work(ft_run, csv_file, tmp_path, capsys):
     from fractal_embeddings.cli import main

@@ -127,8 +127,8 @@ def test_save_load_round_trip_gives_identical_results(flat, hnsw, queries, run, 
             np.testing.assert_array_equal(a.rows, b.rows)
             np.testing.assert_array_equal(a.scores, b.scores)
     meta = json.loads((tmp_path / "hnsw" / "index.json").read_text())
-    assert meta["run"]["run_id"] == run.record["run_id"]
-    assert meta["encoder"]["fingerprint"] == run.record["encoder"]["fingerprint"]
+    assert meta["run"]["run_id"] == run.record.to_dict()["run_id"]
+    assert meta["encoder"]["fingerprint"] == run.record.to_dict()["encoder"]["fingerprint"]
     assert meta["head"] == {"n_blocks": 4, "block_dim": 64, "dim": 256, "kind": "mlp"}
     assert meta["index"]["params"] == {"M": 16, "ef_construction": 64, "ef_search": 64}
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary dirs left
@@ -243,7 +243,7 @@ def test_cli_index_build_and_search(run, clinc_3k, zoom_encoder, tmp_path, capsy
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert info["size"] == 200 and info["index"]["params"] == {"M": 8, "ef_construction": 200, "ef_search": 32}
-    assert info["level_names"] == ["domain", "intent"] and info["run"]["run_id"] == run.record["run_id"]
+    assert info["level_names"] == ["domain", "intent"] and info["run"]["run_id"] == run.record.to_dict()["run_id"]
 
     r = cli.invoke(app, ["search", str(tmp_path / "ix"), "what is my checking account balance", "--zoom", "coarse",
                          "-k", "5", "--json"], env=env)

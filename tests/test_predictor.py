@@ -64,7 +64,7 @@ def test_predict_on_real_data(data_home, encoder, tmp_path):
     # the two measurements are the ones a run record stores: H from the dataset, accuracy = the baseline
     assert f["H"] == pytest.approx(ds.stats()["entropy"]["H_L1|L0"])
     flat = train(ds, "flat", encoder=encoder)
-    assert f["untrained_fine_acc"] == flat.record["baseline"]["accuracy"]["256"][ds.level_names[-1]]
+    assert f["untrained_fine_acc"] == flat.record.to_dict()["baseline"]["accuracy"]["256"][ds.level_names[-1]]
     fit = load_fit()
     assert res["predicted_S"] == pytest.approx(fit["coef"][0] + fit["coef"][1] * f["product"], abs=1e-4)
     assert res["encoder_matches_fit"] is True

@@ -7,13 +7,18 @@ from fractal_embeddings.report.tables import Table, pm
 
 
 def _record():
-    # levels coarse -> fine whose names sort the other way round ("subject" > "newsgroup")
-    acc = {str(d): {"newsgroup": 0.5 + d / 1000, "subject": 0.9} for d in (64, 128, 192, 256)}
-    return {"config": {"head": {"block_dim": 64, "n_blocks": 4}}, "tags": {"variant": "v"}, "method": "fractal",
-            "seed": 1, "dataset": {"name": "ng", "levels": [{"name": "subject"}, {"name": "newsgroup"}],
-                                   "entropy": {"H_L0": 2.0, "H_L1|L0": 1.5}},
-            "encoder": {"model": "minilm-l6"}, "timing": {"train_s": 1.0}, "steerability": {"S": 0.1},
-            "accuracy": acc, "baseline": {"accuracy": acc, "steerability": {"S": 0.0}}}
+    # levels coarse -> fine whose names sort the other way round ("subject" > "newsgroup"), in a real record
+    import json
+    from pathlib import Path
+
+    from fractal_embeddings.records import RunRecord
+
+    d = json.loads((Path(__file__).resolve().parents[1] / "results/main/trec/fractal/seed42/record.json").read_text())
+    acc = {str(dd): {"newsgroup": 0.5 + dd / 1000, "subject": 0.9} for dd in (64, 128, 192, 256)}
+    d["dataset"].update(name="ng", levels=[{"name": "subject", "n_classes": 6}, {"name": "newsgroup", "n_classes": 20}],
+                        entropy={"H_L0": 2.0, "H_L1|L0": 1.5})
+    d.update(accuracy=acc, baseline={"accuracy": acc, "steerability": {"S": 0.0}}, tags={"variant": "v"})
+    return RunRecord.from_dict(d)
 
 
 def test_record_row_orders_levels_coarse_to_fine_not_alphabetically():

@@ -100,8 +100,8 @@ def test_evaluator_scores_like_the_run_record(clinc, encoder, tmp_path):
     sp = clinc.split("test")
     ev = SteerabilityEvaluator(list(sp.texts), sp.labels, level_names=clinc.level_names, name="clinc")
     metrics = ev(load_exported(out))
-    assert ev.primary_metric == "clinc_S" and metrics["clinc_S"] == pytest.approx(run.record["steerability"]["S"], abs=1e-6)
-    for dims, row in run.record["accuracy"].items():
+    assert ev.primary_metric == "clinc_S" and metrics["clinc_S"] == pytest.approx(run.record.to_dict()["steerability"]["S"], abs=1e-6)
+    for dims, row in run.record.to_dict()["accuracy"].items():
         for level, acc in row.items():
             assert metrics[f"clinc_{level}@{dims}"] == pytest.approx(acc, abs=1e-6)
 
@@ -168,8 +168,8 @@ def test_cpu_records_stay_bit_identical(data_home, encoder):
         spec = RunSpec(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in rec["tags"]["spec"].items()})
         run = train(load_spec_dataset(spec), method, seed=42, encoder=encoder, device="cpu")
         for key in ("accuracy", "steerability", "baseline"):
-            assert run.record[key] == rec[key], (method, key)
-        assert run.record["training"]["history"] == rec["training"]["history"], method
-        head = {k: v for k, v in run.record["config"]["head"].items() if k != "topk"}  # topk: added after these records
-        assert {**run.record["config"], "head": head} == rec["config"], method
-        assert "device" not in run.record["timing"]
+            assert run.record.to_dict()[key] == rec[key], (method, key)
+        assert run.record.to_dict()["training"]["history"] == rec["training"]["history"], method
+        head = {k: v for k, v in run.record.to_dict()["config"]["head"].items() if k != "topk"}  # topk: added after these records
+        assert {**run.record.to_dict()["config"], "head": head} == rec["config"], method
+        assert "device" not in run.record.to_dict()["timing"]

@@ -46,7 +46,7 @@ def test_store_put_is_first_writer_wins(env, tmp_path):
     out = run_sweep([spec], tmp_path, progress=False, log=lambda *_: None)
     assert out[0]["status"] == "stored"
     store = RunStore(tmp_path)
-    rec = load_record(store.path(spec.key))
+    rec = load_record(store.path(spec.key)).to_dict()
     assert rec["tags"]["experiment"] == "t" and rec["tags"]["spec"]["cap"] == TINY
     assert store.put(spec.key, load_run(store.path(spec.key))) is False  # never replaced
     assert run_sweep([spec], tmp_path, progress=False, log=lambda *_: None) == []  # nothing redone
@@ -68,13 +68,13 @@ def test_killed_sweep_resumes_without_redoing_or_losing_runs(env, tmp_path):
     p.wait()
     first = store.keys()
     assert 1 <= len(first) < 6
-    created = {k: load_record(store.path(k))["timing"]["created_at"] for k in first}
+    created = {k: load_record(store.path(k)).timing["created_at"] for k in first}
     subprocess.run([sys.executable, str(script), str(store.root)], env=env, check=True, capture_output=True)
     assert len(store.keys()) == 6
     for k in store.keys():
         run = load_run(store.path(k))  # every run complete and consistent (sha256 checked)
         if k in created:
-            assert run.record["timing"]["created_at"] == created[k]  # not redone
+            assert run.record.to_dict()["timing"]["created_at"] == created[k]  # not redone
     assert not [p for p in store.root.rglob("*") if ".tmp-" in p.name and p.stat().st_mtime > time.time() - 5]
 
 
@@ -99,7 +99,7 @@ def test_local_and_ray_executors_write_identical_records(env, tmp_path):
     local, ray_ = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
     assert local.keys() == ray_.keys() and len(local.keys()) == 4
     for k in local.keys():
-        a, b = load_record(local.path(k)), load_record(ray_.path(k))
+        a, b = load_record(local.path(k)).to_dict(), load_record(ray_.path(k)).to_dict()
         assert _strip(a) == _strip(b)  # weights' sha256 included: bit-identical heads
         assert json.loads((local.path(k) / "record.json").read_text())["weights"]["sha256"] == b["weights"]["sha256"]
 

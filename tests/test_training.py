@@ -29,7 +29,7 @@ def _without_timing(record: dict) -> dict:
 def test_same_seed_gives_identical_record_other_seed_differs(clinc, encoder):
     a = train(clinc, "v5-paper", seed=7, encoder=encoder, train_options=QUICK)
     b = train(clinc, "v5-paper", seed=7, encoder=encoder, train_options=QUICK)
-    assert _without_timing(a.record) == _without_timing(b.record)
+    assert _without_timing(a.record.to_dict()) == _without_timing(b.record.to_dict())
     for (k, va), vb in zip(a.head.state_dict().items(), b.head.state_dict().values()):
         assert np.array_equal(va.numpy(), vb.numpy()), k
     c = train(clinc, "v5-paper", seed=8, encoder=encoder, train_options=QUICK)
@@ -38,7 +38,7 @@ def test_same_seed_gives_identical_record_other_seed_differs(clinc, encoder):
 
 def test_record_has_the_contract_and_matches_a_direct_evaluation(clinc, encoder, tmp_path):
     run = train(clinc, "mrl", seed=1, encoder=encoder, train_options=QUICK)
-    rec = run.record
+    rec = run.record.to_dict()
     assert set(RECORD_KEYS) <= set(rec) and rec["method"] == "mrl" and rec["seed"] == 1
     assert set(rec["accuracy"]) == {"64", "128", "192", "256"}
     assert set(rec["accuracy"]["64"]) == {"domain", "intent"}
@@ -54,7 +54,7 @@ def test_record_has_the_contract_and_matches_a_direct_evaluation(clinc, encoder,
     np.testing.assert_allclose(run.accuracy_table(baseline=True), base, atol=1e-6)
 
     out = run.save(tmp_path / "run")
-    assert json.loads((out / "record.json").read_text()) == rec | {"weights": load_record(out)["weights"]}
+    assert json.loads((out / "record.json").read_text()) == rec | {"weights": load_record(out).to_dict()["weights"]}
     again = load_run(out)
     X = np.asarray(encoder.embed(test.texts[:50]))
     np.testing.assert_array_equal(again.transform(X), run.transform(X))
@@ -64,8 +64,8 @@ def test_record_has_the_contract_and_matches_a_direct_evaluation(clinc, encoder,
 
 def test_flat_is_the_truncated_encoder(clinc, encoder, tmp_path):
     run = train(clinc, "flat", encoder=encoder)
-    assert run.head is None and run.record["training"] is None and run.record["config"]["train"] is None
-    assert run.record["accuracy"] == run.record["baseline"]["accuracy"]
+    assert run.head is None and run.record.to_dict()["training"] is None and run.record.to_dict()["config"]["train"] is None
+    assert run.record.to_dict()["accuracy"] == run.record.to_dict()["baseline"]["accuracy"]
     out = run.save(tmp_path / "flat")
     assert not (out / "head.safetensors").exists() and load_run(out).head is None
 
@@ -75,7 +75,7 @@ def test_heal_separates_from_mrl_on_real_data(clinc, encoder):
     than the matched MRL control (a behaviour check that a broken schedule or head fails)."""
     heal = train(clinc, "heal", seed=0, encoder=encoder, train_options={"epochs": 8})
     mrl = train(clinc, "mrl", seed=0, encoder=encoder, train_options=QUICK)
-    assert heal.record["steerability"]["S"] > mrl.record["steerability"]["S"] + 0.05
+    assert heal.record.to_dict()["steerability"]["S"] > mrl.record.to_dict()["steerability"]["S"] + 0.05
     acc = heal.accuracy_table()
     assert acc[0, 0] > 0.85 and acc[-1, 1] > acc[0, 1] + 0.1  # coarse at 64 dims, fine gained by zooming in
 
@@ -83,8 +83,8 @@ def test_heal_separates_from_mrl_on_real_data(clinc, encoder):
 def test_three_levels_report_pairwise_steerability(data_home, encoder):
     ds = load_dataset("clinc150-3level").subset({"train": 1500, "val": 300, "test": 300})
     run = train(ds, "v5-paper", seed=0, encoder=encoder, train_options={"epochs": 1})
-    assert len(run.record["accuracy"]["64"]) == 3
-    st = run.record["steerability"]
+    assert len(run.record.to_dict()["accuracy"]["64"]) == 3
+    st = run.record.to_dict()["steerability"]
     assert {"S", "S_01", "S_12", "S_02"} <= set(st) and st["S_02"] == st["S"]
 
 
@@ -115,10 +115,10 @@ def test_bad_input_fails_with_one_line_messages(clinc, encoder, tmp_path, data_h
     import torch
 
     save_file({k: torch.as_tensor(v) for k, v in state.items()}, str(out / "head.safetensors"),
-              metadata={"head": json.dumps(load_record(out)["config"]["head"], sort_keys=True)})
+              metadata={"head": json.dumps(load_record(out).head.to_dict(), sort_keys=True)})
     with pytest.raises(RunRecordError, match="sha256"):
         load_run(out)
-    rec = load_record(out)
+    rec = load_record(out).to_dict()
     from fractal_embeddings.records import file_sha256
 
     rec["weights"]["sha256"] = file_sha256(out / "head.safetensors")

@@ -218,7 +218,8 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, marker: str 
     on a clean exit it becomes ``out`` in one step (replacing what :func:`check_output_dir` allows,
     checked before and again right before the swap); on an exception ``tmp`` is deleted and ``out``
     is left as it was."""
-    target = Path(os.path.abspath(path))
+    # a symlink to a folder: the folder it points to is replaced, the link stays
+    target = Path(os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path))
     checks = dict(overwrite=overwrite, marker=marker, what=what, option=option, partial=tuple(partial), error=error)
     recover(target)
     check_output_dir(path, **checks)
@@ -231,7 +232,13 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, marker: str 
         apply_default_modes(tmp)  # safetensors writes 0o600: the folder gets the umask's modes like any file
         _fsync_tree(tmp)
         check_output_dir(path, **checks)  # again: the folder may have changed meanwhile
-        move_into_place(tmp, target)
+        try:
+            move_into_place(tmp, target)
+        except OSError as e:  # filled between the check and the rename
+            if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                raise
+            raise error(f"{path} was filled by another writer while this one worked; choose another {option} or "
+                        f"pass --overwrite") from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -121,14 +121,14 @@ def embed(
     name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnx or sentence-transformers."),
-    batch_size: int = typer.Option(32, "--batch-size"),
+    batch_size: int = typer.Option(32, "--batch-size", min=1),
     text: str = TextOpt,
     levels: Optional[str] = LevelsOpt,
     on_conflict: str = ConflictOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     executor: Optional[str] = typer.Option(None, "--executor",
                                            help="Spread the encoding over workers: local (processes) or ray."),
-    workers: int = typer.Option(2, "--workers", help="With --executor: worker processes / CPUs of a local Ray."),
+    workers: int = typer.Option(2, "--workers", min=1, help="With --executor: worker processes / CPUs of a local Ray."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: an existing cluster."),
     device: str = DeviceOpt,
 ) -> None:
@@ -180,24 +180,25 @@ def _eval_rows(value: str) -> Optional[int]:
     return n
 
 
-def accuracy_table(record: dict, title: str) -> Table:
-    """Prefix x level accuracy of a run, with the untrained encoder's beside it."""
-    levels = [lv["name"] for lv in record["dataset"]["levels"]]
+def accuracy_table(record, title: str) -> Table:
+    """Prefix x level accuracy of a run (a :class:`~fractal_embeddings.records.RunRecord`), with the
+    untrained encoder's beside it."""
+    levels = record.level_names
     t = Table(title=title)
     t.add_column("dims", justify="right")
     for name in levels:
         t.add_column(name, justify="right")
     for name in levels:
         t.add_column(f"{name} (untrained)", justify="right", style="dim")
-    base = record["baseline"]["accuracy"]
-    for dims, row in sorted(record["accuracy"].items(), key=lambda kv: int(kv[0])):
+    base = record.baseline.accuracy
+    for dims, row in sorted(record.accuracy.items(), key=lambda kv: int(kv[0])):
         b = base.get(dims, {})
         t.add_row(dims, *(f"{row[n]:.4f}" for n in levels), *(f"{b[n]:.4f}" if n in b else "-" for n in levels))
     return t
 
 
-def _steer_line(record: dict) -> str:
-    st, base = record["steerability"], record["baseline"]["steerability"]
+def _steer_line(record) -> str:
+    st, base = record.steerability, record.baseline.steerability
     parts = "  ".join(f"{k} = {'n/a' if v is None else format(v, '+.4f')}" for k, v in st.items())
     return f"{parts}   (untrained encoder: S = {base['S']:+.4f})"
 
@@ -270,13 +271,13 @@ def train_cmd(
                 eval_rows=rows, eval_seed=eval_seed, progress=progress, device=enc.device)
     target = run.save(target, overwrite=overwrite)
     if as_json:
-        _print_json(run.record)
+        _print_json(run.record.to_dict())
         return
     rec = run.record
-    out.print(accuracy_table(rec, f"{ds.name} / {rec['method']} / seed {seed}: leave-one-out {rec['config']['eval']['k']}-NN "
-                                  f"on {rec['config']['eval']['n_rows']} {rec['config']['eval']['split']} rows"))
+    out.print(accuracy_table(rec, f"{ds.name} / {rec.method} / seed {seed}: leave-one-out {rec.eval.k}-NN "
+                                  f"on {rec.eval.n_rows} {rec.eval.split} rows"))
     out.print(_steer_line(rec))
-    out.print(f"train {rec['timing']['train_s']:.1f} s, eval {rec['timing']['eval_s']:.1f} s; saved to {target}")
+    out.print(f"train {rec.timing['train_s']:.1f} s, eval {rec.timing['eval_s']:.1f} s; saved to {target}")
 
 
 @app.command("finetune")
@@ -324,14 +325,13 @@ def finetune_cmd(
                    device=device, eval_rows=rows, show_progress=not as_json)
     target = run.save(target, overwrite=overwrite)
     if as_json:
-        _print_json(run.record)
+        _print_json(run.record.to_dict())
         return
     rec = run.record
-    out.print(accuracy_table(rec, f"{ds.name} / {rec['method']} fine-tuned / seed {seed}: leave-one-out "
-                                  f"{rec['config']['eval']['k']}-NN on {rec['config']['eval']['n_rows']} "
-                                  f"{rec['config']['eval']['split']} rows"))
+    out.print(accuracy_table(rec, f"{ds.name} / {rec.method} fine-tuned / seed {seed}: leave-one-out "
+                                  f"{rec.eval.k}-NN on {rec.eval.n_rows} {rec.eval.split} rows"))
     out.print(_steer_line(rec))
-    out.print(f"train {rec['timing']['train_s']:.1f} s, eval {rec['timing']['eval_s']:.1f} s; saved to {target} "
+    out.print(f"train {rec.timing['train_s']:.1f} s, eval {rec.timing['eval_s']:.1f} s; saved to {target} "
               f"(SentenceTransformer({str(target)!r}, trust_remote_code=True, truncate_dim=...))", soft_wrap=True)
 
 
@@ -364,8 +364,11 @@ def eval_cmd(
     if as_json:
         _print_json(res)
         return
-    rec = {**run.record, "accuracy": res["accuracy"], "steerability": res["steerability"], "baseline": res["baseline"]}
-    out.print(accuracy_table(rec, f"{run.record['run_id']}: {res['eval']['n_rows']} {res['eval']['split']} rows"))
+    from .records import Scores
+
+    rec = run.record.replace(scores=Scores(res["accuracy"], res["steerability"]),
+                             baseline=Scores(res["baseline"]["accuracy"], res["baseline"]["steerability"]))
+    out.print(accuracy_table(rec, f"{rec.run_id}: {res['eval']['n_rows']} {res['eval']['split']} rows"))
     out.print(_steer_line(rec))
     if same_rows:
         out.print("matches the record (same rows and k)" if not diffs else "differs from the record (see the warning)")
@@ -480,7 +483,7 @@ def methods_cmd() -> None:
 @app.command("demo")
 def demo(
     out_dir: str = typer.Option("runs/demo", "--out", help="Where the runs, REPORT.md and figures go."),
-    workers: int = typer.Option(2, "--workers", help="Worker processes."),
+    workers: int = typer.Option(2, "--workers", min=1, help="Worker processes."),
 ) -> None:
     """A quick main benchmark: CLINC150 and TREC, 2 seeds, fractal / v5-paper vs mrl; prints the table
     and writes a report with figures (a few minutes on a laptop CPU, encoding included)."""
@@ -585,7 +588,7 @@ def search_cmd(
 @app.command("explore")
 def explore_cmd(
     path: str = typer.Argument(..., help="A run directory (`fractal train --out`) or an index directory (`fractal index build --out`)."),
-    port: int = typer.Option(8765, "--port", help="Port to listen on (0: any free port)."),
+    port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
     corpus: Optional[str] = typer.Option(None, "--corpus", help="Run directory only: a built-in dataset name or a .txt / .csv / .tsv / .jsonl / .parquet file (default: the run's dataset)."),
     split: Optional[str] = typer.Option(None, "--split", help="Dataset split (default: test); files: the rows of this 'split' value (default: all rows)."),
@@ -611,7 +614,7 @@ def explore_cmd(
         if host not in ("127.0.0.1", "localhost", "::1"):
             err.print(f"[yellow]warning:[/yellow] listening on {host}: the explorer has no authentication, anyone who "
                       "can reach this address can query it")
-        err.print(f"fractal explore: {len(ix)} items, run {ix.run.record['run_id']}; open {url_of(sock)} "
+        err.print(f"fractal explore: {len(ix)} items, run {ix.run.record.run_id}; open {url_of(sock)} "
                   "(Ctrl+C to stop)", markup=False, soft_wrap=True)
         serve(web, sock)
     finally:

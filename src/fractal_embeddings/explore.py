@@ -94,15 +94,15 @@ class BadRequest(ExploreError):
 # ------------------------------------------------------------------ opening an index
 def _cache_key(run, corpus_spec: dict) -> str:
     rec = run.record
-    ident = {"run_id": rec["run_id"], "weights": (rec.get("weights") or {}).get("sha256"),
-             "encoder": rec["encoder"].get("fingerprint"), "corpus": corpus_spec}
+    ident = {"run_id": rec.run_id, "weights": rec.weights.sha256 if rec.weights else None,
+             "encoder": rec.encoder.fingerprint, "corpus": corpus_spec}
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _corpus_spec(run, corpus: str | None, split: str, text: str, levels) -> dict:
     if corpus is None:
-        d = run.record["dataset"]
-        return {"kind": "run-dataset", "name": d["name"], "fingerprint": d.get("fingerprint"), "split": split}
+        d = run.record.dataset
+        return {"kind": "run-dataset", "name": d.name, "fingerprint": d.fingerprint, "split": split}
     p = Path(corpus)
     if p.is_file():
         from .records import file_sha256
@@ -198,8 +198,8 @@ def open_index(path, *, corpus: str | None = None, split: str | None = None, tex
             return ix, {**source, "cached": True}
         except ZoomIndexError as e:
             warnings.warn(f"the explorer's cached index is unusable ({e}); rebuilding it", stacklevel=2)
-    what = f"split '{split}' of {the_run.record['dataset']['name']}" if corpus is None else corpus
-    say(f"encoding {what} with run {the_run.record['run_id']} (once; cached in {target})")
+    what = f"split '{split}' of {the_run.record.dataset.name}" if corpus is None else corpus
+    say(f"encoding {what} with run {the_run.record.run_id} (once; cached in {target})")
     t0 = time.perf_counter()
     ix = _build(the_run, corpus, split, text, levels, encoder, show_progress, device)
     root.mkdir(parents=True, exist_ok=True)
@@ -387,20 +387,18 @@ class Explorer:
     # ------------------------------------------------------------ run
     def run_info(self) -> dict:
         rec = self.index.run.record
-        levels = [lv["name"] for lv in rec["dataset"]["levels"]]
-        base = rec.get("baseline") or {}
 
         def finite(d):
             return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in (d or {}).items()}
 
-        ev = rec["config"].get("eval") or {}
-        return {"run_id": rec["run_id"], "method": rec.get("method"), "seed": rec.get("seed"),
-                "dataset": rec["dataset"]["name"], "levels": levels,
-                "encoder": rec["encoder"].get("name"), "dims": list(self.index.dims),
-                "accuracy": rec.get("accuracy"), "baseline_accuracy": base.get("accuracy"),
-                "steerability": finite(rec.get("steerability")),
-                "baseline_steerability": finite(base.get("steerability")),
-                "eval": {"split": ev.get("split"), "rows": ev.get("n_rows"), "k": ev.get("k")},
+        ev = rec.eval
+        return {"run_id": rec.run_id, "method": rec.method, "seed": rec.seed,
+                "dataset": rec.dataset.name, "levels": rec.level_names,
+                "encoder": rec.encoder.name, "dims": list(self.index.dims),
+                "accuracy": rec.accuracy, "baseline_accuracy": rec.baseline.accuracy,
+                "steerability": finite(rec.steerability),
+                "baseline_steerability": finite(rec.baseline.steerability),
+                "eval": {"split": ev.split, "rows": ev.n_rows, "k": ev.k},
                 "index": {"size": len(self.index), "kind": self.index.kind, "levels": self.levels,
                           "has_labels": self.has_labels, "map_points": len(self.map_rows), "source": self.source},
                 "limits": {"max_query_chars": MAX_QUERY_CHARS, "max_k": MAX_K, "default_k": DEFAULT_K},

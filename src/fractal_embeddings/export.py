@@ -54,7 +54,7 @@ import numpy as np
 
 from .errors import FractalError
 from .evaluation import unit_rows
-from .records import RunRecordError, canonical_json, load_head, load_record
+from .records import RunRecord, RunRecordError, canonical_json
 
 EXPORTABLE_HEADS = ("linear", "mlp")
 TOLERANCE = 1e-5
@@ -78,39 +78,39 @@ class ExportError(FractalError, ValueError):
 
 # ------------------------------------------------------------------ checks
 def _load(run_or_dir):
-    """``(record, head, run_dir or None)`` of a :class:`~fractal_embeddings.runs.Run` or a run directory."""
-    from .runs import Run
+    """``(run, run_dir or None)`` of a :class:`~fractal_embeddings.runs.Run` or a run directory."""
+    from .runs import Run, load_run
 
     if isinstance(run_or_dir, Run):
-        return run_or_dir.record, run_or_dir.head, None
+        return run_or_dir, run_or_dir.path
     run_dir = Path(run_or_dir)
     if not run_dir.is_dir():
         raise RunRecordError(f"{run_dir}: no such run directory; pass the directory `fractal train --out` wrote")
-    return load_record(run_dir), None, run_dir
+    return load_run(run_dir), run_dir
 
 
-def is_finetuned_model(record: dict) -> bool:
+def is_finetuned_model(record: RunRecord) -> bool:
     """Whether the run's record describes a ``fractal finetune`` run (the model folder is the run)."""
-    return record["encoder"].get("model") == "."
+    return record.is_finetuned
 
 
-def export_dims(record: dict, dims: int | None = None, portable: bool = False) -> int:
+def export_dims(record: RunRecord, dims: int | None = None, portable: bool = False) -> int:
     """The number of output dims an export of this run holds (checked); see the module docstring."""
-    h = record["config"]["head"]
-    method, kind = record.get("method"), h.get("kind")
+    h = record.head
+    method, kind = record.method, h.kind
     if kind is None:
         raise ExportError(f"method {method} trains no head (it is the encoder truncated); there is nothing to export")
-    if h.get("finetuned_encoder_layers"):
-        raise ExportError(f"run {record.get('run_id')} fine-tuned {h['finetuned_encoder_layers']} encoder layers on cached "
+    if h.finetuned_encoder_layers:
+        raise ExportError(f"run {record.run_id} fine-tuned {h.finetuned_encoder_layers} encoder layers on cached "
                           f"token states; export handles head runs on a frozen encoder and `fractal finetune` runs")
-    block, full = h["block_dim"], h["block_dim"] * h["n_blocks"]
+    block, full = h.block_dim, h.dim
     if not portable:
         if dims not in (None, full):
             raise ExportError(f"--dims applies to --portable exports only: the default export holds all {full} dims and "
                               f"serves every prefix exactly through truncate_dim; drop --dims or add --portable")
         return full
     if is_finetuned_model(record):
-        raise ExportError(f"run {record.get('run_id')} is a fine-tuned sentence-transformers model with a FractalHead, "
+        raise ExportError(f"run {record.run_id} is a fine-tuned sentence-transformers model with a FractalHead, "
                           f"which has no built-in-modules form; export it without --portable")
     if kind not in EXPORTABLE_HEADS:
         raise ExportError(f"a {kind} head (method {method}) has no --portable form: only linear and mlp heads map "
@@ -121,7 +121,7 @@ def export_dims(record: dict, dims: int | None = None, portable: bool = False) -
         raise ExportError(f"--dims must be a multiple of the block dim {block} between {block} and {full}, got {dims}")
     if h.get("block_norm") and dims > block:
         raise ExportError(
-            f"the head of run {record.get('run_id')} L2-normalises each {block}-d block, which no built-in "
+            f"the head of run {record.run_id} L2-normalises each {block}-d block, which no built-in "
             f"sentence-transformers module reproduces: a --portable export would match the run only at {block} dims; "
             f"export without --portable (exact at every prefix, needs trust_remote_code=True), or pass --dims {block}")
     return dims
@@ -142,12 +142,12 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
                               f"won't delete it; choose an empty or new folder")
 
 
-def _encoder(record: dict, encoder=None):
+def _encoder(record: RunRecord, encoder=None):
     """The run's encoder (checked against the record), which must be a sentence-transformers folder."""
     from .records import check_compatible
     from .runs import encoder_for_record
 
-    e = record["encoder"]
+    want = record.encoder.identity()
     if encoder is None:
         encoder = encoder_for_record(record)
     rm = encoder.resolved
@@ -156,10 +156,10 @@ def _encoder(record: dict, encoder=None):
                           f"cannot be exported; train on a sentence-transformers encoder such as minilm-l6")
     ident = encoder.identity().as_dict()
     check_compatible(record, encoder_identity=ident)
-    diff = [k for k in ("prompt", "normalize", "max_seq_length", "pooling") if k in e and ident[k] != e[k]]
+    diff = [k for k in ("prompt", "normalize", "max_seq_length", "pooling") if ident[k] != want[k]]
     if diff:
-        raise ExportError(f"the encoder given differs from run {record.get('run_id')}'s in {', '.join(diff)} "
-                          f"({', '.join(f'{ident[k]!r} vs {e[k]!r}' for k in diff)}); pass the run's encoder or none")
+        raise ExportError(f"the encoder given differs from run {record.run_id}'s in {', '.join(diff)} "
+                          f"({', '.join(f'{ident[k]!r} vs {want[k]!r}' for k in diff)}); pass the run's encoder or none")
     return encoder
 
 
@@ -281,21 +281,21 @@ def _fmt(v: float, signed: bool = False) -> str:
     return f"{v:+.4f}" if signed else f"{v:.4f}"
 
 
-def _schedule_rows(record: dict, dims: int) -> list[str] | None:
+def _schedule_rows(record: RunRecord, dims: int) -> list[str] | None:
     """``| dims | trained on |`` rows of the label schedule, or None when the method has none."""
     from .objectives import schedule_weights
 
-    obj = record["config"].get("objective") or {}
-    if "schedule" not in obj:
+    schedule = record.config.objective.get("schedule")
+    if schedule is None:
         return None
-    h = record["config"]["head"]
-    levels = [lv["name"] for lv in record["dataset"]["levels"]]
-    W = schedule_weights(obj["schedule"], h["n_blocks"], len(levels))
+    h = record.head
+    levels = record.level_names
+    W = schedule_weights(schedule, h.n_blocks, len(levels))
     rows = []
-    for j in range(dims // h["block_dim"]):
+    for j in range(dims // h.block_dim):
         parts = [(w, levels[lv]) for lv, w in enumerate(W[j]) if w > 0]
         label = " + ".join(name if np.isclose(w, 1.0) else f"{w:g} x {name}" for w, name in parts)
-        rows.append(f"| {(j + 1) * h['block_dim']} | {label} |")
+        rows.append(f"| {(j + 1) * h.block_dim} | {label} |")
     return rows
 
 
@@ -303,42 +303,42 @@ def _hub_id(name: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name or ""))
 
 
-def _architecture(h: dict, dims: int, portable: bool) -> str:
+def _architecture(h, dims: int, portable: bool) -> str:
     if not portable:
-        parts = [h["kind"], f"{h['n_blocks']} x {h['block_dim']} dims"]
-        if h["kind"] in ("mlp", "heal"):
-            parts.append(f"hidden {h['hidden_dim']}")
+        parts = [h.kind, f"{h.n_blocks} x {h.block_dim} dims"]
+        if h.kind in ("mlp", "heal"):
+            parts.append(f"hidden {h.get('hidden_dim')}")
         if h.get("block_norm"):
             parts.append("each block L2-normalised")
         return "FractalHead(" + ", ".join(parts) + ")"
-    return (f"Dense({h['input_dim']} -> {h['hidden_dim']}, GELU) + Dense({h['hidden_dim']} -> {dims})"
-            if h["kind"] == "mlp" else f"Dense({h['input_dim']} -> {dims})")
+    return (f"Dense({h.get('input_dim')} -> {h.get('hidden_dim')}, GELU) + Dense({h.get('hidden_dim')} -> {dims})"
+            if h.kind == "mlp" else f"Dense({h.get('input_dim')} -> {dims})")
 
 
-def model_card(record: dict, dims: int, check: dict[str, float], folder_name: str = "path/to/this/folder",
+def model_card(record: RunRecord, dims: int, check: dict[str, float], folder_name: str = "path/to/this/folder",
                portable: bool = False) -> str:
     """The README.md of an export: every number from the run record (or the export check)."""
     from .objectives import OBJECTIVES
 
-    h, ds, enc = record["config"]["head"], record["dataset"], record["encoder"]
-    enc = enc.get("base") or enc  # a fine-tuned run: the encoder it started from
-    train, ev = record["config"].get("train") or {}, record["config"]["eval"]
-    block, full = h["block_dim"], h["block_dim"] * h["n_blocks"]
-    levels = [lv["name"] for lv in ds["levels"]]
-    method = record["method"]
+    h, ds = record.head, record.dataset
+    enc = record.encoder.base or record.encoder  # a fine-tuned run: the encoder it started from
+    train, ev = record.config.train or {}, record.eval
+    block, full = h.block_dim, h.dim
+    levels = record.level_names
+    method = record.method
     arch = _architecture(h, dims, portable)
     finetuned = is_finetuned_model(record)
     trust = "" if portable else ", trust_remote_code=True"
     L = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:",
          "- sentence-transformers", "- sentence-similarity", "- feature-extraction", "- fractal-embeddings",
          "- matryoshka"]
-    if _hub_id(enc["name"]):
-        L.append(f"base_model: {enc['name']}")
-    L += ["---", "", f"# {record['run_id']}", ""]
+    if _hub_id(enc.name):
+        L.append(f"base_model: {enc.name}")
+    L += ["---", "", f"# {record.run_id}", ""]
 
-    body = (f"the encoder `{enc['name']}` fine-tuned end to end together with a `{h['kind']}` head ({arch})"
+    body = (f"the encoder `{enc.name}` fine-tuned end to end together with a `{h.kind}` head ({arch})"
             if finetuned else
-            f"the frozen encoder `{enc['name']}` followed by the run's trained `{h['kind']}` head, as "
+            f"the frozen encoder `{enc.name}` followed by the run's trained `{h.kind}` head, as "
             + (f"built-in sentence-transformers modules only ({arch})" if portable else f"a {arch} module"))
     intro = (f"Steerable (\"semantic zoom\") sentence embeddings exported from a fractal-embeddings run: {body}. "
              f"The output has {dims} dims in blocks of {block}: "
@@ -372,13 +372,13 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
                "L2-normalised prefixes.")]
 
     subset = ""
-    if ds.get("subset"):
-        rows = ", ".join(f"{k} {v}" for k, v in ds["subset"]["rows"].items())
-        subset = f" (a seeded subset: {rows} rows, seed {ds['subset']['seed']})"
-    split_rows = ", ".join(f"{k} {v}" for k, v in ds["rows"].items())
-    L += ["", "## Taxonomy", "", f"Dataset `{ds['name']}`{subset}; rows per split: {split_rows}.", "",
+    if ds.subset:
+        rows = ", ".join(f"{k} {v}" for k, v in ds.subset["rows"].items())
+        subset = f" (a seeded subset: {rows} rows, seed {ds.subset['seed']})"
+    split_rows = ", ".join(f"{k} {v}" for k, v in ds.rows.items())
+    L += ["", "## Taxonomy", "", f"Dataset `{ds.name}`{subset}; rows per split: {split_rows}.", "",
           "| depth | level | classes |", "|---|---|---|"]
-    L += [f"| L{i} | {lv['name']} | {lv['n_classes']} |" for i, lv in enumerate(ds["levels"])]
+    L += [f"| L{i} | {lv.name} | {lv.n_classes} |" for i, lv in enumerate(ds.levels)]
 
     L += ["", "## Zoom levels (prefix schedule)", ""]
     schedule = _schedule_rows(record, dims)
@@ -387,44 +387,44 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
         L.append(f"Method `{method}` assigns no taxonomy level to a prefix. {doc}")
     else:
         L += [(f"Which level each prefix was trained on (the label schedule of the run's objective, "
-               f"`{record['config']['objective']['schedule']}`):"), "", "| dims | trained on |", "|---|---|",
+               f"`{record.config.objective['schedule']}`):"), "", "| dims | trained on |", "|---|---|",
               *schedule]
         if doc:
             L += ["", f"Method: {doc}"]
 
     L += ["", "## Accuracy", "",
-          (f"Leave-one-out {ev['k']}-NN (cosine) accuracy of each prefix at each level on {ev['n_rows']} "
-           f"`{ev['split']}` rows, next to the untrained encoder truncated to the same dims:"), "",
+          (f"Leave-one-out {ev.k}-NN (cosine) accuracy of each prefix at each level on {ev.n_rows} "
+           f"`{ev.split}` rows, next to the untrained encoder truncated to the same dims:"), "",
           "| dims | " + " | ".join(levels) + " | " + " | ".join(f"{n} (untrained)" for n in levels) + " |",
           "|---" * (1 + 2 * len(levels)) + "|"]
-    base = record["baseline"]["accuracy"]
-    for d, row in sorted(record["accuracy"].items(), key=lambda kv: int(kv[0])):
+    base = record.baseline.accuracy
+    for d, row in sorted(record.accuracy.items(), key=lambda kv: int(kv[0])):
         if int(d) <= dims:
             b = base.get(d, {})
             L.append(f"| {d} | " + " | ".join(_fmt(row[n]) for n in levels) + " | "
                      + " | ".join(_fmt(b[n]) if n in b else "-" for n in levels) + " |")
-    st, bst = record["steerability"], record["baseline"]["steerability"]
+    st, bst = record.steerability, record.baseline.steerability
     metrics = ", ".join(f"{k} = {_fmt(v, signed=k != 'S_mono')}" for k, v in st.items() if v is not None)
     L += ["", (f"Steerability of the run's full head (all prefixes): {metrics} (untrained encoder: "
                f"S = {_fmt(bst['S'], signed=True)}). S = (coarse accuracy lost by zooming in from {block} to "
                f"{full} dims) + (fine accuracy gained).")]
 
-    prompt = f", prompt `{enc['prompt']}` (applied by default)" if enc.get("prompt") else ""
-    head = (f"{h['kind']}, {h['n_blocks']} x {h['block_dim']} dims"
-            + (f", hidden {h['hidden_dim']}" if h["kind"] == "mlp" else "")
+    prompt = f", prompt `{enc.prompt}` (applied by default)" if enc.prompt else ""
+    head = (f"{h.kind}, {h.n_blocks} x {h.block_dim} dims"
+            + (f", hidden {h.get('hidden_dim')}" if h.kind == "mlp" else "")
             + (", block norm" if h.get("block_norm") else ""))
     L += ["", "## Training", "", "| setting | value |", "|---|---|",
-          f"| method | `{method}` |", f"| seed | {record['seed']} |", f"| dataset | `{ds['name']}` |",
-          f"| encoder | `{enc['name']}` ({enc['pooling']} pooling, max {enc['max_seq_length']} tokens{prompt}) |",
+          f"| method | `{method}` |", f"| seed | {record.seed} |", f"| dataset | `{ds.name}` |",
+          f"| encoder | `{enc.name}` ({enc.pooling} pooling, max {enc.max_seq_length} tokens{prompt}) |",
           f"| head | {head} |"]
     for key, label in (("epochs", "epochs"), ("lr", "learning rate"), ("encoder_lr", "encoder learning rate"),
                        ("max_train_rows", "training rows (cap)"), ("batch_size", "batch size"),
                        ("weight_decay", "weight decay"), ("lr_schedule", "lr schedule")):
         if key in train:
             L.append(f"| {label} | {train[key]} |")
-    if record.get("training"):
-        L.append(f"| best epoch | {record['training']['best_epoch']} |")
-    obj = {k: v for k, v in (record["config"].get("objective") or {}).items() if k != "method"}
+    if record.training is not None:
+        L.append(f"| best epoch | {record.training.best_epoch} |")
+    obj = {k: v for k, v in record.config.objective.items() if k != "method"}
     if obj:
         L.append("| objective options | " + ", ".join(f"{k}={v}" for k, v in sorted(obj.items())) + " |")
 
@@ -434,7 +434,7 @@ def model_card(record: dict, dims: int, check: dict[str, float], folder_name: st
           "| output | max abs difference |", "|---|---|"]
     L += [f"| {k} dims, normalised | {v:.2e} |" for k, v in check.items() if k != "raw"]
     L += [f"| {dims} dims, unnormalised | {check['raw']:.2e} |", "",
-          f"Run `{record['run_id']}`; the full run record is in `{EXPORT_FILE}`.", ""]
+          f"Run `{record.run_id}`; the full run record is in `{EXPORT_FILE}`.", ""]
     return "\n".join(L)
 
 
@@ -451,23 +451,20 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
     model exported before (its ``fractal_export.json``). ``encoder`` (an
     :class:`~fractal_embeddings.Encoder` matching the record) is used for the export check instead of
     one built from the record."""
-    record, head, run_dir = _load(run_or_dir)
+    run, run_dir = _load(run_or_dir)
+    record = run.record
     dims = export_dims(record, dims, portable)
     out = Path(out_dir)
     _check_target(out, overwrite, run_dir)
-    block = record["config"]["head"]["block_dim"]
+    block = record.head.block_dim
     finetuned = is_finetuned_model(record)
     if finetuned:
         if run_dir is None:
             raise ExportError("export a fine-tuned run from its directory (the model folder is the run)")
-        from .runs import load_run
-
-        run = load_run(run_dir)
         ref = run.embed(list(PROBE_TEXTS))
     else:
         encoder = _encoder(record, encoder)
-        if head is None:
-            head = load_head(run_dir, record)
+        head = run.head
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.export-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -482,13 +479,13 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
         worst = max(check.items(), key=lambda kv: kv[1])
         if not worst[1] <= TOLERANCE:
             where = "the unnormalised output" if worst[0] == "raw" else f"{worst[0]} dims"
-            raise ExportError(f"the exported model differs from run {record['run_id']} by {worst[1]:.2e} at {where} "
+            raise ExportError(f"the exported model differs from run {record.run_id} by {worst[1]:.2e} at {where} "
                               f"(tolerance {TOLERANCE:g}); nothing was written")
         (tmp / "README.md").write_text(model_card(record, dims, check, out.name, portable), encoding="utf-8")
         (tmp / EXPORT_FILE).write_text(canonical_json({
-            "schema": EXPORT_SCHEMA, "run_id": record["run_id"], "dims": dims, "block_dim": block,
+            "schema": EXPORT_SCHEMA, "run_id": record.run_id, "dims": dims, "block_dim": block,
             "layout": "portable" if portable else "fractal-head", "trust_remote_code": not portable,
-            "tolerance": TOLERANCE, "check": check, "probe_texts": list(PROBE_TEXTS), "record": record}),
+            "tolerance": TOLERANCE, "check": check, "probe_texts": list(PROBE_TEXTS), "record": record.to_dict()}),
             encoding="utf-8")
         _check_target(out, overwrite, run_dir)  # again: the folder may have changed meanwhile
         from .cache import apply_default_modes

@@ -29,6 +29,7 @@ import shutil
 import tempfile
 import time
 import uuid
+from dataclasses import replace as dc_replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -139,7 +140,7 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
               "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": len(rows), "sample_seed": eval_seed, "k": k,
                        "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}}
     digest = hashlib.sha256(repr((config, base_ident["fingerprint"], seed)).encode()).hexdigest()[:8]
-    from .records import SCHEMA, library_versions
+    from .records import SCHEMA, RunRecord, library_versions
 
     record = {
         "schema": SCHEMA,
@@ -162,7 +163,7 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
                    **({} if device == "cpu" else {"device": device})},
         "weights": None,
     }
-    return Run(record=record, model=st_model)
+    return Run(record=RunRecord.from_dict(record), model=st_model)
 
 
 def finetuned_name(base_name: str, method: str) -> str:
@@ -215,11 +216,11 @@ def model_encoder(record: dict, run_dir, *, device: str | None = "auto", model=N
     from .encoders import Encoder
 
     if run_dir is None:
-        raise FractalError(f"run {record.get('run_id')} is a fine-tuned model that is not saved yet; save it "
+        raise FractalError(f"run {record.run_id} is a fine-tuned model that is not saved yet; save it "
                            f"(run.save(DIR)) and load it with load_run(DIR)")
-    e = record["encoder"]
-    return Encoder(str(run_dir), backend="sentence-transformers", normalize=False, max_seq_length=e["max_seq_length"],
-                   prompts={"query": "", "passage": ""}, device=device, name=e["name"])
+    e = record.encoder
+    return Encoder(str(run_dir), backend="sentence-transformers", normalize=False, max_seq_length=e.max_seq_length,
+                   prompts={"query": "", "passage": ""}, device=device, name=e.name)
 
 
 def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
@@ -253,9 +254,9 @@ def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
         elif run.path is not None:
             shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"))
         else:
-            raise FractalError(f"run {run.record.get('run_id')} holds no model to save")
-        record = {**run.record, "encoder": {**run.record["encoder"], "fingerprint": folder_fingerprint(tmp)}}
-        (tmp / RECORD_FILE).write_text(canonical_json(record), encoding="utf-8")
+            raise FractalError(f"run {run.record.run_id} holds no model to save")
+        record = run.record.replace(encoder=dc_replace(run.record.encoder, fingerprint=folder_fingerprint(tmp)))
+        (tmp / RECORD_FILE).write_text(canonical_json(record.to_dict()), encoding="utf-8")
         apply_default_modes(tmp)  # safetensors writes 0o600: the run gets the umask's modes like any file
         if out.exists():
             os.replace(out, old)

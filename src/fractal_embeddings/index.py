@@ -136,13 +136,12 @@ def _as_run(run):
 def _identity(run) -> dict:
     """What makes a run's vectors comparable with another's: run id, encoder, head dims."""
     rec = run.record
-    h = rec["config"]["head"]
-    enc = rec["encoder"]
-    return {"run_id": rec["run_id"], "method": rec.get("method"), "seed": rec.get("seed"),
-            "dataset": rec["dataset"].get("name"), "levels": [lv["name"] for lv in rec["dataset"]["levels"]],
-            "encoder_name": enc.get("name"), "encoder_model": enc.get("model"),
-            "encoder_fingerprint": enc.get("fingerprint"), "encoder_dim": enc.get("dim"),
-            "n_blocks": h["n_blocks"], "block_dim": h["block_dim"], "head_kind": h.get("kind")}
+    h, enc = rec.head, rec.encoder
+    return {"run_id": rec.run_id, "method": rec.method, "seed": rec.seed,
+            "dataset": rec.dataset.name, "levels": rec.level_names,
+            "encoder_name": enc.name, "encoder_model": enc.model,
+            "encoder_fingerprint": enc.fingerprint, "encoder_dim": enc.dim,
+            "n_blocks": h.n_blocks, "block_dim": h.block_dim, "head_kind": h.kind}
 
 
 def _describe(ident: dict) -> str:
@@ -195,10 +194,10 @@ class ZoomIndex:
 
         self.run = _as_run(run)
         if self.run.head is not None and not isinstance(self.run.head, Head):
-            raise ZoomIndexError(f"run {self.run.record.get('run_id')}: its head ({type(self.run.head).__name__}) does not "
+            raise ZoomIndexError(f"run {self.run.record.run_id}: its head ({type(self.run.head).__name__}) does not "
                                  "take sentence vectors; the zoom index needs a run with a head on the frozen encoder")
-        h = self.run.record["config"]["head"]
-        self.n_blocks, self.block_dim = int(h["n_blocks"]), int(h["block_dim"])
+        h = self.run.record.head
+        self.n_blocks, self.block_dim = h.n_blocks, h.block_dim
         self.dim = self.n_blocks * self.block_dim
         self.dims = tuple(j * self.block_dim for j in range(1, self.n_blocks + 1))
         if kind not in KINDS:
@@ -243,7 +242,7 @@ class ZoomIndex:
 
     def __repr__(self) -> str:
         return (f"ZoomIndex({len(self)} items, {self.kind}, prefixes {'/'.join(map(str, self.dims))}, "
-                f"run {self.run.record['run_id']!r})")
+                f"run {self.run.record.run_id!r})")
 
     @property
     def vectors(self) -> np.ndarray:
@@ -262,9 +261,9 @@ class ZoomIndex:
 
     def info(self) -> dict:
         """The index metadata without the per-item columns (JSON-ready)."""
-        return {"schema": SCHEMA, "size": len(self), "run": self.identity, "encoder": dict(self.run.record["encoder"]),
+        return {"schema": SCHEMA, "size": len(self), "run": self.identity, "encoder": self.run.record.encoder.to_dict(),
                 "head": {"n_blocks": self.n_blocks, "block_dim": self.block_dim, "dim": self.dim,
-                         "kind": self.run.record["config"]["head"].get("kind")},
+                         "kind": self.run.record.head.kind},
                 "index": {"kind": self.kind, "faiss_type": self.faiss_type, "metric": "cosine (inner product of L2-normalised prefixes)",
                           "prefix_dims": list(self.dims), "params": dict(self.params),
                           "files": {str(d): f"prefix-{d}.faiss" for d in self.dims}},
@@ -280,13 +279,13 @@ class ZoomIndex:
 
     @encoder.setter
     def encoder(self, enc) -> None:
-        want = self.run.record["encoder"]
+        want = self.run.record.encoder
         have = enc.identity().as_dict()
-        if have.get("fingerprint") != want.get("fingerprint") or have.get("name") != want.get("name"):
+        if have.get("fingerprint") != want.fingerprint or have.get("name") != want.name:
             raise ZoomIndexError(
-                f"the index's run {self.run.record.get('run_id')} was trained on encoder {want.get('name')} "
-                f"({str(want.get('fingerprint'))[:12]}), not {have.get('name')} ({str(have.get('fingerprint'))[:12]}); "
-                f"pass encoder=None to use the run's own encoder ({want.get('model') or want.get('name')})")
+                f"the index's run {self.run.record.run_id} was trained on encoder {want.name} "
+                f"({str(want.fingerprint)[:12]}), not {have.get('name')} ({str(have.get('fingerprint'))[:12]}); "
+                f"pass encoder=None to use the run's own encoder ({want.model or want.name})")
         self._encoder = enc
 
     def embed(self, texts: Sequence[str], role: str = "query", cache: bool = False, show_progress: bool = False) -> np.ndarray:
@@ -296,7 +295,7 @@ class ZoomIndex:
         texts = list(texts)
         X = enc.embed(texts, role=role, show_progress=show_progress) if cache else enc.encode(texts, role=role)
         head = self.run.head
-        want = head.input_dim if head is not None else self.run.record["encoder"].get("dim")
+        want = head.input_dim if head is not None else self.run.record.encoder.dim
         if want is not None and X.shape[1] != want:
             raise ZoomIndexError(f"the run's head expects {want}-d encoder vectors, the encoder gives {X.shape[1]}-d; "
                                  "rebuild the run with this encoder")
@@ -421,7 +420,7 @@ class ZoomIndex:
         w = Q.shape[1]
         if w != self.dim and w != zd:
             hint = ""
-            if w == self.run.record["encoder"].get("dim"):
+            if w == self.run.record.encoder.dim:
                 hint = f" ({w}-d looks like raw encoder vectors: pass run.transform(X) or the texts)"
             alt = f" (or {zd}-d prefixes at zoom {zd})" if zd != self.dim else ""
             raise ZoomIndexError(f"query vectors have {w} dims; this index expects {self.dim}-d head vectors{alt}{hint}")

@@ -2,7 +2,7 @@
 
 >>> from fractal_embeddings import load_dataset, train
 >>> run = train(load_dataset("clinc150"), method="fractal", seed=42)
->>> run.record["steerability"]["S"], run.accuracy_table()
+>>> run.record.steerability["S"], run.accuracy_table()
 >>> run.save("runs/clinc150-fractal")       # record.json + head.safetensors
 >>> evaluate("runs/clinc150-fractal")           # re-score the saved head on the same rows
 
@@ -23,7 +23,6 @@ import numpy as np
 
 from .errors import FractalError
 from .evaluation import (
-    accuracy_array,
     accuracy_dict,
     prefix_knn_accuracy,
     steerability_metrics,
@@ -31,10 +30,12 @@ from .evaluation import (
 )
 from .records import (
     SCHEMA,
+    RunRecord,
+    RunRecordError,
     check_compatible,
     library_versions,
-    load_head,
     load_record,
+    load_weights,
     save_run,
 )
 
@@ -48,7 +49,7 @@ class Run:
     module is the trained :class:`~fractal_embeddings.st.FractalHead`), so :meth:`transform` is the
     identity and :meth:`embed` runs that model (``model``: the in-memory model of a fresh run)."""
 
-    record: dict
+    record: RunRecord
     head: object | None = None
     path: Path | None = None
     model: object | None = None  # a fresh fine-tuned SentenceTransformer (finetune.py), not yet saved
@@ -63,7 +64,7 @@ class Run:
     @property
     def is_finetuned(self) -> bool:
         """A ``fractal finetune`` run: the model folder is the run."""
-        return self.record.get("encoder", {}).get("model") == "."
+        return self.record.is_finetuned
 
     def encoder(self, device: str | None = "auto"):
         """The encoder whose vectors :meth:`transform` reads (:func:`encoder_for_record`)."""
@@ -78,24 +79,19 @@ class Run:
 
     def transform(self, X: np.ndarray) -> np.ndarray:
         """Encoder vectors -> steerable embeddings (``flat``: truncation)."""
-        X = np.asarray(X, dtype=np.float32)
-        if self.head is None:
-            return np.ascontiguousarray(X[:, : self.dim])
-        return self.head.transform(X)
+        return _apply(self.head, X, self.dim)
 
     @property
     def dim(self) -> int:
-        h = self.record["config"]["head"]
-        return h["n_blocks"] * h["block_dim"]
+        return self.record.head.dim
 
     @property
     def level_names(self) -> list[str]:
-        return [lv["name"] for lv in self.record["dataset"]["levels"]]
+        return self.record.level_names
 
     def accuracy_table(self, baseline: bool = False) -> np.ndarray:
         """``acc[j-1, level]`` of the trained head (or of the untrained encoder)."""
-        table = self.record["baseline"]["accuracy"] if baseline else self.record["accuracy"]
-        return accuracy_array(table, self.level_names)
+        return (self.record.baseline if baseline else self.record.scores).table(self.level_names)
 
 
 SAMPLES = ("stratified", "first")
@@ -139,39 +135,44 @@ def as_encoder(encoder, device: str | None = "auto"):
     return encoder
 
 
-def encoder_for_record(record: dict, run_dir=None, *, device: str | None = "auto", model=None):
+def encoder_for_record(record: RunRecord, run_dir=None, *, device: str | None = "auto", model=None):
     """The encoder a run record was made with: its model, backend, length, normalisation and the
     query prompt the run was encoded with (a custom one included). For a ``fractal finetune`` run
     (encoder ``model`` ``"."``) the encoder is the run directory ``run_dir`` itself (or ``model``,
     the in-memory model of a fresh run)."""
-    from .encoders import Encoder
-
-    e = record["encoder"]
-    if e.get("model") == ".":
+    e = record.encoder
+    if e.in_run:
         from .finetune import model_encoder
 
         return model_encoder(record, run_dir, device=device, model=model)
-    enc = Encoder(e.get("model") or e["name"], backend=e["backend"], max_seq_length=e["max_seq_length"],
-                  normalize=e["normalize"], device=device)
-    enc.prompts = {**enc.prompts, "query": e.get("prompt", "")}
+    return _encoder_of(e, device)
+
+
+def _encoder_of(e, device):
+    from .encoders import Encoder
+
+    enc = Encoder(e.model or e.name, backend=e.backend, max_seq_length=e.max_seq_length, normalize=e.normalize,
+                  device=device)
+    enc.prompts = {**enc.prompts, "query": e.prompt}
     return enc
 
 
-def base_encoder_for_record(record: dict, *, device: str | None = "auto"):
+def base_encoder_for_record(record: RunRecord, *, device: str | None = "auto"):
     """The untrained encoder a run's baseline scores come from (a fine-tuned run: the one it started from)."""
-    base = record["encoder"].get("base")
-    return encoder_for_record({**record, "encoder": base}, device=device) if base else encoder_for_record(
-        record, device=device)
+    if record.encoder.base is not None:
+        return _encoder_of(record.encoder.base, device)
+    return encoder_for_record(record, device=device)
 
 
-def dataset_for_record(record: dict):
+def dataset_for_record(record: RunRecord):
     """The dataset (and subset) a run record was trained on."""
     from .data import load_dataset
 
-    args = dict(record["dataset"].get("load_args") or {"name": record["dataset"]["name"]})
+    ds = record.dataset
+    args = dict(ds.load_args or {"name": ds.name})
     dataset = load_dataset(args.pop("name"), **{k: v for k, v in args.items() if v is not None})
-    if record["dataset"].get("subset"):
-        dataset = dataset.subset(record["dataset"]["subset"]["rows"], record["dataset"]["subset"]["seed"])
+    if ds.subset:
+        dataset = dataset.subset(ds.subset["rows"], ds.subset["seed"])
     return dataset
 
 
@@ -264,15 +265,14 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
 
     t0 = time.perf_counter()
     X_eval, y_eval = np.asarray(X[eval_split])[rows], Y[eval_split][rows]
-    run = Run(record={}, head=head)
     head_block = head.config() if head is not None else {"kind": None, "n_blocks": n_blocks, "block_dim": block_dim}
-    run.record["config"] = {"head": head_block}
-    E_eval = run.transform(np.asarray(X_fit[eval_split])[rows])
+    run = Run(record=None, head=head)  # the record is made below, once the scores are in
+    E_eval = _apply(head, np.asarray(X_fit[eval_split])[rows], n_blocks * block_dim)
     scores = score(E_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
     baseline = score_untrained(X_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
     extra = {}
     if retrieval:
-        extra["retrieval"] = _retrieval(run, E_eval, X_eval, X, X_fit, eval_split, y_eval, Y, n_blocks, block_dim,
+        extra["retrieval"] = _retrieval(head, E_eval, X_eval, X, X_fit, eval_split, y_eval, Y, n_blocks, block_dim,
                                         dataset.level_names)
     eval_s = time.perf_counter() - t0
 
@@ -282,7 +282,7 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
               "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": len(rows), "sample_seed": eval_seed,
                        "k": k, "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}}
     digest = hashlib.sha256(repr((config, ident["fingerprint"], seed)).encode()).hexdigest()[:8]
-    run.record = {
+    run.record = RunRecord.from_dict({
         "schema": SCHEMA,
         "run_id": f"{dataset.name}-{objective.name}-seed{seed}-{digest}",
         "method": objective.name,
@@ -300,17 +300,24 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
                    **({} if device == "cpu" else {"device": device})},
         "weights": None,
         **extra,
-    }
+    })
     return run
 
 
-def _retrieval(run, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks, block_dim, level_names) -> dict:
+def _apply(head, X: np.ndarray, dim: int) -> np.ndarray:
+    """Encoder vectors -> embeddings: the head's, or (no head) the encoder truncated to ``dim``."""
+    X = np.asarray(X, dtype=np.float32)
+    return head.transform(X) if head is not None else np.ascontiguousarray(X[:, :dim])
+
+
+def _retrieval(head, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks, block_dim, level_names) -> dict:
     """Retrieval metrics of the trained head and of the untrained encoder (queries: the scored rows,
     already embedded: ``E_eval`` by the head, ``X_eval`` by the encoder)."""
     from .retrieval import prefix_retrieval
 
     c_labels = Y["train"]
-    trained = prefix_retrieval(E_eval, q_labels, run.transform(X_fit["train"]), c_labels, block_dim, n_blocks, level_names)
+    trained = prefix_retrieval(E_eval, q_labels, _apply(head, X_fit["train"], n_blocks * block_dim), c_labels, block_dim,
+                               n_blocks, level_names)
     blocks = blocks_that_fit(X["train"].shape[1], block_dim, n_blocks)
     dims = blocks * block_dim
     base = prefix_retrieval(X_eval[:, :dims], q_labels, np.asarray(X["train"])[:, :dims], c_labels, block_dim, blocks,
@@ -321,9 +328,23 @@ def _retrieval(run, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks,
 
 def load_run(run_dir) -> Run:
     """A saved run (record + head), with the weights checked against the record."""
+    from .heads import head_from_config
+
     record = load_record(run_dir)
     path = Path(run_dir)
-    return Run(record=record, head=load_head(run_dir, record), path=path.parent if path.is_file() else path)
+    path = path.parent if path.is_file() else path
+    state = load_weights(path, record)
+    head = None
+    if state is not None:
+        cfg = record.head.to_dict()
+        head = head_from_config(cfg)
+        expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
+        got = {k: tuple(v.shape) for k, v in state.items()}
+        if expected != got:
+            raise RunRecordError(f"{path / record.weights.file}: tensor shapes {got} don't fit head {cfg}")
+        head.load_state_dict(state)
+        head.eval()
+    return Run(record=record, head=head, path=path)
 
 
 def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "record", eval_seed: int | None = None,
@@ -334,33 +355,32 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     if not isinstance(run, Run):
         run = load_run(run)
     rec = run.record
-    check_eval_config(rec, run)  # an edited record fails here, in one line, before any loading
     if dataset is None:
         dataset = dataset_for_record(rec)
     encoder = as_encoder(encoder if encoder is not None else run.encoder(device))
     check_compatible(rec, dataset=dataset, encoder_identity=encoder.identity().as_dict())
-    ev = dict(rec["config"]["eval"])
-    rows_n = ev["max_rows"] if eval_rows == "record" else eval_rows
-    seed = ev["sample_seed"] if eval_seed is None else eval_seed
-    k = ev["k"] if k is None else k
-    if ev["split"] not in dataset.splits:
-        raise FractalError(f"{_record_name(run)}: config.eval.split is {ev['split']!r}, but dataset '{dataset.name}' has "
+    ev = rec.eval
+    rows_n = ev.max_rows if eval_rows == "record" else eval_rows
+    seed = ev.sample_seed if eval_seed is None else eval_seed
+    k = ev.k if k is None else k
+    if ev.split not in dataset.splits:
+        raise FractalError(f"{_record_name(run)}: config.eval.split is {ev.split!r}, but dataset '{dataset.name}' has "
                            f"{', '.join(dataset.splits)}; restore the field (or train the run again)")
     check_seed(seed, "eval_seed")
-    check_sizes(dataset, None, ev["split"], rows_n, k)
-    rows = eval_row_sample(dataset, ev["split"], rows_n, seed, sample)
-    X = np.asarray(embed_split(encoder, dataset.split(ev["split"])))
+    check_sizes(dataset, None, ev.split, rows_n, k)
+    rows = eval_row_sample(dataset, ev.split, rows_n, seed, sample)
+    X = np.asarray(embed_split(encoder, dataset.split(ev.split)))
     check_compatible(rec, encoder_dim=X.shape[1])
     if run.head is not None and run.head.input_dim != X.shape[1]:
         raise FractalError(f"the head expects {run.head.input_dim}-d encoder vectors, the encoder gives {X.shape[1]}-d")
-    h = rec["config"]["head"]
-    labels = dataset.split(ev["split"]).labels[rows]
-    out = score(run.transform(X[rows]), labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
+    h = rec.head
+    labels = dataset.split(ev.split).labels[rows]
+    out = score(run.transform(X[rows]), labels, h.block_dim, h.n_blocks, k, dataset.level_names)
     X_base = X
     if run.is_finetuned:  # the baseline is the encoder the run started from
-        X_base = np.asarray(embed_split(base_encoder_for_record(rec, device=device), dataset.split(ev["split"])))
-    out["baseline"] = score_untrained(X_base[rows], labels, h["block_dim"], h["n_blocks"], k, dataset.level_names)
-    out["eval"] = {**ev, "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": len(rows),
+        X_base = np.asarray(embed_split(base_encoder_for_record(rec, device=device), dataset.split(ev.split)))
+    out["baseline"] = score_untrained(X_base[rows], labels, h.block_dim, h.n_blocks, k, dataset.level_names)
+    out["eval"] = {**ev.to_dict(), "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": len(rows),
                    "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
     return out
 
@@ -409,35 +429,12 @@ def check_sizes(dataset, cfg, eval_split: str, eval_rows, k: int) -> None:
 
 def _record_name(run) -> str:
     path = getattr(run, "path", None)
-    return f"{path}/record.json" if path is not None else f"record.json of run {run.record.get('run_id', '?')}"
+    return f"{path}/record.json" if path is not None else f"record.json of run {run.record.run_id}"
 
 
-def check_eval_config(record: dict, run=None) -> dict:
-    """The record's ``config.eval`` (the protocol :func:`evaluate` repeats), checked field by field:
-    an edited or damaged record fails in one line naming the field."""
-    where = _record_name(run) if run is not None else f"record.json of run {record.get('run_id', '?')}"
-    ev = (record.get("config") or {}).get("eval")
-    if not isinstance(ev, dict):
-        raise FractalError(f"{where}: config.eval is {ev!r}, not the evaluation settings; train the run again")
-    checks = {
-        "split": (lambda v: isinstance(v, str) and v != "", "a split name such as 'test'"),
-        "k": (lambda v: _is_int(v) and v >= 1 and (not _is_int(ev.get("n_rows")) or v < ev["n_rows"]),
-              f"an integer >= 1 and below the {ev.get('n_rows')} rows scored"),
-        "max_rows": (lambda v: v is None or (_is_int(v) and v > (ev.get("k") if _is_int(ev.get("k")) else 1)),
-                     "null (all rows) or an integer > k"),
-        "sample_seed": (lambda v: _is_int(v) and 0 <= v < SEED_LIMIT, "an integer in [0, 2**32)"),
-    }
-    for field, (ok, expected) in checks.items():
-        if field not in ev or not ok(ev[field]):
-            got = repr(ev[field]) if field in ev else "missing"
-            raise FractalError(f"{where}: config.eval.{field} is {got}, expected {expected}; restore the field (the "
-                               f"record was edited?) or train the run again")
-    return ev
-
-
-def scored_as_record(record: dict, rescored: dict) -> bool:
+def scored_as_record(record: RunRecord, rescored: dict) -> bool:
     """Whether a re-score (:func:`evaluate`) used the record's protocol: same split, rows and k."""
-    a, b = record["config"]["eval"], rescored.get("eval", {})
+    a, b = record.eval.to_dict(), rescored.get("eval", {})
     return all(a.get(key) == b.get(key) for key in ("split", "n_rows", "rows_sha256", "k"))
 
 
@@ -452,22 +449,22 @@ def _flat_scores(d, prefix: str = "") -> dict:
     return out
 
 
-def compare_scores(record: dict, rescored: dict, tol: float = 1e-9) -> list[str]:
+def compare_scores(record: RunRecord, rescored: dict, tol: float = 1e-9) -> list[str]:
     """Differences between a run record's scores and a re-score of the run (:func:`evaluate`):
     accuracy, steerability and the untrained baseline's, each value equal within ``tol`` (the same
     rows, k and weights give the same numbers up to float rounding). One string per difference,
     e.g. ``"accuracy 64 domain: record 0.91, re-score 0.66"``; ``[]`` when they agree. A re-score on
     other rows than the record's gives one difference saying so."""
     if not scored_as_record(record, rescored):
-        a, b = record["config"]["eval"], rescored.get("eval", {})
+        a, b = record.eval.to_dict(), rescored.get("eval", {})
         return [f"scored rows: record {a.get('n_rows')} {a.get('split')} rows (k={a.get('k')}), re-score "
                 f"{b.get('n_rows')} {b.get('split')} rows (k={b.get('k')})"]
     diffs = []
-    for section, mine, theirs in (("accuracy", record.get("accuracy"), rescored.get("accuracy")),
-                                  ("steerability", record.get("steerability"), rescored.get("steerability")),
-                                  ("baseline accuracy", (record.get("baseline") or {}).get("accuracy"),
+    for section, mine, theirs in (("accuracy", record.accuracy, rescored.get("accuracy")),
+                                  ("steerability", record.steerability, rescored.get("steerability")),
+                                  ("baseline accuracy", record.baseline.accuracy,
                                    (rescored.get("baseline") or {}).get("accuracy")),
-                                  ("baseline steerability", (record.get("baseline") or {}).get("steerability"),
+                                  ("baseline steerability", record.baseline.steerability,
                                    (rescored.get("baseline") or {}).get("steerability"))):
         a, b = _flat_scores(mine, section), _flat_scores(theirs, section)
         for key in sorted(set(a) | set(b)):

@@ -107,7 +107,7 @@ def _real_vectors(root: Path, quick: bool, log) -> tuple[np.ndarray, np.ndarray,
     ds, enc = load_spec_dataset(spec), _encoder(spec.encoder)
     corpus = run.transform(embed_split(enc, ds.split("train")))
     queries = run.transform(embed_split(enc, ds.split("test")))
-    return corpus, queries, run.record["run_id"]
+    return corpus, queries, run.record.run_id
 
 
 def run(root, quick: bool = False, log=print) -> Path:

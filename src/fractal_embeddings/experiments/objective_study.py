@@ -134,7 +134,7 @@ def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc1
 
                 ds, enc = load_dataset(dataset), Encoder()
             run = load_run(rec_path.parent)
-            res = {"variant": v.name, "seed": run.record["seed"], "dataset": dataset, "run_id": run.record["run_id"],
+            res = {"variant": v.name, "seed": run.record.seed, "dataset": dataset, "run_id": run.record.run_id,
                    "protocols": {}}
             for name, (rows, sample) in PROTOCOLS.items():
                 r = evaluate(run, ds, enc, eval_rows=rows, eval_seed=0, sample=sample)
@@ -142,5 +142,5 @@ def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc1
                                           "steerability": r["steerability"]}
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(target, canonical_json(res).encode())
-            log(f"protocol: {dataset} / {v.name} / seed {run.record['seed']}")
+            log(f"protocol: {dataset} / {v.name} / seed {run.record.seed}")
     return out / "protocol" / dataset

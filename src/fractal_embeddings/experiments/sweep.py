@@ -128,12 +128,12 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
                     block_dim=spec.block_dim, objective_options=spec.objective_options,
                     train_options=spec.train_options, finetune_layers=spec.finetune_layers,
                     retrieval=spec.retrieval)
-    run.record["tags"] = {"experiment": spec.experiment, "variant": spec.name, "spec": spec.as_dict(), **spec.tags}
+    run.record.tags = {"experiment": spec.experiment, "variant": spec.name, "spec": spec.as_dict(), **spec.tags}
     if orphaned():  # the driver was killed meanwhile: store nothing more (a resumed sweep redoes this point)
         os._exit(1)
     stored = store.put(spec.key, run)
     return {"key": spec.key, "status": "stored" if stored else "taken by another sweep",
-            "S": run.record["steerability"]["S"], "train_s": run.record["timing"]["train_s"]}
+            "S": run.record.steerability["S"], "train_s": run.record.timing["train_s"]}
 
 
 def prepare(specs: list[RunSpec], log=print) -> None:

@@ -30,25 +30,27 @@ def _acc_columns(acc: dict, block_dim: int, levels: list[str], prefix: str = "")
     return out
 
 
-def record_row(rec: dict, experiment: str, key: str = "") -> dict:
-    head = rec["config"]["head"]
-    bd = head["block_dim"]
-    tags = rec.get("tags") or {}
+def record_row(rec, experiment: str, key: str = "") -> dict:
+    """One table row of a :class:`~fractal_embeddings.records.RunRecord`."""
+    head = rec.head
+    bd = head.block_dim
+    tags = rec.tags or {}
     spec = tags.get("spec") or {}
-    ent = rec["dataset"].get("entropy") or {}
-    row = {"experiment": experiment, "key": key, "dataset": rec["dataset"]["name"],
-           "variant": tags.get("variant") or rec["method"], "method": rec["method"], "seed": rec["seed"],
-           "n_levels": len(rec["dataset"]["levels"]), "n_blocks": head["n_blocks"], "block_dim": bd,
-           "encoder": rec["encoder"].get("model") or rec["encoder"].get("name"),
-           "train_s": rec["timing"]["train_s"], "n_params": (rec.get("training") or {}).get("n_params"), "H_L0": ent.get("H_L0"), "H_L1|L0": ent.get("H_L1|L0"),
+    ent = rec.dataset.entropy
+    row = {"experiment": experiment, "key": key, "dataset": rec.dataset.name,
+           "variant": tags.get("variant") or rec.method, "method": rec.method, "seed": rec.seed,
+           "n_levels": len(rec.dataset.levels), "n_blocks": head.n_blocks, "block_dim": bd,
+           "encoder": rec.encoder.model or rec.encoder.name,
+           "train_s": rec.timing["train_s"], "n_params": rec.training.n_params if rec.training else None,
+           "H_L0": ent.get("H_L0"), "H_L1|L0": ent.get("H_L1|L0"),
            "coarse_noise": spec.get("coarse_noise"), "random_coarse": spec.get("random_coarse"),
            "family": tags.get("family"), "control_of": tags.get("control_of"), "arm": tags.get("arm")}
-    row.update(rec["steerability"])
-    names = [lv["name"] for lv in rec["dataset"]["levels"]]
-    row.update(_acc_columns(rec["accuracy"], bd, names))
-    row.update(_acc_columns(rec["baseline"]["accuracy"], bd, names, "base_"))
-    row["base_S"] = rec["baseline"]["steerability"]["S"]
-    ret = rec.get("retrieval")
+    row.update(rec.steerability)
+    names = rec.level_names
+    row.update(_acc_columns(rec.accuracy, bd, names))
+    row.update(_acc_columns(rec.baseline.accuracy, bd, names, "base_"))
+    row["base_S"] = rec.baseline.S
+    ret = rec.retrieval
     if ret:  # "<metric> L{i}@j{j}" columns, e.g. "R@1 L1@j4" (and "base_R@1 L1@j4" for the untrained encoder)
         for src, pre in (("trained", ""), ("baseline", "base_")):
             for dims, per_level in ret[src].items():
@@ -69,7 +71,7 @@ def load_frame(results: str | Path, experiments=None) -> pd.DataFrame:
     rows = []
     for name, store in stores:
         for key, rec in store.records():
-            exp = (rec.get("tags") or {}).get("experiment") or name
+            exp = (rec.tags or {}).get("experiment") or name
             rows.append({**record_row(rec, exp, key), "quick": name.endswith("-quick")})
     if not rows:
         raise FractalError(f"{results}: no run records found; run `fractal experiment main --out {results}` first")
