@@ -43,6 +43,18 @@ def cli(*argv) -> tuple[int, str, str]:
     return rc, o.getvalue(), e.getvalue()
 
 
+@contextlib.contextmanager
+def inside(folder: Path):
+    """Run with ``folder`` as the working directory: a relative path a command might write to (a default
+    `runs/...`, `--out .`) lands there, never in the repository, even if a check regresses."""
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield folder
+    finally:
+        os.chdir(before)
+
+
 def assert_one_error(rc: int, err: str, *needles: str) -> str:
     lines = [line for line in err.splitlines() if line.strip()]
     assert rc == 2, (rc, err)
@@ -73,6 +85,11 @@ def whole_run(path: Path) -> dict:
 
 def no_leftovers(parent: Path, keep: set[str]) -> None:
     assert {p.name for p in parent.iterdir()} == keep, sorted(p.name for p in parent.iterdir())
+
+
+def untouched(scratch: Path) -> None:
+    no_leftovers(scratch, {"notes.txt", "mine"})
+    no_leftovers(scratch / "mine", {"keep.txt"})
 
 
 # --------------------------------------------------------------- fixtures
@@ -139,6 +156,16 @@ def index_dir(run_dir, user_ds, encoder, tmp_path_factory):
     labels = [[user_ds.levels[lv].classes[c] for lv, c in enumerate(row)] for row in sp.labels]
     return ZoomIndex.build(run_dir, list(sp.texts), labels=labels, encoder=encoder).save(
         tmp_path_factory.mktemp("index") / "ix")
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory) -> Path:
+    """A working directory for commands given bad paths: holds a file and a folder that is not a run."""
+    d = tmp_path_factory.mktemp("scratch")
+    (d / "notes.txt").write_text("mine")
+    (d / "mine").mkdir()
+    (d / "mine" / "keep.txt").write_text("mine")
+    return d
 
 
 @pytest.fixture
@@ -469,13 +496,15 @@ def test_block_wider_than_the_encoder_fails_before_training(user_ds, encoder):
     (["index", "build"], ["Missing argument", "fractal index build --help"]),
     (["search", "ix", "q", "-k", "x"], ["-k"]),
     (["nope"], ["No such command", "fractal --help"]),
-    (["experiment", "main", "--seeds", "1,x"], ["--seeds", "comma-separated"]),
-    (["experiment", "main", "--seeds", f"1,{2 ** 40}"], ["--seeds", "4294967295"]),
+    (["experiment", "main", "--quick", "--datasets", "trec", "--seeds", "1,x"], ["--seeds", "comma-separated"]),
+    (["experiment", "main", "--quick", "--datasets", "trec", "--seeds", f"1,{2 ** 40}"], ["--seeds", "4294967295"]),
 ])
-def test_usage_errors_are_one_line_with_status_2(argv, needles):
+def test_usage_errors_are_one_line_with_status_2(scratch, argv, needles):
     """Defect 8: click's usage errors printed a traceback (typer's own click classes escaped main) with
     exit status 1; an oversized seed crashed inside numpy."""
-    rc, out, err = cli(*argv)
+    with inside(scratch):
+        rc, out, err = cli(*argv)
+    untouched(scratch)
     assert_one_error(rc, err, *needles)
     assert out == ""
 
@@ -593,42 +622,46 @@ def _bad_train_option():
         st.tuples(st.just("--eval-rows"), st.one_of(st.sampled_from(["abc", "", "1", "0", "-5", "nan", "1.5"]),
                                                      NEGATIVE)),
         st.tuples(st.just("--method"), st.text("abcxyz-_ ", max_size=8).filter(lambda m: m not in OBJECTIVES)),
-        st.tuples(st.just("--out"), st.sampled_from(["", ".", "src", "README.md", "README.md/x"])),
+        st.tuples(st.just("--out"), st.sampled_from(["", ".", "mine", "notes.txt", "notes.txt/x"])),
         st.tuples(_unknown(["train"]), st.just("1")),
     )
 
 
 @PROPS
 @given(data=st.data())
-def test_train_options_property(small_csv, tmp_path_factory, data):
+def test_train_options_property(small_csv, scratch, data):
     """Any bad value of a `fractal train` option (or an unknown option) ends in one `error:` line and
     exit status 2, before anything is encoded or trained."""
     opt, value = data.draw(_bad_train_option())
-    out = str(tmp_path_factory.getbasetemp() / "prop-train-out")
+    out = str(scratch / "prop-train-out")
     extra = [] if opt == "--out" else ["--out", out]
     t0 = time.perf_counter()
-    rc, _, err = cli("train", small_csv, "--levels", "domain,intent", "--method", "mrl", *extra, opt, value)
+    with inside(scratch):
+        rc, _, err = cli("train", small_csv, "--levels", "domain,intent", "--method", "mrl", *extra, opt, value)
     assert_one_error(rc, err)
-    assert time.perf_counter() - t0 < 5 and not Path(out).exists()
+    assert time.perf_counter() - t0 < 5
+    untouched(scratch)
 
 
 @PROPS
 @given(data=st.data())
-def test_index_build_options_property(corpus_csv, run_dir, tmp_path_factory, data):
+def test_index_build_options_property(corpus_csv, run_dir, scratch, data):
     opt, value = data.draw(st.one_of(
         st.tuples(st.just("--kind"), st.text("abcdefhnsw ", max_size=8).filter(lambda k: k not in ("flat", "hnsw"))),
         st.tuples(st.just("--m"), st.one_of(NOT_INT, st.integers(max_value=1).map(str))),
         st.tuples(st.sampled_from(["--ef-construction", "--ef-search"]), st.one_of(NOT_INT, NON_POSITIVE)),
         st.tuples(st.just("--split"), st.sampled_from(["", "nope", "TEST!"])),
-        st.tuples(st.just("--out"), st.sampled_from(["", "README.md", "README.md/x", "src"])),
+        st.tuples(st.just("--out"), st.sampled_from(["", ".", "mine", "notes.txt", "notes.txt/x"])),
         st.tuples(_unknown(["index", "build"]), st.just("1")),
     ))
-    out = str(tmp_path_factory.getbasetemp() / "prop-index-out")
+    out = str(scratch / "prop-index-out")
     extra = [] if opt == "--out" else ["--out", out]
     t0 = time.perf_counter()
-    rc, _, err = cli("index", "build", run_dir, corpus_csv, "--levels", "domain,intent", *extra, opt, value)
+    with inside(scratch):
+        rc, _, err = cli("index", "build", run_dir, corpus_csv, "--levels", "domain,intent", *extra, opt, value)
     assert_one_error(rc, err)
-    assert time.perf_counter() - t0 < 5 and not Path(out).exists()
+    assert time.perf_counter() - t0 < 5
+    untouched(scratch)
 
 
 @PROPS
@@ -650,15 +683,17 @@ def test_search_options_property(index_dir, data):
 
 @PROPS
 @given(data=st.data())
-def test_export_options_property(run_dir, tmp_path_factory, data):
+def test_export_options_property(run_dir, scratch, data):
     opt, value = data.draw(st.one_of(
         st.tuples(st.just("--dims"), st.one_of(NOT_INT, NON_POSITIVE, HUGE,
                                                st.integers(1, 10 ** 6).filter(lambda d: d not in (64, 128, 192, 256))
                                                .map(str))),
         st.tuples(_unknown(["export"]), st.just("1")),
     ))
-    out = tmp_path_factory.getbasetemp() / "prop-export-out"
+    out = scratch / "prop-export-out"
     t0 = time.perf_counter()
-    rc, _, err = cli("export", run_dir, out, opt, value)
+    with inside(scratch):
+        rc, _, err = cli("export", run_dir, out, opt, value)
     assert_one_error(rc, err)
-    assert time.perf_counter() - t0 < 5 and not out.exists()
+    assert time.perf_counter() - t0 < 5
+    untouched(scratch)

@@ -173,3 +173,4 @@ def test_cpu_records_stay_bit_identical(data_home, encoder):
         head = {k: v for k, v in run.record.to_dict()["config"]["head"].items() if k != "topk"}  # topk: added after these records
         assert {**run.record.to_dict()["config"], "head": head} == rec["config"], method
         assert "device" not in run.record.to_dict()["timing"]
+

@@ -121,9 +121,9 @@ def split_states(encoder, split, n_layers: int) -> np.ndarray:
 
 
 def _hidden_size(encoder) -> int:
-    from .encoders import _read_json
+    from .encoders import read_json_or_empty
 
-    size = _read_json(encoder.resolved.folder / "config.json").get("hidden_size")
+    size = read_json_or_empty(encoder.resolved.folder / "config.json").get("hidden_size")
     if not size:
         raise EncoderError(f"{encoder.resolved.name}: config.json has no hidden_size")
     return int(size)

@@ -285,12 +285,12 @@ def finetune_cmd(
     name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder to fine-tune: short name, hub id or folder."),
     method: str = typer.Option("fractal", "--method", help="Objective (any method that trains a head)."),
-    seed: int = typer.Option(42, "--seed"),
-    epochs: int = typer.Option(1, "--epochs", help="Passes over the training rows."),
+    seed: int = typer.Option(42, "--seed", min=0, max=SEED_MAX, help="Training seed (0 to 2**32 - 1)."),
+    epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the training rows."),
     encoder_lr: float = typer.Option(2e-5, "--encoder-lr", help="Learning rate of the encoder."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the head."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    max_train_rows: Optional[int] = typer.Option(None, "--max-train-rows", help="Cap the training rows (stratified)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    max_train_rows: Optional[int] = typer.Option(None, "--max-train-rows", min=2, help="Cap the training rows (stratified)."),
     out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-finetuned-seed<N>]."),
     text: str = TextOpt,
     levels: Optional[str] = LevelsOpt,
@@ -304,22 +304,19 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune the encoder and a steerable head end to end (sentence-transformers' trainer); the run
     directory is a sentence-transformers folder plus a run record."""
+    from .atomic import check_output_dir
     from .finetune import finetune
     from .heads import HeadConfig
     from .records import RECORD_FILE
+    from .runs import check_seed
 
     device = _device(device)
+    check_seed(seed)
     rows = _eval_rows(eval_rows)
     n_blocks = HeadConfig.from_dims(dim=dim, block_dim=block_dim).n_blocks
     ds = _load(name, text, levels, on_conflict)
-    target = Path(out_dir or f"runs/{ds.name}-{method}-finetuned-seed{seed}")
-    if target.exists() and not target.is_dir():
-        raise FractalError(f"--out {target} is a file; choose a directory for the run")
-    if target.is_dir() and any(target.iterdir()):
-        if not (target / RECORD_FILE).is_file():
-            raise FractalError(f"--out {target} is not empty and holds no run; choose an empty or new directory")
-        if not overwrite:
-            raise FractalError(f"{target} already holds a run; choose another --out or pass --overwrite")
+    target = check_output_dir(out_dir or f"runs/{ds.name}-{method}-finetuned-seed{seed}", overwrite=overwrite,
+                              marker=RECORD_FILE, what="a run")
     run = finetune(ds, method, model=model, seed=seed, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
                    batch_size=batch_size, max_train_rows=max_train_rows, n_blocks=n_blocks, block_dim=block_dim,
                    device=device, eval_rows=rows, show_progress=not as_json)

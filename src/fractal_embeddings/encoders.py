@@ -94,7 +94,8 @@ def _packaged_onnx(name: str) -> ResolvedModel:
                          None, base, tok, "mean", 128)
 
 
-def _read_json(path: Path) -> dict:
+def read_json_or_empty(path: Path) -> dict:
+    """A JSON file of a model folder as a dict; ``{}`` when it is missing or unreadable."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -102,14 +103,14 @@ def _read_json(path: Path) -> dict:
 
 
 def _folder_model(name: str, folder: Path) -> ResolvedModel:
-    modules = _read_json(folder / "modules.json")
+    modules = read_json_or_empty(folder / "modules.json")
     types = [m.get("type", "").rsplit(".", 1)[-1] for m in modules] if isinstance(modules, list) else []
-    pool_cfg = _read_json(folder / "1_Pooling" / "config.json")
+    pool_cfg = read_json_or_empty(folder / "1_Pooling" / "config.json")
     pooling = "cls" if pool_cfg.get("pooling_mode_cls_token") else "mean"
     plain = bool(types) and types[0] == "Transformer" and set(types[1:]) <= {"Pooling", "Normalize"} and (
         pool_cfg.get("pooling_mode_mean_tokens") or pool_cfg.get("pooling_mode_cls_token")
     ) and (folder / "tokenizer.json").is_file()
-    max_len = int(_read_json(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
+    max_len = int(read_json_or_empty(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
     return ResolvedModel(name, folder, None, folder / "tokenizer.json", pooling, max_len, bool(plain))
 
 
@@ -177,7 +178,7 @@ def _hash_files(paths: tuple[str, ...], stamp: tuple) -> str:  # noqa: ARG001 - 
 
 def module_types(folder: Path) -> list[str]:
     """The module classes a sentence-transformers folder's ``modules.json`` lists, in order."""
-    modules = _read_json(folder / "modules.json")
+    modules = read_json_or_empty(folder / "modules.json")
     return [str(m.get("type", "")) for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
 
 
@@ -195,7 +196,7 @@ def trusts_own_modules(folder: Path) -> bool:
 def _module_weight_files(folder: Path) -> list[str]:
     """Weights and config of every module stored in a subfolder (a trained head, a Dense layer): they
     define the outputs too. Folders without such files (plain encoders) keep their old fingerprint."""
-    modules = _read_json(folder / "modules.json")
+    modules = read_json_or_empty(folder / "modules.json")
     paths = [m.get("path") for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
     out = []
     for sub in paths:
@@ -214,7 +215,7 @@ def _model_files(rm: ResolvedModel) -> tuple[str, ...]:
 def default_prompts(name: str, folder: Path | None) -> dict[str, str]:
     """Prefixes per role: the model's own ``prompts`` config, else E5's ``query: ``/``passage: ``."""
     if folder is not None:
-        prompts = _read_json(folder / "config_sentence_transformers.json").get("prompts") or {}
+        prompts = read_json_or_empty(folder / "config_sentence_transformers.json").get("prompts") or {}
         if prompts.get("query") or prompts.get("passage") or prompts.get("document"):
             return {"query": prompts.get("query", ""), "passage": prompts.get("passage", prompts.get("document", ""))}
     base = name.lower().rstrip("/").split("/")[-1]

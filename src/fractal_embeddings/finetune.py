@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 import time
-import uuid
 from dataclasses import replace as dc_replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -85,7 +84,10 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
     from .runs import Run, dataset_block, embed_split, eval_row_sample, score, score_untrained
     from .st import FractalLoss
 
+    from .runs import check_seed
+
     _require_trainer()
+    check_seed(seed)
     for name, v in (("epochs", epochs), ("batch_size", batch_size)):
         if not isinstance(v, int) or v < 1:
             raise FractalError(f"{name} must be an integer >= 1, got {v!r}")
@@ -225,65 +227,31 @@ def model_encoder(record: dict, run_dir, *, device: str | None = "auto", model=N
 
 def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
     """Write a fine-tuned run: the model folder + ``record.json`` (with the folder's fingerprint),
-    built in a temporary sibling directory and renamed into place; an existing run is replaced only
-    with ``overwrite`` (moved aside first, deleted once the new one is in place)."""
+    written whole beside ``out_dir`` and put in its place in one step (:mod:`~fractal_embeddings.atomic`);
+    an existing run is replaced only with ``overwrite``."""
+    from transformers.utils import logging as hf_logging
+
+    from .atomic import atomic_dir
     from .cache import apply_default_modes
     from .encoders import folder_fingerprint
     from .records import RECORD_FILE, canonical_json
 
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise FractalError(f"{out} is a file; choose a directory for the run")
-    if out.is_dir() and any(out.iterdir()):
-        if not (out / RECORD_FILE).is_file():
-            raise FractalError(f"{out} is not empty and holds no run; choose an empty or new directory")
-        if not overwrite:
-            raise FractalError(f"{out} already holds a run; choose another --out or pass --overwrite")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale(out)
-    tag = f"{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    tmp = out.parent / f".{out.name}.finetune-{tag}"
-    old = out.parent / f".{out.name}.old-{tag}"
-    from transformers.utils import logging as hf_logging
-
     bars = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()
     try:
-        if run.model is not None:
-            run.model.save(str(tmp), create_model_card=False)
-        elif run.path is not None:
-            shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"))
-        else:
-            raise FractalError(f"run {run.record.run_id} holds no model to save")
-        record = run.record.replace(encoder=dc_replace(run.record.encoder, fingerprint=folder_fingerprint(tmp)))
-        (tmp / RECORD_FILE).write_text(canonical_json(record.to_dict()), encoding="utf-8")
-        apply_default_modes(tmp)  # safetensors writes 0o600: the run gets the umask's modes like any file
-        if out.exists():
-            os.replace(out, old)
-        os.replace(tmp, out)
+        with atomic_dir(out, overwrite=overwrite, marker=RECORD_FILE, what="a run") as tmp:
+            if run.model is not None:
+                run.model.save(str(tmp), create_model_card=False)
+            elif run.path is not None:
+                shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"), dirs_exist_ok=True)
+            else:
+                raise FractalError(f"run {run.record.run_id} holds no model to save")
+            record = run.record.replace(encoder=dc_replace(run.record.encoder, fingerprint=folder_fingerprint(tmp)))
+            (tmp / RECORD_FILE).write_text(canonical_json(record.to_dict()), encoding="utf-8")
+            apply_default_modes(tmp)  # safetensors writes 0o600: the run gets the umask's modes like any file
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.rmtree(old, ignore_errors=True)
         if bars:
             hf_logging.enable_progress_bar()
     run.record, run.path = record, out
     return out
-
-
-def _remove_stale(out: Path) -> None:
-    """Delete the temporary siblings a killed save left (``.<name>.finetune-<pid>-*`` of a dead process)."""
-    for p in out.parent.glob(f".{out.name}.*-*-*"):
-        kind, _, rest = p.name[len(out.name) + 2:].partition("-")
-        pid = rest.split("-", 1)[0]
-        if kind in ("finetune", "old") and pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(p, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

@@ -43,14 +43,19 @@ Nothing is pickled. :meth:`ZoomIndex.save` writes everything into a temporary di
 target, which then takes its place in one step (an index being replaced with ``overwrite`` is
 exchanged with it, then deleted; :mod:`~fractal_embeddings.atomic`), so the path always holds the
 old index or the new one and a reader never sees a half-written index.
+
+Pieces
+------
+:class:`ZoomIndex` composes a run (its identity and head), the run's encoder, an
+:class:`~fractal_embeddings.index_items.ItemTable` (ids, texts, payloads, labels) and
+:class:`~fractal_embeddings.prefix_index.PrefixIndexes` (the FAISS indexes and the full vectors).
+Corpus files are read by :mod:`fractal_embeddings.corpus` (:func:`read_corpus`, re-exported here).
 """
 
 from __future__ import annotations
 
 import json
-import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -59,21 +64,19 @@ from typing import Any, Sequence
 import numpy as np
 
 from .atomic import atomic_dir, check_output_dir
-from .errors import FractalError, InputDataError
-from .evaluation import unit_rows as _unit
+from .corpus import TABLE_SUFFIXES, TEXT_SUFFIXES, Corpus, read_corpus
+from .index_errors import ZoomIndexError
+from .index_items import COLUMNS as ITEM_COLUMNS
+from .index_items import ItemTable
+from .prefix_index import HNSW_DEFAULTS, KINDS, VECTORS_FILE, PrefixIndexes
+
+__all__ = ["HNSW_DEFAULTS", "KINDS", "META_FILE", "RUN_DIR", "SCHEMA", "TABLE_SUFFIXES", "TEXT_SUFFIXES",
+           "VECTORS_FILE", "Corpus", "Hit", "SearchResults", "ZoomIndex", "ZoomIndexError", "build_from_source",
+           "check_target", "read_corpus"]
 
 SCHEMA = "fractal-embeddings/zoom-index/1"
 META_FILE = "index.json"
-VECTORS_FILE = "vectors.npy"
 RUN_DIR = "run"
-KINDS = ("flat", "hnsw")
-HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
-TEXT_SUFFIXES = (".txt",)
-TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
-
-
-class ZoomIndexError(FractalError):
-    """A zoom index that cannot be built, loaded or searched as asked (one line: problem and fix)."""
 
 
 # ------------------------------------------------------------------ results
@@ -148,24 +151,6 @@ def _describe(ident: dict) -> str:
     return f"run {ident['run_id']} (encoder {ident['encoder_name']} {str(ident['encoder_fingerprint'])[:12]})"
 
 
-def _json_value(value, what: str):
-    try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as e:
-        raise ZoomIndexError(f"{what} is not JSON-serialisable ({e}); payloads must be plain JSON values") from None
-    return value
-
-
-def _check_id(i):
-    if isinstance(i, (bool, np.bool_)):
-        raise ZoomIndexError(f"ids must be ints or strings, got {i!r}")
-    if isinstance(i, (int, np.integer)):
-        return int(i)
-    if isinstance(i, str):
-        return i
-    raise ZoomIndexError(f"ids must be ints or strings, got {type(i).__name__} {i!r}")
-
-
 def _target_checks(overwrite: bool) -> dict:
     return {"overwrite": overwrite, "marker": META_FILE, "what": "an index", "error": ZoomIndexError}
 
@@ -182,14 +167,15 @@ class ZoomIndex:
     """Nearest-neighbour search at every prefix length of a trained run's embeddings.
 
     Build with :meth:`build` (encodes texts with the run's encoder and head) or :meth:`load`; an
-    empty index from the constructor takes texts with :meth:`add`."""
+    empty index from the constructor takes texts with :meth:`add`. What it holds: ``run`` (whose
+    head makes the vectors), ``items`` (an :class:`~fractal_embeddings.index_items.ItemTable`) and
+    ``prefixes`` (a :class:`~fractal_embeddings.prefix_index.PrefixIndexes`); ``ids``, ``texts``,
+    ``payloads``, ``labels``, ``kind``, ``params`` and ``indexes`` read through to those two."""
 
     def __init__(self, run, *, kind: str = "flat", m: int = HNSW_DEFAULTS["M"],
                  ef_construction: int = HNSW_DEFAULTS["ef_construction"], ef_search: int = HNSW_DEFAULTS["ef_search"],
                  level_names: Sequence[str] | None = None, encoder=None, corpus_role: str = "query",
                  device: str | None = "auto"):
-        import faiss
-
         from .heads import Head
 
         self.run = _as_run(run)
@@ -200,37 +186,13 @@ class ZoomIndex:
         self.n_blocks, self.block_dim = h.n_blocks, h.block_dim
         self.dim = self.n_blocks * self.block_dim
         self.dims = tuple(j * self.block_dim for j in range(1, self.n_blocks + 1))
-        if kind not in KINDS:
-            raise ZoomIndexError(f"unknown index kind '{kind}'; use flat (exact) or hnsw (approximate)")
-        self.kind = kind
-        if kind == "hnsw":
-            for name, v, lo in (("M", m, 2), ("ef_construction", ef_construction, 1), ("ef_search", ef_search, 1)):
-                if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
-                    raise ZoomIndexError(f"HNSW {name} must be an integer >= {lo}, got {v!r}")
-            self.params = {"M": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
-        else:
-            self.params = {}
+        self.prefixes = PrefixIndexes(self.dims, kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
         from .encoders import ROLES
 
         if corpus_role not in ROLES:
             raise ZoomIndexError(f"corpus_role must be one of {', '.join(ROLES)}, got {corpus_role!r}")
         self.corpus_role = corpus_role
-        self.level_names = tuple(level_names) if level_names is not None else tuple(self.run.level_names)
-        self.indexes = {}
-        for d in self.dims:
-            if kind == "flat":
-                ix = faiss.IndexFlatIP(d)
-            else:
-                ix = faiss.IndexHNSWFlat(d, self.params["M"], faiss.METRIC_INNER_PRODUCT)
-                ix.hnsw.efConstruction = self.params["ef_construction"]
-                ix.hnsw.efSearch = self.params["ef_search"]
-            self.indexes[d] = ix
-        self._vectors = np.zeros((0, self.dim), dtype=np.float32)
-        self.ids: list = []
-        self.texts: list[str] = []
-        self.payloads: list = []
-        self.labels: list[list[str] | None] = []
-        self._id_rows: dict = {}
+        self.items = ItemTable(level_names if level_names is not None else self.run.level_names)
         self._encoder = None
         self.device = device  # where the run's encoder runs for text queries and builds
         if encoder is not None:
@@ -238,7 +200,7 @@ class ZoomIndex:
 
     # ----------------------------------------------------------- properties
     def __len__(self) -> int:
-        return len(self.ids)
+        return len(self.items)
 
     def __repr__(self) -> str:
         return (f"ZoomIndex({len(self)} items, {self.kind}, prefixes {'/'.join(map(str, self.dims))}, "
@@ -247,17 +209,25 @@ class ZoomIndex:
     @property
     def vectors(self) -> np.ndarray:
         """The full head vectors of the items, as added (not normalised), ``(n, dim)`` read-only."""
-        v = self._vectors.view()
-        v.flags.writeable = False
-        return v
+        return self.prefixes.vectors
 
     @property
     def identity(self) -> dict:
         return _identity(self.run)
 
+    # the item table's columns and the FAISS settings, as attributes of the index
+    ids = property(lambda self: self.items.ids, doc="Item ids, by row.")
+    texts = property(lambda self: self.items.texts, doc="Item texts, by row.")
+    payloads = property(lambda self: self.items.payloads, doc="Item payloads (JSON values or None), by row.")
+    labels = property(lambda self: self.items.labels, doc="Item class names per level (or None), by row.")
+    level_names = property(lambda self: self.items.level_names, doc="The levels the label rows name, coarse -> fine.")
+    kind = property(lambda self: self.prefixes.kind, doc="``flat`` (exact) or ``hnsw`` (approximate).")
+    params = property(lambda self: self.prefixes.params, doc="HNSW parameters (empty for flat).")
+    indexes = property(lambda self: self.prefixes.indexes, doc="Prefix length -> its FAISS index.")
+
     @property
     def faiss_type(self) -> str:
-        return "IndexFlatIP" if self.kind == "flat" else "IndexHNSWFlat"
+        return self.prefixes.faiss_type
 
     def info(self) -> dict:
         """The index metadata without the per-item columns (JSON-ready)."""
@@ -266,7 +236,7 @@ class ZoomIndex:
                          "kind": self.run.record.head.kind},
                 "index": {"kind": self.kind, "faiss_type": self.faiss_type, "metric": "cosine (inner product of L2-normalised prefixes)",
                           "prefix_dims": list(self.dims), "params": dict(self.params),
-                          "files": {str(d): f"prefix-{d}.faiss" for d in self.dims}},
+                          "files": self.prefixes.files()},
                 "corpus_role": self.corpus_role, "query_role": "query", "level_names": list(self.level_names)}
 
     # -------------------------------------------------------------- encoder
@@ -330,39 +300,7 @@ class ZoomIndex:
         n = len(texts)
         if n == 0:
             raise ZoomIndexError("empty corpus: there are no texts to add; give at least one text")
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise ZoomIndexError(f"text {i} is a {type(t).__name__}, not a string")
-        if ids is None:
-            start = max((i + 1 for i in self.ids if isinstance(i, int)), default=0)
-            ids = list(range(start, start + n))
-        else:
-            ids = [_check_id(i) for i in ids]
-        if len(ids) != n:
-            raise ZoomIndexError(f"{len(ids)} ids for {n} texts; give one id per text")
-        seen = set(self._id_rows)
-        for i in ids:
-            if i in seen:
-                raise ZoomIndexError(f"duplicate id {i!r}: ids must be unique in the index")
-            seen.add(i)
-        if payloads is None:
-            payloads = [None] * n
-        payloads = list(payloads)
-        if len(payloads) != n:
-            raise ZoomIndexError(f"{len(payloads)} payloads for {n} texts; give one payload per text (or None)")
-        for i, p in enumerate(payloads):
-            _json_value(p, f"payload {i}")
-        if labels is None:
-            labels = [None] * n
-        labels = [None if row is None else [row] if isinstance(row, str) else
-                  [str(x) for x in (row.tolist() if isinstance(row, np.ndarray) else row)] for row in labels]
-        if len(labels) != n:
-            raise ZoomIndexError(f"{len(labels)} label rows for {n} texts; give one row (class names per level) per text")
-        nl = len(self.level_names)
-        for i, row in enumerate(labels):
-            if row is not None and len(row) != nl:
-                raise ZoomIndexError(f"label row {i} has {len(row)} names for {nl} levels ({', '.join(self.level_names)}); "
-                                     "give one class name per level, coarse -> fine")
+        batch = self.items.check(texts, ids, payloads, labels)  # all checked before anything is encoded
         if vectors is None:
             E = self.embed(texts, role=self.corpus_role, cache=True, show_progress=show_progress)
         else:
@@ -370,18 +308,8 @@ class ZoomIndex:
             if E.ndim != 2 or E.shape != (n, self.dim):
                 raise ZoomIndexError(f"vectors have shape {E.shape}; expected ({n}, {self.dim}): one {self.dim}-d head "
                                      "vector (run.transform of the encoder vector) per text")
-        if not np.isfinite(E).all():
-            raise ZoomIndexError("the vectors to add contain NaN or inf")
-        first = len(self)
-        for d, ix in self.indexes.items():
-            ix.add(_unit(E[:, :d]))
-        self._vectors = np.concatenate([self._vectors, E.astype(np.float32)], axis=0)
-        for r, i in enumerate(ids):
-            self._id_rows[i] = first + r
-        self.ids += ids
-        self.texts += texts
-        self.payloads += payloads
-        self.labels += labels
+        self.prefixes.add(E)
+        first = self.items.append(batch)
         return np.arange(first, first + n)
 
     # -------------------------------------------------------------- search
@@ -435,8 +363,6 @@ class ZoomIndex:
         vectors ``(dim,)`` / ``(n, dim)`` (or already cut to the zoom's length). ``zoom``: ``"coarse"``
         (the first block), ``"fine"`` (the whole vector) or a prefix length. ``ef_search`` (HNSW)
         overrides the index's search breadth for this call."""
-        import faiss
-
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ZoomIndexError(f"k must be an integer >= 1, got {k!r}")
         if ef_search is not None and (isinstance(ef_search, bool) or not isinstance(ef_search, (int, np.integer))
@@ -445,31 +371,10 @@ class ZoomIndex:
         zd = self.zoom_dims(zoom)
         if len(self) == 0:
             raise ZoomIndexError("the index is empty; add texts before searching")
-        Q = _unit(self._query_matrix(queries, zd))
-        kk = min(int(k), len(self))
-        ix = self.indexes[zd]
-        if self.kind == "hnsw":
-            ef = self.params["ef_search"] if ef_search is None else int(ef_search)
-            if ef < 1:
-                raise ZoomIndexError(f"ef_search must be >= 1, got {ef}")
-            p = faiss.SearchParametersHNSW()
-            p.efSearch = max(ef, kk)
-            D, I = ix.search(Q, kk, params=p)
-        else:
-            D, I = ix.search(Q, kk)
-        D = np.where(I >= 0, D, -np.inf).astype(np.float32)
-        hits = []
-        for qi in range(len(I)):
-            row_hits = []
-            for rank, (r, s) in enumerate(zip(I[qi], D[qi]), start=1):
-                if r < 0:
-                    continue
-                r = int(r)
-                lab = self.labels[r]
-                row_hits.append(Hit(rank, r, self.ids[r], float(s), self.texts[r],
-                                    dict(zip(self.level_names, lab)) if lab is not None else None, self.payloads[r]))
-            hits.append(row_hits)
-        return SearchResults(zd, I.astype(np.int64), D, hits)
+        D, I = self.prefixes.search(self._query_matrix(queries, zd), zd, k, ef_search)
+        hits = [[Hit(rank, int(r), score=float(s), **self.items.item(int(r)))
+                 for rank, (r, s) in enumerate(zip(I[qi], D[qi]), start=1) if r >= 0] for qi in range(len(I))]
+        return SearchResults(zd, I, D, hits)
 
     # ------------------------------------------------------- model checks
     def check_run(self, run) -> None:
@@ -486,27 +391,18 @@ class ZoomIndex:
     def metadata(self) -> dict:
         return {**self.info(), "faiss_version": _faiss_version(), "library_version": _library_version(),
                 "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "items": {"ids": list(self.ids), "texts": list(self.texts), "payloads": list(self.payloads),
-                          "labels": list(self.labels)}}
+                "items": self.items.columns()}
 
     def save(self, out_dir, overwrite: bool = False) -> Path:
         """Write the index directory atomically (a temporary directory beside it, then a rename).
         An existing index is replaced only with ``overwrite``; any other non-empty folder never."""
-        import faiss
-
         from .records import file_sha256
 
         if len(self) == 0:
             raise ZoomIndexError("empty corpus: the index has no items to save; add texts first")
         with atomic_dir(out_dir, **_target_checks(overwrite)) as tmp:  # checked first, swapped in whole
             self.run.save(tmp / RUN_DIR)
-            files = {}
-            for d, ix in self.indexes.items():
-                name = f"prefix-{d}.faiss"
-                faiss.write_index(ix, str(tmp / name))
-                files[name] = None
-            np.save(tmp / VECTORS_FILE, self._vectors, allow_pickle=False)
-            files[VECTORS_FILE] = None
+            files = self.prefixes.write(tmp)
             meta = self.metadata()
             meta["files"] = {name: file_sha256(tmp / name) for name in files}
             (tmp / META_FILE).write_text(_meta_json(meta), encoding="utf-8")
@@ -516,8 +412,6 @@ class ZoomIndex:
     def load(cls, index_dir, run=None, *, encoder=None, device: str | None = "auto") -> ZoomIndex:
         """An index saved by :meth:`save`, every file checked against ``index.json``. Text queries use
         the run saved with the index; ``run`` (a Run or its directory) must be that same run."""
-        import faiss
-
         from .records import RunRecordError, file_sha256
         from .runs import load_run
 
@@ -539,7 +433,7 @@ class ZoomIndex:
             spec = meta["index"]
             dims = [int(x) for x in spec["prefix_dims"]]
             items = meta["items"]
-            cols = [list(items[c]) for c in ("ids", "texts", "payloads", "labels")]
+            cols = [list(items[c]) for c in ITEM_COLUMNS]
             files = dict(meta["files"])
             head = meta["head"]
         except (KeyError, TypeError, ValueError) as e:
@@ -573,26 +467,8 @@ class ZoomIndex:
                 ix.check_run(run)
             except ZoomIndexError as e:
                 raise ZoomIndexError(f"{d}: {e}") from None
-        for dd in dims:
-            name = spec["files"][str(dd)]
-            try:
-                fx = faiss.read_index(str(d / name))
-            except RuntimeError as e:
-                raise ZoomIndexError(f"{d / name}: not a readable FAISS index ({str(e).splitlines()[-1][:80]}); {fix}") from None
-            if fx.d != dd or fx.ntotal != size:
-                raise ZoomIndexError(f"{d / name}: holds {fx.ntotal} x {fx.d}-d vectors, expected {size} x {dd}; {fix}")
-            ix.indexes[dd] = fx
-        try:
-            vec = np.load(d / VECTORS_FILE, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ZoomIndexError(f"{d / VECTORS_FILE}: not a readable array ({str(e)[:80]}); {fix}") from None
-        if vec.shape != (size, ix.dim):
-            raise ZoomIndexError(f"{d / VECTORS_FILE}: shape {vec.shape}, expected ({size}, {ix.dim}); {fix}")
-        ix._vectors = np.asarray(vec, dtype=np.float32)
-        ids, ix.texts, ix.payloads, labels = cols
-        ix.ids = [_check_id(i) for i in ids]
-        ix.labels = [None if r is None else list(r) for r in labels]
-        ix._id_rows = {i: r for r, i in enumerate(ix.ids)}
+        ix.prefixes.read(d, spec["files"], size, fix)
+        ix.items = ItemTable.from_columns(ix.level_names, *cols)
         if encoder is not None:
             ix.encoder = encoder
         return ix
@@ -623,136 +499,6 @@ def _library_version() -> str:
 
 
 # -------------------------------------------------------------------- corpus
-@dataclass
-class Corpus:
-    """Texts to index, with ids, payloads and per-level label names (``labels[i]``, or ``None``)."""
-
-    texts: list[str]
-    ids: list
-    payloads: list
-    labels: list | None
-    level_names: tuple[str, ...]
-    source: dict
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
-
-def _drop_empty(texts, keep_rows, source: str) -> list[int]:
-    rows = [i for i in keep_rows if isinstance(texts[i], str) and texts[i].strip()]
-    dropped = len(keep_rows) - len(rows)
-    if dropped:
-        warnings.warn(f"{source}: dropped {dropped} empty or missing texts", stacklevel=3)
-    return rows
-
-
-def read_corpus(source: str, *, split: str | None = None, text: str = "text", levels: Sequence[str] | None = None,
-                id_column: str | None = None) -> Corpus:
-    """Texts to index from a built-in dataset name (its ``split``, default ``train``, with class
-    names at each level), a ``.txt`` file (one text per line; blank lines skipped; id = line index,
-    0-based) or a CSV/TSV/JSONL/Parquet file (column ``text``; ``levels`` columns give labels,
-    ``id_column`` ids (default: row index, 0-based); the other columns become each item's payload; a
-    ``split`` column is filtered by ``split`` when given)."""
-    path = Path(source)
-    suffix = path.suffix.lower()
-    if suffix in TEXT_SUFFIXES:
-        if path.is_dir():
-            raise InputDataError(f"{path} is a directory, not a file; pass a .txt file (one text per line)")
-        if not path.is_file():
-            raise InputDataError(f"{path}: no such file")
-        try:
-            lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): ids are the file's line indices
-        except UnicodeDecodeError:
-            from .data.loaders import decode_error
-
-            raise decode_error(path) from None
-        if lines and lines[-1] == "":
-            lines.pop()
-        if levels:
-            raise InputDataError(f"{path}: a .txt corpus has no label columns; drop --levels or use a CSV/JSONL file")
-        rows = _drop_empty(lines, list(range(len(lines))), str(path))
-        if not rows:
-            raise ZoomIndexError(f"empty corpus: {path} has no non-empty lines")
-        return Corpus([lines[i] for i in rows], rows, [None] * len(rows), None, (),
-                      {"kind": "txt", "path": str(path)})
-    if suffix in TABLE_SUFFIXES:
-        return _table_corpus(path, split, text, levels, id_column)
-    if path.exists() and path.is_file():
-        raise InputDataError(f"{path}: unsupported file type '{path.suffix}'; use .txt, .csv, .tsv, .jsonl or .parquet")
-    from .data import load_dataset
-
-    ds = load_dataset(source, tuple(levels) if levels else None)
-    split = split or "train"
-    sp = ds.split(split)
-    if len(sp) == 0:
-        raise ZoomIndexError(f"empty corpus: split '{split}' of {ds.name} has no rows")
-    classes = [lv.classes for lv in ds.levels]
-    labels = [[classes[k][c] for k, c in enumerate(row)] for row in sp.labels.tolist()]
-    return Corpus(list(sp.texts), list(range(len(sp))), [None] * len(sp), labels, ds.level_names,
-                  {"kind": "dataset", "name": ds.name, "split": split, "fingerprint": ds.fingerprint()})
-
-
-def _payloads(df, extra: list, keep: list[int], path: Path) -> list:
-    """The other columns of the kept rows as JSON objects; a column JSON can't hold (binary) is left out, with a warning."""
-    def as_json(cols):
-        return json.loads(df[cols].iloc[keep].to_json(orient="records"))
-
-    try:
-        return as_json(extra)
-    except (ValueError, TypeError, OverflowError, UnicodeError):
-        good, bad = [], []
-        for c in extra:
-            try:
-                as_json([c])
-                good.append(c)
-            except (ValueError, TypeError, OverflowError, UnicodeError):
-                bad.append(c)
-        warnings.warn(f"{path}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} left out of the "
-                      "payloads: its values can't be stored as JSON (binary data?)", stacklevel=4)
-        return as_json(good) if good else [None] * len(keep)
-
-
-def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
-    from .data.tabular import _read_frame, check_scalar_columns, describe_columns
-
-    df = _read_frame(path)
-    if len(df) == 0:
-        raise ZoomIndexError(f"empty corpus: {path} has no rows")
-    levels = list(levels or [])
-    wanted = [text, *levels] + ([id_column] if id_column else []) + (["split"] if split else [])
-    missing = [c for c in wanted if c not in df.columns]
-    if missing:
-        raise InputDataError(f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has "
-                             f"{describe_columns(df.columns)} (set --text / --levels / --id)")
-    check_scalar_columns(df, [text, *levels] + (["split"] if split else []), path)
-    keep = list(range(len(df)))
-    if split:
-        col = df["split"].astype(str).str.strip().str.lower().tolist()
-        keep = [i for i in keep if col[i] == split]
-    texts = [None if (isinstance(t, float) and math.isnan(t)) else t for t in df[text].tolist()]
-    for i in keep:
-        if texts[i] is not None and not isinstance(texts[i], str):
-            texts[i] = str(texts[i])
-    keep = _drop_empty(texts, keep, str(path))
-    if not keep:
-        raise ZoomIndexError(f"empty corpus: {path} has no rows with text" + (f" in split '{split}'" if split else ""))
-    extra = [c for c in df.columns if c not in {text, *levels, id_column, "split"}]
-    payloads = _payloads(df, extra, keep, path) if extra else [None] * len(keep)
-    labels = None
-    if levels:
-        cols = [df[lv].tolist() for lv in levels]
-        labels = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in (c[i] for c in cols)]
-                  for i in keep]
-    if id_column:
-        raw = df[id_column].tolist()
-        ids = [raw[i].item() if isinstance(raw[i], np.generic) else raw[i] for i in keep]
-        ids = [i if isinstance(i, (int, str)) and not isinstance(i, bool) else str(i) for i in ids]
-    else:
-        ids = keep
-    return Corpus([texts[i] for i in keep], ids, payloads, labels, tuple(levels),
-                  {"kind": path.suffix.lower().lstrip("."), "path": str(path), "split": split})
-
-
 def build_from_source(run, source: str, *, split: str | None = None, text: str = "text",
                       levels: Sequence[str] | None = None, id_column: str | None = None, **build_options) -> ZoomIndex:
     """:func:`read_corpus` + :meth:`ZoomIndex.build` (what ``fractal index build`` runs)."""

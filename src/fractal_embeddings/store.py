@@ -27,6 +27,12 @@ from .records import RECORD_FILE, load_record
 TMP_MARK = ".tmp-"
 
 
+def store_dir(out: str | Path, name: str, quick: bool = False) -> Path:
+    """The store of experiment ``name`` under a results directory: ``<out>/<name>`` (``<name>-quick``
+    for a quick run)."""
+    return Path(out) / (f"{name}-quick" if quick else name)
+
+
 class RunStore:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)

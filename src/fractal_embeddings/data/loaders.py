@@ -71,7 +71,7 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
 
 
 @contextmanager
-def _utf8_errors(path: Path):
+def utf8_errors(path: Path):
     """Turn a ``UnicodeDecodeError`` while reading ``path`` into the one-line error that names its line and byte."""
     try:
         yield
@@ -148,7 +148,7 @@ def read_goemotions(folder: Path) -> RawData:
     rows, kept = {}, {}
     for split, fname in (("train", "train.tsv"), ("val", "dev.tsv"), ("test", "test.tsv")):
         texts, labels, total = [], [], 0
-        with _utf8_errors(folder / fname), open(folder / fname, encoding="utf-8", newline="") as f:
+        with utf8_errors(folder / fname), open(folder / fname, encoding="utf-8", newline="") as f:
             for rec in csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE):
                 total += 1
                 ids = rec[1].split(",")
@@ -179,7 +179,7 @@ def read_hwu64(folder: Path) -> RawData:
             raise InputDataError(f"hwu64: no CSV files in {folder / sub}")
         texts, labels = [], []
         for path in files:
-            with _utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
+            with utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
                 for rec in csv.DictReader(f, delimiter=";"):
                     texts.append(rec["answer_from_anno"])
                     labels.append((rec["scenario"], f"{rec['scenario']}_{rec['intent']}"))
@@ -193,7 +193,7 @@ def read_banking77(folder: Path) -> RawData:
     order = json.loads(_read_text(folder / "categories.json"))
     rows = {}
     for split in ("train", "test"):
-        with _utf8_errors(folder / f"{split}.csv"), open(folder / f"{split}.csv", encoding="utf-8", newline="") as f:
+        with utf8_errors(folder / f"{split}.csv"), open(folder / f"{split}.csv", encoding="utf-8", newline="") as f:
             recs = list(csv.DictReader(f))
         rows[split] = ([r["text"] for r in recs], [(r["category"],) for r in recs])
     return RawData(("intent",), rows, class_order=[order])

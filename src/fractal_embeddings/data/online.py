@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ..errors import InputDataError
 from .home import RemoteFile
-from .loaders import RawData, _utf8_errors
+from .loaders import RawData, utf8_errors
 from .taxonomy import holdout_rows
 
 TEST_FRACTION = 0.2  # for sources without a published test split
@@ -39,7 +39,7 @@ def read_dbpedia_classes(folder: Path) -> RawData:
     """``DBPEDIA_{train,val,test}.csv`` with columns ``text,l1,l2,l3`` (9 -> 70 -> 219 classes)."""
     rows = {}
     for split in ("train", "val", "test"):
-        with _utf8_errors(folder / f"DBPEDIA_{split}.csv"), open(folder / f"DBPEDIA_{split}.csv", encoding="utf-8", newline="") as f:
+        with utf8_errors(folder / f"DBPEDIA_{split}.csv"), open(folder / f"DBPEDIA_{split}.csv", encoding="utf-8", newline="") as f:
             recs = list(csv.DictReader(f))
         if recs and not {"text", "l1", "l2", "l3"} <= set(recs[0]):
             raise InputDataError(f"dbpedia-classes: DBPEDIA_{split}.csv lacks the columns text,l1,l2,l3")
@@ -129,7 +129,7 @@ def read_arxiv(folder: Path, max_rows: int = 200_000) -> RawData:
     group (cs, math, physics, stat, ...) -> primary category (the first listed). Reads the first
     ``max_rows`` records; no published split: seeded 80/20."""
     texts, labels = [], []
-    with _utf8_errors(folder / "arxiv-metadata-oai-snapshot.json"), open(folder / "arxiv-metadata-oai-snapshot.json", encoding="utf-8") as f:
+    with utf8_errors(folder / "arxiv-metadata-oai-snapshot.json"), open(folder / "arxiv-metadata-oai-snapshot.json", encoding="utf-8") as f:
         for i, line in enumerate(f):
             if i >= max_rows:
                 break

@@ -25,7 +25,9 @@ DUPLICATES = ("warn", "error")
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
-def _read_frame(path: Path) -> pd.DataFrame:
+def read_frame(path: Path) -> pd.DataFrame:
+    """A user file (CSV, TSV, JSONL or Parquet, by suffix) as a DataFrame, CSV/TSV cells as strings;
+    any failure is a one-line :class:`~fractal_embeddings.errors.InputDataError` naming the file."""
     if path.is_dir():
         raise InputDataError(f"{path} is a directory, not a file; pass the path of a .csv, .tsv, .jsonl or .parquet file")
     kind = _READERS.get(path.suffix.lower())
@@ -153,7 +155,7 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
     taxonomy itself is validated by ``build_dataset``."""
     if on_duplicates not in DUPLICATES:
         raise InputDataError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
-    df = _read_frame(path)
+    df = read_frame(path)
     if len(df) == 0:
         raise InputDataError(f"{path}: the file has no rows")
     wanted = [text, *levels]

@@ -13,6 +13,7 @@ import importlib
 from pathlib import Path
 
 from ..errors import FractalError
+from ..store import store_dir  # noqa: F401 - re-exported: where each experiment's store is
 
 EXPERIMENTS = {
     "main": "main",
@@ -39,10 +40,6 @@ def get_experiment(name: str):
     if name not in EXPERIMENTS:
         raise FractalError(f"unknown experiment '{name}'; use one of {', '.join([*EXPERIMENTS, 'all'])}")
     return importlib.import_module(f"{__name__}.{EXPERIMENTS[name]}")
-
-
-def store_dir(out: str | Path, name: str, quick: bool = False) -> Path:
-    return Path(out) / (f"{name}-quick" if quick else name)
 
 
 def run_experiment(name: str, out: str | Path = "results", *, quick: bool = False, executor: str = "local",

@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis import LATENCY_NAME, LATENCY_RESULT_FILE, TARGET_RECALL, matched, matched_ratio  # noqa: F401 - re-exported
 from ..evaluation import unit_rows as _unit
 from .sweep import RunSpec
 
-NAME = "latency"
-RESULT_FILE = "latency.json"
+NAME = LATENCY_NAME
+RESULT_FILE = LATENCY_RESULT_FILE
 SCHEMA = "fractal-embeddings/latency/1"
 HNSW = {"M": 32, "efConstruction": 80}
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
-TARGET_RECALL = 0.95
 FULL = {"real_rows": 10_000, "synthetic_rows": 100_000, "queries_b1": 300, "batches_b64": 20}
 QUICK = {"real_rows": 2_000, "synthetic_rows": 5_000, "queries_b1": 100, "batches_b64": 5}
 
@@ -97,14 +97,14 @@ def _real_vectors(root: Path, quick: bool, log) -> tuple[np.ndarray, np.ndarray,
     """The CLINC150 corpus and queries through a fractal head (trained once, kept in the store)."""
     from ..runs import embed_split, load_run
     from ..store import RunStore
-    from .sweep import _encoder, load_spec_dataset, run_sweep
+    from .sweep import load_spec_dataset, run_sweep, shared_encoder
 
     spec = model_spec(quick)
     store = RunStore(root)
     if not store.has(spec.key):
         run_sweep([spec], store, log=log, progress=False)
     run = load_run(store.path(spec.key))
-    ds, enc = load_spec_dataset(spec), _encoder(spec.encoder)
+    ds, enc = load_spec_dataset(spec), shared_encoder(spec.encoder)
     corpus = run.transform(embed_split(enc, ds.split("train")))
     queries = run.transform(embed_split(enc, ds.split("test")))
     return corpus, queries, run.record.run_id
@@ -137,28 +137,3 @@ def run(root, quick: bool = False, log=print) -> Path:
     atomic_write_bytes(path, canonical_json(record).encode())
     log(f"latency: {len(rows)} measurements -> {path}")
     return path
-
-
-def matched(rows: list[dict], corpus: str, kind: str, dims: int, target: float = TARGET_RECALL) -> dict | None:
-    """The fastest (batch-1 p50) measurement of an index at a length with recall@10 >= target."""
-    ok = [r for r in rows if r["corpus"] == corpus and r["kind"] == kind and r["dims"] == dims
-          and r["recall@10"] >= target]
-    return min(ok, key=lambda r: r["b1_p50_us"]) if ok else None
-
-
-def matched_ratio(rows: list[dict], corpus: str, target: float = TARGET_RECALL) -> dict | None:
-    """HNSW at matched quality (:func:`matched`): the longest/shortest batch-1 p50 ratio, and the
-    same ratio for exact search."""
-    def best(kind, d):
-        return matched(rows, corpus, kind, d, target)
-
-    dims = sorted({r["dims"] for r in rows if r["corpus"] == corpus})
-    if len(dims) < 2:
-        return None
-    lo, hi = dims[0], dims[-1]
-    out = {"short": lo, "long": hi}
-    for kind in ("flat", "hnsw"):
-        a, b = best(kind, lo), best(kind, hi)
-        out[kind] = None if a is None or b is None else {
-            "ratio": round(b["b1_p50_us"] / a["b1_p50_us"], 2), "short": a, "long": b}
-    return out

@@ -101,7 +101,8 @@ def load_spec_dataset(spec: RunSpec):
     return _DATA[key]
 
 
-def _encoder(name: str | None):
+def shared_encoder(name: str | None):
+    """The encoder ``name`` (default: the library's default encoder), built once per process and shared."""
     from ..encoders import Encoder
 
     if name not in _ENCODERS:
@@ -124,7 +125,7 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
                        block_dim=spec.block_dim, objective_options=spec.objective_options, show_progress=False,
                        **spec.finetune)
     else:
-        run = train(ds, spec.method, seed=spec.seed, encoder=_encoder(spec.encoder), n_blocks=spec.n_blocks,
+        run = train(ds, spec.method, seed=spec.seed, encoder=shared_encoder(spec.encoder), n_blocks=spec.n_blocks,
                     block_dim=spec.block_dim, objective_options=spec.objective_options,
                     train_options=spec.train_options, finetune_layers=spec.finetune_layers,
                     retrieval=spec.retrieval)
@@ -147,7 +148,7 @@ def prepare(specs: list[RunSpec], log=print) -> None:
             continue
         seen.add(key)
         ds = load_spec_dataset(spec)
-        enc = _encoder(spec.encoder)
+        enc = shared_encoder(spec.encoder)
         for name, sp in ds.splits.items():
             root, rows = sp.source_rows()
             if not enc.is_cached(sp.texts) and not enc.is_cached(root.texts):

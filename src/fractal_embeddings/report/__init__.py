@@ -23,11 +23,11 @@ def _latency(results: Path) -> dict | None:
     """``latency.json`` of the latency experiment (a full run beats a quick one)."""
     import json
 
-    from ..experiments import store_dir
-    from ..experiments.latency import NAME, RESULT_FILE
+    from ..analysis import LATENCY_NAME, LATENCY_RESULT_FILE
+    from ..store import store_dir
 
     for quick in (False, True):
-        path = store_dir(results, NAME, quick) / RESULT_FILE
+        path = store_dir(results, LATENCY_NAME, quick) / LATENCY_RESULT_FILE
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
     return None

@@ -522,7 +522,7 @@ def _mean(df: pd.DataFrame, col: str) -> float:
 
 def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     """Retrieval per prefix (the records' ``retrieval`` block) and adaptive routing (pareto)."""
-    from ..experiments.pareto import routing_curve
+    from ..analysis import routing_curve
 
     sec = Section("Retrieval and adaptive routing")
     nb, bd = _full_j(df), int(df["block_dim"].iloc[0])
@@ -636,7 +636,7 @@ def dual_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section
 
 def latency_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     """From ``latency.json`` (attached to the frame as ``df.attrs["latency"]`` by the report builder)."""
-    from ..experiments.latency import matched, matched_ratio
+    from ..analysis import matched, matched_ratio
 
     data = df.attrs.get("latency")
     sec = Section("Query latency per prefix length")

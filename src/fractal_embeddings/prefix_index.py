@@ -1,0 +1,146 @@
+"""The FAISS part of a zoom index: one index per prefix length of the same vectors.
+
+:class:`PrefixIndexes` holds the full head vectors as added (``vectors.npy`` on disk) and, for each
+prefix length ``d``, a FAISS inner-product index of the L2-normalised ``d``-dim prefixes
+(``prefix-<d>.faiss``): exact ``IndexFlatIP`` (``kind="flat"``) or approximate ``IndexHNSWFlat``
+(``kind="hnsw"``, with ``M``, ``ef_construction`` and ``ef_search``). A query prefix is normalised
+the same way before it is searched, so a score is the cosine of the two prefixes. Why one index per
+prefix, and why each prefix is normalised on its own: :mod:`fractal_embeddings.index`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .evaluation import unit_rows
+from .index_errors import ZoomIndexError
+
+KINDS = ("flat", "hnsw")
+HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
+VECTORS_FILE = "vectors.npy"
+FAISS_TYPES = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat"}
+
+
+def prefix_file(d: int) -> str:
+    """The file name of the index of the ``d``-dim prefixes."""
+    return f"prefix-{d}.faiss"
+
+
+class PrefixIndexes:
+    """One FAISS index per prefix length (``dims``, shortest first; the last is the full vector)."""
+
+    def __init__(self, dims: Sequence[int], kind: str = "flat", *, m: int = HNSW_DEFAULTS["M"],
+                 ef_construction: int = HNSW_DEFAULTS["ef_construction"], ef_search: int = HNSW_DEFAULTS["ef_search"]):
+        import faiss
+
+        if kind not in KINDS:
+            raise ZoomIndexError(f"unknown index kind '{kind}'; use flat (exact) or hnsw (approximate)")
+        if kind == "hnsw":
+            for name, v, lo in (("M", m, 2), ("ef_construction", ef_construction, 1), ("ef_search", ef_search, 1)):
+                if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+                    raise ZoomIndexError(f"HNSW {name} must be an integer >= {lo}, got {v!r}")
+            self.params = {"M": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
+        else:
+            self.params = {}
+        self.kind = kind
+        self.dims = tuple(int(d) for d in dims)
+        self.dim = self.dims[-1]
+        self.indexes = {}
+        for d in self.dims:
+            if kind == "flat":
+                ix = faiss.IndexFlatIP(d)
+            else:
+                ix = faiss.IndexHNSWFlat(d, self.params["M"], faiss.METRIC_INNER_PRODUCT)
+                ix.hnsw.efConstruction = self.params["ef_construction"]
+                ix.hnsw.efSearch = self.params["ef_search"]
+            self.indexes[d] = ix
+        self._vectors = np.zeros((0, self.dim), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+    @property
+    def faiss_type(self) -> str:
+        return FAISS_TYPES[self.kind]
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The full vectors as added (not normalised), ``(n, dim)`` read-only."""
+        v = self._vectors.view()
+        v.flags.writeable = False
+        return v
+
+    def files(self) -> dict[str, str]:
+        """Prefix length (as a string) -> its FAISS file name (the ``files`` of ``index.json``'s ``index``)."""
+        return {str(d): prefix_file(d) for d in self.dims}
+
+    # ------------------------------------------------------------------ add / search
+    def add(self, E: np.ndarray) -> None:
+        """Add full vectors ``(n, dim)``: each prefix, normalised, to its index; ``E`` to :attr:`vectors`."""
+        E = np.asarray(E, dtype=np.float32)
+        if E.ndim != 2 or E.shape[1] != self.dim:
+            raise ZoomIndexError(f"vectors have shape {E.shape}; expected (n, {self.dim})")
+        if not np.isfinite(E).all():
+            raise ZoomIndexError("the vectors to add contain NaN or inf")
+        for d, ix in self.indexes.items():
+            ix.add(unit_rows(E[:, :d]))
+        self._vectors = np.concatenate([self._vectors, E], axis=0)
+
+    def search(self, Q: np.ndarray, d: int, k: int, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` (at most the size) best rows of each query prefix ``Q`` (``(n, d)``, normalised here)
+        in the ``d``-dim index: ``(scores, rows)``, each ``(n, k)``; row ``-1`` / score ``-inf`` where
+        an approximate index found fewer. ``ef_search`` (HNSW) overrides the search breadth."""
+        import faiss
+
+        Q = unit_rows(Q)
+        k = min(int(k), len(self))
+        ix = self.indexes[d]
+        if self.kind == "hnsw":
+            ef = self.params["ef_search"] if ef_search is None else int(ef_search)
+            if ef < 1:
+                raise ZoomIndexError(f"ef_search must be >= 1, got {ef}")
+            p = faiss.SearchParametersHNSW()
+            p.efSearch = max(ef, k)
+            D, I = ix.search(Q, k, params=p)
+        else:
+            D, I = ix.search(Q, k)
+        return np.where(I >= 0, D, -np.inf).astype(np.float32), I.astype(np.int64)
+
+    # ------------------------------------------------------------------ disk
+    def write(self, folder: Path) -> list[str]:
+        """Write each prefix's FAISS file and ``vectors.npy`` into ``folder``; returns their names."""
+        import faiss
+
+        names = []
+        for d, ix in self.indexes.items():
+            name = prefix_file(d)
+            faiss.write_index(ix, str(folder / name))
+            names.append(name)
+        np.save(folder / VECTORS_FILE, self._vectors, allow_pickle=False)
+        return [*names, VECTORS_FILE]
+
+    def read(self, folder: Path, files: dict, size: int, fix: str) -> None:
+        """Replace the indexes and vectors with those :meth:`write` left in ``folder`` (``files``: prefix
+        length -> FAISS file name, as in ``index.json``), each checked to hold ``size`` rows of its
+        length; ``fix`` ends every error message."""
+        import faiss
+
+        for d in self.dims:
+            name = files[str(d)]
+            try:
+                fx = faiss.read_index(str(folder / name))
+            except RuntimeError as e:
+                raise ZoomIndexError(f"{folder / name}: not a readable FAISS index ({str(e).splitlines()[-1][:80]}); {fix}") from None
+            if fx.d != d or fx.ntotal != size:
+                raise ZoomIndexError(f"{folder / name}: holds {fx.ntotal} x {fx.d}-d vectors, expected {size} x {d}; {fix}")
+            self.indexes[d] = fx
+        try:
+            vec = np.load(folder / VECTORS_FILE, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise ZoomIndexError(f"{folder / VECTORS_FILE}: not a readable array ({str(e)[:80]}); {fix}") from None
+        if vec.shape != (size, self.dim):
+            raise ZoomIndexError(f"{folder / VECTORS_FILE}: shape {vec.shape}, expected ({size}, {self.dim}); {fix}")
+        self._vectors = np.asarray(vec, dtype=np.float32)
