@@ -270,14 +270,19 @@ def train_cmd(
     run = train(ds, method, seed=seed, encoder=enc, n_blocks=n_blocks, block_dim=block_dim, train_options=overrides,
                 eval_rows=rows, eval_seed=eval_seed, progress=progress, device=enc.device)
     target = run.save(target, overwrite=overwrite)
+    _print_run(run.record, target, as_json)
+
+
+def _print_run(rec, target: Path, as_json: bool, kind: str = "", load_hint: str = "") -> None:
+    """What `train` and `finetune` print: the record as JSON, or the accuracy table and S."""
     if as_json:
-        _print_json(run.record.to_dict())
+        _print_json(rec.to_dict())
         return
-    rec = run.record
-    out.print(accuracy_table(rec, f"{ds.name} / {rec.method} / seed {seed}: leave-one-out {rec.eval.k}-NN "
-                                  f"on {rec.eval.n_rows} {rec.eval.split} rows"))
+    out.print(accuracy_table(rec, f"{rec.dataset.name} / {rec.method}{kind} / seed {rec.seed}: leave-one-out "
+                                  f"{rec.eval.k}-NN on {rec.eval.n_rows} {rec.eval.split} rows"))
     out.print(_steer_line(rec))
-    out.print(f"train {rec.timing['train_s']:.1f} s, eval {rec.timing['eval_s']:.1f} s; saved to {target}")
+    out.print(f"train {rec.timing['train_s']:.1f} s, eval {rec.timing['eval_s']:.1f} s; saved to {target}{load_hint}",
+              soft_wrap=True)
 
 
 @app.command("finetune")
@@ -321,15 +326,8 @@ def finetune_cmd(
                    batch_size=batch_size, max_train_rows=max_train_rows, n_blocks=n_blocks, block_dim=block_dim,
                    device=device, eval_rows=rows, show_progress=not as_json)
     target = run.save(target, overwrite=overwrite)
-    if as_json:
-        _print_json(run.record.to_dict())
-        return
-    rec = run.record
-    out.print(accuracy_table(rec, f"{ds.name} / {rec.method} fine-tuned / seed {seed}: leave-one-out "
-                                  f"{rec.eval.k}-NN on {rec.eval.n_rows} {rec.eval.split} rows"))
-    out.print(_steer_line(rec))
-    out.print(f"train {rec.timing['train_s']:.1f} s, eval {rec.timing['eval_s']:.1f} s; saved to {target} "
-              f"(SentenceTransformer({str(target)!r}, trust_remote_code=True, truncate_dim=...))", soft_wrap=True)
+    _print_run(run.record, target, as_json, " fine-tuned",
+               f" (SentenceTransformer({str(target)!r}, trust_remote_code=True, truncate_dim=...))")
 
 
 @app.command("eval")
