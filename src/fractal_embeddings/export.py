@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import re
 import shutil
 import warnings
@@ -140,6 +139,11 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
         if not (out / EXPORT_FILE).is_file():  # only a folder this function wrote is ever deleted
             raise ExportError(f"{out} is not empty and holds no exported model ({EXPORT_FILE}), so --overwrite "
                               f"won't delete it; choose an empty or new folder")
+    from .atomic import check_output_dir
+
+    # the rest (a file above it, a folder it can't write in), before any work
+    check_output_dir(out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR",
+                     error=ExportError)
 
 
 def _encoder(record: RunRecord, encoder=None):
@@ -465,13 +469,15 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
     else:
         encoder = _encoder(record, encoder)
         head = run.head
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.export-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    from .atomic import atomic_dir
+
+    # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
+    with atomic_dir(out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR",
+                    error=ExportError) as tmp:
         with _quiet():
             if finetuned:
-                shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"))
+                shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"),
+                                dirs_exist_ok=True)
             else:
                 build_model(head, encoder, dims, portable).save(str(tmp), create_model_card=False)
                 ref = head.transform(encoder.encode(list(PROBE_TEXTS)))
@@ -487,13 +493,4 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
             "layout": "portable" if portable else "fractal-head", "trust_remote_code": not portable,
             "tolerance": TOLERANCE, "check": check, "probe_texts": list(PROBE_TEXTS), "record": record.to_dict()}),
             encoding="utf-8")
-        _check_target(out, overwrite, run_dir)  # again: the folder may have changed meanwhile
-        from .cache import apply_default_modes
-
-        apply_default_modes(tmp)  # safetensors writes 0o600: the export gets the umask's modes like any file
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
