@@ -269,7 +269,7 @@ def test_cli_errors_are_one_line(run_dir, clinc_3k, zoom_encoder, explorer, tmp_
         cases = [(["explore", str(tmp_path / "missing"), "--port", "0"], "no such directory"),
                  (["explore", str(ix_dir), "--run", str(other), "--port", "0"], "built with run clinc150-fractal-"),
                  (["explore", str(run_dir), "--port", str(port)], f"port {port} on 127.0.0.1 is in use"),
-                 (["explore", str(run_dir), "--port", "70000"], "--port must be an integer from 0 to 65535"),
+                 (["explore", str(run_dir), "--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
                  (["explore", str(ix_dir), "--corpus", "clinc150", "--port", "0"], "--corpus does not apply")]
         for args, msg in cases:
             t0 = time.perf_counter()

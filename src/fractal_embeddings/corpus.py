@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from .errors import InputDataError
-from .index_errors import ZoomIndexError
+from .errors import ZoomIndexError
 
 TEXT_SUFFIXES = (".txt",)
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")

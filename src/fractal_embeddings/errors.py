@@ -40,3 +40,7 @@ class EncoderError(FractalError, RuntimeError):
 
 class CacheError(FractalError, RuntimeError):
     """An embedding cache entry is unusable (reported, then rebuilt by the cache itself)."""
+
+
+class ZoomIndexError(FractalError):
+    """A zoom index that cannot be built, loaded or searched as asked (one line: problem and fix)."""

@@ -65,7 +65,7 @@ import numpy as np
 
 from .atomic import atomic_dir, check_output_dir
 from .corpus import TABLE_SUFFIXES, TEXT_SUFFIXES, Corpus, read_corpus
-from .index_errors import ZoomIndexError
+from .errors import ZoomIndexError
 from .index_items import COLUMNS as ITEM_COLUMNS
 from .index_items import ItemTable
 from .prefix_index import HNSW_DEFAULTS, KINDS, VECTORS_FILE, PrefixIndexes

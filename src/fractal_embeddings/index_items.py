@@ -14,7 +14,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
-from .index_errors import ZoomIndexError
+from .errors import ZoomIndexError
 
 COLUMNS = ("ids", "texts", "payloads", "labels")  # the keys of ``index.json``'s ``items``, in this order
 

@@ -16,7 +16,7 @@ from typing import Sequence
 import numpy as np
 
 from .evaluation import unit_rows
-from .index_errors import ZoomIndexError
+from .errors import ZoomIndexError
 
 KINDS = ("flat", "hnsw")
 HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
