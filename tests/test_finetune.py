@@ -102,6 +102,13 @@ def test_finetuned_run_is_accepted_everywhere(ft_run, csv_file, cache_dir, tmp_p
     assert main(["export", str(ft_run), str(tmp_path / "p"), "--portable"]) == 2
     assert "has no built-in-modules form" in capsys.readouterr().err
 
+    # saving an index copies the run into it without re-pointing the caller's run at that copy
+    from fractal_embeddings.index import ZoomIndex
+
+    run = load_run(ft_run)
+    ZoomIndex.build(run, texts).save(tmp_path / "idx2")
+    assert run.path == ft_run and run.embed(texts).shape == (2, 256)
+
     # the explorer: a flat index over the run's own test rows (the run's dataset is the user file)
     from fractal_embeddings.explore import Explorer, open_index
 

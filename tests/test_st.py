@@ -86,6 +86,12 @@ def test_loss_and_head_errors_are_one_line(clinc, st_model):
         loss([feats], torch.tensor([1, 2]))
     with pytest.raises(FractalError, match="unknown head kind"):
         FractalHead(384, [10, 150], kind="conv")
+    with pytest.raises(FractalError, match="method smec follows a schedule over the whole run's steps"):
+        FractalLoss(_fresh(st_model), [10, 150], "smec")
+    from fractal_embeddings.st import SteerabilityEvaluator
+
+    with pytest.raises(FractalError, match="3 level names for labels of 2 levels"):
+        SteerabilityEvaluator(["a"] * 8, [[0, 0]] * 8, level_names=["x", "y", "z"])
 
 
 def test_evaluator_scores_like_the_run_record(clinc, encoder, tmp_path):

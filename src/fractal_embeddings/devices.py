@@ -46,6 +46,6 @@ def _may_have_cuda() -> bool:
 
     if sys.platform == "darwin":
         return False
-    if sys.platform.startswith("linux"):
-        return os.path.exists("/dev/nvidiactl") or bool(os.environ.get("CUDA_VISIBLE_DEVICES", "").strip("-1, "))
+    if sys.platform.startswith("linux"):  # the NVIDIA driver's device, or WSL2's GPU device
+        return os.path.exists("/dev/nvidiactl") or os.path.exists("/dev/dxg")
     return True

@@ -333,6 +333,8 @@ class Encoder:
     def _cache_entry(self, texts: list[str], role: str) -> tuple[str, dict]:
         """The cache key of ``texts`` for this encoder and role, and the identity it is checked against."""
         ident = self.identity(role).as_dict()
+        if self.device != "cpu":  # GPU vectors differ in the last bits: never served to a CPU run (or back)
+            ident["device"] = self.device.split(":")[0]
         return self.cache.key(ident, texts_sha256(texts)), ident
 
     def cached(self, texts: Sequence[str], role: str = "query") -> np.ndarray | None:

@@ -152,8 +152,8 @@ def _encoder(record: RunRecord, encoder=None):
     from .runs import encoder_for_record
 
     want = record.encoder.identity()
-    if encoder is None:
-        encoder = encoder_for_record(record)
+    if encoder is None:  # the CPU: the export is checked on the CPU, against the CPU
+        encoder = encoder_for_record(record, device="cpu")
     rm = encoder.resolved
     if rm.folder is None or not (rm.folder / "modules.json").is_file():
         raise ExportError(f"encoder {rm.name} is not a sentence-transformers folder (it ships as ONNX only), so it "
@@ -465,7 +465,7 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
     if finetuned:
         if run_dir is None:
             raise ExportError("export a fine-tuned run from its directory (the model folder is the run)")
-        ref = run.embed(list(PROBE_TEXTS))
+        ref = run.embed(list(PROBE_TEXTS), device="cpu")
     else:
         encoder = _encoder(record, encoder)
         head = run.head

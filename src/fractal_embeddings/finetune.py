@@ -177,7 +177,6 @@ def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, se
     import logging
 
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
     from transformers.utils import logging as hf_logging
 
     from .st import find_head
@@ -186,35 +185,62 @@ def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, se
     data = Dataset.from_dict({"text": list(texts), "label": np.asarray(labels, dtype=np.int64).tolist()})
     steps = -(-len(data) // batch_size) * epochs
     scratch = tempfile.mkdtemp(prefix="fractal-finetune-")
+    import contextlib
+    import random
+
+    import torch
+
     level = logging.getLogger("sentence_transformers").level
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
+    hf_verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_warning()
+    # the trainer reseeds the global RNGs (python, numpy, torch): the caller's are given back afterwards
+    py_state, np_state = random.getstate(), np.random.get_state()
+    on_gpu = device.startswith("cuda")
+    place = torch.cuda.device(torch.device(device)) if on_gpu else contextlib.nullcontext()  # cuda:N, not cuda:0
     try:
-        args = SentenceTransformerTrainingArguments(
-            output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-            learning_rate=encoder_lr, learning_rate_mapping={rf"^model\.{idx}\.": lr}, weight_decay=0.01,
-            lr_scheduler_type="cosine", seed=seed, data_seed=seed, report_to="none",
-            save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=max(1, steps // 10),
-            use_cpu=device == "cpu", disable_tqdm=not show_progress, dataloader_num_workers=0)
-        trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
-        if not show_progress:  # no bars and no printed log lines (the history still goes into the record)
-            from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-            trainer.remove_callback(PrinterCallback)
-            trainer.remove_callback(ProgressCallback)
-        trainer.train()
-        history = [{k: (round(float(v), 6) if isinstance(v, float) else v) for k, v in entry.items()}
-                   for entry in trainer.state.log_history]
+        with torch.random.fork_rng(devices=[torch.device(device)] if on_gpu else []), place:
+            history = _run_trainer(model, loss, data, idx, scratch, steps, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
+                                   batch_size=batch_size, seed=seed, device=device, show_progress=show_progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         logging.getLogger("sentence_transformers").setLevel(level)
+        hf_logging.set_verbosity(hf_verbosity)
+        random.setstate(py_state)
+        np.random.set_state(np_state)
     model.eval()
+    bad = [e for e in history if any(isinstance(v, float) and not np.isfinite(v) for v in e.values())]
+    if bad:
+        raise FractalError(f"fine-tuning diverged (a non-finite loss at epoch {bad[0].get('epoch')}); nothing was saved: "
+                           f"lower --encoder-lr / --lr and train again")
     return history
 
 
-def model_encoder(record: dict, run_dir, *, device: str | None = "auto", model=None):
-    """An :class:`~fractal_embeddings.Encoder` over a fine-tuned run's folder (its output is the
-    run's embedding: no normalisation, no prompt)."""
+def _run_trainer(model, loss, data, idx, scratch, steps, *, epochs, lr, encoder_lr, batch_size, seed, device,
+                 show_progress) -> list[dict]:
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
+
+    args = SentenceTransformerTrainingArguments(
+        output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
+        learning_rate=encoder_lr, learning_rate_mapping={rf"^model\.{idx}\.": lr}, weight_decay=0.01,
+        lr_scheduler_type="cosine", seed=seed, data_seed=seed, report_to="none",
+        save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=max(1, steps // 10),
+        use_cpu=device == "cpu", disable_tqdm=not show_progress, dataloader_num_workers=0)
+    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
+    if not show_progress:  # no bars and no printed log lines (the history still goes into the record)
+        from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+        trainer.remove_callback(PrinterCallback)
+        trainer.remove_callback(ProgressCallback)
+    trainer.train()
+    return [{k: (round(float(v), 6) if isinstance(v, float) and np.isfinite(v) else v) for k, v in entry.items()}
+            for entry in trainer.state.log_history]
+
+
+def model_encoder(record, run_dir, *, device: str | None = "auto", model=None):  # noqa: ARG001
+    """An :class:`~fractal_embeddings.Encoder` over a saved fine-tuned run's folder (its output is the
+    run's embedding: no normalisation, no prompt). A fresh run's in-memory model embeds through
+    :meth:`~fractal_embeddings.runs.Run.embed` instead."""
     from .encoders import Encoder
 
     if run_dir is None:

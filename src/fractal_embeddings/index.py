@@ -54,6 +54,8 @@ Corpus files are read by :mod:`fractal_embeddings.corpus` (:func:`read_corpus`, 
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 import os
 from dataclasses import dataclass, field
@@ -401,7 +403,7 @@ class ZoomIndex:
         if len(self) == 0:
             raise ZoomIndexError("empty corpus: the index has no items to save; add texts first")
         with atomic_dir(out_dir, **_target_checks(overwrite)) as tmp:  # checked first, swapped in whole
-            self.run.save(tmp / RUN_DIR)
+            dataclasses.replace(self.run).save(tmp / RUN_DIR)  # a copy: saving must not re-point the caller's run
             files = self.prefixes.write(tmp)
             meta = self.metadata()
             meta["files"] = {name: file_sha256(tmp / name) for name in files}

@@ -260,7 +260,11 @@ class DatasetInfo:
         return cls(name=_take(d, "name", w, "a string", _is_str),
                    levels=tuple(LevelInfo(x["name"], x["n_classes"]) for x in levels),
                    rows=_take(d, "rows", w, "rows per split", lambda v: _is_dict(v) and all(map(_is_int, v.values()))),
-                   fingerprint=d.get("fingerprint"), load_args=d.get("load_args"), subset=d.get("subset"),
+                   fingerprint=d.get("fingerprint"),
+                   load_args=_take(d, "load_args", w, "an object or null", _opt(_is_dict)) if "load_args" in d else None,
+                   subset=_take(d, "subset", w, "null or {rows: {split: n}, seed}", _opt(
+                       lambda v: _is_dict(v) and _is_dict(v.get("rows")) and _is_int(v.get("seed")))) if "subset" in d
+                   else None,
                    extra=_rest(d, cls.KEYS))
 
     def to_dict(self) -> dict:
@@ -304,8 +308,8 @@ class EncoderInfo:
     IDENTITY = ("name", "fingerprint", "backend", "pooling", "normalize", "max_seq_length", "prompt")
 
     @classmethod
-    def from_dict(cls, d: dict, where: str) -> EncoderInfo:
-        w = f"{where}: encoder" if ":" not in where else f"{where}.base"
+    def from_dict(cls, d: dict, where: str, _block: str = "encoder") -> EncoderInfo:
+        w = f"{where}: {_block}"
         base = d.get("base")
         return cls(name=_take(d, "name", w, "a string", _is_str), fingerprint=d.get("fingerprint"),
                    backend=_take(d, "backend", w, "a backend name", _is_str),
@@ -313,7 +317,7 @@ class EncoderInfo:
                    normalize=_take(d, "normalize", w, "true or false", lambda v: isinstance(v, bool)),
                    max_seq_length=_take(d, "max_seq_length", w, "an integer", _is_int),
                    prompt=d.get("prompt", ""), dim=_take(d, "dim", w, "an integer", _opt(_is_int)),
-                   model=d.get("model"), base=cls.from_dict(base, w) if base is not None else None,
+                   model=d.get("model"), base=cls.from_dict(base, where, f"{_block}.base") if base is not None else None,
                    extra=_rest(d, cls.KEYS))
 
     def to_dict(self) -> dict:
@@ -388,6 +392,7 @@ class EvalSpec:
     sample_seed: int
     k: int
     rows_sha256: str
+    extra: dict = field(default_factory=dict)
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> EvalSpec:
@@ -400,10 +405,12 @@ class EvalSpec:
                    n_rows=n_rows, k=k,
                    sample_seed=_take(d, "sample_seed", w, "an integer in [0, 2**32)",
                                      lambda v: _is_int(v) and 0 <= v < 2**32),
-                   rows_sha256=_take(d, "rows_sha256", w, "a sha256", _is_str))
+                   rows_sha256=_take(d, "rows_sha256", w, "a sha256", _is_str),
+                   extra=_rest(d, ("split", "max_rows", "n_rows", "sample_seed", "k", "rows_sha256")))
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        return {**{k: v for k, v in out.items() if k != "extra"}, **self.extra}
 
 
 @dataclass
@@ -442,8 +449,8 @@ class Scores:
         acc = _take(d, "accuracy", where, "{dims: {level: accuracy}}", lambda v: _is_dict(v) and all(
             k.isdigit() and _is_dict(row) and all(_is_num(a) and 0 <= a <= 1 for a in row.values())
             for k, row in v.items()))
-        st = _take(d, "steerability", where, "{metric: number}",
-                   lambda v: _is_dict(v) and all(x is None or _is_num(x) for x in v.values()))
+        st = _take(d, "steerability", where, "{S: number, metric: number or null, ...}",
+                   lambda v: _is_dict(v) and _is_num(v.get("S")) and all(x is None or _is_num(x) for x in v.values()))
         return cls(acc, st)
 
     def to_dict(self) -> dict:
@@ -536,9 +543,11 @@ class RunRecord:
                    versions=_take(d, "versions", top, "an object", _is_dict),
                    scores=Scores.from_dict(d, f"{where}: record"), baseline=Scores.from_dict(base, f"{where}: baseline"),
                    training=TrainingInfo.from_dict(training, where) if training is not None else None,
-                   timing=_take(d, "timing", top, "an object", _is_dict),
+                   timing=_take(d, "timing", top, "{train_s, eval_s, created_at}", lambda v: _is_dict(v) and all(
+                       _is_num(v.get(k)) for k in ("train_s", "eval_s"))),
                    weights=WeightsRef(w["file"], w["sha256"]) if w is not None else None,
-                   retrieval=d.get("retrieval"), tags=d.get("tags"),
+                   retrieval=_take(d, "retrieval", top, "an object", _opt(_is_dict)) if "retrieval" in d else None,
+                   tags=_take(d, "tags", top, "an object", _opt(_is_dict)) if "tags" in d else None,
                    extra=_rest(d, (*RECORD_KEYS, "retrieval", "tags")))
 
     def to_dict(self) -> dict:

@@ -70,10 +70,14 @@ class Run:
         """The encoder whose vectors :meth:`transform` reads (:func:`encoder_for_record`)."""
         return encoder_for_record(self.record, self.path, device=device, model=self.model)
 
-    def embed(self, texts, role: str = "query", encoder=None, cache: bool = False) -> np.ndarray:
+    def embed(self, texts, role: str = "query", encoder=None, cache: bool = False,
+              device: str | None = "auto") -> np.ndarray:
         """Texts -> the run's steerable embeddings ``(n, dim)`` (encoder + head)."""
-        enc = encoder if encoder is not None else self.encoder()
         texts = list(texts)
+        if encoder is None and self.model is not None and self.path is None:  # a fresh fine-tuned run, not saved
+            return np.asarray(self.model.encode(texts, convert_to_numpy=True, normalize_embeddings=False,
+                                                show_progress_bar=False), dtype=np.float32)
+        enc = encoder if encoder is not None else self.encoder(device)
         X = enc.embed(texts, role=role) if cache else enc.encode(texts, role=role)
         return self.transform(X)
 
@@ -357,7 +361,7 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     rec = run.record
     if dataset is None:
         dataset = dataset_for_record(rec)
-    encoder = as_encoder(encoder if encoder is not None else run.encoder(device))
+    encoder = as_encoder(encoder if encoder is not None else run.encoder(device), device)
     check_compatible(rec, dataset=dataset, encoder_identity=encoder.identity().as_dict())
     ev = rec.eval
     rows_n = ev.max_rows if eval_rows == "record" else eval_rows

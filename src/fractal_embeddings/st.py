@@ -178,6 +178,9 @@ class FractalLoss(nn.Module):
         self.objective = get_objective(method, **objective_options)
         if self.objective.head_kind is None:
             raise FractalError(f"method {self.objective.name} trains no head, so it has no loss; choose e.g. fractal")
+        if self.objective.step_dependent:
+            raise FractalError(f"method {self.objective.name} follows a schedule over the whole run's steps, which a loss "
+                               f"seeing one batch at a time can't; train it with `fractal train`, or choose e.g. fractal")
         head = find_head(model)
         if head is None:
             if n_classes is None:
@@ -247,6 +250,8 @@ class SteerabilityEvaluator(BaseEvaluator):
         self.block_dim, self.k, self.name, self.batch_size = int(block_dim), int(k), name, int(batch_size)
         n_levels = self.labels.shape[1]
         self.level_names = list(level_names) if level_names else [f"L{i}" for i in range(n_levels)]
+        if len(self.level_names) != n_levels:
+            raise FractalError(f"{len(self.level_names)} level names for labels of {n_levels} levels; give one name per level")
         self.primary_metric = primary_metric
         self.greater_is_better = True
 

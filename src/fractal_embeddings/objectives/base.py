@@ -28,6 +28,9 @@ class Objective:
     name: ClassVar[str] = "objective"
     head_kind: ClassVar[str | None] = "linear"
     trainer_defaults: ClassVar[dict] = {}
+    # True when the loss depends on the step's place in the whole run (a schedule over steps), which a
+    # loss that sees one batch at a time (FractalLoss in sentence-transformers' trainer) cannot follow
+    step_dependent: ClassVar[bool] = False
 
     def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int,
              generator: torch.Generator) -> dict:

@@ -39,6 +39,7 @@ class SMEC(Objective):
 
     name: ClassVar[str] = "smec"
     head_kind: ClassVar[str] = "linear"
+    step_dependent: ClassVar[bool] = True  # its stages follow the run's steps
 
     def plan(self, n_steps, batch_size, n_blocks, n_levels, generator) -> dict:
         stages = smec_stages(n_blocks)
