@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -73,3 +74,43 @@ def clinc_3k_run(clinc_3k, zoom_encoder):
     from fractal_embeddings.runs import train
 
     return train(clinc_3k, "fractal", seed=0, encoder=zoom_encoder, train_options={"epochs": 5}, eval_rows=600)
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def explore_server(run_dir, cache_root, *extra: str):
+    """`fractal explore RUN_DIR --port P [extra]` in a subprocess; yields ``(process, base URL)`` once
+    it prints its address, and stops it afterwards."""
+    import subprocess
+    import sys
+    import time
+
+    env = {**os.environ, "FRACTAL_CACHE": str(cache_root), "PYTHONUNBUFFERED": "1"}
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "fractal_embeddings.cli", "explore", str(run_dir), "--port", str(port),
+                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        lines, t0 = [], time.perf_counter()
+        while time.perf_counter() - t0 < 240:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if f"open http://127.0.0.1:{port}/" in line:
+                break
+        assert any(f"open http://127.0.0.1:{port}/" in x for x in lines), "".join(lines)
+        yield proc, f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -4,6 +4,7 @@ run: CLINC150 subset (3,000 train / 600 val / 600 test rows), the offline defaul
 
 from __future__ import annotations
 
+
 import json
 import os
 import shutil
@@ -21,6 +22,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (the tes
 
 from starlette.testclient import TestClient
 
+from conftest import explore_server, free_port
 from fractal_embeddings.explore import (
     MAX_QUERY_CHARS,
     ExploreError,
@@ -250,12 +252,6 @@ def test_page_and_assets_are_served_and_self_contained(client):
 
 
 # ------------------------------------------------------------------ the command line
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_cli_errors_are_one_line(run_dir, clinc_3k, zoom_encoder, explorer, tmp_path, capsys):
     from fractal_embeddings.cli import main
 
@@ -286,31 +282,10 @@ def test_cli_serves_the_app(run_dir, zoom_encoder, explorer, tmp_path):
     encoder's cache is shared) and answers the API on the port it prints."""
     import httpx
 
-    env = {**os.environ, "FRACTAL_CACHE": str(zoom_encoder.cache.root), "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fractal_embeddings.cli", "explore", str(run_dir), "--port", str(port)],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    try:
-        lines, t0 = [], time.perf_counter()
-        while time.perf_counter() - t0 < 240:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if f"open http://127.0.0.1:{port}/" in line:
-                break
-        assert any(f"open http://127.0.0.1:{port}/" in x for x in lines), "".join(lines)
-        r = httpx.get(f"http://127.0.0.1:{port}/api/search", params={"q": "play some jazz", "zoom": "fine", "k": 3},
-                      timeout=60)
+    with explore_server(run_dir, zoom_encoder.cache.root) as (_, base):
+        r = httpx.get(f"{base}/api/search", params={"q": "play some jazz", "zoom": "fine", "k": 3}, timeout=60)
         assert r.status_code == 200 and len(r.json()["hits"]) == 3
-        assert httpx.get(f"http://127.0.0.1:{port}/api/run", timeout=30).json()["index"]["size"] == 600
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        assert httpx.get(f"{base}/api/run", timeout=30).json()["index"]["size"] == 600
 
 
 # ------------------------------------------------------------------ a real browser

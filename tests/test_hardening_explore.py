@@ -24,6 +24,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (the tes
 
 from starlette.testclient import TestClient
 
+from conftest import explore_server
 from fractal_embeddings.explore import MAX_QUERY_CHARS, MAX_URL_BYTES, Explorer, create_app, open_index
 
 pytestmark = pytest.mark.slow
@@ -86,38 +87,11 @@ def test_url_and_body_size_limits(explorer):
 
 
 # ------------------------------------------------------------------ the real server (CLI) under load
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def served(run_dir, explorer, zoom_encoder):
     """`fractal explore RUN_DIR --allow-host my-box.lan` in a subprocess on a free port."""
-    env = {**os.environ, "FRACTAL_CACHE": str(zoom_encoder.cache.root), "PYTHONUNBUFFERED": "1"}
-    port = _free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fractal_embeddings.cli", "explore", str(run_dir), "--port", str(port),
-                             "--allow-host", "my-box.lan"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    try:
-        lines, t0 = [], time.perf_counter()
-        while time.perf_counter() - t0 < 240:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            if f"open http://127.0.0.1:{port}/" in line:
-                break
-        assert any(f"open http://127.0.0.1:{port}/" in x for x in lines), "".join(lines)
-        yield proc, f"http://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+    with explore_server(run_dir, zoom_encoder.cache.root, "--allow-host", "my-box.lan") as server:
+        yield server
 
 
 def _get(url: str, host: str | None = None, timeout: float = 120) -> tuple[int, dict]:
