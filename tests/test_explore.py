@@ -9,8 +9,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -22,7 +20,7 @@ pytest.importorskip("httpx", reason="Starlette's TestClient needs httpx (the tes
 
 from starlette.testclient import TestClient
 
-from conftest import explore_server, free_port
+from conftest import explore_server
 from fractal_embeddings.explore import (
     MAX_QUERY_CHARS,
     ExploreError,

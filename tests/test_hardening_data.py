@@ -10,14 +10,12 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
 import signal
 import stat
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 import warnings
 from pathlib import Path

@@ -4,18 +4,14 @@ size limits, and a bounded load test on a real uvicorn server. Reuses the shared
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import json
 import os
 import socket
 import stat
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from pathlib import Path
 
 import pytest
 

@@ -5,7 +5,6 @@ devices, and CPU records that stay bit-identical to the committed ones."""
 from __future__ import annotations
 
 import json
-import os
 import re
 from pathlib import Path
 

@@ -42,11 +42,8 @@ the measured differences go into the model card and ``fractal_export.json``. A d
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import re
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -165,28 +162,6 @@ def _encoder(record: RunRecord, encoder=None):
         raise ExportError(f"the encoder given differs from run {record.run_id}'s in {', '.join(diff)} "
                           f"({', '.join(f'{ident[k]!r} vs {want[k]!r}' for k in diff)}); pass the run's encoder or none")
     return encoder
-
-
-@contextlib.contextmanager
-def _quiet():
-    """No progress bars or loader chatter from transformers / sentence-transformers while exporting."""
-    from transformers.utils import logging as hf_logging
-
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    loggers = [logging.getLogger(n) for n in ("sentence_transformers", "transformers")]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, lv in zip(loggers, levels):
-            lg.setLevel(lv)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 # ------------------------------------------------------------------ the model
@@ -470,11 +445,12 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
         encoder = _encoder(record, encoder)
         head = run.head
     from .atomic import atomic_dir
+    from .st import quiet_loaders
 
     # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
     with atomic_dir(out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR",
                     error=ExportError) as tmp:
-        with _quiet():
+        with quiet_loaders():
             if finetuned:
                 shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"),
                                 dirs_exist_ok=True)

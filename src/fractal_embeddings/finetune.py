@@ -23,13 +23,13 @@ they still reshape the encoder that block reads. See README ("frozen or fine-tun
 
 from __future__ import annotations
 
-import hashlib
-import os
+import contextlib
+import logging
+import random
 import shutil
 import tempfile
 import time
 from dataclasses import replace as dc_replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -81,19 +81,27 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
     from .encoders import Encoder
     from .evaluation import stratified_sample
     from .objectives import get_objective
-    from .runs import Run, dataset_block, embed_split, eval_row_sample, score, score_untrained
+    from .records import SCHEMA, RunRecord, library_versions
+    from .runs import (
+        Run,
+        check_seed,
+        check_sizes,
+        dataset_block,
+        embed_split,
+        eval_block,
+        eval_row_sample,
+        run_digest,
+        score,
+        score_untrained,
+        timing_block,
+    )
     from .st import FractalLoss
-
-    from .runs import check_seed
+    from .training import TrainConfig
 
     _require_trainer()
     check_seed(seed)
-    for name, v in (("epochs", epochs), ("batch_size", batch_size)):
-        if not isinstance(v, int) or v < 1:
-            raise FractalError(f"{name} must be an integer >= 1, got {v!r}")
-    for name, v in (("lr", lr), ("encoder_lr", encoder_lr)):
-        if not (isinstance(v, (int, float)) and np.isfinite(v) and v > 0):
-            raise FractalError(f"{name} must be a finite number > 0, got {v!r}")
+    # the trainer's settings, checked as `fractal train` checks its own (types, finite, in range)
+    cfg = TrainConfig(lr=lr, encoder_lr=encoder_lr, epochs=epochs, batch_size=batch_size, select="last")
     if max_train_rows is not None and max_train_rows < 2:
         raise FractalError(f"max_train_rows must be >= 2, got {max_train_rows}")
     dataset.require_hierarchy()
@@ -103,10 +111,9 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
     objective.check(n_blocks, dataset.n_levels)
     if "train" not in dataset.splits:
         raise FractalError(f"dataset '{dataset.name}' has no 'train' split; fine-tuning needs one")
+    check_sizes(dataset, None, eval_split, eval_rows, k)
     device = resolve_device(device)
     rows = eval_row_sample(dataset, eval_split, eval_rows, eval_seed)
-    if len(rows) <= k:
-        raise FractalError(f"leave-one-out {k}-NN needs more than {k} scored rows; the '{eval_split}' split gives {len(rows)}")
     base = Encoder(model, device=device)
     st_model = _st_model(base, device)
     ev_split = dataset.split(eval_split)
@@ -119,8 +126,8 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
                            block_dim=block_dim, level_names=dataset.level_names, seed=seed)
     train_split = dataset.split("train")
     train_rows = stratified_sample(train_split.labels[:, -1], max_train_rows, 0)  # the same rows for every seed
-    history = _train(st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], epochs=epochs, lr=lr, encoder_lr=encoder_lr,
-                     batch_size=batch_size, seed=seed, device=device, show_progress=show_progress)
+    history = _train(st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], cfg,
+                     seed=seed, device=device, show_progress=show_progress)
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -134,16 +141,13 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
 
     head = loss.head
     base_ident = {**base.identity().as_dict(), "dim": int(X_base.shape[1]), "model": base.model}
-    train_cfg = {"epochs": epochs, "lr": lr, "encoder_lr": encoder_lr, "batch_size": batch_size,
-                 "weight_decay": 0.01, "lr_schedule": "cosine", "select": "last", "max_train_rows": max_train_rows,
-                 "train_rows": len(train_rows),
+    train_cfg = {"epochs": cfg.epochs, "lr": cfg.lr, "encoder_lr": cfg.encoder_lr, "batch_size": cfg.batch_size,
+                 "weight_decay": cfg.weight_decay, "lr_schedule": cfg.lr_schedule, "select": cfg.select,
+                 "max_train_rows": max_train_rows, "train_rows": len(train_rows),
                  "finetune": "full", "trainer": "sentence-transformers"}
     config = {"head": {**head.head.config(), "in_model": True}, "objective": objective.config(), "train": train_cfg,
-              "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": len(rows), "sample_seed": eval_seed, "k": k,
-                       "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}}
-    digest = hashlib.sha256(repr((config, base_ident["fingerprint"], seed)).encode()).hexdigest()[:8]
-    from .records import SCHEMA, RunRecord, library_versions
-
+              "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k)}
+    digest = run_digest(config, base_ident["fingerprint"], seed)
     record = {
         "schema": SCHEMA,
         "run_id": f"{dataset.name}-{objective.name}-finetuned-seed{seed}-{digest}",
@@ -160,9 +164,7 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
         "baseline": baseline,
         "training": {"best_epoch": epochs, "history": history,
                      "n_params": sum(p.numel() for p in st_model.parameters())},
-        "timing": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
-                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   **({} if device == "cpu" else {"device": device})},
+        "timing": timing_block(train_s, eval_s, device),
         "weights": None,
     }
     return Run(record=RunRecord.from_dict(record), model=st_model)
@@ -172,10 +174,10 @@ def finetuned_name(base_name: str, method: str) -> str:
     return f"{base_name} fine-tuned ({method})"
 
 
-def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, seed, device, show_progress) -> list[dict]:
-    """One ``SentenceTransformerTrainer`` run; returns its logged history (losses per level)."""
-    import logging
-
+def _train(model, loss, texts, labels, cfg, *, seed, device, show_progress) -> list[dict]:
+    """One ``SentenceTransformerTrainer`` run with ``cfg`` (a :class:`~fractal_embeddings.training.TrainConfig`);
+    returns its logged history (losses per level)."""
+    import torch
     from datasets import Dataset
     from transformers.utils import logging as hf_logging
 
@@ -183,13 +185,7 @@ def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, se
 
     idx = next(i for i, m in enumerate(model) if m is find_head(model))
     data = Dataset.from_dict({"text": list(texts), "label": np.asarray(labels, dtype=np.int64).tolist()})
-    steps = -(-len(data) // batch_size) * epochs
     scratch = tempfile.mkdtemp(prefix="fractal-finetune-")
-    import contextlib
-    import random
-
-    import torch
-
     level = logging.getLogger("sentence_transformers").level
     logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
     hf_verbosity = hf_logging.get_verbosity()
@@ -200,8 +196,8 @@ def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, se
     place = torch.cuda.device(torch.device(device)) if on_gpu else contextlib.nullcontext()  # cuda:N, not cuda:0
     try:
         with torch.random.fork_rng(devices=[torch.device(device)] if on_gpu else []), place:
-            history = _run_trainer(model, loss, data, idx, scratch, steps, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
-                                   batch_size=batch_size, seed=seed, device=device, show_progress=show_progress)
+            history = _run_trainer(model, loss, data, idx, scratch, cfg, seed=seed, device=device,
+                                   show_progress=show_progress)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         logging.getLogger("sentence_transformers").setLevel(level)
@@ -216,14 +212,14 @@ def _train(model, loss, texts, labels, *, epochs, lr, encoder_lr, batch_size, se
     return history
 
 
-def _run_trainer(model, loss, data, idx, scratch, steps, *, epochs, lr, encoder_lr, batch_size, seed, device,
-                 show_progress) -> list[dict]:
+def _run_trainer(model, loss, data, idx, scratch, cfg, *, seed, device, show_progress) -> list[dict]:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
+    steps = -(-len(data) // cfg.batch_size) * cfg.epochs
     args = SentenceTransformerTrainingArguments(
-        output_dir=scratch, num_train_epochs=epochs, per_device_train_batch_size=batch_size,
-        learning_rate=encoder_lr, learning_rate_mapping={rf"^model\.{idx}\.": lr}, weight_decay=0.01,
-        lr_scheduler_type="cosine", seed=seed, data_seed=seed, report_to="none",
+        output_dir=scratch, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.encoder_lr, learning_rate_mapping={rf"^model\.{idx}\.": cfg.lr}, weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_schedule, seed=seed, data_seed=seed, report_to="none",
         save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=max(1, steps // 10),
         use_cpu=device == "cpu", disable_tqdm=not show_progress, dataloader_num_workers=0)
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
@@ -237,7 +233,7 @@ def _run_trainer(model, loss, data, idx, scratch, steps, *, epochs, lr, encoder_
             for entry in trainer.state.log_history]
 
 
-def model_encoder(record, run_dir, *, device: str | None = "auto", model=None):  # noqa: ARG001
+def model_encoder(record, run_dir, *, device: str | None = "auto"):
     """An :class:`~fractal_embeddings.Encoder` over a saved fine-tuned run's folder (its output is the
     run's embedding: no normalisation, no prompt). A fresh run's in-memory model embeds through
     :meth:`~fractal_embeddings.runs.Run.embed` instead."""
@@ -255,29 +251,21 @@ def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
     """Write a fine-tuned run: the model folder + ``record.json`` (with the folder's fingerprint),
     written whole beside ``out_dir`` and put in its place in one step (:mod:`~fractal_embeddings.atomic`);
     an existing run is replaced only with ``overwrite``."""
-    from transformers.utils import logging as hf_logging
-
     from .atomic import atomic_dir
-    from .cache import apply_default_modes
     from .encoders import folder_fingerprint
     from .records import RECORD_FILE, canonical_json
+    from .st import quiet_loaders
 
     out = Path(out_dir)
-    bars = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        with atomic_dir(out, overwrite=overwrite, marker=RECORD_FILE, what="a run") as tmp:
-            if run.model is not None:
-                run.model.save(str(tmp), create_model_card=False)
-            elif run.path is not None:
-                shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"), dirs_exist_ok=True)
-            else:
-                raise FractalError(f"run {run.record.run_id} holds no model to save")
-            record = run.record.replace(encoder=dc_replace(run.record.encoder, fingerprint=folder_fingerprint(tmp)))
-            (tmp / RECORD_FILE).write_text(canonical_json(record.to_dict()), encoding="utf-8")
-            apply_default_modes(tmp)  # safetensors writes 0o600: the run gets the umask's modes like any file
-    finally:
-        if bars:
-            hf_logging.enable_progress_bar()
+    # atomic_dir gives the files the umask's modes before the swap (safetensors writes 0o600)
+    with quiet_loaders(), atomic_dir(out, overwrite=overwrite, marker=RECORD_FILE, what="a run") as tmp:
+        if run.model is not None:
+            run.model.save(str(tmp), create_model_card=False)
+        elif run.path is not None:
+            shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"), dirs_exist_ok=True)
+        else:
+            raise FractalError(f"run {run.record.run_id} holds no model to save")
+        record = run.record.replace(encoder=dc_replace(run.record.encoder, fingerprint=folder_fingerprint(tmp)))
+        (tmp / RECORD_FILE).write_text(canonical_json(record.to_dict()), encoding="utf-8")
     run.record, run.path = record, out
     return out

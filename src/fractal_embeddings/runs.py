@@ -68,7 +68,7 @@ class Run:
 
     def encoder(self, device: str | None = "auto"):
         """The encoder whose vectors :meth:`transform` reads (:func:`encoder_for_record`)."""
-        return encoder_for_record(self.record, self.path, device=device, model=self.model)
+        return encoder_for_record(self.record, self.path, device=device)
 
     def embed(self, texts, role: str = "query", encoder=None, cache: bool = False,
               device: str | None = "auto") -> np.ndarray:
@@ -139,16 +139,15 @@ def as_encoder(encoder, device: str | None = "auto"):
     return encoder
 
 
-def encoder_for_record(record: RunRecord, run_dir=None, *, device: str | None = "auto", model=None):
+def encoder_for_record(record: RunRecord, run_dir=None, *, device: str | None = "auto"):
     """The encoder a run record was made with: its model, backend, length, normalisation and the
     query prompt the run was encoded with (a custom one included). For a ``fractal finetune`` run
-    (encoder ``model`` ``"."``) the encoder is the run directory ``run_dir`` itself (or ``model``,
-    the in-memory model of a fresh run)."""
+    (encoder ``model`` ``"."``) the encoder is the run directory ``run_dir`` itself."""
     e = record.encoder
     if e.in_run:
         from .finetune import model_encoder
 
-        return model_encoder(record, run_dir, device=device, model=model)
+        return model_encoder(record, run_dir, device=device)
     return _encoder_of(e, device)
 
 
@@ -283,9 +282,8 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     ident = {**encoder.identity().as_dict(), "dim": enc_dim, "model": encoder.model}
     config = {"head": head_block, "objective": objective.config(),
               "train": cfg.as_dict() if head is not None else None,
-              "eval": {"split": eval_split, "max_rows": eval_rows, "n_rows": len(rows), "sample_seed": eval_seed,
-                       "k": k, "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}}
-    digest = hashlib.sha256(repr((config, ident["fingerprint"], seed)).encode()).hexdigest()[:8]
+              "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k)}
+    digest = run_digest(config, ident["fingerprint"], seed)
     run.record = RunRecord.from_dict({
         "schema": SCHEMA,
         "run_id": f"{dataset.name}-{objective.name}-seed{seed}-{digest}",
@@ -299,13 +297,29 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
         "baseline": baseline,
         "training": {"best_epoch": fit_result.best_epoch, "history": fit_result.history,
                      "n_params": sum(p.numel() for p in head.parameters())} if fit_result else None,
-        "timing": {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
-                   "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                   **({} if device == "cpu" else {"device": device})},
+        "timing": timing_block(train_s, eval_s, device),
         "weights": None,
         **extra,
     })
     return run
+
+
+def eval_block(split: str, max_rows: int | None, rows: np.ndarray, sample_seed: int, k: int) -> dict:
+    """A record's ``config.eval``: the scored split, the sample asked for and drawn, k, the rows' sha256."""
+    return {"split": split, "max_rows": max_rows, "n_rows": len(rows), "sample_seed": sample_seed, "k": k,
+            "rows_sha256": hashlib.sha256(np.asarray(rows).astype(np.int64).tobytes()).hexdigest()}
+
+
+def run_digest(config: dict, encoder_fingerprint, seed: int) -> str:
+    """The short hash that ends a run id: of the run's config, its encoder and its seed."""
+    return hashlib.sha256(repr((config, encoder_fingerprint, seed)).encode()).hexdigest()[:8]
+
+
+def timing_block(train_s: float, eval_s: float, device: str) -> dict:
+    """A record's ``timing`` (the device only when it is not the CPU: CPU records stay as they were)."""
+    return {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            **({} if device == "cpu" else {"device": device})}
 
 
 def _apply(head, X: np.ndarray, dim: int) -> np.ndarray:
@@ -384,8 +398,7 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     if run.is_finetuned:  # the baseline is the encoder the run started from
         X_base = np.asarray(embed_split(base_encoder_for_record(rec, device=device), dataset.split(ev.split)))
     out["baseline"] = score_untrained(X_base[rows], labels, h.block_dim, h.n_blocks, k, dataset.level_names)
-    out["eval"] = {**ev.to_dict(), "max_rows": rows_n, "sample_seed": seed, "k": k, "n_rows": len(rows),
-                   "rows_sha256": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
+    out["eval"] = {**ev.to_dict(), **eval_block(ev.split, rows_n, rows, seed, k)}
     return out
 
 

@@ -30,6 +30,9 @@ save -> load round trips, where a module file copied into the folder would not.
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import warnings
 from typing import Any
 
 import numpy as np
@@ -147,6 +150,29 @@ class FractalHead(Module):
         c = self.head_config
         return (f"FractalHead({self.in_features} -> {c.kind}, {c.n_blocks} x {c.block_dim}"
                 f"{', block norm' if c.block_norm else ''}, levels {self.n_classes})")
+
+
+@contextlib.contextmanager
+def quiet_loaders():
+    """No progress bars, loader chatter or warnings from transformers / sentence-transformers while
+    models are built, saved and loaded (export, saving a fine-tuned run); restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    loggers = [logging.getLogger(n) for n in ("sentence_transformers", "transformers")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, lv in zip(loggers, levels):
+            lg.setLevel(lv)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def find_head(model) -> FractalHead | None:
@@ -291,4 +317,4 @@ class SteerabilityEvaluator(BaseEvaluator):
         return {"block_dim": self.block_dim, "k": self.k, "n_texts": len(self.texts), "levels": self.level_names}
 
 
-__all__ = ["CITATION", "FractalHead", "FractalLoss", "SteerabilityEvaluator", "find_head"]
+__all__ = ["CITATION", "FractalHead", "FractalLoss", "SteerabilityEvaluator", "find_head", "quiet_loaders"]

@@ -476,7 +476,7 @@ def finetune_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                  "vector; L1@j1: fine accuracy left in the first block (high = the coarse prefix is not coarse).", ""]
     nb = _full_j(df)
     cols = ["S", "L0@j1", "L1@j1", f"L1@j{nb}"]
-    t = Table("finetune", f"Frozen vs fine-tuned (mean ± SD over seeds; training seconds: median)",
+    t = Table("finetune", "Frozen vs fine-tuned (mean ± SD over seeds; training seconds: median)",
               ["dataset", "arm", "n", *cols, "train s"], align="llrrrrrr")
     tp = Table("finetune_tests", "Fine-tuned minus frozen `fractal`, paired by seed",
                ["dataset", "metric", "n", "mean diff", "t", "p"], align="llrrrr")
