@@ -102,9 +102,14 @@ def read_json_or_empty(path: Path) -> dict:
         return {}
 
 
-def _folder_model(name: str, folder: Path) -> ResolvedModel:
+def _modules(folder: Path) -> list[dict]:
+    """The entries of a sentence-transformers folder's ``modules.json`` (``[]`` without one)."""
     modules = read_json_or_empty(folder / "modules.json")
-    types = [m.get("type", "").rsplit(".", 1)[-1] for m in modules] if isinstance(modules, list) else []
+    return [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+
+
+def _folder_model(name: str, folder: Path) -> ResolvedModel:
+    types = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in _modules(folder)]
     pool_cfg = read_json_or_empty(folder / "1_Pooling" / "config.json")
     pooling = "cls" if pool_cfg.get("pooling_mode_cls_token") else "mean"
     plain = bool(types) and types[0] == "Transformer" and set(types[1:]) <= {"Pooling", "Normalize"} and (
@@ -178,8 +183,7 @@ def _hash_files(paths: tuple[str, ...], stamp: tuple) -> str:  # noqa: ARG001 - 
 
 def module_types(folder: Path) -> list[str]:
     """The module classes a sentence-transformers folder's ``modules.json`` lists, in order."""
-    modules = read_json_or_empty(folder / "modules.json")
-    return [str(m.get("type", "")) for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
+    return [str(m.get("type", "")) for m in _modules(folder)]
 
 
 OWN_MODULES = "fractal_embeddings."
@@ -196,10 +200,8 @@ def trusts_own_modules(folder: Path) -> bool:
 def _module_weight_files(folder: Path) -> list[str]:
     """Weights and config of every module stored in a subfolder (a trained head, a Dense layer): they
     define the outputs too. Folders without such files (plain encoders) keep their old fingerprint."""
-    modules = read_json_or_empty(folder / "modules.json")
-    paths = [m.get("path") for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
     out = []
-    for sub in paths:
+    for sub in (m.get("path") for m in _modules(folder)):
         if sub and isinstance(sub, str):
             out += [str(folder / sub / f) for f in ("model.safetensors", "pytorch_model.bin", "config.json")
                     if f"{sub}/{f}" not in _WEIGHT_FILES]
