@@ -61,7 +61,7 @@ def main() -> None:
             t = [texts_in[i] for i in order]
             outs = []
             for i in range(0, len(t), 32):
-                enc = tok.encode_batch(t[i:i + 32])
+                enc = tok.encode_batch(t[i : i + 32])
                 ids = np.array([e.ids for e in enc], dtype=np.int64)
                 mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
                 feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
@@ -78,8 +78,12 @@ def main() -> None:
             k = next(counter)
             return ours.embed([x + " " * k for x in t])  # trailing spaces: same tokens, new cache key
 
-        paths = {"raw_sentence_transformers": raw_st, "raw_onnxruntime": raw_ort,
-                 "ours_encode": ours.encode, "ours_embed_cache_miss": ours_embed}
+        paths = {
+            "raw_sentence_transformers": raw_st,
+            "raw_onnxruntime": raw_ort,
+            "ours_encode": ours.encode,
+            "ours_embed_cache_miss": ours_embed,
+        }
         runs = {name: [] for name in paths}
         for fn in paths.values():
             fn(texts[:64])  # warm-up
@@ -88,15 +92,21 @@ def main() -> None:
                 t0 = time.perf_counter()
                 fn(texts)
                 runs[name].append(len(texts) / (time.perf_counter() - t0))
-        res = {name: {"median_sent_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
-               for name, r in runs.items()}
+        res = {
+            name: {"median_sent_per_s": round(statistics.median(r), 1), "runs": [round(x, 1) for x in r]}
+            for name, r in runs.items()
+        }
         ours.embed(texts)  # fill
         t0 = time.perf_counter()
         ours.embed(texts)  # hit: hash the texts, verify the entry, memory-map it
         res["ours_embed_cache_hit_s"] = round(time.perf_counter() - t0, 4)
-        fastest_raw = max(res["raw_sentence_transformers"]["median_sent_per_s"], res["raw_onnxruntime"]["median_sent_per_s"])
+        fastest_raw = max(
+            res["raw_sentence_transformers"]["median_sent_per_s"], res["raw_onnxruntime"]["median_sent_per_s"]
+        )
         res["ratio_ours_encode_vs_fastest_raw"] = round(res["ours_encode"]["median_sent_per_s"] / fastest_raw, 3)
-        res["ratio_ours_embed_vs_fastest_raw"] = round(res["ours_embed_cache_miss"]["median_sent_per_s"] / fastest_raw, 3)
+        res["ratio_ours_embed_vs_fastest_raw"] = round(
+            res["ours_embed_cache_miss"]["median_sent_per_s"] / fastest_raw, 3
+        )
         res["texts"] = len(texts)
         res["dataset"] = args.dataset
         print(json.dumps(res, indent=2))

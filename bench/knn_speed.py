@@ -1,6 +1,6 @@
 """Prefix k-NN speed: 2,000 rows x 4 prefixes x 2 levels (target <= 0.3 s). Median of 7 runs.
 
-    python bench/knn_speed.py
+python bench/knn_speed.py
 """
 
 import json
@@ -20,5 +20,14 @@ for _ in range(7):
     t0 = time.perf_counter()
     prefix_knn_accuracy(X, y)
     runs.append(time.perf_counter() - t0)
-print(json.dumps({"rows": 2000, "prefixes": 4, "levels": 2, "median_s": round(statistics.median(runs), 4),
-                  "runs_s": [round(r, 4) for r in runs]}))
+print(
+    json.dumps(
+        {
+            "rows": 2000,
+            "prefixes": 4,
+            "levels": 2,
+            "median_s": round(statistics.median(runs), 4),
+            "runs_s": [round(r, 4) for r in runs],
+        }
+    )
+)

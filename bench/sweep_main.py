@@ -27,13 +27,24 @@ def main() -> None:
     prepare(specs(quick=args.quick), log=lambda *_: None)  # warm the cache: the benchmark times the sweep only
     with tempfile.TemporaryDirectory() as out:
         t0 = time.perf_counter()
-        (root,) = run_experiment("main", out, quick=args.quick, workers=args.workers, log=lambda *_: None, progress=False)
+        (root,) = run_experiment(
+            "main", out, quick=args.quick, workers=args.workers, log=lambda *_: None, progress=False
+        )
         wall = time.perf_counter() - t0
         per = {}
         for _, rec in ((k, r.to_dict()) for k, r in RunStore(root).records()):
             per.setdefault(rec["method"], []).append(rec["timing"]["train_s"])
-    print(json.dumps({"wall_s": round(wall, 1), "runs": sum(map(len, per.values())), "workers": args.workers,
-                      "median_train_s": {m: round(statistics.median(v), 2) for m, v in per.items()}}, indent=1))
+    print(
+        json.dumps(
+            {
+                "wall_s": round(wall, 1),
+                "runs": sum(map(len, per.values())),
+                "workers": args.workers,
+                "median_train_s": {m: round(statistics.median(v), 2) for m, v in per.items()},
+            },
+            indent=1,
+        )
+    )
 
 
 if __name__ == "__main__":  # the process pool spawns workers that import this file

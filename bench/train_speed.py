@@ -34,9 +34,17 @@ for seed in seeds:
     evals.append(run.record.to_dict()["timing"]["eval_s"])
     cfg = run.record.to_dict()["config"]["train"]
     steps = cfg["epochs"] * math.ceil(len(ds.split("train")) / cfg["batch_size"])
-print(json.dumps({"dataset": ds.name, "method": args.method, "steps": steps,
-                  "median_total_s": round(statistics.median(totals), 3),
-                  "median_train_s": round(statistics.median(trains), 3),
-                  "median_eval_s": round(statistics.median(evals), 3),
-                  "median_ms_per_step": round(1000 * statistics.median(trains) / steps, 3),
-                  "totals_s": [round(t, 3) for t in totals]}))
+print(
+    json.dumps(
+        {
+            "dataset": ds.name,
+            "method": args.method,
+            "steps": steps,
+            "median_total_s": round(statistics.median(totals), 3),
+            "median_train_s": round(statistics.median(trains), 3),
+            "median_eval_s": round(statistics.median(evals), 3),
+            "median_ms_per_step": round(1000 * statistics.median(trains) / steps, 3),
+            "totals_s": [round(t, 3) for t in totals],
+        }
+    )
+)

@@ -94,8 +94,13 @@ def explore_server(run_dir, cache_root, *extra: str):
 
     env = {**os.environ, "FRACTAL_CACHE": str(cache_root), "PYTHONUNBUFFERED": "1"}
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "fractal_embeddings.cli", "explore", str(run_dir), "--port", str(port),
-                             *extra], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fractal_embeddings.cli", "explore", str(run_dir), "--port", str(port), *extra],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         lines, t0 = [], time.perf_counter()
         while time.perf_counter() - t0 < 240:

@@ -11,8 +11,9 @@ import pandas as pd
 
 def fractal(*args, env_extra=None):
     env = {**os.environ, **(env_extra or {})}
-    return subprocess.run([sys.executable, "-m", "fractal_embeddings.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "fractal_embeddings.cli", *args], capture_output=True, text=True, env=env, timeout=600
+    )
 
 
 def test_stats_json_contract(data_home):
@@ -49,16 +50,22 @@ def test_user_file_stats_and_embed(data_home, tmp_path, cache_dir):
 
     ds = load_dataset("trec")
     sp = ds.split("test")
-    df = pd.DataFrame({"q": sp.texts, "c": [ds.levels[0].classes[i] for i in sp.labels[:, 0]],
-                       "f": [ds.levels[1].classes[i] for i in sp.labels[:, 1]]})
+    df = pd.DataFrame(
+        {
+            "q": sp.texts,
+            "c": [ds.levels[0].classes[i] for i in sp.labels[:, 0]],
+            "f": [ds.levels[1].classes[i] for i in sp.labels[:, 1]],
+        }
+    )
     path = tmp_path / "mine.csv"
     df.to_csv(path, index=False)
     r = fractal("datasets", "stats", str(path), "--text", "q", "--levels", "c,f", "--json")
     assert r.returncode == 0, r.stderr
     st = json.loads(r.stdout)
     assert sum(st["splits"].values()) == 500 and st["levels"][0]["n_classes"] == 6
-    r = fractal("embed", str(path), "--text", "q", "--levels", "c,f", "--json",
-                env_extra={"FRACTAL_CACHE": str(cache_dir)})
+    r = fractal(
+        "embed", str(path), "--text", "q", "--levels", "c,f", "--json", env_extra={"FRACTAL_CACHE": str(cache_dir)}
+    )
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["backend"] == "onnx" and sum(v["rows"] for v in rep["splits"].values()) == 500
@@ -77,13 +84,32 @@ def test_train_json_record_then_eval_reproduces_it(data_home, cache_dir, tmp_pat
 
     # a user file made of real TREC rows: the same path a user with their own taxonomy takes
     trec = load_dataset("trec")
-    rows = [{"question": t, "kind": trec.levels[0].classes[a], "detail": trec.levels[1].classes[b], "split": s}
-            for s in ("train", "test") for t, (a, b) in zip(trec.split(s).texts, trec.split(s).labels)]
+    rows = [
+        {"question": t, "kind": trec.levels[0].classes[a], "detail": trec.levels[1].classes[b], "split": s}
+        for s in ("train", "test")
+        for t, (a, b) in zip(trec.split(s).texts, trec.split(s).labels)
+    ]
     path = tmp_path / "questions.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     env = {"FRACTAL_CACHE": str(cache_dir)}
-    r = fractal("train", str(path), "--text", "question", "--levels", "kind,detail", "--method", "mrl", "--seed", "3",
-                "--epochs", "1", "--out", str(tmp_path / "run"), "--json", env_extra=env)
+    r = fractal(
+        "train",
+        str(path),
+        "--text",
+        "question",
+        "--levels",
+        "kind,detail",
+        "--method",
+        "mrl",
+        "--seed",
+        "3",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+        "--json",
+        env_extra=env,
+    )
     assert r.returncode == 0, r.stderr
     rec = json.loads(r.stdout)
     assert {"method", "seed", "dataset", "accuracy", "steerability"} <= set(rec)
@@ -101,18 +127,29 @@ def test_train_json_record_then_eval_reproduces_it(data_home, cache_dir, tmp_pat
     assert r.returncode == 0 and "S = " in r.stdout and "256" in r.stdout
 
     # a finished run is never replaced by accident
-    r = fractal("train", str(path), "--text", "question", "--levels", "kind,detail", "--out", str(tmp_path / "run"),
-                env_extra=env)
+    r = fractal(
+        "train",
+        str(path),
+        "--text",
+        "question",
+        "--levels",
+        "kind,detail",
+        "--out",
+        str(tmp_path / "run"),
+        env_extra=env,
+    )
     assert r.returncode == 2 and "already holds a run" in r.stderr and "--overwrite" in r.stderr
 
 
 def test_train_bad_input_is_one_line(data_home, tmp_path):
-    for args, msg in [(("train", "trec", "--method", "v6"), "error: unknown method 'v6'"),
-                      (("train", "trec", "--eval-rows", "some"), "error: --eval-rows must be"),
-                      (("train", "banking77"), "error: "),
-                      (("train", "trec", "--method", "heal", "--dim", "64"), "error: the heal head needs"),
-                      (("train", "trec", "--dim", "250"), "error: output dim 250 is not a multiple of block dim 64"),
-                      (("eval", str(tmp_path)), "error: ")]:
+    for args, msg in [
+        (("train", "trec", "--method", "v6"), "error: unknown method 'v6'"),
+        (("train", "trec", "--eval-rows", "some"), "error: --eval-rows must be"),
+        (("train", "banking77"), "error: "),
+        (("train", "trec", "--method", "heal", "--dim", "64"), "error: the heal head needs"),
+        (("train", "trec", "--dim", "250"), "error: output dim 250 is not a multiple of block dim 64"),
+        (("eval", str(tmp_path)), "error: "),
+    ]:
         r = fractal(*args, "--out", str(tmp_path / "x")) if args[0] == "train" else fractal(*args)
         assert r.returncode == 2, (args, r.stderr)
         assert r.stderr.strip().startswith(msg) and r.stderr.strip().count("\n") == 0, r.stderr
@@ -126,7 +163,9 @@ def test_experiment_list_names_every_experiment_and_unknown_is_one_line(data_hom
     names = [line.split(":")[0] for line in r.stdout.splitlines() if ":" in line]
     assert names == list(EXPERIMENTS)
     bad = fractal("experiment", "mian")
-    assert bad.returncode == 2 and "unknown experiment 'mian'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    assert (
+        bad.returncode == 2 and "unknown experiment 'mian'" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+    )
 
 
 def test_predict_json_and_errors(data_home, cache_dir):

@@ -65,7 +65,9 @@ def test_every_quick_grid_is_stored_with_its_spec(results):
     assert dual["coarse-only mlp"]["config"]["head"]["kind"] == "mlp" == dual["fractal"]["config"]["head"]["kind"]
     assert dual["coarse-only mlp"]["config"]["train"] == dual["fractal"]["config"]["train"]
     lat = json.loads((store_dir(results, "latency", quick=True) / "latency.json").read_text())
-    assert {(r["kind"], r["dims"]) for r in lat["results"]} == {(k, d) for k in ("flat", "hnsw") for d in (64, 128, 192, 256)}
+    assert {(r["kind"], r["dims"]) for r in lat["results"]} == {
+        (k, d) for k in ("flat", "hnsw") for d in (64, 128, 192, 256)
+    }
     assert all(r["b1_p50_us"] > 0 and 0 <= r["recall@10"] <= 1 for r in lat["results"])
 
 
@@ -78,10 +80,20 @@ def test_rerun_does_nothing(results):
 def test_report_from_quick_records(results):
     path = write_report(results, formats=("md", "latex"))
     text = path.read_text()
-    for title in ("Main comparison", "Causal ablation", "Synthetic hierarchies (Goldilocks)", "Noisy coarse labels",
-                  "Prefix capacity", "Three levels", "Across encoders", "External baselines",
-                  "Alignment or capacity (backbone control)", "Retrieval and adaptive routing",
-                  "One aligned model vs a dual encoder", "Query latency per prefix length"):
+    for title in (
+        "Main comparison",
+        "Causal ablation",
+        "Synthetic hierarchies (Goldilocks)",
+        "Noisy coarse labels",
+        "Prefix capacity",
+        "Three levels",
+        "Across encoders",
+        "External baselines",
+        "Alignment or capacity (backbone control)",
+        "Retrieval and adaptive routing",
+        "One aligned model vs a dual encoder",
+        "Query latency per prefix length",
+    ):
         assert f"## {title} (quick run" in text
     ids = list(seed_claims())
     assert ids == [f"C{i}" for i in range(1, 25)]
@@ -89,16 +101,28 @@ def test_report_from_quick_records(results):
         assert f"| {cid} |" in text
     assert "not testable here" in text and "reproduced" in text
     figs = sorted(p.name for p in (results / "figures").glob("*.png"))
-    assert {"main_accuracy_vs_prefix.png", "main_forest.png", "ablation_v5-paper.png", "noise_curve.png",
-            "capacity_curves.png", "three_level_curves.png", "cross_encoder.png", "external_cost.png",
-            "backbone_control.png", "retrieval_ramp.png", "pareto_routing.png", "latency.png"} <= set(figs)
+    assert {
+        "main_accuracy_vs_prefix.png",
+        "main_forest.png",
+        "ablation_v5-paper.png",
+        "noise_curve.png",
+        "capacity_curves.png",
+        "three_level_curves.png",
+        "cross_encoder.png",
+        "external_cost.png",
+        "backbone_control.png",
+        "retrieval_ramp.png",
+        "pareto_routing.png",
+        "latency.png",
+    } <= set(figs)
     assert all((results / "figures" / f.replace(".png", ".pdf")).exists() for f in figs)
     tex = (results / "tables" / "main_steerability.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex
     # a number in the report is the records' number
     rec = next(r for r in _records(results, "main") if r["method"] == "fractal" and r["dataset"]["name"] == "trec")
     assert json.dumps(rec["steerability"]["S"]) in json.dumps(
-        [r["steerability"]["S"] for r in _records(results, "main")])
+        [r["steerability"]["S"] for r in _records(results, "main")]
+    )
 
 
 def test_unknown_experiment_and_empty_results_are_one_line_errors(tmp_path):

@@ -4,7 +4,6 @@ run: CLINC150 subset (3,000 train / 600 val / 600 test rows), the offline defaul
 
 from __future__ import annotations
 
-
 import json
 import os
 import shutil
@@ -35,8 +34,15 @@ pytestmark = pytest.mark.slow
 # where the browser test saves its screenshot: a temporary folder, or the path in this variable
 # (docs/explorer.png, the README's picture, was made with FRACTAL_EXPLORER_SCREENSHOT=docs/explorer.png)
 SCREENSHOT_ENV = "FRACTAL_EXPLORER_SCREENSHOT"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +79,9 @@ def queries(clinc_3k):
 
 
 # ------------------------------------------------------------------ opening an index
-def test_run_dir_builds_the_test_split_index_then_reuses_the_cache(run_dir, explorer, clinc_3k, zoom_encoder, cache_root, tmp_path):
+def test_run_dir_builds_the_test_split_index_then_reuses_the_cache(
+    run_dir, explorer, clinc_3k, zoom_encoder, cache_root, tmp_path
+):
     ix, src = explorer.index, explorer.source
     sp = clinc_3k.split("test")
     assert src["kind"] == "run" and src["corpus"]["kind"] == "run-dataset" and src["corpus"]["split"] == "test"
@@ -100,8 +108,10 @@ def test_run_dir_builds_the_test_split_index_then_reuses_the_cache(run_dir, expl
 
 
 def test_open_index_errors_are_one_line(run_dir, clinc_3k, zoom_encoder, tmp_path, explorer):
-    for path, msg in [(tmp_path / "nope", "no such directory; pass a run directory"),
-                      (tmp_path, r"neither a run directory \(no record.json\) nor an index directory")]:
+    for path, msg in [
+        (tmp_path / "nope", "no such directory; pass a run directory"),
+        (tmp_path, r"neither a run directory \(no record.json\) nor an index directory"),
+    ]:
         with pytest.raises(ExploreError, match=msg):
             open_index(path)
     (tmp_path / "f.txt").write_text("x")
@@ -148,6 +158,7 @@ def test_api_shows_semantic_zoom_over_many_queries(client, queries):
     """One query per intent (150 validation texts). The corpus (600 test rows) holds 4 rows per
     intent, so with k=20 most hits are other intents and the coarse zoom keeps them in the query's
     domain far more often; with k=4 the fine zoom finds the query's own intent far more often."""
+
     def share(zoom, k, level, which):
         out = []
         for text, domain, intent in queries:
@@ -164,7 +175,9 @@ def test_api_map_is_a_cached_pca_per_prefix(client, explorer):
     ix = explorer.index
     for zoom in (64, 256):
         m = client.get("/api/map", params={"zoom": zoom, "color": "coarse"}).json()
-        assert m["zoom"] == zoom and m["method"] == "pca" and m["n"] == m["total"] == len(ix) == len(m["x"]) == len(m["y"])
+        assert (
+            m["zoom"] == zoom and m["method"] == "pca" and m["n"] == m["total"] == len(ix) == len(m["x"]) == len(m["y"])
+        )
         X = ix.vectors[:, :zoom].astype(np.float64)
         X /= np.linalg.norm(X, axis=1, keepdims=True)
         Xc = X - X.mean(axis=0)
@@ -172,7 +185,7 @@ def test_api_map_is_a_cached_pca_per_prefix(client, explorer):
         for i, coord in enumerate((m["x"], m["y"])):  # the first two principal components, up to sign
             ref = Xc @ vt[i]
             assert abs(abs(np.corrcoef(ref, coord)[0, 1]) - 1) < 1e-6
-        assert m["explained"][0] == pytest.approx(s[0] ** 2 / (s ** 2).sum(), abs=1e-4)
+        assert m["explained"][0] == pytest.approx(s[0] ** 2 / (s**2).sum(), abs=1e-4)
         assert m["level"] == "domain" and len(m["classes"]) == 10 and max(m["c"]) < 10
         fine = client.get("/api/map", params={"zoom": zoom, "color": "fine"}).json()
         assert fine["level"] == "intent" and len(fine["classes"]) == 150 and fine["x"] == m["x"]
@@ -194,28 +207,34 @@ def test_api_run_reports_the_record(client, run_dir):
     assert info["index"]["size"] == 600 and info["index"]["has_labels"] and info["eval"]["rows"] == 600
 
 
-@pytest.mark.parametrize("url, status, msg", [
-    ("/api/search?zoom=64", 400, "q is missing or empty"),
-    ("/api/search?q=%20%20&zoom=64", 400, "q is missing or empty"),
-    ("/api/search?q=" + "a" * (MAX_QUERY_CHARS + 1), 400, f"at most {MAX_QUERY_CHARS} are accepted"),
-    ("/api/search?q=hi&k=0", 400, "k must be an integer from 1 to 100"),
-    ("/api/search?q=hi&k=101", 400, "k must be an integer from 1 to 100"),
-    ("/api/search?q=hi&k=abc", 400, "k must be an integer from 1 to 100"),
-    ("/api/search?q=hi&k=2.5", 400, "k must be an integer from 1 to 100"),
-    ("/api/search?q=hi&k=-3", 400, "k must be an integer from 1 to 100"),
-    ("/api/search?q=hi&k=%C2%B2", 400, "k must be an integer from 1 to 100"),  # a superscript two
-    ("/api/search?q=hi&k=" + "9" * 5000, 400, "k must be an integer from 1 to 100"),
-    ("/api/search?q=hi&zoom=%C2%B2", 400, "is not one of this index's zooms"),
-    ("/api/search?q=hi&zoom=" + "6" * 5000, 400, "is not one of this index's zooms"),
-    ("/api/search?q=hi&zoom=100", 400,
-     "zoom 100 is not one of this index's zooms; use coarse, fine or a prefix length (64, 128, 192, 256)"),
-    ("/api/search?q=hi&zoom=medium", 400, "is not one of this index's zooms"),
-    ("/api/search?q=hi&zoom=", 400, "zoom is missing"),
-    ("/api/map?zoom=65", 400, "is not one of this index's zooms"),
-    ("/api/map?zoom=64&color=purple", 400, "color must be coarse or fine"),
-    ("/api/nothing", 404, "not found"),
-    ("/static/secrets.py", 404, "not found"),
-])
+@pytest.mark.parametrize(
+    "url, status, msg",
+    [
+        ("/api/search?zoom=64", 400, "q is missing or empty"),
+        ("/api/search?q=%20%20&zoom=64", 400, "q is missing or empty"),
+        ("/api/search?q=" + "a" * (MAX_QUERY_CHARS + 1), 400, f"at most {MAX_QUERY_CHARS} are accepted"),
+        ("/api/search?q=hi&k=0", 400, "k must be an integer from 1 to 100"),
+        ("/api/search?q=hi&k=101", 400, "k must be an integer from 1 to 100"),
+        ("/api/search?q=hi&k=abc", 400, "k must be an integer from 1 to 100"),
+        ("/api/search?q=hi&k=2.5", 400, "k must be an integer from 1 to 100"),
+        ("/api/search?q=hi&k=-3", 400, "k must be an integer from 1 to 100"),
+        ("/api/search?q=hi&k=%C2%B2", 400, "k must be an integer from 1 to 100"),  # a superscript two
+        ("/api/search?q=hi&k=" + "9" * 5000, 400, "k must be an integer from 1 to 100"),
+        ("/api/search?q=hi&zoom=%C2%B2", 400, "is not one of this index's zooms"),
+        ("/api/search?q=hi&zoom=" + "6" * 5000, 400, "is not one of this index's zooms"),
+        (
+            "/api/search?q=hi&zoom=100",
+            400,
+            "zoom 100 is not one of this index's zooms; use coarse, fine or a prefix length (64, 128, 192, 256)",
+        ),
+        ("/api/search?q=hi&zoom=medium", 400, "is not one of this index's zooms"),
+        ("/api/search?q=hi&zoom=", 400, "zoom is missing"),
+        ("/api/map?zoom=65", 400, "is not one of this index's zooms"),
+        ("/api/map?zoom=64&color=purple", 400, "color must be coarse or fine"),
+        ("/api/nothing", 404, "not found"),
+        ("/static/secrets.py", 404, "not found"),
+    ],
+)
 def test_api_rejects_bad_input_with_json(client, url, status, msg):
     r = client.get(url)
     assert r.status_code == status and r.headers["content-type"].startswith("application/json"), (url, r.text)
@@ -260,11 +279,16 @@ def test_cli_errors_are_one_line(run_dir, clinc_3k, zoom_encoder, explorer, tmp_
     busy.listen(1)
     port = busy.getsockname()[1]
     try:
-        cases = [(["explore", str(tmp_path / "missing"), "--port", "0"], "no such directory"),
-                 (["explore", str(ix_dir), "--run", str(other), "--port", "0"], "built with run clinc150-fractal-"),
-                 (["explore", str(run_dir), "--port", str(port)], f"port {port} on 127.0.0.1 is in use"),
-                 (["explore", str(run_dir), "--port", "70000"], "Invalid value for '--port': Input should be less than or equal to 65535"),
-                 (["explore", str(ix_dir), "--corpus", "clinc150", "--port", "0"], "--corpus does not apply")]
+        cases = [
+            (["explore", str(tmp_path / "missing"), "--port", "0"], "no such directory"),
+            (["explore", str(ix_dir), "--run", str(other), "--port", "0"], "built with run clinc150-fractal-"),
+            (["explore", str(run_dir), "--port", str(port)], f"port {port} on 127.0.0.1 is in use"),
+            (
+                ["explore", str(run_dir), "--port", "70000"],
+                "Invalid value for '--port': Input should be less than or equal to 65535",
+            ),
+            (["explore", str(ix_dir), "--corpus", "clinc150", "--port", "0"], "--corpus does not apply"),
+        ]
         for args, msg in cases:
             t0 = time.perf_counter()
             assert main(args) == 2, args
@@ -290,12 +314,16 @@ def test_cli_serves_the_app(run_dir, zoom_encoder, explorer, tmp_path):
 def _browser():
     chromium = shutil.which("chromium")
     if chromium is None:
-        pytest.skip("no `chromium` on PATH: install Debian's package (apt-get install chromium) to run the browser test")
+        pytest.skip(
+            "no `chromium` on PATH: install Debian's package (apt-get install chromium) to run the browser test"
+        )
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        pytest.skip("the playwright package is not importable (pip install 'fractal-embeddings[test]'); "
-                    "the browser test needs it")
+        pytest.skip(
+            "the playwright package is not importable (pip install 'fractal-embeddings[test]'); "
+            "the browser test needs it"
+        )
     return chromium, sync_playwright
 
 
@@ -328,9 +356,12 @@ def test_browser_zoom_changes_the_neighbours(explorer, queries, tmp_path):
                 page.wait_for_function(
                     "([q, z]) => { const r = document.getElementById('results');"
                     " return r.dataset.q === q && r.dataset.zoom === z && r.dataset.k === '20'; }",
-                    arg=[text.strip(), str(zoom)], timeout=30_000)
-                return [li.get_attribute("data-coarse") for li in results.locator("li").all()], \
-                    results.locator("li .text").all_inner_texts()
+                    arg=[text.strip(), str(zoom)],
+                    timeout=30_000,
+                )
+                return [li.get_attribute("data-coarse") for li in results.locator("li").all()], results.locator(
+                    "li .text"
+                ).all_inner_texts()
 
             same = {64: [], 256: []}
             changed = 0
@@ -355,9 +386,12 @@ def test_browser_zoom_changes_the_neighbours(explorer, queries, tmp_path):
             page.locator("#k").dispatch_event("change")
             slider.press("Home")
             box.fill("what is my checking account balance")
-            page.wait_for_function("() => { const r = document.getElementById('results');"
-                                   " return r.dataset.zoom === '64' && r.dataset.k === '10'"
-                                   " && r.dataset.q === 'what is my checking account balance'; }", timeout=30_000)
+            page.wait_for_function(
+                "() => { const r = document.getElementById('results');"
+                " return r.dataset.zoom === '64' && r.dataset.k === '10'"
+                " && r.dataset.q === 'what is my checking account balance'; }",
+                timeout=30_000,
+            )
             page.wait_for_timeout(300)
             assert page.locator("#predicted-label").inner_text() == "banking"
             page.hover("#map", position={"x": 5, "y": 5})

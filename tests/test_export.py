@@ -52,10 +52,12 @@ def exports(runs, encoder, tmp_path_factory):
     (block norm: its first block)."""
     root = tmp_path_factory.mktemp("exports")
     out = {m: export_sentence_transformers(runs[m][1], root / m, encoder=encoder) for m in runs}
-    out["v5-paper-portable"] = export_sentence_transformers(runs["v5-paper"][1], root / "v5p", encoder=encoder,
-                                                            portable=True)
-    out["fractal-portable"] = export_sentence_transformers(runs["fractal"][1], root / "frp", dims=64, encoder=encoder,
-                                                           portable=True)
+    out["v5-paper-portable"] = export_sentence_transformers(
+        runs["v5-paper"][1], root / "v5p", encoder=encoder, portable=True
+    )
+    out["fractal-portable"] = export_sentence_transformers(
+        runs["fractal"][1], root / "frp", dims=64, encoder=encoder, portable=True
+    )
     return out
 
 
@@ -103,8 +105,10 @@ def test_default_export_needs_trust_remote_code_and_survives_round_trips(runs, e
         m.save(str(tmp_path / f"re{i}"))
         m = _st(tmp_path / f"re{i}", trust_remote_code=True)
         assert np.abs(m.encode(texts) - Z).max() <= TOL, i
-        assert json.loads((tmp_path / f"re{i}" / "modules.json").read_text())[-1]["type"] == \
-            "fractal_embeddings.st.FractalHead"
+        assert (
+            json.loads((tmp_path / f"re{i}" / "modules.json").read_text())[-1]["type"]
+            == "fractal_embeddings.st.FractalHead"
+        )
     card = (out / "README.md").read_text()
     assert "trust_remote_code=True" in card and "pip install fractal-embeddings" in card
     assert "| 64 | domain |" in card and "| 256 | intent |" in card  # the zoom levels: which dims serve which level
@@ -117,8 +121,10 @@ def test_linear_head_exports_exactly_at_every_prefix(runs, exports, texts, encod
     types = [m["type"] for m in json.loads((out / "modules.json").read_text())]
     assert all(t.startswith("sentence_transformers.") for t in types) and not list(out.rglob("*.py"))
     assert [t.rsplit(".", 1)[-1] for t in types] == ["Transformer", "Pooling", "Normalize", "Dense"]
-    assert json.loads((out / "3_Dense" / "config.json").read_text())["activation_function"] == \
-        "torch.nn.modules.linear.Identity"
+    assert (
+        json.loads((out / "3_Dense" / "config.json").read_text())["activation_function"]
+        == "torch.nn.modules.linear.Identity"
+    )
     Z = run.transform(encoder.encode(texts))  # the library: encoder (onnx) + head
     coarse = _st(out, truncate_dim=64).encode(texts, normalize_embeddings=True)
     assert coarse.shape == (50, 64) and np.abs(coarse - _unit(Z[:, :64])).max() <= TOL
@@ -159,8 +165,10 @@ def test_block_norm_head_exports_its_first_block_exactly_and_refuses_more(runs, 
     out = exports["fractal-portable"]
     types = [m["type"].rsplit(".", 1)[-1] for m in json.loads((out / "modules.json").read_text())]
     assert types == ["Transformer", "Pooling", "Normalize", "Dense", "Dense", "Normalize"]
-    assert json.loads((out / "3_Dense" / "config.json").read_text())["activation_function"] == \
-        "torch.nn.modules.activation.GELU"
+    assert (
+        json.loads((out / "3_Dense" / "config.json").read_text())["activation_function"]
+        == "torch.nn.modules.activation.GELU"
+    )
     Z = run.transform(encoder.encode(texts))
     got = _st(out, truncate_dim=64).encode(texts, normalize_embeddings=True)
     assert got.shape == (50, 64) and np.abs(got - _unit(Z[:, :64])).max() <= TOL
@@ -179,7 +187,11 @@ def test_model_card_comes_from_the_record(runs, exports):
     info = json.loads((out / EXPORT_FILE).read_text())
     assert info["record"]["run_id"] == rec["run_id"] and set(info["check"]) == {"64", "128", "192", "256", "raw"}
     assert max(info["check"].values()) <= TOL
-    assert rec["run_id"] in card and 'truncate_dim=64' in card and "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
+    assert (
+        rec["run_id"] in card
+        and "truncate_dim=64" in card
+        and "base_model: sentence-transformers/all-MiniLM-L6-v2" in card
+    )
     assert "| L0 | domain | 10 |" in card and "| L1 | intent | 150 |" in card
     W = schedule_weights("aligned", 4, 2)
     assert f"| 128 | {W[1, 0]:g} x domain + {W[1, 1]:g} x intent |" in card and "| 256 | intent |" in card
@@ -188,18 +200,36 @@ def test_model_card_comes_from_the_record(runs, exports):
         assert f"| {d} | {row['domain']:.4f} | {row['intent']:.4f} | {b['domain']:.4f} | {b['intent']:.4f} |" in card
     assert f"S = {rec['steerability']['S']:+.4f}" in card
     tr = rec["config"]["train"]
-    for line in ("| method | `v5-paper` |", f"| seed | {rec['seed']} |", f"| epochs | {tr['epochs']} |",
-                 f"| learning rate | {tr['lr']} |", f"| batch size | {tr['batch_size']} |", "| dataset | `clinc150` |",
-                 f"| best epoch | {rec['training']['best_epoch']} |"):
+    for line in (
+        "| method | `v5-paper` |",
+        f"| seed | {rec['seed']} |",
+        f"| epochs | {tr['epochs']} |",
+        f"| learning rate | {tr['lr']} |",
+        f"| batch size | {tr['batch_size']} |",
+        "| dataset | `clinc150` |",
+        f"| best epoch | {rec['training']['best_epoch']} |",
+    ):
         assert line in card, line
     assert f"`{rec['encoder']['name']}`" in card
 
     # change the record: the card follows (no number is typed by hand), 3 levels included
     r3 = copy.deepcopy(rec)
-    r3["dataset"]["levels"] = [{"name": "a", "n_classes": 3}, {"name": "b", "n_classes": 7}, {"name": "c", "n_classes": 31}]
+    r3["dataset"]["levels"] = [
+        {"name": "a", "n_classes": 3},
+        {"name": "b", "n_classes": 7},
+        {"name": "c", "n_classes": 31},
+    ]
     r3["accuracy"] = {d: {"a": 0.111111, "b": 0.222222, "c": 0.333333} for d in ("64", "128", "192", "256")}
     r3["baseline"]["accuracy"] = {d: {"a": 0.444444, "b": 0.555555, "c": 0.666666} for d in ("64", "128", "192", "256")}
-    r3["steerability"] = {"S": 0.123456, "S_AUC": 0.5, "S_gap": 0.25, "S_mono": 1.0, "S_01": 0.1, "S_02": 0.123456, "S_12": 0.2}
+    r3["steerability"] = {
+        "S": 0.123456,
+        "S_AUC": 0.5,
+        "S_gap": 0.25,
+        "S_mono": 1.0,
+        "S_01": 0.1,
+        "S_02": 0.123456,
+        "S_12": 0.2,
+    }
     r3["config"]["train"]["epochs"] = 7
     card3 = model_card(RunRecord.from_dict(r3), 256, {"64": 0.0, "128": 0.0, "192": 0.0, "256": 0.0, "raw": 0.0})
     W3 = schedule_weights("aligned", 4, 3)
@@ -214,8 +244,10 @@ def test_errors_are_one_line(runs, clinc, encoder, tmp_path):
     run, run_dir = runs["v5-paper"]
     with pytest.raises(FractalError, match="no such run directory"):
         export_sentence_transformers(tmp_path / "nope", tmp_path / "o1", encoder=encoder)
-    for method, msg in (("csr", "a topk head \\(method csr\\) has no --portable form"),
-                        ("heal", "a heal head \\(method heal\\) has no --portable form")):
+    for method, msg in (
+        ("csr", "a topk head \\(method csr\\) has no --portable form"),
+        ("heal", "a heal head \\(method heal\\) has no --portable form"),
+    ):
         with pytest.raises(ExportError, match=msg):
             export_sentence_transformers(runs[method][1], tmp_path / "o2", encoder=encoder, portable=True)
     flat = train(clinc, "flat", seed=0, encoder=encoder).save(tmp_path / "flat")
@@ -266,20 +298,23 @@ def test_cli_export(runs, exports, encoder, tmp_path, capsys):
     shutil.copytree(exports["v5-paper-portable"], target)  # a model exported before
 
     # errors: one line through the CLI's handler, exit status 2
-    for args, msg in [(["export", str(v5_dir), str(target)], "error: "),
-                      (["export", str(fr_dir), str(tmp_path / "f"), "--portable"],
-                       "error: the head of run clinc150-fractal-seed0-"),
-                      (["export", str(tmp_path / "nope"), str(tmp_path / "x")], "error: "),
-                      (["export", str(v5_dir), str(tmp_path / "x"), "--dims", "96", "--portable"],
-                       "error: --dims must be")]:
+    for args, msg in [
+        (["export", str(v5_dir), str(target)], "error: "),
+        (["export", str(fr_dir), str(tmp_path / "f"), "--portable"], "error: the head of run clinc150-fractal-seed0-"),
+        (["export", str(tmp_path / "nope"), str(tmp_path / "x")], "error: "),
+        (["export", str(v5_dir), str(tmp_path / "x"), "--dims", "96", "--portable"], "error: --dims must be"),
+    ]:
         assert main(args) == 2, args
         e = capsys.readouterr().err.strip()
         assert e.startswith(msg) and "\n" not in e, e
     assert main(["export", str(v5_dir), str(target)]) == 2
     assert "--overwrite" in capsys.readouterr().err
 
-    r = CliRunner().invoke(app, ["export", str(fr_dir), str(target), "--dims", "64", "--overwrite", "--portable"],
-                           env={"FRACTAL_CACHE": str(encoder.cache.root)})
+    r = CliRunner().invoke(
+        app,
+        ["export", str(fr_dir), str(target), "--dims", "64", "--overwrite", "--portable"],
+        env={"FRACTAL_CACHE": str(encoder.cache.root)},
+    )
     assert r.exit_code == 0, r.output
     assert "exported clinc150-fractal-seed0-" in r.stdout and "64-d" in r.stdout and str(target) in r.stdout
     info = json.loads((target / EXPORT_FILE).read_text())
@@ -287,8 +322,9 @@ def test_cli_export(runs, exports, encoder, tmp_path, capsys):
     types = [m["type"].rsplit(".", 1)[-1] for m in json.loads((target / "modules.json").read_text())]
     assert types[-3:] == ["Dense", "Dense", "Normalize"]  # the old model was replaced, not merged
 
-    r = CliRunner().invoke(app, ["export", str(fr_dir), str(target), "--overwrite"],
-                           env={"FRACTAL_CACHE": str(encoder.cache.root)})
+    r = CliRunner().invoke(
+        app, ["export", str(fr_dir), str(target), "--overwrite"], env={"FRACTAL_CACHE": str(encoder.cache.root)}
+    )
     assert r.exit_code == 0, r.output
     assert "256-d" in r.stdout and "trust_remote_code=True" in r.stdout
     assert json.loads((target / "modules.json").read_text())[-1]["type"] == "fractal_embeddings.st.FractalHead"

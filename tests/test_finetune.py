@@ -16,8 +16,20 @@ import pytest
 
 from fractal_embeddings import load_dataset
 
-ARGS = ["--text", "text", "--levels", "domain,intent", "--max-train-rows", "160", "--epochs", "1",
-        "--batch-size", "32", "--eval-rows", "all"]
+ARGS = [
+    "--text",
+    "text",
+    "--levels",
+    "domain,intent",
+    "--max-train-rows",
+    "160",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "32",
+    "--eval-rows",
+    "all",
+]
 
 
 @pytest.fixture(scope="module")
@@ -29,10 +41,16 @@ def csv_file(data_home, tmp_path_factory):
     for split, n in (("train", 320), ("val", 80), ("test", 160)):
         sp = ds.split(split)
         rows = [i for i, lab in enumerate(sp.labels) if ds.levels[0].classes[lab[0]] in keep][:n]
-        frames.append(pd.DataFrame({"text": [sp.texts[i] for i in rows],
-                                    "domain": [ds.levels[0].classes[sp.labels[i][0]] for i in rows],
-                                    "intent": [ds.levels[1].classes[sp.labels[i][1]] for i in rows],
-                                    "split": split}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "text": [sp.texts[i] for i in rows],
+                    "domain": [ds.levels[0].classes[sp.labels[i][0]] for i in rows],
+                    "intent": [ds.levels[1].classes[sp.labels[i][1]] for i in rows],
+                    "split": split,
+                }
+            )
+        )
     path = tmp_path_factory.mktemp("ft-data") / "clinc-4.csv"
     pd.concat(frames).to_csv(path, index=False)
     return path
@@ -83,8 +101,26 @@ def test_finetuned_run_is_accepted_everywhere(ft_run, csv_file, cache_dir, tmp_p
     assert res["accuracy"] == rec["accuracy"] and res["baseline"] == rec["baseline"]
 
     idx = tmp_path / "idx"
-    assert main(["index", "build", str(ft_run), str(csv_file), "--text", "text", "--levels", "domain,intent",
-                 "--split", "test", "--out", str(idx), "--json"]) == 0
+    assert (
+        main(
+            [
+                "index",
+                "build",
+                str(ft_run),
+                str(csv_file),
+                "--text",
+                "text",
+                "--levels",
+                "domain,intent",
+                "--split",
+                "test",
+                "--out",
+                str(idx),
+                "--json",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["search", str(idx), "what is my checking balance", "--zoom", "coarse", "-k", "3", "--json"]) == 0
     hits = json.loads(capsys.readouterr().out)["hits"]
@@ -96,7 +132,9 @@ def test_finetuned_run_is_accepted_everywhere(ft_run, csv_file, cache_dir, tmp_p
     texts = ["freeze my card", "what's the weather like"]
     Z = load_run(ft_run).embed(texts)
     for p in (64, 256):
-        got = SentenceTransformer(str(exp), trust_remote_code=True, truncate_dim=p).encode(texts, normalize_embeddings=True)
+        got = SentenceTransformer(str(exp), trust_remote_code=True, truncate_dim=p).encode(
+            texts, normalize_embeddings=True
+        )
         assert np.abs(got - unit_rows(Z[:, :p])).max() <= 1e-5
     assert "fine-tuned end to end" in (exp / "README.md").read_text()
     assert main(["export", str(ft_run), str(tmp_path / "p"), "--portable"]) == 2
@@ -124,12 +162,16 @@ def test_finetune_errors_are_one_line_before_work(ft_run, csv_file, tmp_path, ca
     busy = tmp_path / "busy"
     busy.mkdir()
     (busy / "notes.txt").write_text("mine")
-    cases = [(["finetune", str(csv_file), *ARGS, "--out", str(ft_run)], "already holds a run"),
-             (["finetune", str(csv_file), *ARGS, "--out", str(busy)], "not empty and holds no run"),
-             (["finetune", str(csv_file), *ARGS, "--method", "flat", "--out", str(tmp_path / "f")], "trains no head"),
-             (["finetune", str(csv_file), *ARGS, "--model", "minilm-l6-int8", "--out", str(tmp_path / "o")],
-              "ships as ONNX only"),
-             (["finetune", str(csv_file), *ARGS, "--encoder-lr", "0", "--out", str(tmp_path / "z")], "encoder_lr must be")]
+    cases = [
+        (["finetune", str(csv_file), *ARGS, "--out", str(ft_run)], "already holds a run"),
+        (["finetune", str(csv_file), *ARGS, "--out", str(busy)], "not empty and holds no run"),
+        (["finetune", str(csv_file), *ARGS, "--method", "flat", "--out", str(tmp_path / "f")], "trains no head"),
+        (
+            ["finetune", str(csv_file), *ARGS, "--model", "minilm-l6-int8", "--out", str(tmp_path / "o")],
+            "ships as ONNX only",
+        ),
+        (["finetune", str(csv_file), *ARGS, "--encoder-lr", "0", "--out", str(tmp_path / "z")], "encoder_lr must be"),
+    ]
     for args, msg in cases:
         assert main(args) == 2, args
         e = capsys.readouterr().err.strip()
@@ -142,7 +184,17 @@ def test_killed_finetune_leaves_nothing(csv_file, cache_dir, tmp_path):
     absent; a later run cleans the dead run's temporary sibling and completes."""
     out = tmp_path / "killed"
     env = {**os.environ, "FRACTAL_CACHE": str(cache_dir)}
-    cmd = [sys.executable, "-m", "fractal_embeddings.cli", "finetune", str(csv_file), *ARGS, "--out", str(out), "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fractal_embeddings.cli",
+        "finetune",
+        str(csv_file),
+        *ARGS,
+        "--out",
+        str(out),
+        "--json",
+    ]
     for delay in (6.0, 12.0):
         p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         time.sleep(delay)

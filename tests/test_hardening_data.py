@@ -112,8 +112,10 @@ def test_decode_errors_name_the_line_and_byte_of_the_bad_byte(tmp_path):
     data = body + b"caf\xe9 au lait,c0,f0\n"
     (tmp_path / "big.csv").write_bytes(data)
     bad = data.index(b"\xe9")
-    for reader in (lambda: load_dataset(tmp_path / "big.csv", levels=("a", "b")),
-                   lambda: read_corpus(str(tmp_path / "big.csv"))):
+    for reader in (
+        lambda: load_dataset(tmp_path / "big.csv", levels=("a", "b")),
+        lambda: read_corpus(str(tmp_path / "big.csv")),
+    ):
         with pytest.raises(InputDataError) as e:
             reader()
         msg = _one_line(e.value)
@@ -169,10 +171,12 @@ def test_row_errors_name_the_files_own_line_not_the_split_row(tmp_path):
 def test_a_directory_is_reported_as_a_directory(tmp_path):
     for name in ("x.csv", "y.parquet", "z.txt", "plain"):
         (tmp_path / name).mkdir()
-    for call in (lambda: load_dataset(tmp_path / "x.csv", levels=("a", "b")),
-                 lambda: load_dataset(tmp_path / "y.parquet", levels=("a", "b")),
-                 lambda: read_corpus(str(tmp_path / "x.csv")),
-                 lambda: read_corpus(str(tmp_path / "z.txt"))):
+    for call in (
+        lambda: load_dataset(tmp_path / "x.csv", levels=("a", "b")),
+        lambda: load_dataset(tmp_path / "y.parquet", levels=("a", "b")),
+        lambda: read_corpus(str(tmp_path / "x.csv")),
+        lambda: read_corpus(str(tmp_path / "z.txt")),
+    ):
         with pytest.raises(InputDataError) as e:
             call()
         msg = _one_line(e.value)
@@ -398,8 +402,9 @@ def test_sigterm_shuts_the_local_ray_down_and_restores_the_previous_handler(tmp_
     script = tmp_path / "ray_driver.py"
     script.write_text(RAY_SCRIPT)
     env = {**os.environ, "RAY_DISABLE_IMPORT_WARNING": "1"}
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                         env=env)
+    p = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
+    )
     family = []
     try:
         seen = []
@@ -427,8 +432,13 @@ def test_sigterm_shuts_the_local_ray_down_and_restores_the_previous_handler(tmp_
 LABELS = st.sampled_from(["x", "y", "z", " x ", ""])
 CELLS = st.one_of(
     st.text(max_size=10),
-    st.sampled_from(["", " ", "\t", "\n", '"', '""', "a,b", "a\tb", "é", "\u2028", "\r\n", "NaN", "None", "null", "1.0"]),
-    st.none(), st.integers(-5, 5), st.floats(), st.booleans(),
+    st.sampled_from(
+        ["", " ", "\t", "\n", '"', '""', "a,b", "a\tb", "é", "\u2028", "\r\n", "NaN", "None", "null", "1.0"]
+    ),
+    st.none(),
+    st.integers(-5, 5),
+    st.floats(),
+    st.booleans(),
 )
 COLUMNS = st.lists(st.sampled_from(["text", "a", "b", "split", "other"]), unique=True, max_size=5)
 
@@ -442,14 +452,19 @@ def tables(draw, nested: bool = False):
     cols = ["text", "a", "b", *extra] if complete else draw(COLUMNS)
     n = draw(st.integers(0, 12))
     consistent = complete or draw(st.booleans())
-    cells = CELLS | (st.lists(st.sampled_from(["x", "y"]), max_size=2) | st.dictionaries(st.just("k"), LABELS)
-                     if nested else st.nothing())
+    cells = CELLS | (
+        st.lists(st.sampled_from(["x", "y"]), max_size=2) | st.dictionaries(st.just("k"), LABELS)
+        if nested
+        else st.nothing()
+    )
     rows = []
     for i in range(n):
         row = {}
         for c in cols:
             if c == "text":
-                row[c] = draw(st.text(min_size=1, max_size=12) if complete else st.text(min_size=1, max_size=12) | cells)
+                row[c] = draw(
+                    st.text(min_size=1, max_size=12) if complete else st.text(min_size=1, max_size=12) | cells
+                )
             elif c == "split":
                 row[c] = draw(st.sampled_from(["train", "val", "test", " Test", "dev"]) | cells)
             elif consistent and c in ("a", "b"):
@@ -511,8 +526,10 @@ def test_csv_and_tsv_readers_end_in_a_dataset_or_one_line_error(table, delimiter
 
 
 @FAST
-@given(content=st.binary(max_size=200) | st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
-       suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".txt", ".parquet"]))
+@given(
+    content=st.binary(max_size=200) | st.text(max_size=200).map(lambda s: s.encode("utf-8", "surrogatepass")),
+    suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".txt", ".parquet"]),
+)
 def test_raw_file_contents_end_in_a_dataset_or_one_line_error(content, suffix):
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / f"raw{suffix}"
@@ -546,9 +563,16 @@ def test_parquet_reader_ends_in_a_dataset_or_one_line_error(data):
     complete = data.draw(st.booleans())  # text + both levels, labels that can form a taxonomy
     cols = ["text", "a", "b"] if complete else data.draw(COLUMNS)
     n = data.draw(st.integers(0, 10))
-    kinds = {"str": st.text(max_size=8) | LABELS, "int": st.integers(-3, 3), "float": st.floats(),
-             "optional": st.none() | LABELS, "list": st.lists(LABELS, max_size=2),
-             "struct": st.fixed_dictionaries({"k": LABELS}), "bool": st.booleans(), "bytes": st.binary(max_size=4)}
+    kinds = {
+        "str": st.text(max_size=8) | LABELS,
+        "int": st.integers(-3, 3),
+        "float": st.floats(),
+        "optional": st.none() | LABELS,
+        "list": st.lists(LABELS, max_size=2),
+        "struct": st.fixed_dictionaries({"k": LABELS}),
+        "bool": st.booleans(),
+        "bytes": st.binary(max_size=4),
+    }
     frame = {}
     if complete:
         fine = [data.draw(st.integers(0, 3)) for _ in range(n)]

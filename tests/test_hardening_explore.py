@@ -53,8 +53,14 @@ def test_only_the_servers_own_host_names_are_answered(explorer):
     client = _client(explorer)
     for host in ("127.0.0.1:8765", "127.0.0.1", "localhost:8765", "LOCALHOST", "localhost.", "[::1]:8765", "::1"):
         assert client.get("/api/run", headers={"host": host}).status_code == 200, host
-    for host in ("evil.example", "evil.example:8765", "127.0.0.1.evil.example", "localhost.evil.example:8765",
-                 "attacker.example:80@127.0.0.1", "0.0.0.0:8765"):
+    for host in (
+        "evil.example",
+        "evil.example:8765",
+        "127.0.0.1.evil.example",
+        "localhost.evil.example:8765",
+        "attacker.example:80@127.0.0.1",
+        "0.0.0.0:8765",
+    ):
         for path in ("/", "/api/search?q=hi", "/static/app.js", "/nope"):
             msg = _json_error(client.get(path, headers={"host": host}), 400)
             assert "is not allowed" in msg and "--allow-host" in msg, msg
@@ -143,7 +149,9 @@ def test_200_concurrent_searches_are_all_answered_with_bounded_memory(served, cl
     mb = 1 << 20
     assert rss1 - rss0 < 150 * mb, (rss0 / mb, rss1 / mb)
     assert rss2 - rss1 < 30 * mb, (rss1 / mb, rss2 / mb)  # bounded: the second burst adds ~nothing
-    print(f"400 concurrent searches in {took:.1f} s; server RSS {rss0 / mb:.0f} -> {rss1 / mb:.0f} -> {rss2 / mb:.0f} MB")
+    print(
+        f"400 concurrent searches in {took:.1f} s; server RSS {rss0 / mb:.0f} -> {rss1 / mb:.0f} -> {rss2 / mb:.0f} MB"
+    )
 
 
 # ------------------------------------------------------------------ index and run files follow the umask

@@ -28,8 +28,7 @@ from fractal_embeddings.errors import FractalError
 
 LEVELS = ("domain", "intent")
 QUICK = {"epochs": 1}
-PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow],
-                 derandomize=True)
+PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True)
 
 
 # ---------------------------------------------------------------- helpers
@@ -66,8 +65,13 @@ def assert_one_error(rc: int, err: str, *needles: str) -> str:
 
 
 def fractal_proc(*args, env):
-    return subprocess.Popen([sys.executable, "-m", "fractal_embeddings.cli", *map(str, args)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "fractal_embeddings.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def whole_run(path: Path) -> dict:
@@ -100,8 +104,11 @@ def small_csv(data_home, tmp_path_factory, encoder):
     from fractal_embeddings import load_dataset
 
     ds = load_dataset("clinc150").subset({"train": 300, "val": 100, "test": 100}, seed=0)
-    rows = [{"text": t, "domain": ds.levels[0].classes[a], "intent": ds.levels[1].classes[b], "split": s}
-            for s in ("train", "val", "test") for t, (a, b) in zip(ds.split(s).texts, ds.split(s).labels)]
+    rows = [
+        {"text": t, "domain": ds.levels[0].classes[a], "intent": ds.levels[1].classes[b], "split": s}
+        for s in ("train", "val", "test")
+        for t, (a, b) in zip(ds.split(s).texts, ds.split(s).labels)
+    ]
     path = tmp_path_factory.mktemp("hardening") / "small.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     user = load_dataset(str(path), LEVELS)
@@ -155,7 +162,8 @@ def index_dir(run_dir, user_ds, encoder, tmp_path_factory):
     sp = user_ds.split("test")
     labels = [[user_ds.levels[lv].classes[c] for lv, c in enumerate(row)] for row in sp.labels]
     return ZoomIndex.build(run_dir, list(sp.texts), labels=labels, encoder=encoder).save(
-        tmp_path_factory.mktemp("index") / "ix")
+        tmp_path_factory.mktemp("index") / "ix"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -233,8 +241,14 @@ def test_save_run_killed_mid_write_leaves_a_whole_run(two_runs, tmp_path, env):
     a, b = (r.save(tmp_path / name) for r, name in zip(two_runs, ("a", "b")))
     target = two_runs[0].save(tmp_path / "run")
     delays = "".join(f"{d}\n" for d in (0, 0.003, 0.007, 0.012, 0.018, 0.026, 0.037, 0.05))
-    p = subprocess.run([sys.executable, "-c", SAVE_LOOP, str(target), str(a), str(b)], input=delays,
-                       capture_output=True, text=True, env=env, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-c", SAVE_LOOP, str(target), str(a), str(b)],
+        input=delays,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     seen = [json.loads(line) for line in p.stdout.splitlines()]
     assert len(seen) == 8
@@ -251,8 +265,20 @@ def test_fractal_train_killed_leaves_the_old_or_the_new_run(small_csv, env, two_
     """Defect 1 through the CLI: `fractal train --overwrite` SIGKILLed at several moments (mid-way, then
     near the save, timed from a complete run) leaves the previous run or the new one, whole."""
     target = two_runs[0].save(tmp_path / "run")
-    args = ["train", small_csv, "--levels", "domain,intent", "--method", "mrl", "--epochs", "2", "--out", target,
-            "--overwrite", "--json"]
+    args = [
+        "train",
+        small_csv,
+        "--levels",
+        "domain,intent",
+        "--method",
+        "mrl",
+        "--epochs",
+        "2",
+        "--out",
+        target,
+        "--overwrite",
+        "--json",
+    ]
     t0 = time.perf_counter()
     p = fractal_proc(*args, "--seed", 7, env=env)
     assert p.wait(timeout=300) == 0, p.stderr.read()
@@ -280,8 +306,20 @@ def test_fractal_index_build_killed_leaves_the_old_or_the_new_index(corpus_csv, 
     from fractal_embeddings.index import ZoomIndex
 
     target = tmp_path / "ix"
-    args = ["index", "build", run_dir, corpus_csv, "--text", "text", "--levels", "domain,intent", "--out", target,
-            "--overwrite", "--json"]
+    args = [
+        "index",
+        "build",
+        run_dir,
+        corpus_csv,
+        "--text",
+        "text",
+        "--levels",
+        "domain,intent",
+        "--out",
+        target,
+        "--overwrite",
+        "--json",
+    ]
     t0 = time.perf_counter()
     p = fractal_proc(*args, "--kind", "flat", env=env)
     assert p.wait(timeout=300) == 0, p.stderr.read()
@@ -309,10 +347,9 @@ def test_atomic_dir_replaces_only_what_it_may(tmp_path):
     from fractal_embeddings.atomic import OutputPathError, atomic_dir
 
     target = tmp_path / "out"
-    with pytest.raises(RuntimeError):
-        with atomic_dir(target, marker="done.json", what="a result") as tmp:
-            (tmp / "a.txt").write_text("half")
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), atomic_dir(target, marker="done.json", what="a result") as tmp:
+        (tmp / "a.txt").write_text("half")
+        raise RuntimeError("boom")
     no_leftovers(tmp_path, set())
     with atomic_dir(target, marker="done.json", what="a result") as tmp:
         (tmp / "done.json").write_text("1")
@@ -338,8 +375,11 @@ def test_check_output_dir_names_the_problem(tmp_path):
 
     f = tmp_path / "file.txt"
     f.write_text("x")
-    for path, msg in [(f, "is a file, not a directory"), (f / "x", "is a file, not a directory"),
-                      (f / "x" / "y", "is a file, not a directory")]:
+    for path, msg in [
+        (f, "is a file, not a directory"),
+        (f / "x", "is a file, not a directory"),
+        (f / "x" / "y", "is a file, not a directory"),
+    ]:
         with pytest.raises(OutputPathError, match=msg) as e:
             check_output_dir(path, marker="record.json", what="a run")
         assert "choose another --out" in str(e.value) and "\n" not in str(e.value)
@@ -358,13 +398,17 @@ def test_train_refuses_a_bad_out_before_training(small_csv, tmp_path, cache_env,
     f.write_text("x")
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    out, msg = {"file": (f, "is a file"), "under-file": (f / "x", "is a file"),
-                "not-a-run": (tmp_path / "mine", "not empty and holds no run"),
-                "unwritable": ("/proc/self/run", "can't write")}[case]
+    out, msg = {
+        "file": (f, "is a file"),
+        "under-file": (f / "x", "is a file"),
+        "not-a-run": (tmp_path / "mine", "not empty and holds no run"),
+        "unwritable": ("/proc/self/run", "can't write"),
+    }[case]
     if case == "unwritable" and os.access("/proc/self", os.W_OK):
         pytest.skip("/proc/self is writable here")
-    rc, _, err = cli("train", small_csv, "--levels", "domain,intent", "--method", "mrl", "--epochs", "1",
-                     "--out", out, "--overwrite")
+    rc, _, err = cli(
+        "train", small_csv, "--levels", "domain,intent", "--method", "mrl", "--epochs", "1", "--out", out, "--overwrite"
+    )
     assert_one_error(rc, err, msg, "--out")
     assert "epoch" not in err
     assert f.read_text() == "x" and (tmp_path / "mine" / "notes.txt").read_text() == "keep"
@@ -398,18 +442,45 @@ def test_one_block_head_has_defined_metrics_and_saves(user_ds, encoder, tmp_path
 
 
 def test_cli_one_block_train_then_eval(small_csv, tmp_path, cache_env):
-    rc, out, err = cli("train", small_csv, "--levels", "domain,intent", "--method", "mrl", "--epochs", "1",
-                       "--dim", "64", "--out", tmp_path / "one", "--json")
+    rc, out, err = cli(
+        "train",
+        small_csv,
+        "--levels",
+        "domain,intent",
+        "--method",
+        "mrl",
+        "--epochs",
+        "1",
+        "--dim",
+        "64",
+        "--out",
+        tmp_path / "one",
+        "--json",
+    )
     assert rc == 0, err
     assert json.loads(out)["steerability"]["S_mono"] is None
     rc, out, err = cli("eval", tmp_path / "one")
     assert rc == 0 and "S_mono = n/a" in out and "warning" not in err, (out, err)
 
 
-@pytest.mark.parametrize("opt,value", [("lr", math.inf), ("lr", math.nan), ("weight_decay", math.inf),
-                                       ("weight_decay", -0.1), ("grad_clip", math.nan), ("grad_clip", -1.0),
-                                       ("encoder_lr", math.inf), ("epochs", 2.5), ("batch_size", True),
-                                       ("val_rows", 0), ("k", 0), ("threads", 0), ("epochs", "3")])
+@pytest.mark.parametrize(
+    "opt,value",
+    [
+        ("lr", math.inf),
+        ("lr", math.nan),
+        ("weight_decay", math.inf),
+        ("weight_decay", -0.1),
+        ("grad_clip", math.nan),
+        ("grad_clip", -1.0),
+        ("encoder_lr", math.inf),
+        ("epochs", 2.5),
+        ("batch_size", True),
+        ("val_rows", 0),
+        ("k", 0),
+        ("threads", 0),
+        ("epochs", "3"),
+    ],
+)
 def test_train_config_refuses_non_finite_and_wrong_typed_values(opt, value):
     """Defect 2: `--lr inf` passed validation (so did weight_decay / grad_clip = nan or inf)."""
     from fractal_embeddings.training import TrainConfig
@@ -426,8 +497,21 @@ def test_diverging_training_stops_with_one_line_and_writes_nothing(user_ds, enco
 
     with pytest.raises(FractalError, match=r"training diverged at epoch 1 .*lower the learning rate"):
         train(user_ds, "v5-paper", seed=0, encoder=encoder, train_options={"lr": 1e6, "epochs": 3})
-    rc, _, err = cli("train", small_csv, "--levels", "domain,intent", "--method", "v5-paper", "--lr", "1e6",
-                     "--epochs", "2", "--out", tmp_path / "r", "--json")
+    rc, _, err = cli(
+        "train",
+        small_csv,
+        "--levels",
+        "domain,intent",
+        "--method",
+        "v5-paper",
+        "--lr",
+        "1e6",
+        "--epochs",
+        "2",
+        "--out",
+        tmp_path / "r",
+        "--json",
+    )
     assert_one_error(rc, err, "diverged", "--lr")
     assert not (tmp_path / "r").exists()
     no_leftovers(tmp_path, set())
@@ -486,19 +570,22 @@ def test_block_wider_than_the_encoder_fails_before_training(user_ds, encoder):
 
 
 # ------------------------------------------------------- 8. usage errors: one line, 2
-@pytest.mark.parametrize("argv,needles", [
-    (["train", "clinc150", "--epochs", "abc"], ["--epochs", "fractal train --help"]),
-    (["train", "clinc150", "--bogus"], ["No such option: --bogus", "fractal train --help"]),
-    (["train"], ["Missing argument", "fractal train --help"]),
-    (["train", "clinc150", "--seed", str(2 ** 70)], ["--seed", "4294967295"]),
-    (["train", "clinc150", "--seed", "-1"], ["--seed"]),
-    (["train", "clinc150", "--eval-seed", str(2 ** 32)], ["--eval-seed"]),
-    (["index", "build"], ["Missing argument", "fractal index build --help"]),
-    (["search", "ix", "q", "-k", "x"], ["-k"]),
-    (["nope"], ["No such command", "fractal --help"]),
-    (["experiment", "main", "--quick", "--datasets", "trec", "--seeds", "1,x"], ["--seeds", "comma-separated"]),
-    (["experiment", "main", "--quick", "--datasets", "trec", "--seeds", f"1,{2 ** 40}"], ["--seeds", "4294967295"]),
-])
+@pytest.mark.parametrize(
+    "argv,needles",
+    [
+        (["train", "clinc150", "--epochs", "abc"], ["--epochs", "fractal train --help"]),
+        (["train", "clinc150", "--bogus"], ["No such option: --bogus", "fractal train --help"]),
+        (["train"], ["Missing argument", "fractal train --help"]),
+        (["train", "clinc150", "--seed", str(2**70)], ["--seed", "4294967295"]),
+        (["train", "clinc150", "--seed", "-1"], ["--seed"]),
+        (["train", "clinc150", "--eval-seed", str(2**32)], ["--eval-seed"]),
+        (["index", "build"], ["Missing argument", "fractal index build --help"]),
+        (["search", "ix", "q", "-k", "x"], ["-k"]),
+        (["nope"], ["No such command", "fractal --help"]),
+        (["experiment", "main", "--quick", "--datasets", "trec", "--seeds", "1,x"], ["--seeds", "comma-separated"]),
+        (["experiment", "main", "--quick", "--datasets", "trec", "--seeds", f"1,{2**40}"], ["--seeds", "4294967295"]),
+    ],
+)
 def test_usage_errors_are_one_line_with_status_2(scratch, argv, needles):
     """Defect 8: click's usage errors printed a traceback (typer's own click classes escaped main) with
     exit status 1; an oversized seed crashed inside numpy."""
@@ -512,17 +599,25 @@ def test_usage_errors_are_one_line_with_status_2(scratch, argv, needles):
 def test_library_refuses_bad_seeds(user_ds, encoder):
     from fractal_embeddings.runs import train
 
-    for seed in (2 ** 70, -1, 1.5, True):
+    for seed in (2**70, -1, 1.5, True):
         with pytest.raises(FractalError, match=r"seed must be an integer in \[0, 2\*\*32\)"):
             train(user_ds, "mrl", seed=seed, encoder=encoder, train_options=QUICK)
 
 
-@pytest.mark.parametrize("field,value,needle", [
-    ("k", "abc", "config.eval.k"), ("k", 0, "config.eval.k"), ("k", True, "config.eval.k"),
-    ("k", 10 ** 6, "config.eval.k"), ("max_rows", -3, "config.eval.max_rows"),
-    ("max_rows", "all", "config.eval.max_rows"), ("sample_seed", 2 ** 70, "config.eval.sample_seed"),
-    ("split", 5, "config.eval.split"), ("split", "nope", "config.eval.split"),
-])
+@pytest.mark.parametrize(
+    "field,value,needle",
+    [
+        ("k", "abc", "config.eval.k"),
+        ("k", 0, "config.eval.k"),
+        ("k", True, "config.eval.k"),
+        ("k", 10**6, "config.eval.k"),
+        ("max_rows", -3, "config.eval.max_rows"),
+        ("max_rows", "all", "config.eval.max_rows"),
+        ("sample_seed", 2**70, "config.eval.sample_seed"),
+        ("split", 5, "config.eval.split"),
+        ("split", "nope", "config.eval.split"),
+    ],
+)
 def test_eval_refuses_an_edited_record_field(run_dir, tmp_path, cache_env, field, value, needle):
     """Defect 8: an edited `eval.k` (a string, 0) in record.json crashed `fractal eval` with a traceback."""
     import shutil
@@ -589,9 +684,11 @@ def test_eval_of_a_missing_directory_names_it(tmp_path):
 # ------------------------------------------------- property tests of option parsing
 NOT_INT = st.sampled_from(["abc", "", " ", "1.5", "nan", "inf", "-inf", "1e3", "0x10", "--", "2**8", "one"])
 NON_POSITIVE = st.integers(max_value=0).map(str)
-BAD_FLOAT = st.one_of(st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "0", "-0", "abc", "", " "]),
-                      st.floats(max_value=0, allow_nan=False).map(repr))
-HUGE = st.integers(min_value=2 ** 32, max_value=2 ** 200).map(str)
+BAD_FLOAT = st.one_of(
+    st.sampled_from(["nan", "NaN", "inf", "-inf", "Infinity", "1e400", "0", "-0", "abc", "", " "]),
+    st.floats(max_value=0, allow_nan=False).map(repr),
+)
+HUGE = st.integers(min_value=2**32, max_value=2**200).map(str)
 NEGATIVE = st.integers(max_value=-1).map(str)
 OPTION_NAME = st.from_regex(r"--[a-z][a-z-]{1,14}", fullmatch=True)
 
@@ -616,11 +713,13 @@ def _bad_train_option():
         st.tuples(st.just("--batch-size"), st.one_of(NOT_INT, NON_POSITIVE)),
         st.tuples(st.just("--lr"), BAD_FLOAT),
         st.tuples(st.sampled_from(["--seed", "--eval-seed"]), st.one_of(NOT_INT, HUGE, NEGATIVE)),
-        st.tuples(st.just("--dim"), st.one_of(NOT_INT, NON_POSITIVE,
-                                              st.integers(1, 10 ** 6).filter(lambda d: d % 64).map(str))),
+        st.tuples(
+            st.just("--dim"), st.one_of(NOT_INT, NON_POSITIVE, st.integers(1, 10**6).filter(lambda d: d % 64).map(str))
+        ),
         st.tuples(st.just("--block-dim"), st.one_of(NOT_INT, NON_POSITIVE)),
-        st.tuples(st.just("--eval-rows"), st.one_of(st.sampled_from(["abc", "", "1", "0", "-5", "nan", "1.5"]),
-                                                     NEGATIVE)),
+        st.tuples(
+            st.just("--eval-rows"), st.one_of(st.sampled_from(["abc", "", "1", "0", "-5", "nan", "1.5"]), NEGATIVE)
+        ),
         st.tuples(st.just("--method"), st.text("abcxyz-_ ", max_size=8).filter(lambda m: m not in OBJECTIVES)),
         st.tuples(st.just("--out"), st.sampled_from(["", ".", "mine", "notes.txt", "notes.txt/x"])),
         st.tuples(_unknown(["train"]), st.just("1")),
@@ -646,14 +745,18 @@ def test_train_options_property(small_csv, scratch, data):
 @PROPS
 @given(data=st.data())
 def test_index_build_options_property(corpus_csv, run_dir, scratch, data):
-    opt, value = data.draw(st.one_of(
-        st.tuples(st.just("--kind"), st.text("abcdefhnsw ", max_size=8).filter(lambda k: k not in ("flat", "hnsw"))),
-        st.tuples(st.just("--m"), st.one_of(NOT_INT, st.integers(max_value=1).map(str))),
-        st.tuples(st.sampled_from(["--ef-construction", "--ef-search"]), st.one_of(NOT_INT, NON_POSITIVE)),
-        st.tuples(st.just("--split"), st.sampled_from(["", "nope", "TEST!"])),
-        st.tuples(st.just("--out"), st.sampled_from(["", ".", "mine", "notes.txt", "notes.txt/x"])),
-        st.tuples(_unknown(["index", "build"]), st.just("1")),
-    ))
+    opt, value = data.draw(
+        st.one_of(
+            st.tuples(
+                st.just("--kind"), st.text("abcdefhnsw ", max_size=8).filter(lambda k: k not in ("flat", "hnsw"))
+            ),
+            st.tuples(st.just("--m"), st.one_of(NOT_INT, st.integers(max_value=1).map(str))),
+            st.tuples(st.sampled_from(["--ef-construction", "--ef-search"]), st.one_of(NOT_INT, NON_POSITIVE)),
+            st.tuples(st.just("--split"), st.sampled_from(["", "nope", "TEST!"])),
+            st.tuples(st.just("--out"), st.sampled_from(["", ".", "mine", "notes.txt", "notes.txt/x"])),
+            st.tuples(_unknown(["index", "build"]), st.just("1")),
+        )
+    )
     out = str(scratch / "prop-index-out")
     extra = [] if opt == "--out" else ["--out", out]
     t0 = time.perf_counter()
@@ -667,14 +770,22 @@ def test_index_build_options_property(corpus_csv, run_dir, scratch, data):
 @PROPS
 @given(data=st.data())
 def test_search_options_property(index_dir, data):
-    opt, value = data.draw(st.one_of(
-        st.tuples(st.sampled_from(["-k", "--top-k"]), st.one_of(NOT_INT, NON_POSITIVE)),
-        st.tuples(st.just("--zoom"), st.one_of(st.text(max_size=6).filter(lambda z: z.strip().lower() not in
-                                                                            ("coarse", "fine", "64", "128", "192", "256")),
-                                               st.integers().filter(lambda d: d not in (64, 128, 192, 256)).map(str))),
-        st.tuples(st.just("--ef-search"), st.one_of(NOT_INT, NON_POSITIVE)),
-        st.tuples(_unknown(["search"]), st.just("1")),
-    ))
+    opt, value = data.draw(
+        st.one_of(
+            st.tuples(st.sampled_from(["-k", "--top-k"]), st.one_of(NOT_INT, NON_POSITIVE)),
+            st.tuples(
+                st.just("--zoom"),
+                st.one_of(
+                    st.text(max_size=6).filter(
+                        lambda z: z.strip().lower() not in ("coarse", "fine", "64", "128", "192", "256")
+                    ),
+                    st.integers().filter(lambda d: d not in (64, 128, 192, 256)).map(str),
+                ),
+            ),
+            st.tuples(st.just("--ef-search"), st.one_of(NOT_INT, NON_POSITIVE)),
+            st.tuples(_unknown(["search"]), st.just("1")),
+        )
+    )
     t0 = time.perf_counter()
     rc, out, err = cli("search", index_dir, "book a flight", opt, value)
     assert_one_error(rc, err)
@@ -684,12 +795,20 @@ def test_search_options_property(index_dir, data):
 @PROPS
 @given(data=st.data())
 def test_export_options_property(run_dir, scratch, data):
-    opt, value = data.draw(st.one_of(
-        st.tuples(st.just("--dims"), st.one_of(NOT_INT, NON_POSITIVE, HUGE,
-                                               st.integers(1, 10 ** 6).filter(lambda d: d not in (64, 128, 192, 256))
-                                               .map(str))),
-        st.tuples(_unknown(["export"]), st.just("1")),
-    ))
+    opt, value = data.draw(
+        st.one_of(
+            st.tuples(
+                st.just("--dims"),
+                st.one_of(
+                    NOT_INT,
+                    NON_POSITIVE,
+                    HUGE,
+                    st.integers(1, 10**6).filter(lambda d: d not in (64, 128, 192, 256)).map(str),
+                ),
+            ),
+            st.tuples(_unknown(["export"]), st.just("1")),
+        )
+    )
     out = scratch / "prop-export-out"
     t0 = time.perf_counter()
     with inside(scratch):

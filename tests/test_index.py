@@ -28,8 +28,12 @@ def _names(ds, codes):
 @pytest.fixture(scope="module")
 def corpus(clinc_3k, zoom_encoder, run):
     sp = clinc_3k.split("train")
-    return {"texts": list(sp.texts), "labels": _names(clinc_3k, sp.labels), "codes": sp.labels,
-            "vectors": run.transform(embed_split(zoom_encoder, sp))}
+    return {
+        "texts": list(sp.texts),
+        "labels": _names(clinc_3k, sp.labels),
+        "codes": sp.labels,
+        "vectors": run.transform(embed_split(zoom_encoder, sp)),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -40,13 +44,22 @@ def queries(clinc_3k, zoom_encoder, run):
 
 @pytest.fixture(scope="module")
 def flat(run, corpus, zoom_encoder):
-    return ZoomIndex.build(run, corpus["texts"], labels=corpus["labels"], vectors=corpus["vectors"], encoder=zoom_encoder)
+    return ZoomIndex.build(
+        run, corpus["texts"], labels=corpus["labels"], vectors=corpus["vectors"], encoder=zoom_encoder
+    )
 
 
 @pytest.fixture(scope="module")
 def hnsw(run, corpus, zoom_encoder):
-    return ZoomIndex.build(run, corpus["texts"], labels=corpus["labels"], vectors=corpus["vectors"], kind="hnsw",
-                           encoder=zoom_encoder, **HNSW)
+    return ZoomIndex.build(
+        run,
+        corpus["texts"],
+        labels=corpus["labels"],
+        vectors=corpus["vectors"],
+        kind="hnsw",
+        encoder=zoom_encoder,
+        **HNSW,
+    )
 
 
 def _unit(X):
@@ -117,7 +130,14 @@ def test_save_load_round_trip_gives_identical_results(flat, hnsw, queries, run, 
     for ix in (flat, hnsw):
         path = ix.save(tmp_path / ix.kind)
         assert sorted(p.name for p in path.iterdir()) == [
-            "index.json", "prefix-128.faiss", "prefix-192.faiss", "prefix-256.faiss", "prefix-64.faiss", "run", "vectors.npy"]
+            "index.json",
+            "prefix-128.faiss",
+            "prefix-192.faiss",
+            "prefix-256.faiss",
+            "prefix-64.faiss",
+            "run",
+            "vectors.npy",
+        ]
         back = ZoomIndex.load(path, run=run)
         assert back.kind == ix.kind and back.params == ix.params and back.level_names == ("domain", "intent")
         assert back.ids == ix.ids and back.texts == ix.texts and back.labels == ix.labels
@@ -136,8 +156,13 @@ def test_save_load_round_trip_gives_identical_results(flat, hnsw, queries, run, 
 
 def test_ids_payloads_add_and_overwrite(run, corpus, tmp_path):
     V = corpus["vectors"]
-    ix = ZoomIndex.build(run, corpus["texts"][:20], ids=[f"doc-{i}" for i in range(20)],
-                         payloads=[{"n": i, "tags": ["a"]} for i in range(20)], vectors=V[:20])
+    ix = ZoomIndex.build(
+        run,
+        corpus["texts"][:20],
+        ids=[f"doc-{i}" for i in range(20)],
+        payloads=[{"n": i, "tags": ["a"]} for i in range(20)],
+        vectors=V[:20],
+    )
     rows = ix.add(corpus["texts"][20:30], ids=[f"doc-{i}" for i in range(20, 30)], vectors=V[20:30])
     assert rows.tolist() == list(range(20, 30)) and len(ix) == 30
     hit = ix.search(V[3], k=1)[0][0]
@@ -163,7 +188,9 @@ def test_errors_are_one_line_and_name_the_fix(flat, run, corpus, clinc_3k, zoom_
     with pytest.raises(ZoomIndexError, match="384-d looks like raw encoder vectors"):
         flat.search(np.ones((2, 384)), k=5)
     for zoom in (100, "medium", 0):
-        with pytest.raises(ZoomIndexError, match=r"is not one of this index's zooms; use coarse, fine or .*64, 128, 192, 256"):
+        with pytest.raises(
+            ZoomIndexError, match=r"is not one of this index's zooms; use coarse, fine or .*64, 128, 192, 256"
+        ):
             flat.search(V[:2], k=5, zoom=zoom)
     for k in (0, -1, 2.5):
         with pytest.raises(ZoomIndexError, match="k must be an integer >= 1"):
@@ -182,7 +209,9 @@ def test_errors_are_one_line_and_name_the_fix(flat, run, corpus, clinc_3k, zoom_
     # another model: a run with another id, or another encoder
     path = ZoomIndex.build(run, corpus["texts"][:50], vectors=V[:50]).save(tmp_path / "ix")
     other = train(clinc_3k, "flat", encoder=zoom_encoder, eval_rows=50)
-    with pytest.raises(ZoomIndexError, match=r"built with run clinc150-fractal-.* not run clinc150-flat-.*rebuild the index"):
+    with pytest.raises(
+        ZoomIndexError, match=r"built with run clinc150-fractal-.* not run clinc150-flat-.*rebuild the index"
+    ):
         ZoomIndex.load(path, run=other)
     from fractal_embeddings.encoders import Encoder
 
@@ -224,7 +253,6 @@ def test_read_corpus_from_dataset_and_files(data_home, tmp_path):
         read_corpus(str(tmp_path / "c.jsonl"), text="body")
 
 
-
 def test_cli_index_build_and_search(run, clinc_3k, zoom_encoder, tmp_path, capsys):
     import pandas as pd
     from typer.testing import CliRunner
@@ -234,36 +262,76 @@ def test_cli_index_build_and_search(run, clinc_3k, zoom_encoder, tmp_path, capsy
     run_dir = run.save(tmp_path / "run")
     sp = clinc_3k.split("test")
     names = _names(clinc_3k, sp.labels[:200])
-    pd.DataFrame({"text": sp.texts[:200], "domain": [n[0] for n in names], "intent": [n[1] for n in names],
-                  "source": "clinc_3k-test"}).to_csv(tmp_path / "corpus.csv", index=False)
+    pd.DataFrame(
+        {
+            "text": sp.texts[:200],
+            "domain": [n[0] for n in names],
+            "intent": [n[1] for n in names],
+            "source": "clinc_3k-test",
+        }
+    ).to_csv(tmp_path / "corpus.csv", index=False)
     env = {"FRACTAL_CACHE": str(zoom_encoder.cache.root)}
     cli = CliRunner()
-    r = cli.invoke(app, ["index", "build", str(run_dir), str(tmp_path / "corpus.csv"), "--levels", "domain,intent",
-                         "--out", str(tmp_path / "ix"), "--kind", "hnsw", "--m", "8", "--ef-search", "32", "--json"], env=env)
+    r = cli.invoke(
+        app,
+        [
+            "index",
+            "build",
+            str(run_dir),
+            str(tmp_path / "corpus.csv"),
+            "--levels",
+            "domain,intent",
+            "--out",
+            str(tmp_path / "ix"),
+            "--kind",
+            "hnsw",
+            "--m",
+            "8",
+            "--ef-search",
+            "32",
+            "--json",
+        ],
+        env=env,
+    )
     assert r.exit_code == 0, r.output
     info = json.loads(r.stdout)
     assert info["size"] == 200 and info["index"]["params"] == {"M": 8, "ef_construction": 200, "ef_search": 32}
     assert info["level_names"] == ["domain", "intent"] and info["run"]["run_id"] == run.record.to_dict()["run_id"]
 
-    r = cli.invoke(app, ["search", str(tmp_path / "ix"), "what is my checking account balance", "--zoom", "coarse",
-                         "-k", "5", "--json"], env=env)
+    r = cli.invoke(
+        app,
+        [
+            "search",
+            str(tmp_path / "ix"),
+            "what is my checking account balance",
+            "--zoom",
+            "coarse",
+            "-k",
+            "5",
+            "--json",
+        ],
+        env=env,
+    )
     assert r.exit_code == 0, r.output
     res = json.loads(r.stdout)
     assert res["zoom"] == 64 and [h["rank"] for h in res["hits"]] == [1, 2, 3, 4, 5]
     assert all(h["labels"]["domain"] == "banking" for h in res["hits"][:3])
     assert res["hits"][0]["payload"] == {"source": "clinc_3k-test"} and isinstance(res["hits"][0]["id"], int)
-    r = cli.invoke(app, ["search", str(tmp_path / "ix"), "book a flight to paris", "-k", "3"], env=env,
-                   terminal_width=200)
+    r = cli.invoke(
+        app, ["search", str(tmp_path / "ix"), "book a flight to paris", "-k", "3"], env=env, terminal_width=200
+    )
     assert r.exit_code == 0 and "rank" in r.stdout and "intent" in r.stdout and "travel" in r.stdout, r.output
 
     # errors: one line through the CLI's handler, exit status 2
     ix = str(tmp_path / "ix")
-    for args, msg in [(["search", ix, "hi", "--zoom", "100"], "zoom 100 is not one of this index's zooms"),
-                      (["search", ix, "hi", "-k", "0"], "k must be an integer >= 1"),
-                      (["search", str(tmp_path / "nope"), "hi"], "no such index directory"),
-                      (["index", "build", str(run_dir), str(tmp_path / "corpus.csv"), "--out", ix], "already holds an index"),
-                      (["index", "build", str(run_dir), "no-such-dataset", "--out", ix + "2"], "unknown dataset"),
-                      (["index", "build", str(tmp_path), "clinc150", "--out", ix + "2"], "no record.json")]:
+    for args, msg in [
+        (["search", ix, "hi", "--zoom", "100"], "zoom 100 is not one of this index's zooms"),
+        (["search", ix, "hi", "-k", "0"], "k must be an integer >= 1"),
+        (["search", str(tmp_path / "nope"), "hi"], "no such index directory"),
+        (["index", "build", str(run_dir), str(tmp_path / "corpus.csv"), "--out", ix], "already holds an index"),
+        (["index", "build", str(run_dir), "no-such-dataset", "--out", ix + "2"], "unknown dataset"),
+        (["index", "build", str(tmp_path), "clinc150", "--out", ix + "2"], "no record.json"),
+    ]:
         assert main(args) == 2, args
         e = capsys.readouterr().err.strip()
         assert e.startswith("error: ") and msg in e and "\n" not in e, e

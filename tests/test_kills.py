@@ -33,8 +33,9 @@ def two_runs(data_home, encoder, tmp_path_factory):
 
     ds = load_dataset("clinc150").subset({"train": 600, "val": 150, "test": 150}, seed=0)
     root = tmp_path_factory.mktemp("kill-runs")
-    return [train(ds, "v5-paper", seed=s, encoder=encoder, train_options={"epochs": 1}).save(root / f"s{s}")
-            for s in (0, 1)]
+    return [
+        train(ds, "v5-paper", seed=s, encoder=encoder, train_options={"epochs": 1}).save(root / f"s{s}") for s in (0, 1)
+    ]
 
 
 def test_killed_export_leaves_the_old_or_the_new_model(two_runs, cache_dir, tmp_path):
@@ -52,7 +53,10 @@ def test_killed_export_leaves_the_old_or_the_new_model(two_runs, cache_dir, tmp_
         assert info["run_id"] in ids, delay  # ...the old one or the new one
         assert (out / "modules.json").is_file() and (out / "README.md").is_file()
     assert subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
-    assert json.loads((out / EXPORT_FILE).read_text())["run_id"] == json.loads((new_run / "record.json").read_text())["run_id"]
+    assert (
+        json.loads((out / EXPORT_FILE).read_text())["run_id"]
+        == json.loads((new_run / "record.json").read_text())["run_id"]
+    )
     assert [p.name for p in tmp_path.iterdir()] == ["model"]  # no temporary sibling left
 
 
@@ -60,8 +64,20 @@ def test_killed_experiment_keeps_only_complete_runs_and_resumes(data_home, cache
     from fractal_embeddings.records import load_record
 
     env = {**os.environ, "FRACTAL_CACHE": str(cache_dir)}
-    cmd = [sys.executable, "-m", "fractal_embeddings.cli", "experiment", "main", "--quick", "--datasets", "trec",
-           "--seeds", "42", "--out", str(tmp_path / "results")]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fractal_embeddings.cli",
+        "experiment",
+        "main",
+        "--quick",
+        "--datasets",
+        "trec",
+        "--seeds",
+        "42",
+        "--out",
+        str(tmp_path / "results"),
+    ]
     store = tmp_path / "results" / "main-quick"
     for delay in DELAYS:
         _kill_after(cmd, env, delay)

@@ -32,16 +32,22 @@ def _cells(S, fine, cost, datasets=study.DATASETS):
     for name, s, f, c in zip(S, S.values(), fine.values(), cost.values()):
         for d in datasets:
             cells[(d, name)] = {"S": np.array([s, s]), "fine_full": np.array([f, f]), "train_s": np.array([c, c])}
-            cells[(d, f"{name} [mrl]")] = {"S": np.array([0.0, 0.0]), "fine_full": np.array([0.90, 0.90]),
-                                          "train_s": np.array([c, c])}
+            cells[(d, f"{name} [mrl]")] = {
+                "S": np.array([0.0, 0.0]),
+                "fine_full": np.array([0.90, 0.90]),
+                "train_s": np.array([c, c]),
+            }
     return cells
 
 
 def test_selection_rule_tax_then_mean_S_then_cost():
     names = ["supcon + stop-grad", "supcon + stop-grad + block-norm", "supcon(ends) + stop-grad + block-norm"]
     # the highest S pays a 2 pp accuracy tax -> excluded; the other two tie on S -> the cheaper one wins
-    cells = _cells(dict(zip(names, [0.40, 0.30, 0.298])), dict(zip(names, [0.88, 0.905, 0.899])),
-                   dict(zip(names, [10.0, 9.0, 5.0])))
+    cells = _cells(
+        dict(zip(names, [0.40, 0.30, 0.298])),
+        dict(zip(names, [0.88, 0.905, 0.899])),
+        dict(zip(names, [10.0, 9.0, 5.0])),
+    )
     winner, rows = report.select(cells, study.DATASETS)
     assert winner == "supcon(ends) + stop-grad + block-norm"
     assert not next(r for r in rows if r["variant"] == names[0])["eligible"]
@@ -50,8 +56,9 @@ def test_selection_rule_tax_then_mean_S_then_cost():
     assert report.select(cells, study.DATASETS)[0] == names[1]
 
 
-def test_study_points_run_through_the_sweep_and_the_report_is_built_from_records(data_home, tmp_path, monkeypatch,
-                                                                                   cache_dir):
+def test_study_points_run_through_the_sweep_and_the_report_is_built_from_records(
+    data_home, tmp_path, monkeypatch, cache_dir
+):
     from fractal_embeddings.experiments.sweep import run_sweep
 
     monkeypatch.setenv("FRACTAL_CACHE", str(cache_dir))
@@ -69,7 +76,9 @@ def test_study_points_run_through_the_sweep_and_the_report_is_built_from_records
     out = report.write_report(tmp_path, tmp_path / "docs" / "objective-study.md")
     text = out.read_text()
     assert "## Selection rule (fixed before the results)" in text
-    assert "| trec | supcon + stop-grad | 1 |" in text and (tmp_path / "docs" / "objective-study.png").stat().st_size > 0
+    assert (
+        "| trec | supcon + stop-grad | 1 |" in text and (tmp_path / "docs" / "objective-study.png").stat().st_size > 0
+    )
     assert "No variant is eligible yet" in text  # one dataset of five: the rule can't pick a winner
     S = rec["steerability"]["S"]
     assert f"{S:+.3f}" in text  # the table's number is the record's

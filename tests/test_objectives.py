@@ -61,11 +61,12 @@ def test_prefix_family_loss_is_the_stated_formula(method, j):
     loss = obj.loss(head, x, y, 0, _fixed_plan(obj, j))
     e = head(x)
     p = e.clone()
-    p[:, j * 64:] = 0
+    p[:, j * 64 :] = 0
     w0, w1 = EXPECTED[method][j]
     want = F.cross_entropy(head.classifiers[1](e), y[:, 1])
-    want = want + 0.6 * (w0 * F.cross_entropy(head.classifiers[0](p), y[:, 0])
-                         + w1 * F.cross_entropy(head.classifiers[1](p), y[:, 1]))
+    want = want + 0.6 * (
+        w0 * F.cross_entropy(head.classifiers[0](p), y[:, 0]) + w1 * F.cross_entropy(head.classifiers[1](p), y[:, 1])
+    )
     if method == "no-prefix":  # coarse regulariser on the full vector, beta = 0.6 * E_j[aligned L0 weight]
         want = want + 0.6 * (0.4 * 1 + 0.3 * 0.7 + 0.2 * 0.3) * F.cross_entropy(head.classifiers[0](e), y[:, 0])
     assert loss.item() == pytest.approx(want.item(), rel=1e-5)
@@ -80,12 +81,12 @@ def test_gradient_reaches_exactly_the_scheduled_classifier_dims(method, j):
     g0 = head.classifiers[0].weight.grad
     coarse_weight = EXPECTED[method][j][0]
     if method == "no-prefix":  # the coarse classifier reads the whole vector, never a prefix
-        assert g0.abs().sum() > 0 and g0[:, j * 64:].abs().sum() > 0 or j == 4
+        assert g0.abs().sum() > 0 and g0[:, j * 64 :].abs().sum() > 0 or j == 4
     elif coarse_weight == 0:
         assert g0 is None or g0.abs().sum() == 0
     else:
         assert g0[:, : j * 64].abs().sum() > 0
-        assert g0[:, j * 64:].abs().sum() == 0  # zeroed dims carry no gradient
+        assert g0[:, j * 64 :].abs().sum() == 0  # zeroed dims carry no gradient
     # the finest classifier always reads the full vector (the CE(bot(e), y1) term)
     assert head.classifiers[1].weight.grad[:, 192:].abs().sum() > 0
 

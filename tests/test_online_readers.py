@@ -16,7 +16,9 @@ def test_dbpedia_classes_format(tmp_path):
     folder = tmp_path / "dbpedia-classes"
     folder.mkdir()
     for split in ("train", "val", "test"):
-        lines = ["text,l1,l2,l3"] + [f'"doc {split} {i}, with a comma",Agent,Athlete{i % 2},Sport{i % 4}' for i in range(8)]
+        lines = ["text,l1,l2,l3"] + [
+            f'"doc {split} {i}, with a comma",Agent,Athlete{i % 2},Sport{i % 4}' for i in range(8)
+        ]
         lines += [f"place {i},Place,Building{i % 2},House{i % 4}" for i in range(8)]
         (folder / f"DBPEDIA_{split}.csv").write_text("\n".join(lines) + "\n")
     ds = load_dataset("dbpedia-classes", data_home=tmp_path, download=False)
@@ -42,11 +44,21 @@ def test_yahoo_answers_format(tmp_path):
     folder = tmp_path / "yahoo-answers"
     folder.mkdir()
     topics = [t for ts in YAHOO_GROUPS.values() for t in ts]
-    classes = ["Society & Culture", "Science & Mathematics", "Health", "Education & Reference",
-               "Computers & Internet", "Sports", "Business & Finance", "Entertainment & Music",
-               "Family & Relationships", "Politics & Government"]
+    classes = [
+        "Society & Culture",
+        "Science & Mathematics",
+        "Health",
+        "Education & Reference",
+        "Computers & Internet",
+        "Sports",
+        "Business & Finance",
+        "Entertainment & Music",
+        "Family & Relationships",
+        "Politics & Government",
+    ]
     assert sorted(classes) == sorted(topics)
     with tarfile.open(folder / "yahoo_answers_csv.tgz", "w:gz") as tar:
+
         def add(name, text):
             data = text.encode()
             info = tarfile.TarInfo(f"yahoo_answers_csv/{name}")
@@ -55,7 +67,10 @@ def test_yahoo_answers_format(tmp_path):
 
         add("classes.txt", "\n".join(classes))
         for split in ("train", "test"):
-            add(f"{split}.csv", "\n".join(f'"{c}","title {i}","content\\nline","answer"' for i in range(30) for c in range(1, 11)))
+            add(
+                f"{split}.csv",
+                "\n".join(f'"{c}","title {i}","content\\nline","answer"' for i in range(30) for c in range(1, 11)),
+            )
     ds = load_dataset("yahoo-answers", data_home=tmp_path, download=False)
     assert [lv.n_classes for lv in ds.levels] == [4, 10]
     assert len(ds.split("test")) == 300 and ds.split("test").texts[0] == "title 0 content line"
@@ -70,7 +85,11 @@ def test_arxiv_format(tmp_path):
             f.write(json.dumps({"title": f"t{i}", "abstract": f"a\n{i}", "categories": f"{cats[i % 6]} cs.AI"}) + "\n")
     ds = load_dataset("arxiv", data_home=tmp_path, download=False)
     assert ds.levels[0].classes == ("cs", "math", "physics", "stat")
-    assert arxiv_group("hep-th") == "physics" and arxiv_group("math-ph") == "physics" and arxiv_group("q-bio.NC") == "q-bio"
+    assert (
+        arxiv_group("hep-th") == "physics"
+        and arxiv_group("math-ph") == "physics"
+        and arxiv_group("q-bio.NC") == "q-bio"
+    )
 
 
 def test_online_only_without_files_says_where_to_put_them(tmp_path):

@@ -23,7 +23,10 @@ def test_prediction_interval_matches_statsmodels():
     est, (lo, hi) = predict_value(fit, 2.5)
     ref = sm.OLS(y, sm.add_constant(x)).fit().get_prediction(np.array([[1.0, 2.5]])).summary_frame(alpha=0.05)
     assert est == pytest.approx(float(ref["mean"].iloc[0]))
-    assert (lo, hi) == (pytest.approx(float(ref["obs_ci_lower"].iloc[0])), pytest.approx(float(ref["obs_ci_upper"].iloc[0])))
+    assert (lo, hi) == (
+        pytest.approx(float(ref["obs_ci_lower"].iloc[0])),
+        pytest.approx(float(ref["obs_ci_upper"].iloc[0])),
+    )
     with pytest.raises(FractalError, match=">= 3 datasets"):
         ols([1.0, 2.0], [0.1, 0.2])
 

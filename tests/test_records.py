@@ -28,18 +28,21 @@ def test_every_committed_record_loads_typed_and_round_trips():
     assert rec.scores.table(rec.level_names).shape == (4, 2) and rec.eval.k == 5
 
 
-@pytest.mark.parametrize("path, value, field", [
-    (("config", "eval", "k"), 0, "config.eval.k is 0"),
-    (("config", "eval", "k"), "5", "config.eval.k is '5'"),
-    (("config", "eval", "k"), 10_000, "config.eval.k is 10000"),
-    (("config", "eval", "sample_seed"), -1, "config.eval.sample_seed is -1"),
-    (("config", "head", "block_dim"), 0, "config.head.block_dim is 0"),
-    (("seed",), 1.5, "record.seed is 1.5"),
-    (("encoder", "normalize"), "yes", "encoder.normalize is 'yes'"),
-    (("accuracy",), {"64": {"coarse": 1.7}}, "record.accuracy is"),
-    (("dataset", "levels"), [], "dataset.levels is []"),
-    (("weights",), {"file": "head.safetensors"}, "record.weights is"),
-])
+@pytest.mark.parametrize(
+    "path, value, field",
+    [
+        (("config", "eval", "k"), 0, "config.eval.k is 0"),
+        (("config", "eval", "k"), "5", "config.eval.k is '5'"),
+        (("config", "eval", "k"), 10_000, "config.eval.k is 10000"),
+        (("config", "eval", "sample_seed"), -1, "config.eval.sample_seed is -1"),
+        (("config", "head", "block_dim"), 0, "config.head.block_dim is 0"),
+        (("seed",), 1.5, "record.seed is 1.5"),
+        (("encoder", "normalize"), "yes", "encoder.normalize is 'yes'"),
+        (("accuracy",), {"64": {"coarse": 1.7}}, "record.accuracy is"),
+        (("dataset", "levels"), [], "dataset.levels is []"),
+        (("weights",), {"file": "head.safetensors"}, "record.weights is"),
+    ],
+)
 def test_edited_fields_fail_in_one_line_naming_the_field(tmp_path, path, value, field):
     d = json.loads(SAMPLE.read_text())
     node = d
@@ -59,8 +62,10 @@ def test_schemas(tmp_path):
     assert d["schema"] == "fractal-embeddings/run-record/1" and SCHEMA.endswith("/2")
     new = copy.deepcopy(d) | {"schema": SCHEMA}
     assert RunRecord.from_dict(new).to_dict() == new
-    for schema, msg in (("fractal-embeddings/run-record/9", "written by a newer fractal-embeddings"),
-                        ("something-else", "not a fractal-embeddings run record")):
+    for schema, msg in (
+        ("fractal-embeddings/run-record/9", "written by a newer fractal-embeddings"),
+        ("something-else", "not a fractal-embeddings run record"),
+    ):
         with pytest.raises(RunRecordError, match=msg):
             RunRecord.from_dict(d | {"schema": schema})
     for missing in ("config", "baseline", "weights"):

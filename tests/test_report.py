@@ -15,8 +15,11 @@ def _record():
 
     d = json.loads((Path(__file__).resolve().parents[1] / "results/main/trec/fractal/seed42/record.json").read_text())
     acc = {str(dd): {"newsgroup": 0.5 + dd / 1000, "subject": 0.9} for dd in (64, 128, 192, 256)}
-    d["dataset"].update(name="ng", levels=[{"name": "subject", "n_classes": 6}, {"name": "newsgroup", "n_classes": 20}],
-                        entropy={"H_L0": 2.0, "H_L1|L0": 1.5})
+    d["dataset"].update(
+        name="ng",
+        levels=[{"name": "subject", "n_classes": 6}, {"name": "newsgroup", "n_classes": 20}],
+        entropy={"H_L0": 2.0, "H_L1|L0": 1.5},
+    )
     d.update(accuracy=acc, baseline={"accuracy": acc, "steerability": {"S": 0.0}}, tags={"variant": "v"})
     return RunRecord.from_dict(d)
 
@@ -44,8 +47,10 @@ def test_seed_claims_are_read_from_the_claims_list_with_pipes_in_values(tmp_path
     from fractal_embeddings.report.claims import seed_claims
 
     f = tmp_path / "claims.md"
-    f.write_text("| ID | claim | seed's value |\n|---|---|---|\n| C9 | S rises | rho(S, H(L1|L0)) = 0.74 |\n"
-                 "| C12 | synthetic | MRL |S| < 0.02 |\n")
+    f.write_text(
+        "| ID | claim | seed's value |\n|---|---|---|\n| C9 | S rises | rho(S, H(L1|L0)) = 0.74 |\n"
+        "| C12 | synthetic | MRL |S| < 0.02 |\n"
+    )
     assert seed_claims(f) == {"C9": ("S rises", "rho(S, H(L1|L0)) = 0.74"), "C12": ("synthetic", "MRL |S| < 0.02")}
     monkeypatch.setenv("FRACTAL_CLAIMS", str(tmp_path / "missing.md"))
     with pytest.raises(FractalError, match="set FRACTAL_CLAIMS"):

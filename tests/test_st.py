@@ -105,7 +105,9 @@ def test_evaluator_scores_like_the_run_record(clinc, encoder, tmp_path):
     sp = clinc.split("test")
     ev = SteerabilityEvaluator(list(sp.texts), sp.labels, level_names=clinc.level_names, name="clinc")
     metrics = ev(load_exported(out))
-    assert ev.primary_metric == "clinc_S" and metrics["clinc_S"] == pytest.approx(run.record.to_dict()["steerability"]["S"], abs=1e-6)
+    assert ev.primary_metric == "clinc_S" and metrics["clinc_S"] == pytest.approx(
+        run.record.to_dict()["steerability"]["S"], abs=1e-6
+    )
     for dims, row in run.record.to_dict()["accuracy"].items():
         for level, acc in row.items():
             assert metrics[f"clinc_{level}@{dims}"] == pytest.approx(acc, abs=1e-6)
@@ -125,8 +127,11 @@ def test_readme_recipe_runs_as_written(data_home, tmp_path, monkeypatch):
     from fractal_embeddings.evaluation import unit_rows
 
     code = _recipe()
-    swaps = {r'MODEL = "sentence-transformers/all-MiniLM-L6-v2"': f"MODEL = {str(resolve_model('minilm-l6').folder)!r}",
-             "ROWS = 3000": "ROWS = 256", 'OUT = "models/clinc150-steerable"': f"OUT = {str(tmp_path / 'model')!r}"}
+    swaps = {
+        r'MODEL = "sentence-transformers/all-MiniLM-L6-v2"': f"MODEL = {str(resolve_model('minilm-l6').folder)!r}",
+        "ROWS = 3000": "ROWS = 256",
+        'OUT = "models/clinc150-steerable"': f"OUT = {str(tmp_path / 'model')!r}",
+    }
     for old, new in swaps.items():
         assert old in code, old
         code = code.replace(old, new)
@@ -154,8 +159,11 @@ def test_devices(data_home, tmp_path, capsys):
     if not torch.cuda.is_available():
         with pytest.raises(FractalError, match="torch sees no CUDA GPU"):
             resolve_device("cuda:0")
-        for args in (["train", "clinc150", "--device", "cuda", "--out", str(tmp_path / "r")],
-                     ["embed", "trec", "--device", "cuda:1"], ["finetune", "trec", "--device", "cuda"]):
+        for args in (
+            ["train", "clinc150", "--device", "cuda", "--out", str(tmp_path / "r")],
+            ["embed", "trec", "--device", "cuda:1"],
+            ["finetune", "trec", "--device", "cuda"],
+        ):
             assert main(args) == 2, args
             e = capsys.readouterr().err.strip()
             assert e.startswith("error: device 'cuda") and "\n" not in e, e
@@ -175,7 +183,8 @@ def test_cpu_records_stay_bit_identical(data_home, encoder):
         for key in ("accuracy", "steerability", "baseline"):
             assert run.record.to_dict()[key] == rec[key], (method, key)
         assert run.record.to_dict()["training"]["history"] == rec["training"]["history"], method
-        head = {k: v for k, v in run.record.to_dict()["config"]["head"].items() if k != "topk"}  # topk: added after these records
+        head = {
+            k: v for k, v in run.record.to_dict()["config"]["head"].items() if k != "topk"
+        }  # topk: added after these records
         assert {**run.record.to_dict()["config"], "head": head} == rec["config"], method
         assert "device" not in run.record.to_dict()["timing"]
-

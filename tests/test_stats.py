@@ -11,9 +11,21 @@ from fractal_embeddings import stats
 from fractal_embeddings.errors import FractalError
 
 # BCG vaccine trials (Colditz et al. 1994; metafor's dat.bcg): TB cases / non-cases, vaccinated then control
-BCG = [(4, 119, 11, 128), (6, 300, 29, 274), (3, 228, 11, 209), (62, 13536, 248, 12619), (33, 5036, 47, 5761),
-       (180, 1361, 372, 1079), (8, 2537, 10, 619), (505, 87886, 499, 87892), (29, 7470, 45, 7232),
-       (17, 1699, 65, 1600), (186, 50448, 141, 27197), (5, 2493, 3, 2338), (27, 16886, 29, 17825)]
+BCG = [
+    (4, 119, 11, 128),
+    (6, 300, 29, 274),
+    (3, 228, 11, 209),
+    (62, 13536, 248, 12619),
+    (33, 5036, 47, 5761),
+    (180, 1361, 372, 1079),
+    (8, 2537, 10, 619),
+    (505, 87886, 499, 87892),
+    (29, 7470, 45, 7232),
+    (17, 1699, 65, 1600),
+    (186, 50448, 141, 27197),
+    (5, 2493, 3, 2338),
+    (27, 16886, 29, 17825),
+]
 
 
 def test_dersimonian_laird_matches_the_published_bcg_analysis():
@@ -57,7 +69,7 @@ def test_holm_sign_test_and_correlations():
     # Holm: sorted p * (m - rank), made monotone, capped at 1
     assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
     s = stats.sign_test([0.1] * 8)
-    assert (s["positive"], s["n"]) == (8, 8) and s["p"] == pytest.approx(0.5 ** 8)  # the seed's "8/8, p = 0.004"
+    assert (s["positive"], s["n"]) == (8, 8) and s["p"] == pytest.approx(0.5**8)  # the seed's "8/8, p = 0.004"
     assert stats.sign_test([0.1, -0.2, 0.0, 0.3], alternative="two-sided")["n"] == 3
     c = stats.correlation([1, 2, 3, 4, 5], [2, 4, 5, 4, 5])
     assert c["spearman"] == pytest.approx(7 / math.sqrt(90)) and c["pearson"] == pytest.approx(6 / math.sqrt(60))
@@ -79,7 +91,7 @@ def test_bootstrap_cooks_quadratic_and_metric_robustness():
     y_out[9] = 30.0  # one influential point
     cd = stats.cooks_distance(x, y_out)
     assert cd.argmax() == 9 and cd[9] > 1
-    q = stats.quadratic_fit([1, 2, 3, 4, 5], [-(t - 3.2) ** 2 + 1 for t in [1, 2, 3, 4, 5]])
+    q = stats.quadratic_fit([1, 2, 3, 4, 5], [-((t - 3.2) ** 2) + 1 for t in [1, 2, 3, 4, 5]])
     assert q["is_peak"] and q["vertex"] == pytest.approx(3.2) and q["r2"] == pytest.approx(1.0)
     gaps = {"S": {"a": 0.1, "b": 0.2, "c": 0.05, "d": -0.01}, "S_AUC": {"a": 0.2, "b": 0.3, "c": 0.1, "d": 0.0}}
     m = stats.metric_robustness(gaps)

@@ -59,8 +59,9 @@ def test_killed_sweep_resumes_without_redoing_or_losing_runs(env, tmp_path):
     script = tmp_path / "sweep.py"
     script.write_text(SCRIPT.replace("EPOCHS", "3"))
     store = RunStore(tmp_path / "store")
-    p = subprocess.Popen([sys.executable, str(script), str(store.root)], env=env,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    p = subprocess.Popen(
+        [sys.executable, str(script), str(store.root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while not store.keys() and time.time() < deadline and p.poll() is None:
         time.sleep(0.2)
@@ -82,8 +83,12 @@ def test_two_concurrent_sweeps_share_a_store(env, tmp_path):
     script = tmp_path / "sweep.py"
     script.write_text(SCRIPT.replace("EPOCHS", "1"))
     store = RunStore(tmp_path / "store")
-    procs = [subprocess.Popen([sys.executable, str(script), str(store.root)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE) for _ in range(2)]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(store.root)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        for _ in range(2)
+    ]
     for p in procs:
         assert p.wait() == 0, p.stderr.read().decode()[-2000:]
     assert len(store.keys()) == 6

@@ -48,8 +48,9 @@ def test_majority_parent_relabels_and_counts_rows():
     texts = [f"t{i}" for i in range(6)]
     labels = [("A", "x"), ("A", "x"), ("B", "x"), ("B", "y"), ("A", "z"), ("B", "y")]
     with pytest.warns(UserWarning, match="relabelled 2 rows"):
-        ds = build_dataset("t", {"train": (texts, labels), "test": (texts, labels)}, ("coarse", "fine"),
-                           on_conflict="majority")
+        ds = build_dataset(
+            "t", {"train": (texts, labels), "test": (texts, labels)}, ("coarse", "fine"), on_conflict="majority"
+        )
     assert ds.parent_map("fine")["x"] == "A"
     assert ds.info["majority_parent_rows"] == {"fine": 2}  # one row in train, one in test
 
@@ -58,8 +59,9 @@ def test_majority_parent_keeps_three_levels_consistent():
     texts = [f"t{i}" for i in range(5)]
     labels = [("S1", "A", "x"), ("S1", "A", "x"), ("S2", "B", "x"), ("S2", "B", "y"), ("S1", "A", "w")]
     with pytest.warns(UserWarning):
-        ds = build_dataset("t", {"train": (texts, labels), "test": (texts, labels)}, ("s", "c", "f"),
-                           on_conflict="majority")
+        ds = build_dataset(
+            "t", {"train": (texts, labels), "test": (texts, labels)}, ("s", "c", "f"), on_conflict="majority"
+        )
     lab = ds.split("test").labels
     # every row's coarse label equals the parent of its middle label
     for row in lab:
@@ -106,7 +108,14 @@ def test_stratified_split_keeps_singletons_in_train():
 
 def test_select_levels_composes_parents():
     texts = [f"t{i}" for i in range(6)]
-    labels = [("S1", "A", "x"), ("S1", "A", "y"), ("S1", "B", "z"), ("S2", "C", "w"), ("S2", "C", "v"), ("S2", "D", "u")]
+    labels = [
+        ("S1", "A", "x"),
+        ("S1", "A", "y"),
+        ("S1", "B", "z"),
+        ("S2", "C", "w"),
+        ("S2", "C", "v"),
+        ("S2", "D", "u"),
+    ]
     ds = build_dataset("t", {"train": (texts, labels), "val": (texts, labels)}, ("s", "c", "f"))
     two = ds.select_levels(("s", "f"))
     assert two.level_names == ("s", "f")

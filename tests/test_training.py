@@ -64,7 +64,11 @@ def test_record_has_the_contract_and_matches_a_direct_evaluation(clinc, encoder,
 
 def test_flat_is_the_truncated_encoder(clinc, encoder, tmp_path):
     run = train(clinc, "flat", encoder=encoder)
-    assert run.head is None and run.record.to_dict()["training"] is None and run.record.to_dict()["config"]["train"] is None
+    assert (
+        run.head is None
+        and run.record.to_dict()["training"] is None
+        and run.record.to_dict()["config"]["train"] is None
+    )
     assert run.record.to_dict()["accuracy"] == run.record.to_dict()["baseline"]["accuracy"]
     out = run.save(tmp_path / "flat")
     assert not (out / "head.safetensors").exists() and load_run(out).head is None
@@ -114,8 +118,11 @@ def test_bad_input_fails_with_one_line_messages(clinc, encoder, tmp_path, data_h
     state["proj.weight"] = np.zeros((256, 768), dtype=np.float32)
     import torch
 
-    save_file({k: torch.as_tensor(v) for k, v in state.items()}, str(out / "head.safetensors"),
-              metadata={"head": json.dumps(load_record(out).head.to_dict(), sort_keys=True)})
+    save_file(
+        {k: torch.as_tensor(v) for k, v in state.items()},
+        str(out / "head.safetensors"),
+        metadata={"head": json.dumps(load_record(out).head.to_dict(), sort_keys=True)},
+    )
     with pytest.raises(RunRecordError, match="sha256"):
         load_run(out)
     rec = load_record(out).to_dict()

@@ -22,8 +22,15 @@ import numpy as np
 ALPHAS = tuple(np.round(np.linspace(0, 1, 21), 2))
 
 
-def routing_curve(coarse_short: float, fine_full: float, mrl_coarse: float, mrl_fine: float, block_dim: int,
-                  n_blocks: int, alphas=ALPHAS) -> dict:
+def routing_curve(
+    coarse_short: float,
+    fine_full: float,
+    mrl_coarse: float,
+    mrl_fine: float,
+    block_dim: int,
+    n_blocks: int,
+    alphas=ALPHAS,
+) -> dict:
     """Accuracy and mean dims of routing vs MRL at full length over ``alphas``; ``wins`` = the alpha
     interval where routing is at least as accurate (``None``: nowhere) and ``crossover`` = the smallest
     alpha from which routing wins up to alpha = 1 (0 when it never loses; ``None`` when it does not
@@ -42,8 +49,15 @@ def routing_curve(coarse_short: float, fine_full: float, mrl_coarse: float, mrl_
         root = float(gap0 / (gap0 - gap1))
         wins = (root, 1.0) if gap1 > gap0 else (0.0, root)
     cross = wins[0] if wins and wins[1] == 1.0 else None
-    return {"alpha": a.tolist(), "route_acc": route.tolist(), "route_dims": (a * block_dim + (1 - a) * full).tolist(),
-            "mrl_acc": mrl.tolist(), "mrl_dims": full, "wins": wins, "crossover": cross}
+    return {
+        "alpha": a.tolist(),
+        "route_acc": route.tolist(),
+        "route_dims": (a * block_dim + (1 - a) * full).tolist(),
+        "mrl_acc": mrl.tolist(),
+        "mrl_dims": full,
+        "wins": wins,
+        "crossover": cross,
+    }
 
 
 # ------------------------------------------------------------------ latency
@@ -54,14 +68,18 @@ TARGET_RECALL = 0.95  # matched quality: recall@10 against exact search on the s
 
 def matched(rows: list[dict], corpus: str, kind: str, dims: int, target: float = TARGET_RECALL) -> dict | None:
     """The fastest (batch-1 p50) measurement of an index at a length with recall@10 >= target."""
-    ok = [r for r in rows if r["corpus"] == corpus and r["kind"] == kind and r["dims"] == dims
-          and r["recall@10"] >= target]
+    ok = [
+        r
+        for r in rows
+        if r["corpus"] == corpus and r["kind"] == kind and r["dims"] == dims and r["recall@10"] >= target
+    ]
     return min(ok, key=lambda r: r["b1_p50_us"]) if ok else None
 
 
 def matched_ratio(rows: list[dict], corpus: str, target: float = TARGET_RECALL) -> dict | None:
     """HNSW at matched quality (:func:`matched`): the longest/shortest batch-1 p50 ratio, and the
     same ratio for exact search."""
+
     def best(kind, d):
         return matched(rows, corpus, kind, d, target)
 
@@ -72,6 +90,9 @@ def matched_ratio(rows: list[dict], corpus: str, target: float = TARGET_RECALL) 
     out = {"short": lo, "long": hi}
     for kind in ("flat", "hnsw"):
         a, b = best(kind, lo), best(kind, hi)
-        out[kind] = None if a is None or b is None else {
-            "ratio": round(b["b1_p50_us"] / a["b1_p50_us"], 2), "short": a, "long": b}
+        out[kind] = (
+            None
+            if a is None or b is None
+            else {"ratio": round(b["b1_p50_us"] / a["b1_p50_us"], 2), "short": a, "long": b}
+        )
     return out

@@ -33,8 +33,8 @@ import os
 import re
 import secrets
 import shutil
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from .errors import FractalError
 
@@ -54,9 +54,16 @@ def _nearest_existing(path: Path) -> Path:
     return Path(os.sep)
 
 
-def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, marker: str | None = None,
-                     what: str = "a run", option: str = "--out", partial: Iterable[str] = (),
-                     error: type[FractalError] = OutputPathError) -> Path:
+def check_output_dir(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    marker: str | None = None,
+    what: str = "a run",
+    option: str = "--out",
+    partial: Iterable[str] = (),
+    error: type[FractalError] = OutputPathError,
+) -> Path:
     """Raise ``error`` (one line naming the fix) unless ``path`` may become the folder a writer makes.
 
     Accepted: a path that does not exist yet (its parent folders are created by the writer), an empty
@@ -83,21 +90,28 @@ def check_output_dir(path: str | os.PathLike, *, overwrite: bool = False, marker
             name = what.split(" ", 1)[-1]
             if marker is not None and marker in entries:
                 if not overwrite:
-                    raise error(f"{out} already holds {what}; choose another {option} or pass --overwrite to replace it")
+                    raise error(
+                        f"{out} already holds {what}; choose another {option} or pass --overwrite to replace it"
+                    )
             elif set(entries) <= set(partial):
                 if not overwrite:
-                    raise error(f"{out} holds an unfinished {name} (no {marker}); pass --overwrite to replace it or "
-                                f"choose another {option}")
+                    raise error(
+                        f"{out} holds an unfinished {name} (no {marker}); pass --overwrite to replace it or "
+                        f"choose another {option}"
+                    )
             else:
                 held = f" ({marker} missing)" if marker else ""
-                raise error(f"{out} is not empty and holds no {name}{held}; choose another {option} (a new or "
-                            f"empty folder): --overwrite never deletes other files")
+                raise error(
+                    f"{out} is not empty and holds no {name}{held}; choose another {option} (a new or "
+                    f"empty folder): --overwrite never deletes other files"
+                )
         writable_in = absolute.parent
     else:
         writable_in = existing
     if not os.access(writable_in, os.W_OK | os.X_OK):
-        raise error(f"can't write in {writable_in} (permission denied or a read-only file system); choose another "
-                    f"{option}")
+        raise error(
+            f"can't write in {writable_in} (permission denied or a read-only file system); choose another {option}"
+        )
     return out
 
 
@@ -211,9 +225,16 @@ def move_into_place(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, marker: str | None = None,
-               what: str = "a run", option: str = "--out", partial: Iterable[str] = (),
-               error: type[FractalError] = OutputPathError) -> Iterator[Path]:
+def atomic_dir(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    marker: str | None = None,
+    what: str = "a run",
+    option: str = "--out",
+    partial: Iterable[str] = (),
+    error: type[FractalError] = OutputPathError,
+) -> Iterator[Path]:
     """``with atomic_dir(out, marker="record.json") as tmp:`` write the folder's files into ``tmp``;
     on a clean exit it becomes ``out`` in one step (replacing what :func:`check_output_dir` allows,
     checked before and again right before the swap); on an exception ``tmp`` is deleted and ``out``
@@ -237,8 +258,10 @@ def atomic_dir(path: str | os.PathLike, *, overwrite: bool = False, marker: str 
         except OSError as e:  # filled between the check and the rename
             if e.errno not in (errno.ENOTEMPTY, errno.EEXIST):
                 raise
-            raise error(f"{path} was filled by another writer while this one worked; choose another {option} or "
-                        f"pass --overwrite") from None
+            raise error(
+                f"{path} was filled by another writer while this one worked; choose another {option} or "
+                f"pass --overwrite"
+            ) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -34,11 +34,15 @@ def load_transformer(encoder):
     """The encoder's Hugging Face transformer (eval mode), or a one-line error if it has none."""
     rm = encoder.resolved
     if any(encoder.prompts.values()):
-        raise EncoderError(f"{rm.name} adds prompts to its inputs; fine-tuning encoder layers supports models without "
-                           f"prompts only (e.g. --model minilm-l6)")
+        raise EncoderError(
+            f"{rm.name} adds prompts to its inputs; fine-tuning encoder layers supports models without "
+            f"prompts only (e.g. --model minilm-l6)"
+        )
     if rm.folder is None:
-        raise EncoderError(f"{rm.name} ships as ONNX only; fine-tuning encoder layers needs a "
-                           f"sentence-transformers folder (e.g. --model minilm-l6)")
+        raise EncoderError(
+            f"{rm.name} ships as ONNX only; fine-tuning encoder layers needs a "
+            f"sentence-transformers folder (e.g. --model minilm-l6)"
+        )
     from transformers import AutoModel
     from transformers.utils import logging as hf_logging
 
@@ -84,15 +88,16 @@ def compute_token_states(encoder, texts, n_layers: int, batch_size: int = 64) ->
     out = np.zeros((len(enc), longest, model.config.hidden_size), dtype=np.float32)
     order = np.argsort([-len(e.ids) for e in enc], kind="stable")
     for s in range(0, len(order), batch_size):
-        idx = order[s:s + batch_size]
+        idx = order[s : s + batch_size]
         width = max(len(enc[i].ids) for i in idx)
         ids = torch.zeros((len(idx), width), dtype=torch.long)
         mask = torch.zeros((len(idx), width), dtype=torch.long)
         for r, i in enumerate(idx):
             ids[r, : len(enc[i].ids)] = torch.tensor(enc[i].ids)
             mask[r, : len(enc[i].ids)] = 1
-        hidden = model(input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids),
-                       output_hidden_states=True).hidden_states[stop]
+        hidden = model(
+            input_ids=ids, attention_mask=mask, token_type_ids=torch.zeros_like(ids), output_hidden_states=True
+        ).hidden_states[stop]
         hidden = hidden * mask[..., None]
         out[idx, :width] = hidden.numpy()
     return out
@@ -139,7 +144,7 @@ class EncoderTop(nn.Module):
         model = load_transformer(encoder)
         _check_layers(model, n_layers)
         self.config = model.config
-        self.layers = nn.ModuleList(model.encoder.layer[_layers(model) - n_layers:])
+        self.layers = nn.ModuleList(model.encoder.layer[_layers(model) - n_layers :])
         self.pooling = encoder.resolved.pooling
         self.normalize = encoder.normalize
         self.n_layers = n_layers

@@ -19,8 +19,8 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import platformdirs
@@ -173,8 +173,13 @@ class EmbeddingCache:
             return "metadata is not valid JSON", None
         if not isinstance(meta, dict):
             return f"metadata is a JSON {type(meta).__name__}, not an object", None
-        if (type(meta.get("format")) is not int or meta["format"] != FORMAT_VERSION or meta.get("encoder") != identity
-                or type(meta.get("n_rows")) is not int or meta["n_rows"] != n_rows):
+        if (
+            type(meta.get("format")) is not int
+            or meta["format"] != FORMAT_VERSION
+            or meta.get("encoder") != identity
+            or type(meta.get("n_rows")) is not int
+            or meta["n_rows"] != n_rows
+        ):
             return "metadata does not match the request", None
         dim, dtype, sha = meta.get("dim"), meta.get("dtype"), meta.get("sha256")
         if type(dim) is not int or dim < 0 or dtype != "float32" or not isinstance(sha, str):
@@ -202,7 +207,15 @@ class EmbeddingCache:
         npy, meta_path = self.paths(key)
         data = _npy_bytes(array)
         atomic_write_bytes(npy, data)
-        meta = {"format": FORMAT_VERSION, "key": key, "encoder": identity, "n_rows": n_rows,
-                "dim": int(array.shape[1]), "dtype": "float32", "sha256": hashlib.sha256(data).hexdigest(),
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **extra}
+        meta = {
+            "format": FORMAT_VERSION,
+            "key": key,
+            "encoder": identity,
+            "n_rows": n_rows,
+            "dim": int(array.shape[1]),
+            "dtype": "float32",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            **extra,
+        }
         atomic_write_bytes(meta_path, json.dumps(meta, indent=1, sort_keys=True).encode())

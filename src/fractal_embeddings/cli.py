@@ -11,7 +11,6 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.console import Console
@@ -32,15 +31,15 @@ err = Console(stderr=True, highlight=False)
 TextOpt = typer.Option("text", "--text", help="Text column of a user file.")
 LevelsOpt = typer.Option(None, "--levels", help="Levels, coarse -> fine, comma-separated (user files: column names).")
 ConflictOpt = typer.Option("error", "--on-conflict", help="A class under two parents: 'error' or 'majority'.")
-SEED_MAX = 2 ** 32 - 1  # numpy's seeds are 32-bit
+SEED_MAX = 2**32 - 1  # numpy's seeds are 32-bit
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N or mps.")
 
 
-def _levels(levels: Optional[str]) -> Optional[tuple[str, ...]]:
+def _levels(levels: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in levels.split(",") if x.strip()) if levels else None
 
 
-def _load(name: str, text: str, levels: Optional[str], on_conflict: str, include_oos: bool = False):
+def _load(name: str, text: str, levels: str | None, on_conflict: str, include_oos: bool = False):
     opts = {"include_oos": True} if include_oos else {}
     return load_dataset(name, _levels(levels), text=text, on_conflict=on_conflict, progress=True, **opts)
 
@@ -70,9 +69,17 @@ def datasets_list(as_json: bool = typer.Option(False, "--json", help="Print JSON
     rows = []
     for s in list_datasets():
         present = all((home / s.folder / f.path).is_file() for f in s.files)
-        rows.append({"name": s.name, "title": s.title, "levels": list(s.default_levels),
-                     "all_levels": list(s.levels), "flat": s.is_flat, "online_only": s.online_only,
-                     "files_present": present})
+        rows.append(
+            {
+                "name": s.name,
+                "title": s.title,
+                "levels": list(s.default_levels),
+                "all_levels": list(s.levels),
+                "flat": s.is_flat,
+                "online_only": s.online_only,
+                "files_present": present,
+            }
+        )
     if as_json:
         _print_json({"data_home": str(home), "datasets": rows})
         return
@@ -93,8 +100,12 @@ def stats_table(st: dict) -> Table:
     ent = list(st["entropy"].items())
     br = [None] + list(st["branching"].values())
     for i, lv in enumerate(st["levels"]):
-        t.add_row(f"L{i} {lv['name']}", str(lv["n_classes"]), f"{ent[i][0]} = {ent[i][1]:.3f}",
-                  "" if br[i] is None else f"{br[i]:.2f}")
+        t.add_row(
+            f"L{i} {lv['name']}",
+            str(lv["n_classes"]),
+            f"{ent[i][0]} = {ent[i][1]:.3f}",
+            "" if br[i] is None else f"{br[i]:.2f}",
+        )
     t.caption = "splits: " + ", ".join(f"{k}={v}" for k, v in st["splits"].items())
     return t
 
@@ -103,7 +114,7 @@ def stats_table(st: dict) -> Table:
 def datasets_stats(
     name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
     text: str = TextOpt,
-    levels: Optional[str] = LevelsOpt,
+    levels: str | None = LevelsOpt,
     on_conflict: str = ConflictOpt,
     include_oos: bool = typer.Option(False, "--include-oos", help="CLINC150: keep out-of-scope rows."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -123,13 +134,14 @@ def embed(
     backend: str = typer.Option("auto", "--backend", help="auto, onnx or sentence-transformers."),
     batch_size: int = typer.Option(32, "--batch-size", min=1),
     text: str = TextOpt,
-    levels: Optional[str] = LevelsOpt,
+    levels: str | None = LevelsOpt,
     on_conflict: str = ConflictOpt,
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
-    executor: Optional[str] = typer.Option(None, "--executor",
-                                           help="Spread the encoding over workers: local (processes) or ray."),
+    executor: str | None = typer.Option(
+        None, "--executor", help="Spread the encoding over workers: local (processes) or ray."
+    ),
     workers: int = typer.Option(2, "--workers", min=1, help="With --executor: worker processes / CPUs of a local Ray."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="With --executor ray: an existing cluster."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="With --executor ray: an existing cluster."),
     device: str = DeviceOpt,
 ) -> None:
     """Fill the embedding cache for every split of a dataset; print sentences/s."""
@@ -144,8 +156,14 @@ def embed(
     t0 = time.perf_counter()
     if not all(cached.values()) and pool is None:
         enc.load()  # model load (and the one-time ONNX export) is not part of the throughput
-    report = {"dataset": ds.name, "encoder": enc.resolved.name, "backend": enc.backend, "device": enc.device,
-              "load_seconds": round(time.perf_counter() - t0, 3), "splits": {}}
+    report = {
+        "dataset": ds.name,
+        "encoder": enc.resolved.name,
+        "backend": enc.backend,
+        "device": enc.device,
+        "load_seconds": round(time.perf_counter() - t0, 3),
+        "splits": {},
+    }
     if not as_json and not all(cached.values()):
         out.print(f"encoder {enc.resolved.name} ({enc.backend}) loaded in {report['load_seconds']:.1f} s")
     for split, sp in ds.splits.items():
@@ -155,11 +173,18 @@ def embed(
         else:
             X = enc.embed(sp.texts, show_progress=not as_json)
         dt = time.perf_counter() - t0
-        report["splits"][split] = {"rows": len(sp), "dim": int(X.shape[1]), "seconds": round(dt, 3), "cached": cached[split],
-                                   "sentences_per_s": round(len(sp) / dt, 1) if dt > 0 else None}
+        report["splits"][split] = {
+            "rows": len(sp),
+            "dim": int(X.shape[1]),
+            "seconds": round(dt, 3),
+            "cached": cached[split],
+            "sentences_per_s": round(len(sp) / dt, 1) if dt > 0 else None,
+        }
         if not as_json:
-            out.print(f"{split:>5}: {len(sp):>6} texts -> {X.shape[1]}-d in {dt:6.2f} s "
-                      f"({'from cache' if cached[split] else f'{len(sp) / max(dt, 1e-9):,.0f} sentences/s'})")
+            out.print(
+                f"{split:>5}: {len(sp):>6} texts -> {X.shape[1]}-d in {dt:6.2f} s "
+                f"({'from cache' if cached[split] else f'{len(sp) / max(dt, 1e-9):,.0f} sentences/s'})"
+            )
     report["cache"] = str(enc.cache.root)
     if pool is not None:
         pool.close()
@@ -168,7 +193,7 @@ def embed(
         _print_json(report)
 
 
-def _eval_rows(value: str) -> Optional[int]:
+def _eval_rows(value: str) -> int | None:
     if value.strip().lower() == "all":
         return None
     try:
@@ -229,17 +254,19 @@ def train_cmd(
     name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
     method: str = typer.Option("fractal", "--method", help="Objective; see `fractal methods`."),
     seed: int = typer.Option(42, "--seed", min=0, max=SEED_MAX, help="Training seed (0 to 2**32 - 1)."),
-    out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-seed<N>]."),
+    out_dir: str | None = typer.Option(
+        None, "--out", help="Run directory [default: runs/<dataset>-<method>-seed<N>]."
+    ),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnx or sentence-transformers."),
     text: str = TextOpt,
-    levels: Optional[str] = LevelsOpt,
+    levels: str | None = LevelsOpt,
     on_conflict: str = ConflictOpt,
     dim: int = typer.Option(256, "--dim", min=1, help="Output dims of the head (a multiple of --block-dim)."),
     block_dim: int = typer.Option(64, "--block-dim", min=1, help="Dims per block; prefix j = the first j blocks."),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Override the method's epochs."),
-    lr: Optional[float] = typer.Option(None, "--lr", help="Override the method's learning rate."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Override the method's batch size."),
+    epochs: int | None = typer.Option(None, "--epochs", min=1, help="Override the method's epochs."),
+    lr: float | None = typer.Option(None, "--lr", help="Override the method's learning rate."),
+    batch_size: int | None = typer.Option(None, "--batch-size", min=1, help="Override the method's batch size."),
     eval_rows: str = typer.Option("2000", "--eval-rows", help="Test rows scored (stratified sample) or 'all'."),
     eval_seed: int = typer.Option(0, "--eval-seed", min=0, max=SEED_MAX, help="Seed of the test-row sample."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in --out."),
@@ -267,8 +294,19 @@ def train_cmd(
             val = f"  val k-NN {entry['val_knn']:.4f}" if "val_knn" in entry else ""
             err.print(f"epoch {entry['epoch']}: loss {entry['train_loss']:.4f}{val}")
 
-    run = train(ds, method, seed=seed, encoder=enc, n_blocks=n_blocks, block_dim=block_dim, train_options=overrides,
-                eval_rows=rows, eval_seed=eval_seed, progress=progress, device=enc.device)
+    run = train(
+        ds,
+        method,
+        seed=seed,
+        encoder=enc,
+        n_blocks=n_blocks,
+        block_dim=block_dim,
+        train_options=overrides,
+        eval_rows=rows,
+        eval_seed=eval_seed,
+        progress=progress,
+        device=enc.device,
+    )
     target = run.save(target, overwrite=overwrite)
     _print_run(run.record, target, as_json)
 
@@ -278,11 +316,18 @@ def _print_run(rec, target: Path, as_json: bool, kind: str = "", load_hint: str 
     if as_json:
         _print_json(rec.to_dict())
         return
-    out.print(accuracy_table(rec, f"{rec.dataset.name} / {rec.method}{kind} / seed {rec.seed}: leave-one-out "
-                                  f"{rec.eval.k}-NN on {rec.eval.n_rows} {rec.eval.split} rows"))
+    out.print(
+        accuracy_table(
+            rec,
+            f"{rec.dataset.name} / {rec.method}{kind} / seed {rec.seed}: leave-one-out "
+            f"{rec.eval.k}-NN on {rec.eval.n_rows} {rec.eval.split} rows",
+        )
+    )
     out.print(_steer_line(rec))
-    out.print(f"train {rec.timing['train_s']:.1f} s, eval {rec.timing['eval_s']:.1f} s; saved to {target}{load_hint}",
-              soft_wrap=True)
+    out.print(
+        f"train {rec.timing['train_s']:.1f} s, eval {rec.timing['eval_s']:.1f} s; saved to {target}{load_hint}",
+        soft_wrap=True,
+    )
 
 
 @app.command("finetune")
@@ -295,10 +340,14 @@ def finetune_cmd(
     encoder_lr: float = typer.Option(2e-5, "--encoder-lr", help="Learning rate of the encoder."),
     lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the head."),
     batch_size: int = typer.Option(64, "--batch-size", min=1),
-    max_train_rows: Optional[int] = typer.Option(None, "--max-train-rows", min=2, help="Cap the training rows (stratified)."),
-    out_dir: Optional[str] = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-finetuned-seed<N>]."),
+    max_train_rows: int | None = typer.Option(
+        None, "--max-train-rows", min=2, help="Cap the training rows (stratified)."
+    ),
+    out_dir: str | None = typer.Option(
+        None, "--out", help="Run directory [default: runs/<dataset>-<method>-finetuned-seed<N>]."
+    ),
     text: str = TextOpt,
-    levels: Optional[str] = LevelsOpt,
+    levels: str | None = LevelsOpt,
     on_conflict: str = ConflictOpt,
     dim: int = typer.Option(256, "--dim", help="Output dims of the head (a multiple of --block-dim)."),
     block_dim: int = typer.Option(64, "--block-dim", help="Dims per block; prefix j = the first j blocks."),
@@ -320,30 +369,52 @@ def finetune_cmd(
     rows = _eval_rows(eval_rows)
     n_blocks = HeadConfig.from_dims(dim=dim, block_dim=block_dim).n_blocks
     ds = _load(name, text, levels, on_conflict)
-    target = check_output_dir(out_dir or f"runs/{ds.name}-{method}-finetuned-seed{seed}", overwrite=overwrite,
-                              marker=RECORD_FILE, what="a run")
-    run = finetune(ds, method, model=model, seed=seed, epochs=epochs, lr=lr, encoder_lr=encoder_lr,
-                   batch_size=batch_size, max_train_rows=max_train_rows, n_blocks=n_blocks, block_dim=block_dim,
-                   device=device, eval_rows=rows, show_progress=not as_json)
+    target = check_output_dir(
+        out_dir or f"runs/{ds.name}-{method}-finetuned-seed{seed}",
+        overwrite=overwrite,
+        marker=RECORD_FILE,
+        what="a run",
+    )
+    run = finetune(
+        ds,
+        method,
+        model=model,
+        seed=seed,
+        epochs=epochs,
+        lr=lr,
+        encoder_lr=encoder_lr,
+        batch_size=batch_size,
+        max_train_rows=max_train_rows,
+        n_blocks=n_blocks,
+        block_dim=block_dim,
+        device=device,
+        eval_rows=rows,
+        show_progress=not as_json,
+    )
     target = run.save(target, overwrite=overwrite)
-    _print_run(run.record, target, as_json, " fine-tuned",
-               f" (SentenceTransformer({str(target)!r}, trust_remote_code=True, truncate_dim=...))")
+    _print_run(
+        run.record,
+        target,
+        as_json,
+        " fine-tuned",
+        f" (SentenceTransformer({str(target)!r}, trust_remote_code=True, truncate_dim=...))",
+    )
 
 
 @app.command("eval")
 def eval_cmd(
     run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
-    eval_rows: Optional[str] = typer.Option(None, "--eval-rows", help="Test rows or 'all' [default: as in the record]."),
+    eval_rows: str | None = typer.Option(
+        None, "--eval-rows", help="Test rows or 'all' [default: as in the record]."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     device: str = DeviceOpt,
 ) -> None:
     """Re-score saved weights on the run's dataset and encoder (checked against the record)."""
     device = _device(device)
-    from .runs import evaluate, load_run
-
     from rich.markup import escape
 
-    from .runs import compare_scores, scored_as_record
+    from .runs import compare_scores, evaluate, load_run, scored_as_record
 
     run = load_run(run_dir)
     res = evaluate(run, eval_rows="record" if eval_rows is None else _eval_rows(eval_rows), device=device)
@@ -353,16 +424,21 @@ def eval_cmd(
     res["differences"] = diffs
     if diffs:
         more = f" (and {len(diffs) - 3} more)" if len(diffs) > 3 else ""
-        err.print(f"[yellow]warning:[/yellow] the re-score of {escape(run_dir)} differs from its record in {len(diffs)} "
-                  f"value(s): {escape('; '.join(diffs[:3]))}{more}; the weights, data or encoder changed since it was "
-                  "trained (or the record was edited)", soft_wrap=True)
+        err.print(
+            f"[yellow]warning:[/yellow] the re-score of {escape(run_dir)} differs from its record in {len(diffs)} "
+            f"value(s): {escape('; '.join(diffs[:3]))}{more}; the weights, data or encoder changed since it was "
+            "trained (or the record was edited)",
+            soft_wrap=True,
+        )
     if as_json:
         _print_json(res)
         return
     from .records import Scores
 
-    rec = run.record.replace(scores=Scores(res["accuracy"], res["steerability"]),
-                             baseline=Scores(res["baseline"]["accuracy"], res["baseline"]["steerability"]))
+    rec = run.record.replace(
+        scores=Scores(res["accuracy"], res["steerability"]),
+        baseline=Scores(res["baseline"]["accuracy"], res["baseline"]["steerability"]),
+    )
     out.print(accuracy_table(rec, f"{rec.run_id}: {res['eval']['n_rows']} {res['eval']['split']} rows"))
     out.print(_steer_line(rec))
     if same_rows:
@@ -375,12 +451,20 @@ def eval_cmd(
 def export_cmd(
     run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
     out_dir: str = typer.Argument(..., help="The sentence-transformers model folder to write."),
-    dims: Optional[int] = typer.Option(None, "--dims", help="Export the first DIMS dims only, a multiple of the block "
-                                                             "dim (default: all; a block-normed head exports exactly only "
-                                                             "at its first block: --dims 64)."),
+    dims: int | None = typer.Option(
+        None,
+        "--dims",
+        help="Export the first DIMS dims only, a multiple of the block "
+        "dim (default: all; a block-normed head exports exactly only "
+        "at its first block: --dims 64).",
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a model exported to OUT_DIR before."),
-    portable: bool = typer.Option(False, "--portable", help="Built-in sentence-transformers modules only (no "
-                                                             "trust_remote_code); exact only where Dense layers can be."),
+    portable: bool = typer.Option(
+        False,
+        "--portable",
+        help="Built-in sentence-transformers modules only (no "
+        "trust_remote_code); exact only where Dense layers can be.",
+    ),
 ) -> None:
     """Write a run as a sentence-transformers model folder (encoder + head, model card from the record),
     exact at every prefix (load with trust_remote_code=True), checked against the run before it is
@@ -391,9 +475,12 @@ def export_cmd(
     info = json.loads((path / EXPORT_FILE).read_text())
     worst = max(v for k, v in info["check"].items() if k != "raw")
     load = "" if portable else ", trust_remote_code=True"
-    out.print(f"exported {info['run_id']} to {path}: {info['dims']}-d (truncate_dim = a multiple of "
-              f"{info['block_dim']}); matches the run to {worst:.1e} (normalised prefixes); load with "
-              f"SentenceTransformer({str(path)!r}{load}); model card in {path / 'README.md'}", soft_wrap=True)
+    out.print(
+        f"exported {info['run_id']} to {path}: {info['dims']}-d (truncate_dim = a multiple of "
+        f"{info['block_dim']}); matches the run to {worst:.1e} (normalised prefixes); load with "
+        f"SentenceTransformer({str(path)!r}{load}); model card in {path / 'README.md'}",
+        soft_wrap=True,
+    )
 
 
 def _log(message: str) -> None:
@@ -418,9 +505,9 @@ def experiment_cmd(
     quick: bool = typer.Option(False, "--quick", help="A small grid on subsets (minutes): a smoke run."),
     executor: str = typer.Option("local", "--executor", help="local (process pool) or ray."),
     workers: int = typer.Option(1, "--workers", min=1, help="Worker processes (local) or CPUs of a local Ray."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="An existing Ray cluster (e.g. auto)."),
-    datasets: Optional[str] = typer.Option(None, "--datasets", help="Comma-separated subset of the datasets."),
-    seeds: Optional[str] = typer.Option(None, "--seeds", help="Comma-separated seeds."),
+    ray_address: str | None = typer.Option(None, "--ray-address", help="An existing Ray cluster (e.g. auto)."),
+    datasets: str | None = typer.Option(None, "--datasets", help="Comma-separated subset of the datasets."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Comma-separated seeds."),
 ) -> None:
     """Run an experiment's grid into a resumable run store (a killed run resumes where it stopped)."""
     from .experiments import EXPERIMENTS, get_experiment, run_experiment
@@ -433,16 +520,26 @@ def experiment_cmd(
         return
     ds = tuple(x.strip() for x in datasets.split(",")) if datasets else None
     sd = _seed_list(seeds) if seeds else None
-    run_experiment(name, out_dir, quick=quick, executor=executor, workers=workers, ray_address=ray_address,
-                   datasets=ds, seeds=sd, log=_log)
+    run_experiment(
+        name,
+        out_dir,
+        quick=quick,
+        executor=executor,
+        workers=workers,
+        ray_address=ray_address,
+        datasets=ds,
+        seeds=sd,
+        log=_log,
+    )
 
 
 @app.command("report")
 def report_cmd(
     target: str = typer.Argument("results", help="A results directory, or objective-study."),
-    out_path: Optional[str] = typer.Option(None, "--out", help="Where to write (default: TARGET/REPORT.md)."),
-    results: str = typer.Option("results/objective-study", "--results",
-                                help="objective-study only: the study's results directory."),
+    out_path: str | None = typer.Option(None, "--out", help="Where to write (default: TARGET/REPORT.md)."),
+    results: str = typer.Option(
+        "results/objective-study", "--results", help="objective-study only: the study's results directory."
+    ),
     fmt: str = typer.Option("md", "--format", help="md, or latex: also every table as LaTeX (booktabs) in tables/."),
 ) -> None:
     """Write a report (tables + figures) generated from run records only."""
@@ -508,16 +605,20 @@ def demo(
 @index_app.command("build")
 def index_build(
     run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
-    corpus: str = typer.Argument(..., help="A built-in dataset name, or a .txt (one text per line) / .csv / .tsv / .jsonl / .parquet file."),
+    corpus: str = typer.Argument(
+        ..., help="A built-in dataset name, or a .txt (one text per line) / .csv / .tsv / .jsonl / .parquet file."
+    ),
     out_dir: str = typer.Option(..., "--out", help="Index directory to write."),
     kind: str = typer.Option("flat", "--kind", help="flat (exact) or hnsw (approximate)."),
     m: int = typer.Option(32, "--m", min=2, help="hnsw: graph degree M."),
     ef_construction: int = typer.Option(200, "--ef-construction", min=1, help="hnsw: efConstruction."),
     ef_search: int = typer.Option(64, "--ef-search", min=1, help="hnsw: efSearch (default search breadth)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Dataset split to index [default: train]; files: rows of this 'split' value."),
+    split: str | None = typer.Option(
+        None, "--split", help="Dataset split to index [default: train]; files: rows of this 'split' value."
+    ),
     text: str = TextOpt,
-    levels: Optional[str] = LevelsOpt,
-    id_column: Optional[str] = typer.Option(None, "--id", help="Files: the id column [default: row number]."),
+    levels: str | None = LevelsOpt,
+    id_column: str | None = typer.Option(None, "--id", help="Files: the id column [default: row number]."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index already in --out."),
     as_json: bool = typer.Option(False, "--json", help="Print the index metadata as JSON."),
     device: str = DeviceOpt,
@@ -532,18 +633,32 @@ def index_build(
     if split is not None and not split.strip():
         raise FractalError("--split is empty; give a split name (train, val, test) or leave it out")
     t0 = time.perf_counter()
-    ix = build_from_source(run_dir, corpus, split=split, text=text, levels=_levels(levels), id_column=id_column,
-                           kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search,
-                           show_progress=not as_json, device=device)
+    ix = build_from_source(
+        run_dir,
+        corpus,
+        split=split,
+        text=text,
+        levels=_levels(levels),
+        id_column=id_column,
+        kind=kind,
+        m=m,
+        ef_construction=ef_construction,
+        ef_search=ef_search,
+        show_progress=not as_json,
+        device=device,
+    )
     path = ix.save(out_dir, overwrite=overwrite)
     info = {**ix.info(), "path": str(path), "seconds": round(time.perf_counter() - t0, 3)}
     if as_json:
         _print_json(info)
         return
     params = ", ".join(f"{k}={v}" for k, v in ix.params.items())
-    out.print(f"indexed {len(ix)} texts with run {info['run']['run_id']}: {ix.kind} ({ix.faiss_type}"
-              f"{', ' + params if params else ''}) at {'/'.join(map(str, ix.dims))} dims; saved to {path} "
-              f"({info['seconds']:.1f} s)", markup=False)
+    out.print(
+        f"indexed {len(ix)} texts with run {info['run']['run_id']}: {ix.kind} ({ix.faiss_type}"
+        f"{', ' + params if params else ''}) at {'/'.join(map(str, ix.dims))} dims; saved to {path} "
+        f"({info['seconds']:.1f} s)",
+        markup=False,
+    )
 
 
 @app.command("search")
@@ -552,7 +667,7 @@ def search_cmd(
     query: str = typer.Argument(..., help="The query text."),
     zoom: str = typer.Option("fine", "--zoom", help="coarse (first block), fine (all dims) or a prefix length."),
     k: int = typer.Option(10, "-k", "--top-k", help="Hits to return."),
-    ef_search: Optional[int] = typer.Option(None, "--ef-search", min=1, help="hnsw: search breadth for this query."),
+    ef_search: int | None = typer.Option(None, "--ef-search", min=1, help="hnsw: search breadth for this query."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     device: str = DeviceOpt,
 ) -> None:
@@ -565,8 +680,9 @@ def search_cmd(
     ix = ZoomIndex.load(index_dir, device=device)
     res = ix.search(query, k=k, zoom=zoom, ef_search=ef_search)
     if as_json:
-        _print_json({"index": index_dir, "query": query, "zoom": res.zoom, "k": k,
-                     "hits": [h.as_dict() for h in res[0]]})
+        _print_json(
+            {"index": index_dir, "query": query, "zoom": res.zoom, "k": k, "hits": [h.as_dict() for h in res[0]]}
+        )
         return
     t = Table(title=escape(f"{query!r} at {res.zoom} dims ({ix.kind}, {len(ix)} items)"))
     for c in ("rank", "id", "score"):
@@ -582,17 +698,36 @@ def search_cmd(
 
 @app.command("explore")
 def explore_cmd(
-    path: str = typer.Argument(..., help="A run directory (`fractal train --out`) or an index directory (`fractal index build --out`)."),
+    path: str = typer.Argument(
+        ..., help="A run directory (`fractal train --out`) or an index directory (`fractal index build --out`)."
+    ),
     port: int = typer.Option(8765, "--port", min=0, max=65535, help="Port to listen on (0: any free port)."),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (127.0.0.1: this machine only)."),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Run directory only: a built-in dataset name or a .txt / .csv / .tsv / .jsonl / .parquet file (default: the run's dataset)."),
-    split: Optional[str] = typer.Option(None, "--split", help="Dataset split (default: test); files: the rows of this 'split' value (default: all rows)."),
+    corpus: str | None = typer.Option(
+        None,
+        "--corpus",
+        help="Run directory only: a built-in dataset name or a .txt / .csv / .tsv / .jsonl / .parquet file (default: the run's dataset).",
+    ),
+    split: str | None = typer.Option(
+        None,
+        "--split",
+        help="Dataset split (default: test); files: the rows of this 'split' value (default: all rows).",
+    ),
     text: str = TextOpt,
-    levels: Optional[str] = LevelsOpt,
-    run_dir: Optional[str] = typer.Option(None, "--run", help="Index directory only: refuse it unless it was built with this run."),
-    no_cache: bool = typer.Option(False, "--no-cache", help="Run directory: encode the corpus again instead of reusing the cached index."),
+    levels: str | None = LevelsOpt,
+    run_dir: str | None = typer.Option(
+        None, "--run", help="Index directory only: refuse it unless it was built with this run."
+    ),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Run directory: encode the corpus again instead of reusing the cached index."
+    ),
     device: str = DeviceOpt,
-    allow_host: Optional[list[str]] = typer.Option(None, "--allow-host", metavar="NAME", help="Also answer requests for this host name (repeatable; '*': any). By default only 127.0.0.1, localhost, ::1 and --host."),
+    allow_host: list[str] | None = typer.Option(
+        None,
+        "--allow-host",
+        metavar="NAME",
+        help="Also answer requests for this host name (repeatable; '*': any). By default only 127.0.0.1, localhost, ::1 and --host.",
+    ),
 ) -> None:
     """Serve a local web page over a trained run and its corpus: search at every zoom, a corpus map, accuracy per prefix."""
     device = _device(device)
@@ -601,16 +736,31 @@ def explore_cmd(
     check_installed()
     sock = bind(host, port)  # before any encoding: a port in use fails at once
     try:
-        ix, source = open_index(path, corpus=corpus, split=split, text=text, levels=_levels(levels), run=run_dir,
-                                use_cache=not no_cache, show_progress=True, log_fn=_log, device=device)
+        ix, source = open_index(
+            path,
+            corpus=corpus,
+            split=split,
+            text=text,
+            levels=_levels(levels),
+            run=run_dir,
+            use_cache=not no_cache,
+            show_progress=True,
+            log_fn=_log,
+            device=device,
+        )
         explorer = Explorer(ix, source)
         explorer.warm()
         web = create_app(explorer, allowed_hosts=[host, *(allow_host or [])])
         if host not in ("127.0.0.1", "localhost", "::1"):
-            err.print(f"[yellow]warning:[/yellow] listening on {host}: the explorer has no authentication, anyone who "
-                      "can reach this address can query it")
-        err.print(f"fractal explore: {len(ix)} items, run {ix.run.record.run_id}; open {url_of(sock)} "
-                  "(Ctrl+C to stop)", markup=False, soft_wrap=True)
+            err.print(
+                f"[yellow]warning:[/yellow] listening on {host}: the explorer has no authentication, anyone who "
+                "can reach this address can query it"
+            )
+        err.print(
+            f"fractal explore: {len(ix)} items, run {ix.run.record.run_id}; open {url_of(sock)} (Ctrl+C to stop)",
+            markup=False,
+            soft_wrap=True,
+        )
         serve(web, sock)
     finally:
         sock.close()
@@ -618,14 +768,16 @@ def explore_cmd(
 
 @app.command("predict")
 def predict_cmd(
-    name: Optional[str] = typer.Argument(None, help="Built-in dataset name or a CSV/TSV/JSONL/Parquet file."),
+    name: str | None = typer.Argument(None, help="Built-in dataset name or a CSV/TSV/JSONL/Parquet file."),
     text: str = TextOpt,
-    levels: Optional[str] = LevelsOpt,
+    levels: str | None = LevelsOpt,
     on_conflict: str = ConflictOpt,
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
-    fit_file: Optional[str] = typer.Option(None, "--fit", help="A predictor fit file (default: the shipped one)."),
-    refit: Optional[str] = typer.Option(None, "--refit", help="Fit the predictor on RESULTS/main and write --out."),
-    out_path: Optional[str] = typer.Option(None, "--out", help="--refit: where to write the fit (default: the shipped file)."),
+    fit_file: str | None = typer.Option(None, "--fit", help="A predictor fit file (default: the shipped one)."),
+    refit: str | None = typer.Option(None, "--refit", help="Fit the predictor on RESULTS/main and write --out."),
+    out_path: str | None = typer.Option(
+        None, "--out", help="--refit: where to write the fit (default: the shipped file)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Estimate, before training, the S the default method will reach on a taxonomy."""
@@ -634,9 +786,12 @@ def predict_cmd(
 
     if refit:
         fit = fit_predictor(refit, out_path or FIT_FILE)
-        out.print(f"fitted on {len(fit['points'])} datasets ({fit['provenance']['records']} records): S = "
-                  f"{fit['coef'][0]:+.4f} + {fit['coef'][1]:.4f} x product; leave-one-dataset-out MAE "
-                  f"{fit['loo']['mae']:.3f} -> {out_path or FIT_FILE}", soft_wrap=True)
+        out.print(
+            f"fitted on {len(fit['points'])} datasets ({fit['provenance']['records']} records): S = "
+            f"{fit['coef'][0]:+.4f} + {fit['coef'][1]:.4f} x product; leave-one-dataset-out MAE "
+            f"{fit['loo']['mae']:.3f} -> {out_path or FIT_FILE}",
+            soft_wrap=True,
+        )
         return
     if not name:
         raise FractalError("give a dataset name or file to predict for (or --refit RESULTS to refit the predictor)")
@@ -645,16 +800,27 @@ def predict_cmd(
         _print_json(res)
         return
     f, x = res["fit"], res["features"]
-    out.print(f"{res['dataset']}: predicted S for `{res['method']}` = {res['predicted_S']:+.3f} "
-              f"(95% interval [{res['interval'][0]:+.3f}, {res['interval'][1]:+.3f}])", soft_wrap=True)
-    out.print(f"  from H(Lf|L0) = {x['H']:.3f} bits x untrained fine k-NN accuracy {x['untrained_fine_acc']:.3f} "
-              f"({x['scored_rows']} {x['scored_split']} rows) = {x['product']:.3f}"
-              + ("  [outside the fitted range: extrapolating]" if res["extrapolating"] else ""), soft_wrap=True)
+    out.print(
+        f"{res['dataset']}: predicted S for `{res['method']}` = {res['predicted_S']:+.3f} "
+        f"(95% interval [{res['interval'][0]:+.3f}, {res['interval'][1]:+.3f}])",
+        soft_wrap=True,
+    )
+    out.print(
+        f"  from H(Lf|L0) = {x['H']:.3f} bits x untrained fine k-NN accuracy {x['untrained_fine_acc']:.3f} "
+        f"({x['scored_rows']} {x['scored_split']} rows) = {x['product']:.3f}"
+        + ("  [outside the fitted range: extrapolating]" if res["extrapolating"] else ""),
+        soft_wrap=True,
+    )
     if not res["encoder_matches_fit"]:
-        err.print(f"[yellow]warning:[/yellow] the predictor was fitted on {', '.join(f['encoder'])} records, not "
-                  f"{x['encoder']}: treat the estimate as a rough guide")
-    out.print(f"  fit on {', '.join(f['datasets'])}; leave-one-dataset-out MAE {f['loo_mae']:.3f} "
-              f"(predicting the mean: {f['mean_only_mae']:.3f})", soft_wrap=True)
+        err.print(
+            f"[yellow]warning:[/yellow] the predictor was fitted on {', '.join(f['encoder'])} records, not "
+            f"{x['encoder']}: treat the estimate as a rough guide"
+        )
+    out.print(
+        f"  fit on {', '.join(f['datasets'])}; leave-one-dataset-out MAE {f['loo_mae']:.3f} "
+        f"(predicting the mean: {f['mean_only_mae']:.3f})",
+        soft_wrap=True,
+    )
 
 
 def _warn_one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
@@ -685,7 +851,7 @@ def _error(message: str) -> None:
     err.print(f"[red]error:[/red] {escape(' '.join(str(message).split()))}", soft_wrap=True)
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     """Console entry point: every expected failure (a :class:`FractalError`, a usage error: an unknown
     option, a missing argument, a value of the wrong type) is one line ``error: ...`` naming the fix,
     with exit status 2, and no traceback."""

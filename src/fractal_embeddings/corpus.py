@@ -14,14 +14,13 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from .errors import InputDataError
-from .errors import ZoomIndexError
+from .errors import InputDataError, ZoomIndexError
 
 TEXT_SUFFIXES = (".txt",)
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -50,8 +49,14 @@ def _drop_empty(texts, keep_rows, source: str) -> list[int]:
     return rows
 
 
-def read_corpus(source: str, *, split: str | None = None, text: str = "text", levels: Sequence[str] | None = None,
-                id_column: str | None = None) -> Corpus:
+def read_corpus(
+    source: str,
+    *,
+    split: str | None = None,
+    text: str = "text",
+    levels: Sequence[str] | None = None,
+    id_column: str | None = None,
+) -> Corpus:
     """Texts to index from a built-in dataset name (its ``split``, default ``train``, with class
     names at each level), a ``.txt`` file (one text per line; blank lines skipped; id = line index,
     0-based) or a CSV/TSV/JSONL/Parquet file (column ``text``; ``levels`` columns give labels,
@@ -77,8 +82,7 @@ def read_corpus(source: str, *, split: str | None = None, text: str = "text", le
         rows = _drop_empty(lines, list(range(len(lines))), str(path))
         if not rows:
             raise ZoomIndexError(f"empty corpus: {path} has no non-empty lines")
-        return Corpus([lines[i] for i in rows], rows, [None] * len(rows), None, (),
-                      {"kind": "txt", "path": str(path)})
+        return Corpus([lines[i] for i in rows], rows, [None] * len(rows), None, (), {"kind": "txt", "path": str(path)})
     if suffix in TABLE_SUFFIXES:
         return _table_corpus(path, split, text, levels, id_column)
     if path.exists() and path.is_file():
@@ -92,12 +96,19 @@ def read_corpus(source: str, *, split: str | None = None, text: str = "text", le
         raise ZoomIndexError(f"empty corpus: split '{split}' of {ds.name} has no rows")
     classes = [lv.classes for lv in ds.levels]
     labels = [[classes[k][c] for k, c in enumerate(row)] for row in sp.labels.tolist()]
-    return Corpus(list(sp.texts), list(range(len(sp))), [None] * len(sp), labels, ds.level_names,
-                  {"kind": "dataset", "name": ds.name, "split": split, "fingerprint": ds.fingerprint()})
+    return Corpus(
+        list(sp.texts),
+        list(range(len(sp))),
+        [None] * len(sp),
+        labels,
+        ds.level_names,
+        {"kind": "dataset", "name": ds.name, "split": split, "fingerprint": ds.fingerprint()},
+    )
 
 
 def _payloads(df, extra: list, keep: list[int], path: Path) -> list:
     """The other columns of the kept rows as JSON objects; a column JSON can't hold (binary) is left out, with a warning."""
+
     def as_json(cols):
         return json.loads(df[cols].iloc[keep].to_json(orient="records"))
 
@@ -111,8 +122,11 @@ def _payloads(df, extra: list, keep: list[int], path: Path) -> list:
                 good.append(c)
             except (ValueError, TypeError, OverflowError, UnicodeError):
                 bad.append(c)
-        warnings.warn(f"{path}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} left out of the "
-                      "payloads: its values can't be stored as JSON (binary data?)", stacklevel=4)
+        warnings.warn(
+            f"{path}: column{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))} left out of the "
+            "payloads: its values can't be stored as JSON (binary data?)",
+            stacklevel=4,
+        )
         return as_json(good) if good else [None] * len(keep)
 
 
@@ -126,8 +140,10 @@ def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
     wanted = [text, *levels] + ([id_column] if id_column else []) + (["split"] if split else [])
     missing = [c for c in wanted if c not in df.columns]
     if missing:
-        raise InputDataError(f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has "
-                             f"{describe_columns(df.columns)} (set --text / --levels / --id)")
+        raise InputDataError(
+            f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has "
+            f"{describe_columns(df.columns)} (set --text / --levels / --id)"
+        )
     check_scalar_columns(df, [text, *levels] + (["split"] if split else []), path)
     keep = list(range(len(df)))
     if split:
@@ -145,13 +161,21 @@ def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
     labels = None
     if levels:
         cols = [df[lv].tolist() for lv in levels]
-        labels = [["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in (c[i] for c in cols)]
-                  for i in keep]
+        labels = [
+            ["" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v) for v in (c[i] for c in cols)]
+            for i in keep
+        ]
     if id_column:
         raw = df[id_column].tolist()
         ids = [raw[i].item() if isinstance(raw[i], np.generic) else raw[i] for i in keep]
         ids = [i if isinstance(i, (int, str)) and not isinstance(i, bool) else str(i) for i in ids]
     else:
         ids = keep
-    return Corpus([texts[i] for i in keep], ids, payloads, labels, tuple(levels),
-                  {"kind": path.suffix.lower().lstrip("."), "path": str(path), "split": split})
+    return Corpus(
+        [texts[i] for i in keep],
+        ids,
+        payloads,
+        labels,
+        tuple(levels),
+        {"kind": path.suffix.lower().lstrip("."), "path": str(path), "split": split},
+    )

@@ -26,15 +26,19 @@ def resolve_device(device: str | None = "auto") -> str:
     m = re.fullmatch(r"cuda(?::(\d+))?", spec)
     if m:
         if not torch.cuda.is_available():
-            raise FractalError(f"device {device!r}: torch sees no CUDA GPU on this machine (torch {torch.__version__}); "
-                               f"use --device cpu (or auto), or install a CUDA build of torch")
+            raise FractalError(
+                f"device {device!r}: torch sees no CUDA GPU on this machine (torch {torch.__version__}); "
+                f"use --device cpu (or auto), or install a CUDA build of torch"
+            )
         n = torch.cuda.device_count()
         if m.group(1) is not None and int(m.group(1)) >= n:
             raise FractalError(f"device {device!r}: this machine has {n} CUDA device(s), numbered 0..{n - 1}")
         return spec
     if spec == "mps":
         if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise FractalError(f"device {device!r}: Apple's MPS backend is not available here; use --device cpu or auto")
+            raise FractalError(
+                f"device {device!r}: Apple's MPS backend is not available here; use --device cpu or auto"
+            )
         return "mps"
     raise FractalError(f"unknown device {device!r}; use {DEVICES}")
 

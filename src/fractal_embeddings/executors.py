@@ -23,14 +23,20 @@ import os
 import signal
 import sys
 import threading
-from typing import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from .errors import FractalError
 
 EXECUTORS = ("local", "ray")
 # settings a worker must share with the driver
-FORWARDED_ENV = ("FRACTAL_DATA", "FRACTAL_CACHE", "HF_HUB_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM",
-                 "TRANSFORMERS_OFFLINE")
+FORWARDED_ENV = (
+    "FRACTAL_DATA",
+    "FRACTAL_CACHE",
+    "HF_HUB_OFFLINE",
+    "HF_HOME",
+    "TOKENIZERS_PARALLELISM",
+    "TRANSFORMERS_OFFLINE",
+)
 
 
 # ------------------------------------------------------------------ pool workers die with their parent
@@ -110,8 +116,12 @@ class LocalExecutor:
 
         # spawn, not fork: a forked child of a process whose onnxruntime / OpenMP thread pools are
         # running can deadlock; a spawned worker starts clean (and imports the library once)
-        pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=mp.get_context("spawn"),
-                                   initializer=_worker_init, initargs=(os.getpid(),))
+        pool = ProcessPoolExecutor(
+            max_workers=self.workers,
+            mp_context=mp.get_context("spawn"),
+            initializer=_worker_init,
+            initargs=(os.getpid(),),
+        )
         finished = False
         try:
             futures = [pool.submit(fn, *args) for args in tasks]
@@ -228,4 +238,3 @@ def get_executor(name: str = "local", *, workers: int = 1, ray_address: str | No
     if name == "ray":
         return RayExecutor(address=ray_address, num_cpus=None if ray_address else max(1, workers))
     raise FractalError(f"unknown executor '{name}'; use one of {', '.join(EXECUTORS)}")
-

@@ -75,8 +75,10 @@ STATIC_DIR = Path(__file__).resolve().parent / "explore_static"
 STATIC_FILES = {"app.js": "text/javascript; charset=utf-8", "app.css": "text/css; charset=utf-8"}
 CACHE_SUBDIR = "explore"
 FILE_SUFFIXES = TEXT_SUFFIXES + TABLE_SUFFIXES
-PREDICTED_RULE = ("predicted coarse class = the majority coarse label of the query's k nearest neighbours "
-                  "at the coarse zoom (first block); a tie goes to the label of the nearest tied row")
+PREDICTED_RULE = (
+    "predicted coarse class = the majority coarse label of the query's k nearest neighbours "
+    "at the coarse zoom (first block); a tie goes to the label of the nearest tied row"
+)
 
 log = logging.getLogger("fractal_embeddings.explore")
 
@@ -94,8 +96,12 @@ class BadRequest(ExploreError):
 # ------------------------------------------------------------------ opening an index
 def _cache_key(run, corpus_spec: dict) -> str:
     rec = run.record
-    ident = {"run_id": rec.run_id, "weights": rec.weights.sha256 if rec.weights else None,
-             "encoder": rec.encoder.fingerprint, "corpus": corpus_spec}
+    ident = {
+        "run_id": rec.run_id,
+        "weights": rec.weights.sha256 if rec.weights else None,
+        "encoder": rec.encoder.fingerprint,
+        "corpus": corpus_spec,
+    }
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -107,24 +113,45 @@ def _corpus_spec(run, corpus: str | None, split: str, text: str, levels) -> dict
     if p.is_file():
         from .records import file_sha256
 
-        return {"kind": "file", "path": str(p.resolve()), "sha256": file_sha256(p), "split": split, "text": text,
-                "levels": list(levels or [])}
+        return {
+            "kind": "file",
+            "path": str(p.resolve()),
+            "sha256": file_sha256(p),
+            "split": split,
+            "text": text,
+            "levels": list(levels or []),
+        }
     return {"kind": "dataset", "name": corpus, "split": split, "levels": list(levels or [])}
 
 
-def _build(run, corpus: str | None, split: str | None, text: str, levels, encoder, show_progress: bool,
-           device: str | None = "auto") -> ZoomIndex:
+def _build(
+    run,
+    corpus: str | None,
+    split: str | None,
+    text: str,
+    levels,
+    encoder,
+    show_progress: bool,
+    device: str | None = "auto",
+) -> ZoomIndex:
     if corpus is not None:
         from .index import build_from_source
 
-        return build_from_source(run, corpus, split=split, text=text, levels=levels, encoder=encoder,
-                                 show_progress=show_progress, device=device)
+        return build_from_source(
+            run,
+            corpus,
+            split=split,
+            text=text,
+            levels=levels,
+            encoder=encoder,
+            show_progress=show_progress,
+            device=device,
+        )
     from .runs import dataset_for_record
 
     ds = dataset_for_record(run.record)
     if split not in ds.splits:
-        raise ExploreError(f"the run's dataset {ds.name} has no '{split}' split; pass --split "
-                           f"{' or '.join(ds.splits)}")
+        raise ExploreError(f"the run's dataset {ds.name} has no '{split}' split; pass --split {' or '.join(ds.splits)}")
     sp = ds.split(split)
     classes = [lv.classes for lv in ds.levels]
     labels = [[classes[k][c] for k, c in enumerate(row)] for row in sp.labels.tolist()]
@@ -132,8 +159,11 @@ def _build(run, corpus: str | None, split: str | None, text: str, levels, encode
     enc = ix.encoder
     root, rows = sp.source_rows()  # a subset: cut it from its full split's cached vectors when there are some
     full = enc.cached(root.texts, role=ix.corpus_role) if rows is not None else None
-    X = np.asarray(full)[rows] if full is not None else enc.embed(list(sp.texts), role=ix.corpus_role,
-                                                                   show_progress=show_progress)
+    X = (
+        np.asarray(full)[rows]
+        if full is not None
+        else enc.embed(list(sp.texts), role=ix.corpus_role, show_progress=show_progress)
+    )
     ix.add(list(sp.texts), ids=list(range(len(sp))), labels=labels, vectors=run.transform(X))
     return ix
 
@@ -145,10 +175,21 @@ def _effective_split(corpus: str | None, split: str | None) -> str | None:
     return split or "test"
 
 
-def open_index(path, *, corpus: str | None = None, split: str | None = None, text: str = "text",
-               levels: Sequence[str] | None = None, run=None, encoder=None, cache_dir=None,
-               use_cache: bool = True, show_progress: bool = False,
-               log_fn: Callable[[str], None] | None = None, device: str | None = "auto") -> tuple[ZoomIndex, dict]:
+def open_index(
+    path,
+    *,
+    corpus: str | None = None,
+    split: str | None = None,
+    text: str = "text",
+    levels: Sequence[str] | None = None,
+    run=None,
+    encoder=None,
+    cache_dir=None,
+    use_cache: bool = True,
+    show_progress: bool = False,
+    log_fn: Callable[[str], None] | None = None,
+    device: str | None = "auto",
+) -> tuple[ZoomIndex, dict]:
     """The index to explore and where it came from.
 
     ``path`` is an index directory (``fractal index build --out``; loaded and checked, ``run``
@@ -163,20 +204,28 @@ def open_index(path, *, corpus: str | None = None, split: str | None = None, tex
     say = log_fn or (lambda _m: None)
     p = Path(path)
     if not p.exists():
-        raise ExploreError(f"{p}: no such directory; pass a run directory (`fractal train --out`) or an index "
-                           "directory (`fractal index build --out`)")
+        raise ExploreError(
+            f"{p}: no such directory; pass a run directory (`fractal train --out`) or an index "
+            "directory (`fractal index build --out`)"
+        )
     if not p.is_dir():
-        raise ExploreError(f"{p} is a file; pass a run directory (`fractal train --out`) or an index directory "
-                           "(`fractal index build --out`)")
+        raise ExploreError(
+            f"{p} is a file; pass a run directory (`fractal train --out`) or an index directory "
+            "(`fractal index build --out`)"
+        )
     if (p / META_FILE).is_file():
         if corpus is not None:
-            raise ExploreError(f"{p} is an index directory: it holds its own corpus, so --corpus does not apply; "
-                               "pass a run directory to explore another corpus")
+            raise ExploreError(
+                f"{p} is an index directory: it holds its own corpus, so --corpus does not apply; "
+                "pass a run directory to explore another corpus"
+            )
         ix = ZoomIndex.load(p, run=run, encoder=encoder, device=device)
         return ix, {"kind": "index", "path": str(p), "corpus": None, "cached": False}
     if not (p / RECORD_FILE).is_file():
-        raise ExploreError(f"{p}: neither a run directory (no {RECORD_FILE}) nor an index directory (no {META_FILE}); "
-                           "pass the directory `fractal train --out` or `fractal index build --out` wrote")
+        raise ExploreError(
+            f"{p}: neither a run directory (no {RECORD_FILE}) nor an index directory (no {META_FILE}); "
+            "pass the directory `fractal train --out` or `fractal index build --out` wrote"
+        )
     if run is not None:
         raise ExploreError("--run applies to an index directory; with a run directory the index is built from that run")
     the_run = load_run(p)
@@ -224,8 +273,9 @@ class Explorer:
 
     Methods take the raw request strings or values and raise :class:`BadRequest` on invalid input."""
 
-    def __init__(self, index: ZoomIndex, source: dict | None = None, *, map_max_points: int = MAP_MAX_POINTS,
-                 seed: int = 0):
+    def __init__(
+        self, index: ZoomIndex, source: dict | None = None, *, map_max_points: int = MAP_MAX_POINTS, seed: int = 0
+    ):
         if len(index) == 0:
             raise ExploreError("the index is empty; build it over a corpus with at least one text")
         self.index = index
@@ -256,7 +306,9 @@ class Explorer:
         if zoom is None or (isinstance(zoom, str) and not zoom.strip()):
             raise BadRequest(f"zoom is missing; use coarse, fine or a prefix length ({dims})")
         if isinstance(zoom, str) and (len(zoom) > 16 or not zoom.isascii()):
-            raise BadRequest(f"zoom {zoom[:20]!r} is not one of this index's zooms; use coarse, fine or a prefix length ({dims})")
+            raise BadRequest(
+                f"zoom {zoom[:20]!r} is not one of this index's zooms; use coarse, fine or a prefix length ({dims})"
+            )
         try:
             return self.index.zoom_dims(zoom)
         except ZoomIndexError as e:
@@ -312,8 +364,14 @@ class Explorer:
         coarse = self.levels[0]
         labels = [h.labels[coarse] for h in res]
         label = str(vote(np.array([labels]))[0])  # the k-NN vote of the evaluation: a tie goes to the nearest
-        return {"level": coarse, "label": label, "votes": labels.count(label), "k": len(res), "zoom": self.index.dims[0],
-                "rule": PREDICTED_RULE}
+        return {
+            "level": coarse,
+            "label": label,
+            "votes": labels.count(label),
+            "k": len(res),
+            "zoom": self.index.dims[0],
+            "rule": PREDICTED_RULE,
+        }
 
     def search(self, q, zoom="fine", k=DEFAULT_K) -> dict:
         q, zd, k = self.query(q), self.zoom(zoom), self.k(k)
@@ -325,11 +383,28 @@ class Explorer:
         coarse = self.levels[0] if self.has_labels else None
         out = []
         for h in hits:
-            out.append({"rank": h.rank, "row": h.row, "id": h.id, "score": round(h.score, 4), "text": h.text,
-                        "labels": h.labels, "payload": h.payload,
-                        "in_predicted": bool(predicted and h.labels and h.labels.get(coarse) == predicted["label"])})
-        return {"query": q, "zoom": zd, "zoom_name": self._zoom_name(zd), "k": k, "hits": out, "predicted": predicted,
-                "n_in_predicted": sum(h["in_predicted"] for h in out), "point": point}
+            out.append(
+                {
+                    "rank": h.rank,
+                    "row": h.row,
+                    "id": h.id,
+                    "score": round(h.score, 4),
+                    "text": h.text,
+                    "labels": h.labels,
+                    "payload": h.payload,
+                    "in_predicted": bool(predicted and h.labels and h.labels.get(coarse) == predicted["label"]),
+                }
+            )
+        return {
+            "query": q,
+            "zoom": zd,
+            "zoom_name": self._zoom_name(zd),
+            "k": k,
+            "hits": out,
+            "predicted": predicted,
+            "n_in_predicted": sum(h["in_predicted"] for h in out),
+            "point": point,
+        }
 
     def _zoom_name(self, zd: int) -> str:
         return "coarse" if zd == self.index.dims[0] else "fine" if zd == self.index.dims[-1] else "intermediate"
@@ -348,10 +423,15 @@ class Explorer:
                     if comps[i][np.argmax(np.abs(comps[i]))] < 0:
                         comps[i] = -comps[i]
                 xy = Xc @ comps.T
-                var = s ** 2
+                var = s**2
                 ratio = (var[:2] / var.sum()).tolist() if var.sum() > 0 else [0.0, 0.0]
-                m = {"mean": mean, "comps": comps, "x": _round(xy[:, 0]), "y": _round(xy[:, 1]),
-                     "explained": _round(ratio + [0.0] * (2 - len(ratio)), 4)}
+                m = {
+                    "mean": mean,
+                    "comps": comps,
+                    "x": _round(xy[:, 0]),
+                    "y": _round(xy[:, 1]),
+                    "explained": _round(ratio + [0.0] * (2 - len(ratio)), 4),
+                }
                 self._maps[zd] = m
             return m
 
@@ -368,16 +448,32 @@ class Explorer:
         if self.has_labels:
             level = self.levels[0] if color == "coarse" else self.levels[-1]
             codes = self.codes[level][self.map_rows].tolist()
-        return {"zoom": zd, "color": color, "level": level, "method": "pca", "explained": m["explained"],
-                "n": len(self.map_rows), "total": len(self.index), "x": m["x"], "y": m["y"], "c": codes,
-                "classes": self.classes.get(level) if level else None}
+        return {
+            "zoom": zd,
+            "color": color,
+            "level": level,
+            "method": "pca",
+            "explained": m["explained"],
+            "n": len(self.map_rows),
+            "total": len(self.index),
+            "x": m["x"],
+            "y": m["y"],
+            "c": codes,
+            "classes": self.classes.get(level) if level else None,
+        }
 
     def corpus(self) -> dict:
         """Texts and label codes of the map's rows (the page fetches them once, for hovering)."""
         rows = self.map_rows.tolist()
-        return {"rows": rows, "texts": [self.index.texts[r] for r in rows], "levels": self.levels if self.has_labels else [],
-                "classes": self.classes, "codes": {lv: self.codes[lv][self.map_rows].tolist() for lv in self.codes},
-                "sampled": len(rows) < len(self.index), "total": len(self.index)}
+        return {
+            "rows": rows,
+            "texts": [self.index.texts[r] for r in rows],
+            "levels": self.levels if self.has_labels else [],
+            "classes": self.classes,
+            "codes": {lv: self.codes[lv][self.map_rows].tolist() for lv in self.codes},
+            "sampled": len(rows) < len(self.index),
+            "total": len(self.index),
+        }
 
     def warm(self) -> None:
         """Load the encoder and compute the coarse map now, so the first request is not the slow one."""
@@ -392,17 +488,30 @@ class Explorer:
             return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in (d or {}).items()}
 
         ev = rec.eval
-        return {"run_id": rec.run_id, "method": rec.method, "seed": rec.seed,
-                "dataset": rec.dataset.name, "levels": rec.level_names,
-                "encoder": rec.encoder.name, "dims": list(self.index.dims),
-                "accuracy": rec.accuracy, "baseline_accuracy": rec.baseline.accuracy,
-                "steerability": finite(rec.steerability),
-                "baseline_steerability": finite(rec.baseline.steerability),
-                "eval": {"split": ev.split, "rows": ev.n_rows, "k": ev.k},
-                "index": {"size": len(self.index), "kind": self.index.kind, "levels": self.levels,
-                          "has_labels": self.has_labels, "map_points": len(self.map_rows), "source": self.source},
-                "limits": {"max_query_chars": MAX_QUERY_CHARS, "max_k": MAX_K, "default_k": DEFAULT_K},
-                "predicted_rule": PREDICTED_RULE}
+        return {
+            "run_id": rec.run_id,
+            "method": rec.method,
+            "seed": rec.seed,
+            "dataset": rec.dataset.name,
+            "levels": rec.level_names,
+            "encoder": rec.encoder.name,
+            "dims": list(self.index.dims),
+            "accuracy": rec.accuracy,
+            "baseline_accuracy": rec.baseline.accuracy,
+            "steerability": finite(rec.steerability),
+            "baseline_steerability": finite(rec.baseline.steerability),
+            "eval": {"split": ev.split, "rows": ev.n_rows, "k": ev.k},
+            "index": {
+                "size": len(self.index),
+                "kind": self.index.kind,
+                "levels": self.levels,
+                "has_labels": self.has_labels,
+                "map_points": len(self.map_rows),
+                "source": self.source,
+            },
+            "limits": {"max_query_chars": MAX_QUERY_CHARS, "max_k": MAX_K, "default_k": DEFAULT_K},
+            "predicted_rule": PREDICTED_RULE,
+        }
 
 
 # ------------------------------------------------------------------ the web app
@@ -427,13 +536,23 @@ class _JsonErrors:
         try:
             await self.app(scope, receive, watch)
         except Exception as e:  # the catch-all the API promises
-            log.error("explore: %s %s failed: %s: %s", scope.get("method"), scope.get("path"), type(e).__name__,
-                      str(e).splitlines()[0][:200] if str(e) else "")
+            log.error(
+                "explore: %s %s failed: %s: %s",
+                scope.get("method"),
+                scope.get("path"),
+                type(e).__name__,
+                str(e).splitlines()[0][:200] if str(e) else "",
+            )
             if started:
                 raise
             body = json.dumps({"error": "internal error; the server log has one line about it", "status": 500}).encode()
-            await send({"type": "http.response.start", "status": 500,
-                        "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+                }
+            )
             await send({"type": "http.response.body", "body": body})
 
 
@@ -441,7 +560,7 @@ def _host_name(value: str) -> str:
     """The host of a ``Host`` header value (``name``, ``name:port``, ``[v6]:port``), lower-cased, no trailing dot."""
     v = value.strip().lower()
     if v.startswith("["):
-        v = v[1:v.find("]")] if "]" in v else v[1:]
+        v = v[1 : v.find("]")] if "]" in v else v[1:]
     elif v.count(":") == 1:
         v = v.split(":", 1)[0]
     return v.rstrip(".")
@@ -463,9 +582,17 @@ class _Guard:
     @staticmethod
     async def _refuse(send, status: int, msg: str) -> None:
         body = json.dumps({"error": msg, "status": status}).encode()
-        await send({"type": "http.response.start", "status": status,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                    (b"connection", b"close"),
+                ],
+            }
+        )
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope, receive, send):
@@ -479,19 +606,28 @@ class _Guard:
         host = _host_name(raw_host)
         if "*" not in self.allowed and host not in self.allowed:
             shown = repr(raw_host[:60]) if raw_host else "missing"
-            await self._refuse(send, 400, f"host {shown} is not allowed: this explorer answers only "
-                                          f"{', '.join(sorted(self.allowed))}; open it at http://127.0.0.1:PORT/, or "
-                                          "start it with --allow-host NAME (allowed_hosts=[...]) for another name")
+            await self._refuse(
+                send,
+                400,
+                f"host {shown} is not allowed: this explorer answers only "
+                f"{', '.join(sorted(self.allowed))}; open it at http://127.0.0.1:PORT/, or "
+                "start it with --allow-host NAME (allowed_hosts=[...]) for another name",
+            )
             return
         size = len(scope.get("raw_path") or scope.get("path", "").encode()) + len(scope.get("query_string") or b"")
         if size > MAX_URL_BYTES:
-            await self._refuse(send, 414, f"the URL has {size} bytes; at most {MAX_URL_BYTES} are accepted (queries "
-                                          f"are at most {MAX_QUERY_CHARS} characters)")
+            await self._refuse(
+                send,
+                414,
+                f"the URL has {size} bytes; at most {MAX_URL_BYTES} are accepted (queries "
+                f"are at most {MAX_QUERY_CHARS} characters)",
+            )
             return
         length = headers.get(b"content-length", b"0").strip()
         if (length and length != b"0") or b"transfer-encoding" in headers:
-            await self._refuse(send, 413, "request bodies are not accepted: the API answers GET with its input in the "
-                                          "query string")
+            await self._refuse(
+                send, 413, "request bodies are not accepted: the API answers GET with its input in the query string"
+            )
             return
         await self.app(scope, receive, send)
 
@@ -502,7 +638,9 @@ def check_installed() -> None:
         import starlette  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError:
-        raise ExploreError("the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'") from None
+        raise ExploreError(
+            "the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'"
+        ) from None
 
 
 def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
@@ -519,7 +657,9 @@ def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
         from starlette.responses import JSONResponse, Response
         from starlette.routing import Route
     except ImportError:
-        raise ExploreError("the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'") from None
+        raise ExploreError(
+            "the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'"
+        ) from None
 
     def page(name: str) -> bytes:
         path = STATIC_DIR / name
@@ -538,6 +678,7 @@ def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
             except BadRequest as e:
                 return JSONResponse({"error": str(e), "status": 400}, status_code=400)
             return JSONResponse(data, headers=nocache)
+
         return endpoint
 
     async def home(request):
@@ -551,8 +692,10 @@ def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
         return Response(body, media_type=ctype, headers=nocache)
 
     async def http_error(request, exc):
-        msg = {404: "not found: the API is /api/search, /api/map, /api/corpus and /api/run",
-               405: "method not allowed: the API answers GET"}.get(exc.status_code, str(exc.detail))
+        msg = {
+            404: "not found: the API is /api/search, /api/map, /api/corpus and /api/run",
+            405: "method not allowed: the API answers GET",
+        }.get(exc.status_code, str(exc.detail))
         return JSONResponse({"error": msg, "status": exc.status_code}, status_code=exc.status_code)
 
     routes = [
@@ -564,8 +707,11 @@ def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
         Route("/api/corpus", api(lambda p: explorer.corpus())),
         Route("/api/run", api(lambda p: explorer.run_info())),
     ]
-    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error},
-                    middleware=[Middleware(_JsonErrors), Middleware(_Guard, allowed=allowed_host_names(allowed_hosts))])
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: http_error},
+        middleware=[Middleware(_JsonErrors), Middleware(_Guard, allowed=allowed_host_names(allowed_hosts))],
+    )
     app.state.explorer = explorer
     return app
 
@@ -578,7 +724,9 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as e:
-        raise ExploreError(f"cannot resolve host {host!r} ({e.strerror}); use 127.0.0.1 (default) or an address of this machine") from None
+        raise ExploreError(
+            f"cannot resolve host {host!r} ({e.strerror}); use 127.0.0.1 (default) or an address of this machine"
+        ) from None
     family, _, _, _, addr = infos[0]
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -590,11 +738,15 @@ def bind(host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> socket.socket:
         import errno
 
         if e.errno == errno.EADDRINUSE:
-            raise ExploreError(f"port {port} on {host} is in use (another server, or an explorer already running); "
-                               "pass --port with another number, or --port 0 for any free port") from None
+            raise ExploreError(
+                f"port {port} on {host} is in use (another server, or an explorer already running); "
+                "pass --port with another number, or --port 0 for any free port"
+            ) from None
         if e.errno in (errno.EACCES, errno.EPERM):
-            raise ExploreError(f"not allowed to listen on {host}:{port} (ports below 1024 need privileges); "
-                               "pass --port 8765 or another port above 1023") from None
+            raise ExploreError(
+                f"not allowed to listen on {host}:{port} (ports below 1024 need privileges); "
+                "pass --port 8765 or another port above 1023"
+            ) from None
         raise ExploreError(f"cannot listen on {host}:{port} ({e.strerror}); pass another --host or --port") from None
     return sock
 
@@ -608,7 +760,9 @@ def _server(app, sock: socket.socket, log_level: str = "warning"):
     try:
         import uvicorn
     except ImportError:
-        raise ExploreError("the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'") from None
+        raise ExploreError(
+            "the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'"
+        ) from None
     host, port = sock.getsockname()[:2]
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="off")
     return uvicorn.Server(config)
@@ -622,16 +776,17 @@ def serve(app, sock: socket.socket, log_level: str = "warning") -> None:
 class ServerThread:
     """``app`` served by uvicorn in a background thread (for notebooks and tests)::
 
-        with ServerThread(create_app(ex)) as url:   # port 0: a free port
-            ...
+    with ServerThread(create_app(ex)) as url:   # port 0: a free port
+        ...
     """
 
     def __init__(self, app, host: str = DEFAULT_HOST, port: int = 0, log_level: str = "warning"):
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
         self.server = _server(app, self.sock, log_level)
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
-                                       name="fractal-explore")
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True, name="fractal-explore"
+        )
 
     def start(self, timeout: float = 30.0) -> str:
         self.thread.start()

@@ -97,20 +97,28 @@ def export_dims(record: RunRecord, dims: int | None = None, portable: bool = Fal
     if kind is None:
         raise ExportError(f"method {method} trains no head (it is the encoder truncated); there is nothing to export")
     if h.finetuned_encoder_layers:
-        raise ExportError(f"run {record.run_id} fine-tuned {h.finetuned_encoder_layers} encoder layers on cached "
-                          f"token states; export handles head runs on a frozen encoder and `fractal finetune` runs")
+        raise ExportError(
+            f"run {record.run_id} fine-tuned {h.finetuned_encoder_layers} encoder layers on cached "
+            f"token states; export handles head runs on a frozen encoder and `fractal finetune` runs"
+        )
     block, full = h.block_dim, h.dim
     if not portable:
         if dims not in (None, full):
-            raise ExportError(f"--dims applies to --portable exports only: the default export holds all {full} dims and "
-                              f"serves every prefix exactly through truncate_dim; drop --dims or add --portable")
+            raise ExportError(
+                f"--dims applies to --portable exports only: the default export holds all {full} dims and "
+                f"serves every prefix exactly through truncate_dim; drop --dims or add --portable"
+            )
         return full
     if is_finetuned_model(record):
-        raise ExportError(f"run {record.run_id} is a fine-tuned sentence-transformers model with a FractalHead, "
-                          f"which has no built-in-modules form; export it without --portable")
+        raise ExportError(
+            f"run {record.run_id} is a fine-tuned sentence-transformers model with a FractalHead, "
+            f"which has no built-in-modules form; export it without --portable"
+        )
     if kind not in EXPORTABLE_HEADS:
-        raise ExportError(f"a {kind} head (method {method}) has no --portable form: only linear and mlp heads map "
-                          f"onto built-in sentence-transformers modules (Dense); export it without --portable")
+        raise ExportError(
+            f"a {kind} head (method {method}) has no --portable form: only linear and mlp heads map "
+            f"onto built-in sentence-transformers modules (Dense); export it without --portable"
+        )
     if dims is None:
         dims = full
     if not (1 <= dims <= full and dims % block == 0):
@@ -119,7 +127,8 @@ def export_dims(record: RunRecord, dims: int | None = None, portable: bool = Fal
         raise ExportError(
             f"the head of run {record.run_id} L2-normalises each {block}-d block, which no built-in "
             f"sentence-transformers module reproduces: a --portable export would match the run only at {block} dims; "
-            f"export without --portable (exact at every prefix, needs trust_remote_code=True), or pass --dims {block}")
+            f"export without --portable (exact at every prefix, needs trust_remote_code=True), or pass --dims {block}"
+        )
     return dims
 
 
@@ -134,13 +143,16 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
         if not overwrite:
             raise ExportError(f"{out} is not empty; choose another folder or pass --overwrite")
         if not (out / EXPORT_FILE).is_file():  # only a folder this function wrote is ever deleted
-            raise ExportError(f"{out} is not empty and holds no exported model ({EXPORT_FILE}), so --overwrite "
-                              f"won't delete it; choose an empty or new folder")
+            raise ExportError(
+                f"{out} is not empty and holds no exported model ({EXPORT_FILE}), so --overwrite "
+                f"won't delete it; choose an empty or new folder"
+            )
     from .atomic import check_output_dir
 
     # the rest (a file above it, a folder it can't write in), before any work
-    check_output_dir(out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR",
-                     error=ExportError)
+    check_output_dir(
+        out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR", error=ExportError
+    )
 
 
 def _encoder(record: RunRecord, encoder=None):
@@ -153,14 +165,18 @@ def _encoder(record: RunRecord, encoder=None):
         encoder = encoder_for_record(record, device="cpu")
     rm = encoder.resolved
     if rm.folder is None or not (rm.folder / "modules.json").is_file():
-        raise ExportError(f"encoder {rm.name} is not a sentence-transformers folder (it ships as ONNX only), so it "
-                          f"cannot be exported; train on a sentence-transformers encoder such as minilm-l6")
+        raise ExportError(
+            f"encoder {rm.name} is not a sentence-transformers folder (it ships as ONNX only), so it "
+            f"cannot be exported; train on a sentence-transformers encoder such as minilm-l6"
+        )
     ident = encoder.identity().as_dict()
     check_compatible(record, encoder_identity=ident)
     diff = [k for k in ("prompt", "normalize", "max_seq_length", "pooling") if ident[k] != want[k]]
     if diff:
-        raise ExportError(f"the encoder given differs from run {record.run_id}'s in {', '.join(diff)} "
-                          f"({', '.join(f'{ident[k]!r} vs {want[k]!r}' for k in diff)}); pass the run's encoder or none")
+        raise ExportError(
+            f"the encoder given differs from run {record.run_id}'s in {', '.join(diff)} "
+            f"({', '.join(f'{ident[k]!r} vs {want[k]!r}' for k in diff)}); pass the run's encoder or none"
+        )
     return encoder
 
 
@@ -178,11 +194,16 @@ def build_model(head, encoder, dims: int, portable: bool = False):
         model = SentenceTransformer(str(rm.folder), device="cpu", local_files_only=True)
     except Exception as ex:  # noqa: BLE001 - any loader failure becomes one line
         raise ExportError(f"cannot load encoder {rm.name} with sentence-transformers ({str(ex)[:160]})") from None
-    foreign = [type(m).__module__ + "." + type(m).__name__ for m in model
-               if not type(m).__module__.startswith("sentence_transformers.")]
+    foreign = [
+        type(m).__module__ + "." + type(m).__name__
+        for m in model
+        if not type(m).__module__.startswith("sentence_transformers.")
+    ]
     if foreign:
-        raise ExportError(f"encoder {rm.name} uses custom modules ({', '.join(foreign)}); export needs built-in "
-                          f"sentence-transformers modules only")
+        raise ExportError(
+            f"encoder {rm.name} uses custom modules ({', '.join(foreign)}); export needs built-in "
+            f"sentence-transformers modules only"
+        )
     if encoder.normalize:
         if not isinstance(model[-1], Normalize):
             model.append(Normalize())
@@ -208,8 +229,16 @@ def build_model(head, encoder, dims: int, portable: bool = False):
         bias = linear.bias.detach().clone() if linear.bias is not None else None
         if i == len(layers) - 1:
             weight, bias = weight[:dims].clone(), bias[:dims].clone() if bias is not None else None
-        model.append(Dense(weight.shape[1], weight.shape[0], bias=bias is not None, activation_function=activation,
-                           init_weight=weight, init_bias=bias))
+        model.append(
+            Dense(
+                weight.shape[1],
+                weight.shape[0],
+                bias=bias is not None,
+                activation_function=activation,
+                init_weight=weight,
+                init_bias=bias,
+            )
+        )
     if cfg.block_norm:  # export_dims allows one block only: normalising it is the head's block norm
         model.append(Normalize())
     return _finish(model, encoder)
@@ -234,8 +263,13 @@ def load_exported(folder, truncate_dim: int | None = None):
 
     from .encoders import trusts_own_modules
 
-    return SentenceTransformer(str(folder), device="cpu", local_files_only=True, truncate_dim=truncate_dim,
-                               trust_remote_code=trusts_own_modules(Path(folder)))
+    return SentenceTransformer(
+        str(folder),
+        device="cpu",
+        local_files_only=True,
+        truncate_dim=truncate_dim,
+        trust_remote_code=trusts_own_modules(Path(folder)),
+    )
 
 
 def check_export(folder, ref, dims: int, block_dim: int, texts=PROBE_TEXTS) -> dict[str, float]:
@@ -290,12 +324,20 @@ def _architecture(h, dims: int, portable: bool) -> str:
         if h.get("block_norm"):
             parts.append("each block L2-normalised")
         return "FractalHead(" + ", ".join(parts) + ")"
-    return (f"Dense({h.get('input_dim')} -> {h.get('hidden_dim')}, GELU) + Dense({h.get('hidden_dim')} -> {dims})"
-            if h.kind == "mlp" else f"Dense({h.get('input_dim')} -> {dims})")
+    return (
+        f"Dense({h.get('input_dim')} -> {h.get('hidden_dim')}, GELU) + Dense({h.get('hidden_dim')} -> {dims})"
+        if h.kind == "mlp"
+        else f"Dense({h.get('input_dim')} -> {dims})"
+    )
 
 
-def model_card(record: RunRecord, dims: int, check: dict[str, float], folder_name: str = "path/to/this/folder",
-               portable: bool = False) -> str:
+def model_card(
+    record: RunRecord,
+    dims: int,
+    check: dict[str, float],
+    folder_name: str = "path/to/this/folder",
+    portable: bool = False,
+) -> str:
     """The README.md of an export: every number from the run record (or the export check)."""
     from .objectives import OBJECTIVES
 
@@ -308,55 +350,105 @@ def model_card(record: RunRecord, dims: int, check: dict[str, float], folder_nam
     arch = _architecture(h, dims, portable)
     finetuned = is_finetuned_model(record)
     trust = "" if portable else ", trust_remote_code=True"
-    L = ["---", "library_name: sentence-transformers", "pipeline_tag: sentence-similarity", "tags:",
-         "- sentence-transformers", "- sentence-similarity", "- feature-extraction", "- fractal-embeddings",
-         "- matryoshka"]
+    L = [
+        "---",
+        "library_name: sentence-transformers",
+        "pipeline_tag: sentence-similarity",
+        "tags:",
+        "- sentence-transformers",
+        "- sentence-similarity",
+        "- feature-extraction",
+        "- fractal-embeddings",
+        "- matryoshka",
+    ]
     if _hub_id(enc.name):
         L.append(f"base_model: {enc.name}")
     L += ["---", "", f"# {record.run_id}", ""]
 
-    body = (f"the encoder `{enc.name}` fine-tuned end to end together with a `{h.kind}` head ({arch})"
-            if finetuned else
-            f"the frozen encoder `{enc.name}` followed by the run's trained `{h.kind}` head, as "
-            + (f"built-in sentence-transformers modules only ({arch})" if portable else f"a {arch} module"))
-    intro = (f"Steerable (\"semantic zoom\") sentence embeddings exported from a fractal-embeddings run: {body}. "
-             f"The output has {dims} dims in blocks of {block}: "
-             f"the first {block} dims carry the coarsest level (`{levels[0]}`)")
+    body = (
+        f"the encoder `{enc.name}` fine-tuned end to end together with a `{h.kind}` head ({arch})"
+        if finetuned
+        else f"the frozen encoder `{enc.name}` followed by the run's trained `{h.kind}` head, as "
+        + (f"built-in sentence-transformers modules only ({arch})" if portable else f"a {arch} module")
+    )
+    intro = (
+        f'Steerable ("semantic zoom") sentence embeddings exported from a fractal-embeddings run: {body}. '
+        f"The output has {dims} dims in blocks of {block}: "
+        f"the first {block} dims carry the coarsest level (`{levels[0]}`)"
+    )
     L += [intro + (f", the full {dims} dims the finest level (`{levels[-1]}`)." if dims == full else "."), ""]
     if not portable:
-        L += [("Loading needs `pip install fractal-embeddings` and `trust_remote_code=True`: the head is the "
-               "module class `fractal_embeddings.st.FractalHead`, imported from that installed package (no code "
-               "in this folder is run). Every prefix below is exact: `truncate_dim` cuts the head's output and "
-               "`normalize_embeddings=True` normalises the cut."), ""]
+        L += [
+            (
+                "Loading needs `pip install fractal-embeddings` and `trust_remote_code=True`: the head is the "
+                "module class `fractal_embeddings.st.FractalHead`, imported from that installed package (no code "
+                "in this folder is run). Every prefix below is exact: `truncate_dim` cuts the head's output and "
+                "`normalize_embeddings=True` normalises the cut."
+            ),
+            "",
+        ]
     if dims < full:
-        why = (f"The run's head L2-normalises each {block}-d block of its {full}-d output, which built-in "
-               f"sentence-transformers modules cannot reproduce beyond the first block, so this export holds "
-               f"the first {dims} dims only (exact)." if h.get("block_norm")
-               else f"This export holds the first {dims} of the head's {full} dims.")
-        L += [(f"{why} The finest level (`{levels[-1]}`) is served by the run's full {full} dims, which are not "
-               f"in this export."), ""]
+        why = (
+            f"The run's head L2-normalises each {block}-d block of its {full}-d output, which built-in "
+            f"sentence-transformers modules cannot reproduce beyond the first block, so this export holds "
+            f"the first {dims} dims only (exact)."
+            if h.get("block_norm")
+            else f"This export holds the first {dims} of the head's {full} dims."
+        )
+        L += [
+            (
+                f"{why} The finest level (`{levels[-1]}`) is served by the run's full {full} dims, which are not "
+                f"in this export."
+            ),
+            "",
+        ]
 
-    L += ["## Usage", "", "```python", "from sentence_transformers import SentenceTransformer", "",
-          'texts = ["first text", "second text"]']
+    L += [
+        "## Usage",
+        "",
+        "```python",
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        'texts = ["first text", "second text"]',
+    ]
     if dims > block:
-        L += [f'coarse = SentenceTransformer("{folder_name}"{trust}, truncate_dim={block})  # zoomed out: {levels[0]}',
-              f'fine = SentenceTransformer("{folder_name}"{trust})  # all {dims} dims: {levels[-1]}',
-              "coarse.encode(texts, normalize_embeddings=True)",
-              "fine.encode(texts, normalize_embeddings=True)", "```", "",
-              f"`truncate_dim` may be any multiple of {block} up to {dims}: the prefixes in the tables below."]
+        L += [
+            f'coarse = SentenceTransformer("{folder_name}"{trust}, truncate_dim={block})  # zoomed out: {levels[0]}',
+            f'fine = SentenceTransformer("{folder_name}"{trust})  # all {dims} dims: {levels[-1]}',
+            "coarse.encode(texts, normalize_embeddings=True)",
+            "fine.encode(texts, normalize_embeddings=True)",
+            "```",
+            "",
+            f"`truncate_dim` may be any multiple of {block} up to {dims}: the prefixes in the tables below.",
+        ]
     else:
-        L += [f'coarse = SentenceTransformer("{folder_name}"{trust})  # {dims} dims: {levels[0]}',
-              "coarse.encode(texts, normalize_embeddings=True)", "```"]
-    L += ["", ("Use `normalize_embeddings=True` (or cosine similarity): the accuracies below are cosine k-NN on "
-               "L2-normalised prefixes.")]
+        L += [
+            f'coarse = SentenceTransformer("{folder_name}"{trust})  # {dims} dims: {levels[0]}',
+            "coarse.encode(texts, normalize_embeddings=True)",
+            "```",
+        ]
+    L += [
+        "",
+        (
+            "Use `normalize_embeddings=True` (or cosine similarity): the accuracies below are cosine k-NN on "
+            "L2-normalised prefixes."
+        ),
+    ]
 
     subset = ""
     if ds.subset:
         rows = ", ".join(f"{k} {v}" for k, v in ds.subset["rows"].items())
         subset = f" (a seeded subset: {rows} rows, seed {ds.subset['seed']})"
     split_rows = ", ".join(f"{k} {v}" for k, v in ds.rows.items())
-    L += ["", "## Taxonomy", "", f"Dataset `{ds.name}`{subset}; rows per split: {split_rows}.", "",
-          "| depth | level | classes |", "|---|---|---|"]
+    L += [
+        "",
+        "## Taxonomy",
+        "",
+        f"Dataset `{ds.name}`{subset}; rows per split: {split_rows}.",
+        "",
+        "| depth | level | classes |",
+        "|---|---|---|",
+    ]
     L += [f"| L{i} | {lv.name} | {lv.n_classes} |" for i, lv in enumerate(ds.levels)]
 
     L += ["", "## Zoom levels (prefix schedule)", ""]
@@ -365,40 +457,80 @@ def model_card(record: RunRecord, dims: int, check: dict[str, float], folder_nam
     if schedule is None:
         L.append(f"Method `{method}` assigns no taxonomy level to a prefix. {doc}")
     else:
-        L += [(f"Which level each prefix was trained on (the label schedule of the run's objective, "
-               f"`{record.config.objective['schedule']}`):"), "", "| dims | trained on |", "|---|---|",
-              *schedule]
+        L += [
+            (
+                f"Which level each prefix was trained on (the label schedule of the run's objective, "
+                f"`{record.config.objective['schedule']}`):"
+            ),
+            "",
+            "| dims | trained on |",
+            "|---|---|",
+            *schedule,
+        ]
         if doc:
             L += ["", f"Method: {doc}"]
 
-    L += ["", "## Accuracy", "",
-          (f"Leave-one-out {ev.k}-NN (cosine) accuracy of each prefix at each level on {ev.n_rows} "
-           f"`{ev.split}` rows, next to the untrained encoder truncated to the same dims:"), "",
-          "| dims | " + " | ".join(levels) + " | " + " | ".join(f"{n} (untrained)" for n in levels) + " |",
-          "|---" * (1 + 2 * len(levels)) + "|"]
+    L += [
+        "",
+        "## Accuracy",
+        "",
+        (
+            f"Leave-one-out {ev.k}-NN (cosine) accuracy of each prefix at each level on {ev.n_rows} "
+            f"`{ev.split}` rows, next to the untrained encoder truncated to the same dims:"
+        ),
+        "",
+        "| dims | " + " | ".join(levels) + " | " + " | ".join(f"{n} (untrained)" for n in levels) + " |",
+        "|---" * (1 + 2 * len(levels)) + "|",
+    ]
     base = record.baseline.accuracy
     for d, row in sorted(record.accuracy.items(), key=lambda kv: int(kv[0])):
         if int(d) <= dims:
             b = base.get(d, {})
-            L.append(f"| {d} | " + " | ".join(_fmt(row[n]) for n in levels) + " | "
-                     + " | ".join(_fmt(b[n]) if n in b else "-" for n in levels) + " |")
+            L.append(
+                f"| {d} | "
+                + " | ".join(_fmt(row[n]) for n in levels)
+                + " | "
+                + " | ".join(_fmt(b[n]) if n in b else "-" for n in levels)
+                + " |"
+            )
     st, bst = record.steerability, record.baseline.steerability
     metrics = ", ".join(f"{k} = {_fmt(v, signed=k != 'S_mono')}" for k, v in st.items() if v is not None)
-    L += ["", (f"Steerability of the run's full head (all prefixes): {metrics} (untrained encoder: "
-               f"S = {_fmt(bst['S'], signed=True)}). S = (coarse accuracy lost by zooming in from {block} to "
-               f"{full} dims) + (fine accuracy gained).")]
+    L += [
+        "",
+        (
+            f"Steerability of the run's full head (all prefixes): {metrics} (untrained encoder: "
+            f"S = {_fmt(bst['S'], signed=True)}). S = (coarse accuracy lost by zooming in from {block} to "
+            f"{full} dims) + (fine accuracy gained)."
+        ),
+    ]
 
     prompt = f", prompt `{enc.prompt}` (applied by default)" if enc.prompt else ""
-    head = (f"{h.kind}, {h.n_blocks} x {h.block_dim} dims"
-            + (f", hidden {h.get('hidden_dim')}" if h.kind == "mlp" else "")
-            + (", block norm" if h.get("block_norm") else ""))
-    L += ["", "## Training", "", "| setting | value |", "|---|---|",
-          f"| method | `{method}` |", f"| seed | {record.seed} |", f"| dataset | `{ds.name}` |",
-          f"| encoder | `{enc.name}` ({enc.pooling} pooling, max {enc.max_seq_length} tokens{prompt}) |",
-          f"| head | {head} |"]
-    for key, label in (("epochs", "epochs"), ("lr", "learning rate"), ("encoder_lr", "encoder learning rate"),
-                       ("max_train_rows", "training rows (cap)"), ("batch_size", "batch size"),
-                       ("weight_decay", "weight decay"), ("lr_schedule", "lr schedule")):
+    head = (
+        f"{h.kind}, {h.n_blocks} x {h.block_dim} dims"
+        + (f", hidden {h.get('hidden_dim')}" if h.kind == "mlp" else "")
+        + (", block norm" if h.get("block_norm") else "")
+    )
+    L += [
+        "",
+        "## Training",
+        "",
+        "| setting | value |",
+        "|---|---|",
+        f"| method | `{method}` |",
+        f"| seed | {record.seed} |",
+        f"| dataset | `{ds.name}` |",
+        f"| encoder | `{enc.name}` ({enc.pooling} pooling, max {enc.max_seq_length} tokens{prompt}) |",
+        f"| head | {head} |",
+    ]
+    for key, label in (
+        ("epochs", "epochs"),
+        ("lr", "learning rate"),
+        ("encoder_lr", "encoder learning rate"),
+        ("max_train_rows", "training rows (cap)"),
+        ("batch_size", "batch size"),
+        ("weight_decay", "weight decay"),
+        ("lr_schedule", "lr schedule"),
+    ):
         if key in train:
             L.append(f"| {label} | {train[key]} |")
     if record.training is not None:
@@ -407,19 +539,32 @@ def model_card(record: RunRecord, dims: int, check: dict[str, float], folder_nam
     if obj:
         L.append("| objective options | " + ", ".join(f"{k}={v}" for k, v in sorted(obj.items())) + " |")
 
-    L += ["", "## Export check", "",
-          (f"The saved folder was loaded back with `SentenceTransformer` and compared with the run (its encoder + "
-           f"head) on {len(PROBE_TEXTS)} probe texts; max abs difference (tolerance {TOLERANCE:g}):"), "",
-          "| output | max abs difference |", "|---|---|"]
+    L += [
+        "",
+        "## Export check",
+        "",
+        (
+            f"The saved folder was loaded back with `SentenceTransformer` and compared with the run (its encoder + "
+            f"head) on {len(PROBE_TEXTS)} probe texts; max abs difference (tolerance {TOLERANCE:g}):"
+        ),
+        "",
+        "| output | max abs difference |",
+        "|---|---|",
+    ]
     L += [f"| {k} dims, normalised | {v:.2e} |" for k, v in check.items() if k != "raw"]
-    L += [f"| {dims} dims, unnormalised | {check['raw']:.2e} |", "",
-          f"Run `{record.run_id}`; the full run record is in `{EXPORT_FILE}`.", ""]
+    L += [
+        f"| {dims} dims, unnormalised | {check['raw']:.2e} |",
+        "",
+        f"Run `{record.run_id}`; the full run record is in `{EXPORT_FILE}`.",
+        "",
+    ]
     return "\n".join(L)
 
 
 # ------------------------------------------------------------------ export
-def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, dims: int | None = None,
-                                 encoder=None, portable: bool = False) -> Path:
+def export_sentence_transformers(
+    run_or_dir, out_dir, overwrite: bool = False, dims: int | None = None, encoder=None, portable: bool = False
+) -> Path:
     """Write a run (a directory or a :class:`~fractal_embeddings.runs.Run`) as a sentence-transformers
     model folder ``out_dir`` (see the module docstring); returns the folder.
 
@@ -448,12 +593,14 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
     from .st import quiet_loaders
 
     # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
-    with atomic_dir(out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR",
-                    error=ExportError) as tmp:
+    with atomic_dir(
+        out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR", error=ExportError
+    ) as tmp:
         with quiet_loaders():
             if finetuned:
-                shutil.copytree(run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"),
-                                dirs_exist_ok=True)
+                shutil.copytree(
+                    run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"), dirs_exist_ok=True
+                )
             else:
                 build_model(head, encoder, dims, portable).save(str(tmp), create_model_card=False)
                 ref = head.transform(encoder.encode(list(PROBE_TEXTS)))
@@ -461,12 +608,26 @@ def export_sentence_transformers(run_or_dir, out_dir, overwrite: bool = False, d
         worst = max(check.items(), key=lambda kv: kv[1])
         if not worst[1] <= TOLERANCE:
             where = "the unnormalised output" if worst[0] == "raw" else f"{worst[0]} dims"
-            raise ExportError(f"the exported model differs from run {record.run_id} by {worst[1]:.2e} at {where} "
-                              f"(tolerance {TOLERANCE:g}); nothing was written")
+            raise ExportError(
+                f"the exported model differs from run {record.run_id} by {worst[1]:.2e} at {where} "
+                f"(tolerance {TOLERANCE:g}); nothing was written"
+            )
         (tmp / "README.md").write_text(model_card(record, dims, check, out.name, portable), encoding="utf-8")
-        (tmp / EXPORT_FILE).write_text(canonical_json({
-            "schema": EXPORT_SCHEMA, "run_id": record.run_id, "dims": dims, "block_dim": block,
-            "layout": "portable" if portable else "fractal-head", "trust_remote_code": not portable,
-            "tolerance": TOLERANCE, "check": check, "probe_texts": list(PROBE_TEXTS), "record": record.to_dict()}),
-            encoding="utf-8")
+        (tmp / EXPORT_FILE).write_text(
+            canonical_json(
+                {
+                    "schema": EXPORT_SCHEMA,
+                    "run_id": record.run_id,
+                    "dims": dims,
+                    "block_dim": block,
+                    "layout": "portable" if portable else "fractal-head",
+                    "trust_remote_code": not portable,
+                    "tolerance": TOLERANCE,
+                    "check": check,
+                    "probe_texts": list(PROBE_TEXTS),
+                    "record": record.to_dict(),
+                }
+            ),
+            encoding="utf-8",
+        )
     return out

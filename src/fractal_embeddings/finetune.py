@@ -44,7 +44,9 @@ def _require_trainer():
         import accelerate  # noqa: F401
         import datasets  # noqa: F401
     except ImportError as e:
-        raise FractalError(f"fine-tuning uses sentence-transformers' trainer, which needs {e.name}: {TRAIN_EXTRA}") from None
+        raise FractalError(
+            f"fine-tuning uses sentence-transformers' trainer, which needs {e.name}: {TRAIN_EXTRA}"
+        ) from None
 
 
 def _st_model(encoder, device: str):
@@ -54,8 +56,10 @@ def _st_model(encoder, device: str):
 
     rm = encoder.resolved
     if rm.folder is None or not (rm.folder / "modules.json").is_file():
-        raise EncoderError(f"{rm.name} ships as ONNX only; fine-tuning needs a sentence-transformers folder "
-                           f"(e.g. --model minilm-l6, a hub id or a local folder)")
+        raise EncoderError(
+            f"{rm.name} ships as ONNX only; fine-tuning needs a sentence-transformers folder "
+            f"(e.g. --model minilm-l6, a hub id or a local folder)"
+        )
     if any(encoder.prompts.values()):
         raise EncoderError(f"{rm.name} adds prompts to its inputs; fine-tuning supports models without prompts only")
     try:
@@ -68,11 +72,27 @@ def _st_model(encoder, device: str):
     return model
 
 
-def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed: int = 42, epochs: int = 1,
-             lr: float = 1e-3, encoder_lr: float = 2e-5, batch_size: int = 64, max_train_rows: int | None = None,
-             n_blocks: int = 4, block_dim: int = 64, objective_options: dict | None = None, device: str | None = "auto",
-             eval_split: str = "test", eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5,
-             show_progress: bool = True):
+def finetune(
+    dataset,
+    method: str = "fractal",
+    *,
+    model: str = "minilm-l6",
+    seed: int = 42,
+    epochs: int = 1,
+    lr: float = 1e-3,
+    encoder_lr: float = 2e-5,
+    batch_size: int = 64,
+    max_train_rows: int | None = None,
+    n_blocks: int = 4,
+    block_dim: int = 64,
+    objective_options: dict | None = None,
+    device: str | None = "auto",
+    eval_split: str = "test",
+    eval_rows: int | None = 2000,
+    eval_seed: int = 0,
+    k: int = 5,
+    show_progress: bool = True,
+):
     """Fine-tune ``model`` + a steerable head on ``dataset`` with the trainer; returns an unsaved
     :class:`~fractal_embeddings.runs.Run` (``run.save(DIR)`` writes the model folder + record)."""
     import torch
@@ -107,7 +127,9 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
     dataset.require_hierarchy()
     objective = get_objective(method, **(objective_options or {}))
     if objective.head_kind is None:
-        raise FractalError(f"method {objective.name} trains no head, so there is nothing to fine-tune with; use e.g. fractal")
+        raise FractalError(
+            f"method {objective.name} trains no head, so there is nothing to fine-tune with; use e.g. fractal"
+        )
     objective.check(n_blocks, dataset.n_levels)
     if "train" not in dataset.splits:
         raise FractalError(f"dataset '{dataset.name}' has no 'train' split; fine-tuning needs one")
@@ -122,18 +144,37 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
     t0 = time.perf_counter()
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        loss = FractalLoss(st_model, [lv.n_classes for lv in dataset.levels], objective, n_blocks=n_blocks,
-                           block_dim=block_dim, level_names=dataset.level_names, seed=seed)
+        loss = FractalLoss(
+            st_model,
+            [lv.n_classes for lv in dataset.levels],
+            objective,
+            n_blocks=n_blocks,
+            block_dim=block_dim,
+            level_names=dataset.level_names,
+            seed=seed,
+        )
     train_split = dataset.split("train")
     train_rows = stratified_sample(train_split.labels[:, -1], max_train_rows, 0)  # the same rows for every seed
-    history = _train(st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], cfg,
-                     seed=seed, device=device, show_progress=show_progress)
+    history = _train(
+        st_model,
+        loss,
+        [train_split.texts[i] for i in train_rows],
+        train_split.labels[train_rows],
+        cfg,
+        seed=seed,
+        device=device,
+        show_progress=show_progress,
+    )
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     texts = [ev_split.texts[i] for i in rows]
-    E = np.asarray(st_model.encode(texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=False,
-                                   show_progress_bar=False), dtype=np.float32)
+    E = np.asarray(
+        st_model.encode(
+            texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
+        ),
+        dtype=np.float32,
+    )
     scores = score(E, y_eval, block_dim, n_blocks, k, dataset.level_names)
     X_base = np.asarray(embed_split(base, ev_split))[rows]
     baseline = score_untrained(X_base, y_eval, block_dim, n_blocks, k, dataset.level_names)
@@ -141,12 +182,25 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
 
     head = loss.head
     base_ident = {**base.identity().as_dict(), "dim": int(X_base.shape[1]), "model": base.model}
-    train_cfg = {"epochs": cfg.epochs, "lr": cfg.lr, "encoder_lr": cfg.encoder_lr, "batch_size": cfg.batch_size,
-                 "weight_decay": cfg.weight_decay, "lr_schedule": cfg.lr_schedule, "select": cfg.select,
-                 "max_train_rows": max_train_rows, "train_rows": len(train_rows),
-                 "finetune": "full", "trainer": "sentence-transformers"}
-    config = {"head": {**head.head.config(), "in_model": True}, "objective": objective.config(), "train": train_cfg,
-              "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k)}
+    train_cfg = {
+        "epochs": cfg.epochs,
+        "lr": cfg.lr,
+        "encoder_lr": cfg.encoder_lr,
+        "batch_size": cfg.batch_size,
+        "weight_decay": cfg.weight_decay,
+        "lr_schedule": cfg.lr_schedule,
+        "select": cfg.select,
+        "max_train_rows": max_train_rows,
+        "train_rows": len(train_rows),
+        "finetune": "full",
+        "trainer": "sentence-transformers",
+    }
+    config = {
+        "head": {**head.head.config(), "in_model": True},
+        "objective": objective.config(),
+        "train": train_cfg,
+        "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k),
+    }
     digest = run_digest(config, base_ident["fingerprint"], seed)
     record = {
         "schema": SCHEMA,
@@ -154,16 +208,27 @@ def finetune(dataset, method: str = "fractal", *, model: str = "minilm-l6", seed
         "method": objective.name,
         "seed": seed,
         "dataset": dataset_block(dataset),
-        "encoder": {"name": finetuned_name(base_ident["name"], objective.name), "fingerprint": None,
-                    "backend": "sentence-transformers", "pooling": base_ident["pooling"], "normalize": False,
-                    "max_seq_length": base_ident["max_seq_length"], "prompt": "", "dim": int(E.shape[1]), "model": ".",
-                    "base": base_ident},
+        "encoder": {
+            "name": finetuned_name(base_ident["name"], objective.name),
+            "fingerprint": None,
+            "backend": "sentence-transformers",
+            "pooling": base_ident["pooling"],
+            "normalize": False,
+            "max_seq_length": base_ident["max_seq_length"],
+            "prompt": "",
+            "dim": int(E.shape[1]),
+            "model": ".",
+            "base": base_ident,
+        },
         "config": config,
         "versions": library_versions(),
         **scores,
         "baseline": baseline,
-        "training": {"best_epoch": epochs, "history": history,
-                     "n_params": sum(p.numel() for p in st_model.parameters())},
+        "training": {
+            "best_epoch": epochs,
+            "history": history,
+            "n_params": sum(p.numel() for p in st_model.parameters()),
+        },
         "timing": timing_block(train_s, eval_s, device),
         "weights": None,
     }
@@ -196,8 +261,9 @@ def _train(model, loss, texts, labels, cfg, *, seed, device, show_progress) -> l
     place = torch.cuda.device(torch.device(device)) if on_gpu else contextlib.nullcontext()  # cuda:N, not cuda:0
     try:
         with torch.random.fork_rng(devices=[torch.device(device)] if on_gpu else []), place:
-            history = _run_trainer(model, loss, data, idx, scratch, cfg, seed=seed, device=device,
-                                   show_progress=show_progress)
+            history = _run_trainer(
+                model, loss, data, idx, scratch, cfg, seed=seed, device=device, show_progress=show_progress
+            )
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
         logging.getLogger("sentence_transformers").setLevel(level)
@@ -207,8 +273,10 @@ def _train(model, loss, texts, labels, cfg, *, seed, device, show_progress) -> l
     model.eval()
     bad = [e for e in history if any(isinstance(v, float) and not np.isfinite(v) for v in e.values())]
     if bad:
-        raise FractalError(f"fine-tuning diverged (a non-finite loss at epoch {bad[0].get('epoch')}); nothing was saved: "
-                           f"lower --encoder-lr / --lr and train again")
+        raise FractalError(
+            f"fine-tuning diverged (a non-finite loss at epoch {bad[0].get('epoch')}); nothing was saved: "
+            f"lower --encoder-lr / --lr and train again"
+        )
     return history
 
 
@@ -217,11 +285,24 @@ def _run_trainer(model, loss, data, idx, scratch, cfg, *, seed, device, show_pro
 
     steps = -(-len(data) // cfg.batch_size) * cfg.epochs
     args = SentenceTransformerTrainingArguments(
-        output_dir=scratch, num_train_epochs=cfg.epochs, per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.encoder_lr, learning_rate_mapping={rf"^model\.{idx}\.": cfg.lr}, weight_decay=cfg.weight_decay,
-        lr_scheduler_type=cfg.lr_schedule, seed=seed, data_seed=seed, report_to="none",
-        save_strategy="no", eval_strategy="no", logging_strategy="steps", logging_steps=max(1, steps // 10),
-        use_cpu=device == "cpu", disable_tqdm=not show_progress, dataloader_num_workers=0)
+        output_dir=scratch,
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        learning_rate=cfg.encoder_lr,
+        learning_rate_mapping={rf"^model\.{idx}\.": cfg.lr},
+        weight_decay=cfg.weight_decay,
+        lr_scheduler_type=cfg.lr_schedule,
+        seed=seed,
+        data_seed=seed,
+        report_to="none",
+        save_strategy="no",
+        eval_strategy="no",
+        logging_strategy="steps",
+        logging_steps=max(1, steps // 10),
+        use_cpu=device == "cpu",
+        disable_tqdm=not show_progress,
+        dataloader_num_workers=0,
+    )
     trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
     if not show_progress:  # no bars and no printed log lines (the history still goes into the record)
         from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -229,8 +310,10 @@ def _run_trainer(model, loss, data, idx, scratch, cfg, *, seed, device, show_pro
         trainer.remove_callback(PrinterCallback)
         trainer.remove_callback(ProgressCallback)
     trainer.train()
-    return [{k: (round(float(v), 6) if isinstance(v, float) and np.isfinite(v) else v) for k, v in entry.items()}
-            for entry in trainer.state.log_history]
+    return [
+        {k: (round(float(v), 6) if isinstance(v, float) and np.isfinite(v) else v) for k, v in entry.items()}
+        for entry in trainer.state.log_history
+    ]
 
 
 def model_encoder(record, run_dir, *, device: str | None = "auto"):
@@ -240,11 +323,20 @@ def model_encoder(record, run_dir, *, device: str | None = "auto"):
     from .encoders import Encoder
 
     if run_dir is None:
-        raise FractalError(f"run {record.run_id} is a fine-tuned model that is not saved yet; save it "
-                           f"(run.save(DIR)) and load it with load_run(DIR)")
+        raise FractalError(
+            f"run {record.run_id} is a fine-tuned model that is not saved yet; save it "
+            f"(run.save(DIR)) and load it with load_run(DIR)"
+        )
     e = record.encoder
-    return Encoder(str(run_dir), backend="sentence-transformers", normalize=False, max_seq_length=e.max_seq_length,
-                   prompts={"query": "", "passage": ""}, device=device, name=e.name)
+    return Encoder(
+        str(run_dir),
+        backend="sentence-transformers",
+        normalize=False,
+        max_seq_length=e.max_seq_length,
+        prompts={"query": "", "passage": ""},
+        device=device,
+        name=e.name,
+    )
 
 
 def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:

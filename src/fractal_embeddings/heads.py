@@ -52,8 +52,10 @@ class HeadConfig:
     def from_dims(cls, kind: str = "linear", dim: int = 256, block_dim: int = 64, **kw) -> HeadConfig:
         """Config from a total output dim; it must be a multiple of ``block_dim``."""
         if block_dim < 1 or dim < block_dim or dim % block_dim:
-            raise FractalError(f"output dim {dim} is not a multiple of block dim {block_dim}; "
-                               f"pick dims such that dim = n_blocks x block_dim (e.g. 256 = 4 x 64)")
+            raise FractalError(
+                f"output dim {dim} is not a multiple of block dim {block_dim}; "
+                f"pick dims such that dim = n_blocks x block_dim (e.g. 256 = 4 x 64)"
+            )
         return cls(kind, dim // block_dim, block_dim, **kw)
 
 
@@ -105,10 +107,10 @@ class Head(nn.Module):
         device = next(self.parameters(), torch.empty(0)).device
         out = np.empty((len(X), self.dim), dtype=np.float32)
         for s in range(0, len(X), batch_rows):
-            chunk = torch.from_numpy(np.array(X[s:s + batch_rows], dtype=np.float32))  # a copy: X may be read-only
+            chunk = torch.from_numpy(np.array(X[s : s + batch_rows], dtype=np.float32))  # a copy: X may be read-only
             if device.type != "cpu":
                 chunk = chunk.to(device)
-            out[s:s + batch_rows] = self(chunk).cpu().numpy()
+            out[s : s + batch_rows] = self(chunk).cpu().numpy()
         self.train(was)
         return out
 
@@ -120,8 +122,9 @@ class PrefixHead(Head):
     def __init__(self, config: HeadConfig, input_dim: int, n_classes: tuple[int, ...]):
         super().__init__(config, input_dim, n_classes)
         if config.kind == "mlp":
-            self.proj = nn.Sequential(nn.Linear(self.input_dim, config.hidden_dim), nn.GELU(),
-                                      nn.Linear(config.hidden_dim, config.dim))
+            self.proj = nn.Sequential(
+                nn.Linear(self.input_dim, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, config.dim)
+            )
         else:
             self.proj = nn.Linear(self.input_dim, config.dim)
         self.classifiers = nn.ModuleList(nn.Linear(config.dim, c) for c in self.n_classes)

@@ -55,13 +55,13 @@ Corpus files are read by :mod:`fractal_embeddings.corpus` (:func:`read_corpus`, 
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -72,9 +72,24 @@ from .index_items import COLUMNS as ITEM_COLUMNS
 from .index_items import ItemTable
 from .prefix_index import HNSW_DEFAULTS, KINDS, VECTORS_FILE, PrefixIndexes
 
-__all__ = ["HNSW_DEFAULTS", "KINDS", "META_FILE", "RUN_DIR", "SCHEMA", "TABLE_SUFFIXES", "TEXT_SUFFIXES",
-           "VECTORS_FILE", "Corpus", "Hit", "SearchResults", "ZoomIndex", "ZoomIndexError", "build_from_source",
-           "check_target", "read_corpus"]
+__all__ = [
+    "HNSW_DEFAULTS",
+    "KINDS",
+    "META_FILE",
+    "RUN_DIR",
+    "SCHEMA",
+    "TABLE_SUFFIXES",
+    "TEXT_SUFFIXES",
+    "VECTORS_FILE",
+    "Corpus",
+    "Hit",
+    "SearchResults",
+    "ZoomIndex",
+    "ZoomIndexError",
+    "build_from_source",
+    "check_target",
+    "read_corpus",
+]
 
 SCHEMA = "fractal-embeddings/zoom-index/1"
 META_FILE = "index.json"
@@ -95,8 +110,14 @@ class Hit:
     payload: Any = None
 
     def as_dict(self) -> dict:
-        return {"rank": self.rank, "id": self.id, "score": self.score, "text": self.text,
-                "labels": self.labels, "payload": self.payload}
+        return {
+            "rank": self.rank,
+            "id": self.id,
+            "score": self.score,
+            "text": self.text,
+            "labels": self.labels,
+            "payload": self.payload,
+        }
 
 
 @dataclass
@@ -142,11 +163,20 @@ def _identity(run) -> dict:
     """What makes a run's vectors comparable with another's: run id, encoder, head dims."""
     rec = run.record
     h, enc = rec.head, rec.encoder
-    return {"run_id": rec.run_id, "method": rec.method, "seed": rec.seed,
-            "dataset": rec.dataset.name, "levels": rec.level_names,
-            "encoder_name": enc.name, "encoder_model": enc.model,
-            "encoder_fingerprint": enc.fingerprint, "encoder_dim": enc.dim,
-            "n_blocks": h.n_blocks, "block_dim": h.block_dim, "head_kind": h.kind}
+    return {
+        "run_id": rec.run_id,
+        "method": rec.method,
+        "seed": rec.seed,
+        "dataset": rec.dataset.name,
+        "levels": rec.level_names,
+        "encoder_name": enc.name,
+        "encoder_model": enc.model,
+        "encoder_fingerprint": enc.fingerprint,
+        "encoder_dim": enc.dim,
+        "n_blocks": h.n_blocks,
+        "block_dim": h.block_dim,
+        "head_kind": h.kind,
+    }
 
 
 def _describe(ident: dict) -> str:
@@ -174,16 +204,27 @@ class ZoomIndex:
     ``prefixes`` (a :class:`~fractal_embeddings.prefix_index.PrefixIndexes`); ``ids``, ``texts``,
     ``payloads``, ``labels``, ``kind``, ``params`` and ``indexes`` read through to those two."""
 
-    def __init__(self, run, *, kind: str = "flat", m: int = HNSW_DEFAULTS["M"],
-                 ef_construction: int = HNSW_DEFAULTS["ef_construction"], ef_search: int = HNSW_DEFAULTS["ef_search"],
-                 level_names: Sequence[str] | None = None, encoder=None, corpus_role: str = "query",
-                 device: str | None = "auto"):
+    def __init__(
+        self,
+        run,
+        *,
+        kind: str = "flat",
+        m: int = HNSW_DEFAULTS["M"],
+        ef_construction: int = HNSW_DEFAULTS["ef_construction"],
+        ef_search: int = HNSW_DEFAULTS["ef_search"],
+        level_names: Sequence[str] | None = None,
+        encoder=None,
+        corpus_role: str = "query",
+        device: str | None = "auto",
+    ):
         from .heads import Head
 
         self.run = _as_run(run)
         if self.run.head is not None and not isinstance(self.run.head, Head):
-            raise ZoomIndexError(f"run {self.run.record.run_id}: its head ({type(self.run.head).__name__}) does not "
-                                 "take sentence vectors; the zoom index needs a run with a head on the frozen encoder")
+            raise ZoomIndexError(
+                f"run {self.run.record.run_id}: its head ({type(self.run.head).__name__}) does not "
+                "take sentence vectors; the zoom index needs a run with a head on the frozen encoder"
+            )
         h = self.run.record.head
         self.n_blocks, self.block_dim = h.n_blocks, h.block_dim
         self.dim = self.n_blocks * self.block_dim
@@ -205,8 +246,10 @@ class ZoomIndex:
         return len(self.items)
 
     def __repr__(self) -> str:
-        return (f"ZoomIndex({len(self)} items, {self.kind}, prefixes {'/'.join(map(str, self.dims))}, "
-                f"run {self.run.record.run_id!r})")
+        return (
+            f"ZoomIndex({len(self)} items, {self.kind}, prefixes {'/'.join(map(str, self.dims))}, "
+            f"run {self.run.record.run_id!r})"
+        )
 
     @property
     def vectors(self) -> np.ndarray:
@@ -233,13 +276,29 @@ class ZoomIndex:
 
     def info(self) -> dict:
         """The index metadata without the per-item columns (JSON-ready)."""
-        return {"schema": SCHEMA, "size": len(self), "run": self.identity, "encoder": self.run.record.encoder.to_dict(),
-                "head": {"n_blocks": self.n_blocks, "block_dim": self.block_dim, "dim": self.dim,
-                         "kind": self.run.record.head.kind},
-                "index": {"kind": self.kind, "faiss_type": self.faiss_type, "metric": "cosine (inner product of L2-normalised prefixes)",
-                          "prefix_dims": list(self.dims), "params": dict(self.params),
-                          "files": self.prefixes.files()},
-                "corpus_role": self.corpus_role, "query_role": "query", "level_names": list(self.level_names)}
+        return {
+            "schema": SCHEMA,
+            "size": len(self),
+            "run": self.identity,
+            "encoder": self.run.record.encoder.to_dict(),
+            "head": {
+                "n_blocks": self.n_blocks,
+                "block_dim": self.block_dim,
+                "dim": self.dim,
+                "kind": self.run.record.head.kind,
+            },
+            "index": {
+                "kind": self.kind,
+                "faiss_type": self.faiss_type,
+                "metric": "cosine (inner product of L2-normalised prefixes)",
+                "prefix_dims": list(self.dims),
+                "params": dict(self.params),
+                "files": self.prefixes.files(),
+            },
+            "corpus_role": self.corpus_role,
+            "query_role": "query",
+            "level_names": list(self.level_names),
+        }
 
     # -------------------------------------------------------------- encoder
     @property
@@ -257,10 +316,13 @@ class ZoomIndex:
             raise ZoomIndexError(
                 f"the index's run {self.run.record.run_id} was trained on encoder {want.name} "
                 f"({str(want.fingerprint)[:12]}), not {have.get('name')} ({str(have.get('fingerprint'))[:12]}); "
-                f"pass encoder=None to use the run's own encoder ({want.model or want.name})")
+                f"pass encoder=None to use the run's own encoder ({want.model or want.name})"
+            )
         self._encoder = enc
 
-    def embed(self, texts: Sequence[str], role: str = "query", cache: bool = False, show_progress: bool = False) -> np.ndarray:
+    def embed(
+        self, texts: Sequence[str], role: str = "query", cache: bool = False, show_progress: bool = False
+    ) -> np.ndarray:
         """Texts -> head vectors ``(n, dim)`` with the run's encoder and head (``cache``: through the
         encoder's embedding cache, as for a corpus)."""
         enc = self.encoder
@@ -269,17 +331,33 @@ class ZoomIndex:
         head = self.run.head
         want = head.input_dim if head is not None else self.run.record.encoder.dim
         if want is not None and X.shape[1] != want:
-            raise ZoomIndexError(f"the run's head expects {want}-d encoder vectors, the encoder gives {X.shape[1]}-d; "
-                                 "rebuild the run with this encoder")
+            raise ZoomIndexError(
+                f"the run's head expects {want}-d encoder vectors, the encoder gives {X.shape[1]}-d; "
+                "rebuild the run with this encoder"
+            )
         return self.run.transform(X)
 
     # --------------------------------------------------------------- build
     @classmethod
-    def build(cls, run, texts: Sequence[str], ids: Sequence | None = None, payloads: Sequence | None = None,
-              labels: Sequence[Sequence[str]] | None = None, *, level_names: Sequence[str] | None = None,
-              kind: str = "flat", m: int = HNSW_DEFAULTS["M"], ef_construction: int = HNSW_DEFAULTS["ef_construction"],
-              ef_search: int = HNSW_DEFAULTS["ef_search"], encoder=None, vectors: np.ndarray | None = None,
-              corpus_role: str = "query", show_progress: bool = False, device: str | None = "auto") -> ZoomIndex:
+    def build(
+        cls,
+        run,
+        texts: Sequence[str],
+        ids: Sequence | None = None,
+        payloads: Sequence | None = None,
+        labels: Sequence[Sequence[str]] | None = None,
+        *,
+        level_names: Sequence[str] | None = None,
+        kind: str = "flat",
+        m: int = HNSW_DEFAULTS["M"],
+        ef_construction: int = HNSW_DEFAULTS["ef_construction"],
+        ef_search: int = HNSW_DEFAULTS["ef_search"],
+        encoder=None,
+        vectors: np.ndarray | None = None,
+        corpus_role: str = "query",
+        show_progress: bool = False,
+        device: str | None = "auto",
+    ) -> ZoomIndex:
         """An index of ``texts`` built with a trained run (a :class:`~fractal_embeddings.runs.Run` or
         its directory): each text is encoded with the run's encoder (cached, role ``corpus_role``)
         and head. ``labels[i]`` holds item i's class names, one per level (``level_names``, default
@@ -287,14 +365,30 @@ class ZoomIndex:
         the texts' head vectors when already computed (skips the encoding)."""
         if texts is None or len(texts) == 0:
             raise ZoomIndexError("empty corpus: there are no texts to index; give at least one text")
-        ix = cls(run, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search,
-                 level_names=level_names, encoder=encoder, corpus_role=corpus_role, device=device)
+        ix = cls(
+            run,
+            kind=kind,
+            m=m,
+            ef_construction=ef_construction,
+            ef_search=ef_search,
+            level_names=level_names,
+            encoder=encoder,
+            corpus_role=corpus_role,
+            device=device,
+        )
         ix.add(texts, ids=ids, payloads=payloads, labels=labels, vectors=vectors, show_progress=show_progress)
         return ix
 
-    def add(self, texts: Sequence[str], ids: Sequence | None = None, payloads: Sequence | None = None,
-            labels: Sequence[Sequence[str]] | None = None, *, vectors: np.ndarray | None = None,
-            show_progress: bool = False) -> np.ndarray:
+    def add(
+        self,
+        texts: Sequence[str],
+        ids: Sequence | None = None,
+        payloads: Sequence | None = None,
+        labels: Sequence[Sequence[str]] | None = None,
+        *,
+        vectors: np.ndarray | None = None,
+        show_progress: bool = False,
+    ) -> np.ndarray:
         """Encode and add texts (see :meth:`build`); returns the rows they got in the index."""
         if isinstance(texts, str):
             texts = [texts]
@@ -308,8 +402,10 @@ class ZoomIndex:
         else:
             E = np.asarray(vectors, dtype=np.float32)
             if E.ndim != 2 or E.shape != (n, self.dim):
-                raise ZoomIndexError(f"vectors have shape {E.shape}; expected ({n}, {self.dim}): one {self.dim}-d head "
-                                     "vector (run.transform of the encoder vector) per text")
+                raise ZoomIndexError(
+                    f"vectors have shape {E.shape}; expected ({n}, {self.dim}): one {self.dim}-d head "
+                    "vector (run.transform of the encoder vector) per text"
+                )
         self.prefixes.add(E)
         first = self.items.append(batch)
         return np.arange(first, first + n)
@@ -327,8 +423,10 @@ class ZoomIndex:
                 zoom = int(z)
         if isinstance(zoom, (int, np.integer)) and not isinstance(zoom, bool) and int(zoom) in self.dims:
             return int(zoom)
-        raise ZoomIndexError(f"zoom {zoom!r} is not one of this index's zooms; use coarse, fine or a prefix length "
-                             f"({', '.join(map(str, self.dims))})")
+        raise ZoomIndexError(
+            f"zoom {zoom!r} is not one of this index's zooms; use coarse, fine or a prefix length "
+            f"({', '.join(map(str, self.dims))})"
+        )
 
     def _query_matrix(self, queries, zd: int) -> np.ndarray:
         if isinstance(queries, str):
@@ -353,7 +451,9 @@ class ZoomIndex:
             if w == self.run.record.encoder.dim:
                 hint = f" ({w}-d looks like raw encoder vectors: pass run.transform(X) or the texts)"
             alt = f" (or {zd}-d prefixes at zoom {zd})" if zd != self.dim else ""
-            raise ZoomIndexError(f"query vectors have {w} dims; this index expects {self.dim}-d head vectors{alt}{hint}")
+            raise ZoomIndexError(
+                f"query vectors have {w} dims; this index expects {self.dim}-d head vectors{alt}{hint}"
+            )
         if not np.isfinite(Q).all():
             raise ZoomIndexError("query vectors contain NaN or inf")
         return Q[:, :zd]
@@ -367,15 +467,22 @@ class ZoomIndex:
         overrides the index's search breadth for this call."""
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ZoomIndexError(f"k must be an integer >= 1, got {k!r}")
-        if ef_search is not None and (isinstance(ef_search, bool) or not isinstance(ef_search, (int, np.integer))
-                                      or ef_search < 1):  # before any query is encoded
+        if ef_search is not None and (
+            isinstance(ef_search, bool) or not isinstance(ef_search, (int, np.integer)) or ef_search < 1
+        ):  # before any query is encoded
             raise ZoomIndexError(f"ef_search must be an integer >= 1, got {ef_search!r}")
         zd = self.zoom_dims(zoom)
         if len(self) == 0:
             raise ZoomIndexError("the index is empty; add texts before searching")
         D, I = self.prefixes.search(self._query_matrix(queries, zd), zd, k, ef_search)
-        hits = [[Hit(rank, int(r), score=float(s), **self.items.item(int(r)))
-                 for rank, (r, s) in enumerate(zip(I[qi], D[qi]), start=1) if r >= 0] for qi in range(len(I))]
+        hits = [
+            [
+                Hit(rank, int(r), score=float(s), **self.items.item(int(r)))
+                for rank, (r, s) in enumerate(zip(I[qi], D[qi]), start=1)
+                if r >= 0
+            ]
+            for qi in range(len(I))
+        ]
         return SearchResults(zd, I, D, hits)
 
     # ------------------------------------------------------- model checks
@@ -385,15 +492,21 @@ class ZoomIndex:
         mine = self.identity
         keys = ("run_id", "encoder_fingerprint", "encoder_name", "n_blocks", "block_dim")
         if any(other[k] != mine[k] for k in keys):
-            raise ZoomIndexError(f"this index was built with {_describe(mine)}, not {_describe(other)}: their vectors are "
-                                 "not comparable; use the index's own run (load without run=) or rebuild the index with "
-                                 "this run (fractal index build RUN_DIR CORPUS --out DIR --overwrite)")
+            raise ZoomIndexError(
+                f"this index was built with {_describe(mine)}, not {_describe(other)}: their vectors are "
+                "not comparable; use the index's own run (load without run=) or rebuild the index with "
+                "this run (fractal index build RUN_DIR CORPUS --out DIR --overwrite)"
+            )
 
     # -------------------------------------------------------------- disk
     def metadata(self) -> dict:
-        return {**self.info(), "faiss_version": _faiss_version(), "library_version": _library_version(),
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "items": self.items.columns()}
+        return {
+            **self.info(),
+            "faiss_version": _faiss_version(),
+            "library_version": _library_version(),
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "items": self.items.columns(),
+        }
 
     def save(self, out_dir, overwrite: bool = False) -> Path:
         """Write the index directory atomically (a temporary directory beside it, then a rename).
@@ -420,9 +533,13 @@ class ZoomIndex:
         d = Path(index_dir)
         fix = "rebuild it with `fractal index build RUN_DIR CORPUS --out DIR --overwrite`"
         if not d.is_dir():
-            raise ZoomIndexError(f"{d}: no such index directory; build one with `fractal index build RUN_DIR CORPUS --out {d}`")
+            raise ZoomIndexError(
+                f"{d}: no such index directory; build one with `fractal index build RUN_DIR CORPUS --out {d}`"
+            )
         if not (d / META_FILE).is_file():
-            raise ZoomIndexError(f"{d}: not a zoom index (no {META_FILE}); pass the directory `fractal index build --out` wrote")
+            raise ZoomIndexError(
+                f"{d}: not a zoom index (no {META_FILE}); pass the directory `fractal index build --out` wrote"
+            )
         try:
             meta = json.loads((d / META_FILE).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
@@ -452,18 +569,35 @@ class ZoomIndex:
             stored = load_run(d / RUN_DIR)
         except RunRecordError as e:
             raise ZoomIndexError(f"{d}: the run saved with the index is unusable ({e}); {fix}") from None
-        ix = cls(stored, kind=spec["kind"], level_names=meta.get("level_names") or [],
-                 corpus_role=meta.get("corpus_role", "passage"), device=device,
-                 **({"m": spec["params"]["M"], "ef_construction": spec["params"]["ef_construction"],
-                     "ef_search": spec["params"]["ef_search"]} if spec["kind"] == "hnsw" else {}))
+        ix = cls(
+            stored,
+            kind=spec["kind"],
+            level_names=meta.get("level_names") or [],
+            corpus_role=meta.get("corpus_role", "passage"),
+            device=device,
+            **(
+                {
+                    "m": spec["params"]["M"],
+                    "ef_construction": spec["params"]["ef_construction"],
+                    "ef_search": spec["params"]["ef_search"],
+                }
+                if spec["kind"] == "hnsw"
+                else {}
+            ),
+        )
         if ix.dims != tuple(dims) or ix.dim != int(head["dim"]):
-            raise ZoomIndexError(f"{d / META_FILE}: prefixes {dims} don't fit the saved run's head "
-                                 f"({ix.n_blocks} x {ix.block_dim}); {fix}")
+            raise ZoomIndexError(
+                f"{d / META_FILE}: prefixes {dims} don't fit the saved run's head "
+                f"({ix.n_blocks} x {ix.block_dim}); {fix}"
+            )
         saved_ident = meta.get("run") or {}
-        if saved_ident.get("run_id") != ix.identity["run_id"] or \
-                saved_ident.get("encoder_fingerprint") != ix.identity["encoder_fingerprint"]:
-            raise ZoomIndexError(f"{d}: the run saved with the index ({_describe(ix.identity)}) is not the one "
-                                 f"{META_FILE} names; {fix}")
+        if (
+            saved_ident.get("run_id") != ix.identity["run_id"]
+            or saved_ident.get("encoder_fingerprint") != ix.identity["encoder_fingerprint"]
+        ):
+            raise ZoomIndexError(
+                f"{d}: the run saved with the index ({_describe(ix.identity)}) is not the one {META_FILE} names; {fix}"
+            )
         if run is not None:
             try:
                 ix.check_run(run)
@@ -479,6 +613,7 @@ class ZoomIndex:
 def _meta_json(meta: dict) -> str:
     """``index.json``: one top-level key per line (sorted), each value compact JSON, so the header
     stays readable and the per-item columns (one line) don't grow it by a line per item."""
+
     def dump(v) -> str:
         return json.dumps(v, ensure_ascii=False, allow_nan=False, sort_keys=True)
 
@@ -501,9 +636,24 @@ def _library_version() -> str:
 
 
 # -------------------------------------------------------------------- corpus
-def build_from_source(run, source: str, *, split: str | None = None, text: str = "text",
-                      levels: Sequence[str] | None = None, id_column: str | None = None, **build_options) -> ZoomIndex:
+def build_from_source(
+    run,
+    source: str,
+    *,
+    split: str | None = None,
+    text: str = "text",
+    levels: Sequence[str] | None = None,
+    id_column: str | None = None,
+    **build_options,
+) -> ZoomIndex:
     """:func:`read_corpus` + :meth:`ZoomIndex.build` (what ``fractal index build`` runs)."""
     corpus = read_corpus(source, split=split, text=text, levels=levels, id_column=id_column)
-    return ZoomIndex.build(run, corpus.texts, corpus.ids, corpus.payloads, corpus.labels,
-                           level_names=corpus.level_names if corpus.labels is not None else None, **build_options)
+    return ZoomIndex.build(
+        run,
+        corpus.texts,
+        corpus.ids,
+        corpus.payloads,
+        corpus.labels,
+        level_names=corpus.level_names if corpus.labels is not None else None,
+        **build_options,
+    )

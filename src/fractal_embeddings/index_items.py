@@ -10,7 +10,8 @@ vectors are in (:meth:`ItemTable.append`), and is written to and read from the `
 from __future__ import annotations
 
 import json
-from typing import Any, NamedTuple, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -71,12 +72,21 @@ class ItemTable:
     def item(self, row: int) -> dict[str, Any]:
         """Row ``row`` as :class:`~fractal_embeddings.index.Hit` fields: id, text, labels by level, payload."""
         lab = self.labels[row]
-        return {"id": self.ids[row], "text": self.texts[row],
-                "labels": dict(zip(self.level_names, lab)) if lab is not None else None, "payload": self.payloads[row]}
+        return {
+            "id": self.ids[row],
+            "text": self.texts[row],
+            "labels": dict(zip(self.level_names, lab)) if lab is not None else None,
+            "payload": self.payloads[row],
+        }
 
     # ------------------------------------------------------------------ adding
-    def check(self, texts: list[str], ids: Sequence | None = None, payloads: Sequence | None = None,
-              labels: Sequence[Sequence[str]] | None = None) -> ItemBatch:
+    def check(
+        self,
+        texts: list[str],
+        ids: Sequence | None = None,
+        payloads: Sequence | None = None,
+        labels: Sequence[Sequence[str]] | None = None,
+    ) -> ItemBatch:
         """Check a batch of items against the table and each other, without adding it: one string per
         text; ids ints or strings, unique in the table (default: after the largest int id); one JSON
         payload and one label row (a class name per level, or ``None``) per text."""
@@ -105,15 +115,25 @@ class ItemTable:
             _json_value(p, f"payload {i}")
         if labels is None:
             labels = [None] * n
-        labels = [None if row is None else [row] if isinstance(row, str) else
-                  [str(x) for x in (row.tolist() if isinstance(row, np.ndarray) else row)] for row in labels]
+        labels = [
+            None
+            if row is None
+            else [row]
+            if isinstance(row, str)
+            else [str(x) for x in (row.tolist() if isinstance(row, np.ndarray) else row)]
+            for row in labels
+        ]
         if len(labels) != n:
-            raise ZoomIndexError(f"{len(labels)} label rows for {n} texts; give one row (class names per level) per text")
+            raise ZoomIndexError(
+                f"{len(labels)} label rows for {n} texts; give one row (class names per level) per text"
+            )
         nl = len(self.level_names)
         for i, row in enumerate(labels):
             if row is not None and len(row) != nl:
-                raise ZoomIndexError(f"label row {i} has {len(row)} names for {nl} levels ({', '.join(self.level_names)}); "
-                                     "give one class name per level, coarse -> fine")
+                raise ZoomIndexError(
+                    f"label row {i} has {len(row)} names for {nl} levels ({', '.join(self.level_names)}); "
+                    "give one class name per level, coarse -> fine"
+                )
         return ItemBatch(ids, list(texts), payloads, labels)
 
     def append(self, batch: ItemBatch) -> int:
@@ -130,11 +150,17 @@ class ItemTable:
     # ------------------------------------------------------------------ index.json
     def columns(self) -> dict[str, list]:
         """The ``items`` field of ``index.json``: the four columns, one entry per row."""
-        return {"ids": list(self.ids), "texts": list(self.texts), "payloads": list(self.payloads),
-                "labels": list(self.labels)}
+        return {
+            "ids": list(self.ids),
+            "texts": list(self.texts),
+            "payloads": list(self.payloads),
+            "labels": list(self.labels),
+        }
 
     @classmethod
-    def from_columns(cls, level_names: Sequence[str], ids: list, texts: list, payloads: list, labels: list) -> ItemTable:
+    def from_columns(
+        cls, level_names: Sequence[str], ids: list, texts: list, payloads: list, labels: list
+    ) -> ItemTable:
         """The table saved by :meth:`columns` (columns of equal length, checked by the caller; ids checked here)."""
         table = cls(level_names)
         table.ids = [check_id(i) for i in ids]

@@ -40,8 +40,13 @@ def ols(x, y) -> dict:
     if len(x) < 3:
         raise FractalError(f"the predictor needs >= 3 datasets to fit a line with an interval, got {len(x)}")
     res = sm.OLS(y, _design(x)).fit()
-    return {"coef": [float(c) for c in res.params], "sigma2": float(res.scale), "df": int(res.df_resid),
-            "xtx_inv": np.linalg.inv(_design(x).T @ _design(x)).tolist(), "r2": float(res.rsquared)}
+    return {
+        "coef": [float(c) for c in res.params],
+        "sigma2": float(res.scale),
+        "df": int(res.df_resid),
+        "xtx_inv": np.linalg.inv(_design(x).T @ _design(x)).tolist(),
+        "r2": float(res.rsquared),
+    }
 
 
 def predict_value(fit: dict, product: float, level: float = 0.95) -> tuple[float, tuple[float, float]]:
@@ -64,8 +69,15 @@ def leave_one_out(points: list[dict]) -> dict:
         est, (lo, hi) = predict_value(f, p["product"])
         errs.append(abs(est - p["S"]))
         base.append(abs(np.mean([q["S"] for q in rest]) - p["S"]))
-        per.append({"dataset": p["dataset"], "S": p["S"], "predicted": round(est, 6),
-                    "interval": [round(lo, 6), round(hi, 6)], "covered": bool(lo <= p["S"] <= hi)})
+        per.append(
+            {
+                "dataset": p["dataset"],
+                "S": p["S"],
+                "predicted": round(est, 6),
+                "interval": [round(lo, 6), round(hi, 6)],
+                "covered": bool(lo <= p["S"] <= hi),
+            }
+        )
     return {"mae": round(float(np.mean(errs)), 6), "mean_only_mae": round(float(np.mean(base)), 6), "per_dataset": per}
 
 
@@ -87,18 +99,37 @@ def fit_predictor(results="results", out: str | Path | None = FIT_FILE, method: 
     for d, g in df.groupby("dataset", sort=True):
         acc = float(g[f"base_L1@j{nb}"].mean())
         H = float(g["H_L1|L0"].mean())
-        points.append({"dataset": d, "H": round(H, 6), "untrained_fine_acc": round(acc, 6),
-                       "product": round(H * acc, 6), "S": round(float(g["S"].mean()), 6), "n_seeds": int(len(g))})
+        points.append(
+            {
+                "dataset": d,
+                "H": round(H, 6),
+                "untrained_fine_acc": round(acc, 6),
+                "product": round(H * acc, 6),
+                "S": round(float(g["S"].mean()), 6),
+                "n_seeds": int(len(g)),
+            }
+        )
     f = ols([p["product"] for p in points], [p["S"] for p in points])
     digest = hashlib.sha256()  # of exactly the records fitted on
     for key in sorted(df["key"]):
         digest.update((RunStore(root / "main").path(key) / "record.json").read_bytes())
-    fit = {"schema": SCHEMA, "model": "S = a + b * H(Lf|L0) * untrained fine k-NN accuracy", "method": method,
-           **f, "points": points, "loo": leave_one_out(points),
-           "provenance": {"experiment": "main", "records": int(len(df)), "records_sha256": digest.hexdigest(),
-                          "encoder": sorted(set(df["encoder"])), "dims": int(nb * df["block_dim"].iloc[0]),
-                          "library_version": __version__,
-                          "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}}
+    fit = {
+        "schema": SCHEMA,
+        "model": "S = a + b * H(Lf|L0) * untrained fine k-NN accuracy",
+        "method": method,
+        **f,
+        "points": points,
+        "loo": leave_one_out(points),
+        "provenance": {
+            "experiment": "main",
+            "records": int(len(df)),
+            "records_sha256": digest.hexdigest(),
+            "encoder": sorted(set(df["encoder"])),
+            "dims": int(nb * df["block_dim"].iloc[0]),
+            "library_version": __version__,
+            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    }
     if out is not None:
         from .cache import atomic_write_bytes
 
@@ -113,7 +144,9 @@ def load_fit(path: str | Path | None = None) -> dict:
     except FileNotFoundError:
         raise FractalError(f"{path}: no predictor fit file; write one with `fractal predict --refit RESULTS`") from None
     except ValueError:
-        raise FractalError(f"{path}: the predictor fit file is not valid JSON; refit it with `fractal predict --refit RESULTS`") from None
+        raise FractalError(
+            f"{path}: the predictor fit file is not valid JSON; refit it with `fractal predict --refit RESULTS`"
+        ) from None
     if fit.get("schema") != SCHEMA:
         raise FractalError(f"{path}: not a predictor fit file (schema {fit.get('schema')!r}, expected {SCHEMA})")
     return fit
@@ -123,7 +156,7 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
     """``H(Lf|L0)``, the untrained encoder's fine-level k-NN accuracy (as in a record's baseline) and
     their product, for a dataset with train and test splits."""
     from .data.taxonomy import conditional_entropy_bits
-    from .runs import as_encoder, eval_row_sample, blocks_that_fit, embed_split, score_untrained
+    from .runs import as_encoder, blocks_that_fit, embed_split, eval_row_sample, score_untrained
 
     dataset.require_hierarchy()
     split = "test" if "test" in dataset.splits else ("val" if "val" in dataset.splits else "train")
@@ -135,8 +168,15 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
     base = score_untrained(X, dataset.split(split).labels[rows], block_dim, n_blocks, 5, dataset.level_names)
     dims = str(blocks_that_fit(X.shape[1], block_dim, n_blocks) * block_dim)
     acc = float(base["accuracy"][dims][dataset.level_names[-1]])
-    return {"H": float(H), "untrained_fine_acc": acc, "product": float(H * acc), "scored_split": split,
-            "scored_rows": int(len(rows)), "encoder": encoder.resolved.name, "encoder_model": encoder.model}
+    return {
+        "H": float(H),
+        "untrained_fine_acc": acc,
+        "product": float(H * acc),
+        "scored_split": split,
+        "scored_rows": int(len(rows)),
+        "encoder": encoder.resolved.name,
+        "encoder_model": encoder.model,
+    }
 
 
 def predict(dataset, encoder=None, fit: dict | str | Path | None = None) -> dict:
@@ -148,10 +188,20 @@ def predict(dataset, encoder=None, fit: dict | str | Path | None = None) -> dict
     fitted_with = fit["provenance"]["encoder"]
     same_encoder = feats["encoder_model"] in fitted_with
     xs = [p["product"] for p in fit["points"]]
-    return {"dataset": dataset.name, "method": fit["method"], "predicted_S": round(est, 4),
-            "interval": [round(lo, 4), round(hi, 4)], "features": feats,
-            "extrapolating": not min(xs) - 1e-3 <= feats["product"] <= max(xs) + 1e-3,
-            "encoder_matches_fit": same_encoder,
-            "fit": {"model": fit["model"], "coef": fit["coef"], "datasets": [p["dataset"] for p in fit["points"]],
-                    "loo_mae": fit["loo"]["mae"], "mean_only_mae": fit["loo"]["mean_only_mae"],
-                    "encoder": fit["provenance"]["encoder"]}}
+    return {
+        "dataset": dataset.name,
+        "method": fit["method"],
+        "predicted_S": round(est, 4),
+        "interval": [round(lo, 4), round(hi, 4)],
+        "features": feats,
+        "extrapolating": not min(xs) - 1e-3 <= feats["product"] <= max(xs) + 1e-3,
+        "encoder_matches_fit": same_encoder,
+        "fit": {
+            "model": fit["model"],
+            "coef": fit["coef"],
+            "datasets": [p["dataset"] for p in fit["points"]],
+            "loo_mae": fit["loo"]["mae"],
+            "mean_only_mae": fit["loo"]["mean_only_mae"],
+            "encoder": fit["provenance"]["encoder"],
+        },
+    }

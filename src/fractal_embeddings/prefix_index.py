@@ -10,13 +10,13 @@ prefix, and why each prefix is normalised on its own: :mod:`fractal_embeddings.i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from .evaluation import unit_rows
 from .errors import ZoomIndexError
+from .evaluation import unit_rows
 
 KINDS = ("flat", "hnsw")
 HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
@@ -32,8 +32,15 @@ def prefix_file(d: int) -> str:
 class PrefixIndexes:
     """One FAISS index per prefix length (``dims``, shortest first; the last is the full vector)."""
 
-    def __init__(self, dims: Sequence[int], kind: str = "flat", *, m: int = HNSW_DEFAULTS["M"],
-                 ef_construction: int = HNSW_DEFAULTS["ef_construction"], ef_search: int = HNSW_DEFAULTS["ef_search"]):
+    def __init__(
+        self,
+        dims: Sequence[int],
+        kind: str = "flat",
+        *,
+        m: int = HNSW_DEFAULTS["M"],
+        ef_construction: int = HNSW_DEFAULTS["ef_construction"],
+        ef_search: int = HNSW_DEFAULTS["ef_search"],
+    ):
         import faiss
 
         if kind not in KINDS:
@@ -133,9 +140,13 @@ class PrefixIndexes:
             try:
                 fx = faiss.read_index(str(folder / name))
             except RuntimeError as e:
-                raise ZoomIndexError(f"{folder / name}: not a readable FAISS index ({str(e).splitlines()[-1][:80]}); {fix}") from None
+                raise ZoomIndexError(
+                    f"{folder / name}: not a readable FAISS index ({str(e).splitlines()[-1][:80]}); {fix}"
+                ) from None
             if fx.d != d or fx.ntotal != size:
-                raise ZoomIndexError(f"{folder / name}: holds {fx.ntotal} x {fx.d}-d vectors, expected {size} x {d}; {fix}")
+                raise ZoomIndexError(
+                    f"{folder / name}: holds {fx.ntotal} x {fx.d}-d vectors, expected {size} x {d}; {fix}"
+                )
             self.indexes[d] = fx
         try:
             vec = np.load(folder / VECTORS_FILE, allow_pickle=False)

@@ -39,8 +39,22 @@ SCHEMAS_READ = ("fractal-embeddings/run-record/1", SCHEMA)
 RECORD_FILE = "record.json"
 WEIGHTS_FILE = "head.safetensors"
 PARTIAL_FILES = (WEIGHTS_FILE, WEIGHTS_FILE + ".tmp")  # what an interrupted save of an older version left
-RECORD_KEYS = ("schema", "run_id", "method", "seed", "dataset", "encoder", "config", "versions", "accuracy",
-               "steerability", "baseline", "training", "timing", "weights")
+RECORD_KEYS = (
+    "schema",
+    "run_id",
+    "method",
+    "seed",
+    "dataset",
+    "encoder",
+    "config",
+    "versions",
+    "accuracy",
+    "steerability",
+    "baseline",
+    "training",
+    "timing",
+    "weights",
+)
 
 
 class RunRecordError(FractalError):
@@ -51,8 +65,16 @@ def library_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version(), "platform": sys.platform}
-    for pkg in ("fractal-embeddings", "torch", "numpy", "scipy", "safetensors", "sentence-transformers",
-                "onnxruntime", "transformers"):
+    for pkg in (
+        "fractal-embeddings",
+        "torch",
+        "numpy",
+        "scipy",
+        "safetensors",
+        "sentence-transformers",
+        "onnxruntime",
+        "transformers",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -103,17 +125,27 @@ def save_run(out_dir: str | os.PathLike, record: dict, head=None, overwrite: boo
         raise RunRecordError(f"run record lacks {', '.join(missing)}; it can't be saved")
     bad = non_finite_fields(record)
     if bad:  # before anything is written: canonical JSON has no NaN or infinity
-        raise RunRecordError(f"run record field {', '.join(bad[:3])} is not a finite number; the run can't be saved "
-                             f"(a training that diverged? lower the learning rate and train again)")
+        raise RunRecordError(
+            f"run record field {', '.join(bad[:3])} is not a finite number; the run can't be saved "
+            f"(a training that diverged? lower the learning rate and train again)"
+        )
     out = Path(out_dir)
-    with atomic_dir(out, overwrite=overwrite, marker=RECORD_FILE, what="a run", partial=PARTIAL_FILES,
-                    error=RunRecordError) as tmp:
+    with atomic_dir(
+        out, overwrite=overwrite, marker=RECORD_FILE, what="a run", partial=PARTIAL_FILES, error=RunRecordError
+    ) as tmp:
         if head is not None:
             state = {k: v.detach().contiguous().clone() for k, v in head.state_dict().items()}
             # one metadata key: safetensors writes metadata in hash-map order, so several keys would make
             # the file's bytes (and its sha256) differ between processes for identical weights
-            meta = {"fractal": canonical_json({"head": head.config(), "schema": SCHEMA,
-                                               "encoder_fingerprint": str(record["encoder"].get("fingerprint", ""))})}
+            meta = {
+                "fractal": canonical_json(
+                    {
+                        "head": head.config(),
+                        "schema": SCHEMA,
+                        "encoder_fingerprint": str(record["encoder"].get("fingerprint", "")),
+                    }
+                )
+            }
             save_file(state, str(tmp / WEIGHTS_FILE), metadata=meta)
             record["weights"] = {"file": WEIGHTS_FILE, "sha256": file_sha256(tmp / WEIGHTS_FILE)}
         (tmp / RECORD_FILE).write_bytes(canonical_json(record).encode())
@@ -127,8 +159,10 @@ def load_record(run_dir: str | os.PathLike) -> RunRecord:
         raise RunRecordError(f"{given} does not exist; pass a run directory (the --out of `fractal train`)")
     path = given / RECORD_FILE if given.is_dir() else given
     if not path.exists():
-        raise RunRecordError(f"{given}: no {RECORD_FILE} here, so it is not a run directory; pass the directory "
-                             f"`fractal train --out` wrote")
+        raise RunRecordError(
+            f"{given}: no {RECORD_FILE} here, so it is not a run directory; pass the directory "
+            f"`fractal train --out` wrote"
+        )
     try:
         record = json.loads(path.read_text())
     except (OSError, ValueError) as e:
@@ -150,7 +184,9 @@ def load_weights(run_dir: str | os.PathLike, record: RunRecord) -> dict | None:
     if not path.exists():
         raise RunRecordError(f"{path}: weights file missing; the run directory is incomplete, train again")
     if file_sha256(path) != record.weights.sha256:
-        raise RunRecordError(f"{path}: weights do not match the sha256 in {RECORD_FILE} (changed or copied from another run)")
+        raise RunRecordError(
+            f"{path}: weights do not match the sha256 in {RECORD_FILE} (changed or copied from another run)"
+        )
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
@@ -159,48 +195,63 @@ def load_weights(run_dir: str | os.PathLike, record: RunRecord) -> dict | None:
         raise RunRecordError(f"{path}: not a readable safetensors file ({e})") from None
     cfg = record.head.to_dict()
     if record.head.finetuned_encoder_layers:
-        raise RunRecordError(f"{run_dir}: this run fine-tuned the encoder's last {record.head.finetuned_encoder_layers} "
-                             f"layers; its record holds the scores, but loading it as a head on frozen vectors is not supported")
+        raise RunRecordError(
+            f"{run_dir}: this run fine-tuned the encoder's last {record.head.finetuned_encoder_layers} "
+            f"layers; its record holds the scores, but loading it as a head on frozen vectors is not supported"
+        )
     saved = json.loads(meta["fractal"]).get("head") if "fractal" in meta else json.loads(meta.get("head", "null"))
     if saved != cfg:
         raise RunRecordError(f"{path}: weights were saved for head {saved}, the record says {cfg}")
     return state
 
 
-def check_compatible(record: RunRecord, *, dataset=None, encoder_identity: dict | None = None,
-                     encoder_dim: int | None = None) -> None:
+def check_compatible(
+    record: RunRecord, *, dataset=None, encoder_identity: dict | None = None, encoder_dim: int | None = None
+) -> None:
     """Fail with one line when a run's data or encoder differs from the ones given."""
     where = f"run {record.run_id}"
     if dataset is not None:
         want = [(lv.name, lv.n_classes) for lv in record.dataset.levels]
         have = [(lv.name, lv.n_classes) for lv in dataset.levels]
         if want != have:
-            raise RunRecordError(f"{where} was trained on levels {want}, the dataset given has {have}; load the same dataset and levels")
+            raise RunRecordError(
+                f"{where} was trained on levels {want}, the dataset given has {have}; load the same dataset and levels"
+            )
         if record.dataset.fingerprint and dataset.fingerprint() != record.dataset.fingerprint:
-            raise RunRecordError(f"{where}: dataset '{dataset.name}' differs from the one it was trained on (texts or labels changed); retrain or pass the original data")
+            raise RunRecordError(
+                f"{where}: dataset '{dataset.name}' differs from the one it was trained on (texts or labels changed); retrain or pass the original data"
+            )
     enc = record.encoder
     if encoder_identity is not None:
         have_fp = encoder_identity.get("fingerprint")
         if enc.fingerprint != have_fp or enc.name != encoder_identity.get("name"):
-            raise RunRecordError(f"{where} was trained on encoder {enc.name} ({str(enc.fingerprint)[:12]}), "
-                                 f"not {encoder_identity.get('name')} ({str(have_fp)[:12]}); use --model {enc.model or enc.name}")
+            raise RunRecordError(
+                f"{where} was trained on encoder {enc.name} ({str(enc.fingerprint)[:12]}), "
+                f"not {encoder_identity.get('name')} ({str(have_fp)[:12]}); use --model {enc.model or enc.name}"
+            )
     if encoder_dim is not None and enc.dim not in (None, encoder_dim):
-        raise RunRecordError(f"{where}: weights expect {enc.dim}-d encoder vectors, got {encoder_dim}-d; use the run's encoder")
+        raise RunRecordError(
+            f"{where}: weights expect {enc.dim}-d encoder vectors, got {encoder_dim}-d; use the run's encoder"
+        )
 
 
 # ------------------------------------------------------------------ the typed record
 # A record on disk is canonical JSON; in memory it is a RunRecord, validated once when it is read.
 # Every block keeps the keys it does not model in ``extra``, so ``from_dict(d).to_dict() == d``.
 
+
 def _bad(where: str, key: str, want: str, got) -> RunRecordError:
-    return RunRecordError(f"{where}.{key} is {got!r}, expected {want}; restore the field (the record was edited?) or "
-                          f"train the run again")
+    return RunRecordError(
+        f"{where}.{key} is {got!r}, expected {want}; restore the field (the record was edited?) or train the run again"
+    )
 
 
 def _take(d: dict, key: str, where: str, want: str, check) -> object:
     """``d[key]`` checked; ``where`` names the block (``<file>: config.eval``) for the one-line error."""
     if not isinstance(d, dict) or key not in d:
-        raise RunRecordError(f"{where}.{key} is missing; restore the field (the record was edited?) or train the run again")
+        raise RunRecordError(
+            f"{where}.{key} is missing; restore the field (the record was edited?) or train the run again"
+        )
     v = d[key]
     if not check(v):
         raise _bad(where, key, want, v)
@@ -254,23 +305,45 @@ class DatasetInfo:
     @classmethod
     def from_dict(cls, d: dict, where: str) -> DatasetInfo:
         w = f"{where}: dataset"
-        levels = _take(d, "levels", w, "a list of {name, n_classes}",
-                       lambda v: isinstance(v, list) and len(v) >= 1 and all(
-                           isinstance(x, dict) and _is_str(x.get("name")) and _is_int(x.get("n_classes")) for x in v))
-        return cls(name=_take(d, "name", w, "a string", _is_str),
-                   levels=tuple(LevelInfo(x["name"], x["n_classes"]) for x in levels),
-                   rows=_take(d, "rows", w, "rows per split", lambda v: _is_dict(v) and all(map(_is_int, v.values()))),
-                   fingerprint=d.get("fingerprint"),
-                   load_args=_take(d, "load_args", w, "an object or null", _opt(_is_dict)) if "load_args" in d else None,
-                   subset=_take(d, "subset", w, "null or {rows: {split: n}, seed}", _opt(
-                       lambda v: _is_dict(v) and _is_dict(v.get("rows")) and _is_int(v.get("seed")))) if "subset" in d
-                   else None,
-                   extra=_rest(d, cls.KEYS))
+        levels = _take(
+            d,
+            "levels",
+            w,
+            "a list of {name, n_classes}",
+            lambda v: (
+                isinstance(v, list)
+                and len(v) >= 1
+                and all(isinstance(x, dict) and _is_str(x.get("name")) and _is_int(x.get("n_classes")) for x in v)
+            ),
+        )
+        return cls(
+            name=_take(d, "name", w, "a string", _is_str),
+            levels=tuple(LevelInfo(x["name"], x["n_classes"]) for x in levels),
+            rows=_take(d, "rows", w, "rows per split", lambda v: _is_dict(v) and all(map(_is_int, v.values()))),
+            fingerprint=d.get("fingerprint"),
+            load_args=_take(d, "load_args", w, "an object or null", _opt(_is_dict)) if "load_args" in d else None,
+            subset=_take(
+                d,
+                "subset",
+                w,
+                "null or {rows: {split: n}, seed}",
+                _opt(lambda v: _is_dict(v) and _is_dict(v.get("rows")) and _is_int(v.get("seed"))),
+            )
+            if "subset" in d
+            else None,
+            extra=_rest(d, cls.KEYS),
+        )
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in self.levels],
-                "rows": dict(self.rows), "fingerprint": self.fingerprint, "load_args": self.load_args,
-                "subset": self.subset, **self.extra}
+        return {
+            "name": self.name,
+            "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in self.levels],
+            "rows": dict(self.rows),
+            "fingerprint": self.fingerprint,
+            "load_args": self.load_args,
+            "subset": self.subset,
+            **self.extra,
+        }
 
     @property
     def level_names(self) -> list[str]:
@@ -303,27 +376,51 @@ class EncoderInfo:
     base: EncoderInfo | None = None
     extra: dict = field(default_factory=dict)
 
-    KEYS = ("name", "fingerprint", "backend", "pooling", "normalize", "max_seq_length", "prompt", "dim", "model",
-            "base")
+    KEYS = (
+        "name",
+        "fingerprint",
+        "backend",
+        "pooling",
+        "normalize",
+        "max_seq_length",
+        "prompt",
+        "dim",
+        "model",
+        "base",
+    )
     IDENTITY = ("name", "fingerprint", "backend", "pooling", "normalize", "max_seq_length", "prompt")
 
     @classmethod
     def from_dict(cls, d: dict, where: str, _block: str = "encoder") -> EncoderInfo:
         w = f"{where}: {_block}"
         base = d.get("base")
-        return cls(name=_take(d, "name", w, "a string", _is_str), fingerprint=d.get("fingerprint"),
-                   backend=_take(d, "backend", w, "a backend name", _is_str),
-                   pooling=_take(d, "pooling", w, "mean or cls", _is_str),
-                   normalize=_take(d, "normalize", w, "true or false", lambda v: isinstance(v, bool)),
-                   max_seq_length=_take(d, "max_seq_length", w, "an integer", _is_int),
-                   prompt=d.get("prompt", ""), dim=_take(d, "dim", w, "an integer", _opt(_is_int)),
-                   model=d.get("model"), base=cls.from_dict(base, where, f"{_block}.base") if base is not None else None,
-                   extra=_rest(d, cls.KEYS))
+        return cls(
+            name=_take(d, "name", w, "a string", _is_str),
+            fingerprint=d.get("fingerprint"),
+            backend=_take(d, "backend", w, "a backend name", _is_str),
+            pooling=_take(d, "pooling", w, "mean or cls", _is_str),
+            normalize=_take(d, "normalize", w, "true or false", lambda v: isinstance(v, bool)),
+            max_seq_length=_take(d, "max_seq_length", w, "an integer", _is_int),
+            prompt=d.get("prompt", ""),
+            dim=_take(d, "dim", w, "an integer", _opt(_is_int)),
+            model=d.get("model"),
+            base=cls.from_dict(base, where, f"{_block}.base") if base is not None else None,
+            extra=_rest(d, cls.KEYS),
+        )
 
     def to_dict(self) -> dict:
-        out = {"name": self.name, "fingerprint": self.fingerprint, "backend": self.backend, "pooling": self.pooling,
-               "normalize": self.normalize, "max_seq_length": self.max_seq_length, "prompt": self.prompt,
-               "dim": self.dim, "model": self.model, **self.extra}
+        out = {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "backend": self.backend,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_seq_length": self.max_seq_length,
+            "prompt": self.prompt,
+            "dim": self.dim,
+            "model": self.model,
+            **self.extra,
+        }
         if self.base is not None:
             out["base"] = self.base.to_dict()
         return out
@@ -351,10 +448,12 @@ class HeadInfo:
     @classmethod
     def from_dict(cls, d: dict, where: str) -> HeadInfo:
         w = f"{where}: config.head"
-        return cls(kind=_take(d, "kind", w, "a head kind or null", _opt(_is_str)),
-                   n_blocks=_take(d, "n_blocks", w, "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-                   block_dim=_take(d, "block_dim", w, "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-                   extra=_rest(d, cls.KEYS))
+        return cls(
+            kind=_take(d, "kind", w, "a head kind or null", _opt(_is_str)),
+            n_blocks=_take(d, "n_blocks", w, "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+            block_dim=_take(d, "block_dim", w, "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+            extra=_rest(d, cls.KEYS),
+        )
 
     def to_dict(self) -> dict:
         return {"kind": self.kind, "n_blocks": self.n_blocks, "block_dim": self.block_dim, **self.extra}
@@ -398,15 +497,18 @@ class EvalSpec:
     def from_dict(cls, d: dict, where: str) -> EvalSpec:
         w = f"{where}: config.eval"
         n_rows = _take(d, "n_rows", w, "a number of rows >= 2", lambda v: _is_int(v) and v >= 2)
-        k = _take(d, "k", w, f"an integer >= 1 and below the {n_rows} rows scored", lambda v: _is_int(v) and 1 <= v < n_rows)
-        return cls(split=_take(d, "split", w, "a split name such as 'test'", lambda v: _is_str(v) and v != ""),
-                   max_rows=_take(d, "max_rows", w, "null (all rows) or an integer > k",
-                                  _opt(lambda v: _is_int(v) and v > k)),
-                   n_rows=n_rows, k=k,
-                   sample_seed=_take(d, "sample_seed", w, "an integer in [0, 2**32)",
-                                     lambda v: _is_int(v) and 0 <= v < 2**32),
-                   rows_sha256=_take(d, "rows_sha256", w, "a sha256", _is_str),
-                   extra=_rest(d, ("split", "max_rows", "n_rows", "sample_seed", "k", "rows_sha256")))
+        k = _take(
+            d, "k", w, f"an integer >= 1 and below the {n_rows} rows scored", lambda v: _is_int(v) and 1 <= v < n_rows
+        )
+        return cls(
+            split=_take(d, "split", w, "a split name such as 'test'", lambda v: _is_str(v) and v != ""),
+            max_rows=_take(d, "max_rows", w, "null (all rows) or an integer > k", _opt(lambda v: _is_int(v) and v > k)),
+            n_rows=n_rows,
+            k=k,
+            sample_seed=_take(d, "sample_seed", w, "an integer in [0, 2**32)", lambda v: _is_int(v) and 0 <= v < 2**32),
+            rows_sha256=_take(d, "rows_sha256", w, "a sha256", _is_str),
+            extra=_rest(d, ("split", "max_rows", "n_rows", "sample_seed", "k", "rows_sha256")),
+        )
 
     def to_dict(self) -> dict:
         out = asdict(self)
@@ -426,15 +528,22 @@ class RunConfig:
     @classmethod
     def from_dict(cls, d: dict, where: str) -> RunConfig:
         w = f"{where}: config"
-        return cls(head=HeadInfo.from_dict(_take(d, "head", w, "an object", _is_dict), where),
-                   objective=_take(d, "objective", w, "an object", _is_dict),
-                   train=_take(d, "train", w, "an object or null", _opt(_is_dict)),
-                   eval=EvalSpec.from_dict(_take(d, "eval", w, "the evaluation settings (an object)", _is_dict), where),
-                   extra=_rest(d, ("head", "objective", "train", "eval")))
+        return cls(
+            head=HeadInfo.from_dict(_take(d, "head", w, "an object", _is_dict), where),
+            objective=_take(d, "objective", w, "an object", _is_dict),
+            train=_take(d, "train", w, "an object or null", _opt(_is_dict)),
+            eval=EvalSpec.from_dict(_take(d, "eval", w, "the evaluation settings (an object)", _is_dict), where),
+            extra=_rest(d, ("head", "objective", "train", "eval")),
+        )
 
     def to_dict(self) -> dict:
-        return {"head": self.head.to_dict(), "objective": self.objective, "train": self.train,
-                "eval": self.eval.to_dict(), **self.extra}
+        return {
+            "head": self.head.to_dict(),
+            "objective": self.objective,
+            "train": self.train,
+            "eval": self.eval.to_dict(),
+            **self.extra,
+        }
 
 
 @dataclass
@@ -446,11 +555,26 @@ class Scores:
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> Scores:
-        acc = _take(d, "accuracy", where, "{dims: {level: accuracy}}", lambda v: _is_dict(v) and all(
-            k.isdigit() and _is_dict(row) and all(_is_num(a) and 0 <= a <= 1 for a in row.values())
-            for k, row in v.items()))
-        st = _take(d, "steerability", where, "{S: number, metric: number or null, ...}",
-                   lambda v: _is_dict(v) and _is_num(v.get("S")) and all(x is None or _is_num(x) for x in v.values()))
+        acc = _take(
+            d,
+            "accuracy",
+            where,
+            "{dims: {level: accuracy}}",
+            lambda v: (
+                _is_dict(v)
+                and all(
+                    k.isdigit() and _is_dict(row) and all(_is_num(a) and 0 <= a <= 1 for a in row.values())
+                    for k, row in v.items()
+                )
+            ),
+        )
+        st = _take(
+            d,
+            "steerability",
+            where,
+            "{S: number, metric: number or null, ...}",
+            lambda v: _is_dict(v) and _is_num(v.get("S")) and all(x is None or _is_num(x) for x in v.values()),
+        )
         return cls(acc, st)
 
     def to_dict(self) -> dict:
@@ -475,9 +599,11 @@ class TrainingInfo:
 
     @classmethod
     def from_dict(cls, d: dict, where: str) -> TrainingInfo:
-        return cls(best_epoch=d.get("best_epoch"),
-                   history=_take(d, "history", f"{where}: training", "a list", lambda v: isinstance(v, list)),
-                   extra=_rest(d, ("best_epoch", "history")))
+        return cls(
+            best_epoch=d.get("best_epoch"),
+            history=_take(d, "history", f"{where}: training", "a list", lambda v: isinstance(v, list)),
+            extra=_rest(d, ("best_epoch", "history")),
+        )
 
     def to_dict(self) -> dict:
         return {"best_epoch": self.best_epoch, "history": self.history, **self.extra}
@@ -521,10 +647,15 @@ class RunRecord:
             raise RunRecordError(f"{where}: not a JSON object; pass a record.json written by fractal-embeddings")
         schema = d.get("schema")
         if schema not in SCHEMAS_READ:
-            hint = (" (written by a newer fractal-embeddings: upgrade the package)" if isinstance(schema, str)
-                    and schema.startswith("fractal-embeddings/run-record/") else "")
-            raise RunRecordError(f"{where}: not a fractal-embeddings run record (schema {schema!r}, expected one of "
-                                 f"{', '.join(SCHEMAS_READ)}){hint}")
+            hint = (
+                " (written by a newer fractal-embeddings: upgrade the package)"
+                if isinstance(schema, str) and schema.startswith("fractal-embeddings/run-record/")
+                else ""
+            )
+            raise RunRecordError(
+                f"{where}: not a fractal-embeddings run record (schema {schema!r}, expected one of "
+                f"{', '.join(SCHEMAS_READ)}){hint}"
+            )
         missing = [k for k in RECORD_KEYS if k not in d]
         if missing:
             raise RunRecordError(f"{where}: run record lacks {', '.join(missing)}; restore it or train the run again")
@@ -534,29 +665,48 @@ class RunRecord:
         top = f"{where}: record"
         base = _take(d, "baseline", top, "an object", _is_dict)
         training = _take(d, "training", top, "an object or null", _opt(_is_dict))
-        return cls(schema=schema, run_id=_take(d, "run_id", top, "a string", _is_str),
-                   method=_take(d, "method", top, "a method name", _is_str),
-                   seed=_take(d, "seed", top, "an integer seed", _is_int),
-                   dataset=DatasetInfo.from_dict(_take(d, "dataset", top, "an object", _is_dict), where),
-                   encoder=EncoderInfo.from_dict(_take(d, "encoder", top, "an object", _is_dict), where),
-                   config=RunConfig.from_dict(_take(d, "config", top, "an object", _is_dict), where),
-                   versions=_take(d, "versions", top, "an object", _is_dict),
-                   scores=Scores.from_dict(d, f"{where}: record"), baseline=Scores.from_dict(base, f"{where}: baseline"),
-                   training=TrainingInfo.from_dict(training, where) if training is not None else None,
-                   timing=_take(d, "timing", top, "{train_s, eval_s, created_at}", lambda v: _is_dict(v) and all(
-                       _is_num(v.get(k)) for k in ("train_s", "eval_s"))),
-                   weights=WeightsRef(w["file"], w["sha256"]) if w is not None else None,
-                   retrieval=_take(d, "retrieval", top, "an object", _opt(_is_dict)) if "retrieval" in d else None,
-                   tags=_take(d, "tags", top, "an object", _opt(_is_dict)) if "tags" in d else None,
-                   extra=_rest(d, (*RECORD_KEYS, "retrieval", "tags")))
+        return cls(
+            schema=schema,
+            run_id=_take(d, "run_id", top, "a string", _is_str),
+            method=_take(d, "method", top, "a method name", _is_str),
+            seed=_take(d, "seed", top, "an integer seed", _is_int),
+            dataset=DatasetInfo.from_dict(_take(d, "dataset", top, "an object", _is_dict), where),
+            encoder=EncoderInfo.from_dict(_take(d, "encoder", top, "an object", _is_dict), where),
+            config=RunConfig.from_dict(_take(d, "config", top, "an object", _is_dict), where),
+            versions=_take(d, "versions", top, "an object", _is_dict),
+            scores=Scores.from_dict(d, f"{where}: record"),
+            baseline=Scores.from_dict(base, f"{where}: baseline"),
+            training=TrainingInfo.from_dict(training, where) if training is not None else None,
+            timing=_take(
+                d,
+                "timing",
+                top,
+                "{train_s, eval_s, created_at}",
+                lambda v: _is_dict(v) and all(_is_num(v.get(k)) for k in ("train_s", "eval_s")),
+            ),
+            weights=WeightsRef(w["file"], w["sha256"]) if w is not None else None,
+            retrieval=_take(d, "retrieval", top, "an object", _opt(_is_dict)) if "retrieval" in d else None,
+            tags=_take(d, "tags", top, "an object", _opt(_is_dict)) if "tags" in d else None,
+            extra=_rest(d, (*RECORD_KEYS, "retrieval", "tags")),
+        )
 
     def to_dict(self) -> dict:
-        out = {"schema": self.schema, "run_id": self.run_id, "method": self.method, "seed": self.seed,
-               "dataset": self.dataset.to_dict(), "encoder": self.encoder.to_dict(), "config": self.config.to_dict(),
-               "versions": self.versions, **self.scores.to_dict(), "baseline": self.baseline.to_dict(),
-               "training": self.training.to_dict() if self.training is not None else None, "timing": self.timing,
-               "weights": {"file": self.weights.file, "sha256": self.weights.sha256} if self.weights else None,
-               **self.extra}
+        out = {
+            "schema": self.schema,
+            "run_id": self.run_id,
+            "method": self.method,
+            "seed": self.seed,
+            "dataset": self.dataset.to_dict(),
+            "encoder": self.encoder.to_dict(),
+            "config": self.config.to_dict(),
+            "versions": self.versions,
+            **self.scores.to_dict(),
+            "baseline": self.baseline.to_dict(),
+            "training": self.training.to_dict() if self.training is not None else None,
+            "timing": self.timing,
+            "weights": {"file": self.weights.file, "sha256": self.weights.sha256} if self.weights else None,
+            **self.extra,
+        }
         if self.retrieval is not None:
             out["retrieval"] = self.retrieval
         if self.tags is not None:

@@ -46,13 +46,23 @@ def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks=KS, map_k: int 
     return out
 
 
-def prefix_retrieval(Q: np.ndarray, q_labels: np.ndarray, C: np.ndarray, c_labels: np.ndarray, block_dim: int,
-                     n_blocks: int, level_names, ks=KS, map_k: int = MAP_K) -> dict:
+def prefix_retrieval(
+    Q: np.ndarray,
+    q_labels: np.ndarray,
+    C: np.ndarray,
+    c_labels: np.ndarray,
+    block_dim: int,
+    n_blocks: int,
+    level_names,
+    ks=KS,
+    map_k: int = MAP_K,
+) -> dict:
     """``{dims: {level name: {"R@1", "R@10", "mAP@10"}}}`` for every prefix of ``Q`` against ``C``."""
     q_labels, c_labels = np.asarray(q_labels), np.asarray(c_labels)
     if Q.shape[1] < n_blocks * block_dim or C.shape[1] != Q.shape[1]:
-        raise FractalError(f"queries have {Q.shape[1]} dims and the corpus {C.shape[1]}; both need "
-                           f"{n_blocks} x {block_dim}")
+        raise FractalError(
+            f"queries have {Q.shape[1]} dims and the corpus {C.shape[1]}; both need {n_blocks} x {block_dim}"
+        )
     depth = max(*ks, map_k)
     counts = [dict(zip(*np.unique(c_labels[:, lv], return_counts=True))) for lv in range(c_labels.shape[1])]
     out = {}

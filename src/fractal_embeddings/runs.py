@@ -70,13 +70,16 @@ class Run:
         """The encoder whose vectors :meth:`transform` reads (:func:`encoder_for_record`)."""
         return encoder_for_record(self.record, self.path, device=device)
 
-    def embed(self, texts, role: str = "query", encoder=None, cache: bool = False,
-              device: str | None = "auto") -> np.ndarray:
+    def embed(
+        self, texts, role: str = "query", encoder=None, cache: bool = False, device: str | None = "auto"
+    ) -> np.ndarray:
         """Texts -> the run's steerable embeddings ``(n, dim)`` (encoder + head)."""
         texts = list(texts)
         if encoder is None and self.model is not None and self.path is None:  # a fresh fine-tuned run, not saved
-            return np.asarray(self.model.encode(texts, convert_to_numpy=True, normalize_embeddings=False,
-                                                show_progress_bar=False), dtype=np.float32)
+            return np.asarray(
+                self.model.encode(texts, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False),
+                dtype=np.float32,
+            )
         enc = encoder if encoder is not None else self.encoder(device)
         X = enc.embed(texts, role=role) if cache else enc.encode(texts, role=role)
         return self.transform(X)
@@ -101,7 +104,9 @@ class Run:
 SAMPLES = ("stratified", "first")
 
 
-def eval_row_sample(dataset, split: str, eval_rows: int | None, eval_seed: int, sample: str = "stratified") -> np.ndarray:
+def eval_row_sample(
+    dataset, split: str, eval_rows: int | None, eval_seed: int, sample: str = "stratified"
+) -> np.ndarray:
     """The scored rows: a stratified sample (default), or the first ``eval_rows`` rows of the file
     order (``sample="first"``: the seed's protocol, kept to compare with its numbers)."""
     if split not in dataset.splits:
@@ -154,8 +159,9 @@ def encoder_for_record(record: RunRecord, run_dir=None, *, device: str | None = 
 def _encoder_of(e, device):
     from .encoders import Encoder
 
-    enc = Encoder(e.model or e.name, backend=e.backend, max_seq_length=e.max_seq_length, normalize=e.normalize,
-                  device=device)
+    enc = Encoder(
+        e.model or e.name, backend=e.backend, max_seq_length=e.max_seq_length, normalize=e.normalize, device=device
+    )
     enc.prompts = {**enc.prompts, "query": e.prompt}
     return enc
 
@@ -190,16 +196,37 @@ def embed_split(encoder, split) -> np.ndarray:
 
 
 def dataset_block(dataset) -> dict:
-    return {"name": dataset.name, "load_args": dataset.info.get("load_args"), "subset": dataset.info.get("subset"),
-            "variant": dataset.info.get("variant"), "entropy": dataset.stats()["entropy"],
-            "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in dataset.levels],
-            "rows": {s: len(sp) for s, sp in dataset.splits.items()}, "fingerprint": dataset.fingerprint()}
+    return {
+        "name": dataset.name,
+        "load_args": dataset.info.get("load_args"),
+        "subset": dataset.info.get("subset"),
+        "variant": dataset.info.get("variant"),
+        "entropy": dataset.stats()["entropy"],
+        "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in dataset.levels],
+        "rows": {s: len(sp) for s, sp in dataset.splits.items()},
+        "fingerprint": dataset.fingerprint(),
+    }
 
 
-def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: int = 4, block_dim: int = 64,
-          objective_options: dict | None = None, train_options: dict | None = None, eval_split: str = "test",
-          eval_rows: int | None = 2000, eval_seed: int = 0, k: int = 5, finetune_layers: int = 0,
-          retrieval: bool = False, progress=None, device: str | None = "auto") -> Run:
+def train(
+    dataset,
+    method="fractal",
+    *,
+    seed: int = 42,
+    encoder=None,
+    n_blocks: int = 4,
+    block_dim: int = 64,
+    objective_options: dict | None = None,
+    train_options: dict | None = None,
+    eval_split: str = "test",
+    eval_rows: int | None = 2000,
+    eval_seed: int = 0,
+    k: int = 5,
+    finetune_layers: int = 0,
+    retrieval: bool = False,
+    progress=None,
+    device: str | None = "auto",
+) -> Run:
     """Train ``method`` on ``dataset`` (a :class:`TaxonomyDataset`) and score it; see the module docstring.
 
     ``encoder`` is an :class:`~fractal_embeddings.Encoder` or a model name (default MiniLM-L6);
@@ -226,7 +253,9 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
             raise FractalError(f"method {objective.name} trains no head, so it cannot fine-tune encoder layers")
         train_options = {"encoder_lr": 2e-5, **(train_options or {})}
     elif (train_options or {}).get("encoder_lr") is not None:
-        raise FractalError("encoder_lr applies only when encoder layers are fine-tuned; pass finetune_layers too or drop it")
+        raise FractalError(
+            "encoder_lr applies only when encoder layers are fine-tuned; pass finetune_layers too or drop it"
+        )
     cfg = TrainConfig.resolve(objective.trainer_defaults, train_options)
     for split in ("train", "val"):
         if split not in dataset.splits:
@@ -242,15 +271,19 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     X = {s: embed_split(encoder, dataset.split(s)) for s in ("train", "val", eval_split)}
     enc_dim = X["train"].shape[1]
     if blocks_that_fit(enc_dim, block_dim, n_blocks) < 1:  # before training: the baseline could not be scored
-        raise FractalError(f"block dim {block_dim} is wider than the encoder's {enc_dim} dims, so the untrained encoder "
-                           f"can't be scored at any prefix; use a block dim <= {enc_dim} (--block-dim)")
+        raise FractalError(
+            f"block dim {block_dim} is wider than the encoder's {enc_dim} dims, so the untrained encoder "
+            f"can't be scored at any prefix; use a block dim <= {enc_dim} (--block-dim)"
+        )
     X_fit = X
     if finetune_layers:  # the trainer reads token states; scoring the untrained encoder still reads X
         from .backbone import split_states
 
         X_fit = {s: split_states(encoder, dataset.split(s), finetune_layers) for s in ("train", "val", eval_split)}
     if objective.head_kind is None and enc_dim < head_cfg.dim:
-        raise FractalError(f"flat truncates the encoder to {head_cfg.dim} dims but it has only {enc_dim}; use fewer blocks")
+        raise FractalError(
+            f"flat truncates the encoder to {head_cfg.dim} dims but it has only {enc_dim}; use fewer blocks"
+        )
     Y = {s: dataset.split(s).labels for s in X}
 
     t0 = time.perf_counter()
@@ -262,8 +295,18 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
             from .backbone import EncoderTop, TunedHead
 
             head = TunedHead(EncoderTop(encoder, finetune_layers), head)
-        fit_result = fit(head, objective, X_fit["train"], Y["train"], X_fit["val"], Y["val"], cfg, seed, device=device,
-                         progress=progress)
+        fit_result = fit(
+            head,
+            objective,
+            X_fit["train"],
+            Y["train"],
+            X_fit["val"],
+            Y["val"],
+            cfg,
+            seed,
+            device=device,
+            progress=progress,
+        )
     train_s = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -275,39 +318,56 @@ def train(dataset, method="fractal", *, seed: int = 42, encoder=None, n_blocks: 
     baseline = score_untrained(X_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
     extra = {}
     if retrieval:
-        extra["retrieval"] = _retrieval(head, E_eval, X_eval, X, X_fit, eval_split, y_eval, Y, n_blocks, block_dim,
-                                        dataset.level_names)
+        extra["retrieval"] = _retrieval(
+            head, E_eval, X_eval, X, X_fit, eval_split, y_eval, Y, n_blocks, block_dim, dataset.level_names
+        )
     eval_s = time.perf_counter() - t0
 
     ident = {**encoder.identity().as_dict(), "dim": enc_dim, "model": encoder.model}
-    config = {"head": head_block, "objective": objective.config(),
-              "train": cfg.as_dict() if head is not None else None,
-              "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k)}
+    config = {
+        "head": head_block,
+        "objective": objective.config(),
+        "train": cfg.as_dict() if head is not None else None,
+        "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k),
+    }
     digest = run_digest(config, ident["fingerprint"], seed)
-    run.record = RunRecord.from_dict({
-        "schema": SCHEMA,
-        "run_id": f"{dataset.name}-{objective.name}-seed{seed}-{digest}",
-        "method": objective.name,
-        "seed": seed,
-        "dataset": dataset_block(dataset),
-        "encoder": ident,
-        "config": config,
-        "versions": library_versions(),
-        **scores,
-        "baseline": baseline,
-        "training": {"best_epoch": fit_result.best_epoch, "history": fit_result.history,
-                     "n_params": sum(p.numel() for p in head.parameters())} if fit_result else None,
-        "timing": timing_block(train_s, eval_s, device),
-        "weights": None,
-        **extra,
-    })
+    run.record = RunRecord.from_dict(
+        {
+            "schema": SCHEMA,
+            "run_id": f"{dataset.name}-{objective.name}-seed{seed}-{digest}",
+            "method": objective.name,
+            "seed": seed,
+            "dataset": dataset_block(dataset),
+            "encoder": ident,
+            "config": config,
+            "versions": library_versions(),
+            **scores,
+            "baseline": baseline,
+            "training": {
+                "best_epoch": fit_result.best_epoch,
+                "history": fit_result.history,
+                "n_params": sum(p.numel() for p in head.parameters()),
+            }
+            if fit_result
+            else None,
+            "timing": timing_block(train_s, eval_s, device),
+            "weights": None,
+            **extra,
+        }
+    )
     return run
 
 
 def eval_block(split: str, max_rows: int | None, rows: np.ndarray, sample_seed: int, k: int) -> dict:
     """A record's ``config.eval``: the scored split, the sample asked for and drawn, k, the rows' sha256."""
-    return {"split": split, "max_rows": max_rows, "n_rows": len(rows), "sample_seed": sample_seed, "k": k,
-            "rows_sha256": hashlib.sha256(np.asarray(rows).astype(np.int64).tobytes()).hexdigest()}
+    return {
+        "split": split,
+        "max_rows": max_rows,
+        "n_rows": len(rows),
+        "sample_seed": sample_seed,
+        "k": k,
+        "rows_sha256": hashlib.sha256(np.asarray(rows).astype(np.int64).tobytes()).hexdigest(),
+    }
 
 
 def run_digest(config: dict, encoder_fingerprint, seed: int) -> str:
@@ -317,9 +377,12 @@ def run_digest(config: dict, encoder_fingerprint, seed: int) -> str:
 
 def timing_block(train_s: float, eval_s: float, device: str) -> dict:
     """A record's ``timing`` (the device only when it is not the CPU: CPU records stay as they were)."""
-    return {"train_s": round(train_s, 3), "eval_s": round(eval_s, 3),
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            **({} if device == "cpu" else {"device": device})}
+    return {
+        "train_s": round(train_s, 3),
+        "eval_s": round(eval_s, 3),
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        **({} if device == "cpu" else {"device": device}),
+    }
 
 
 def _apply(head, X: np.ndarray, dim: int) -> np.ndarray:
@@ -334,14 +397,22 @@ def _retrieval(head, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks
     from .retrieval import prefix_retrieval
 
     c_labels = Y["train"]
-    trained = prefix_retrieval(E_eval, q_labels, _apply(head, X_fit["train"], n_blocks * block_dim), c_labels, block_dim,
-                               n_blocks, level_names)
+    trained = prefix_retrieval(
+        E_eval, q_labels, _apply(head, X_fit["train"], n_blocks * block_dim), c_labels, block_dim, n_blocks, level_names
+    )
     blocks = blocks_that_fit(X["train"].shape[1], block_dim, n_blocks)
     dims = blocks * block_dim
-    base = prefix_retrieval(X_eval[:, :dims], q_labels, np.asarray(X["train"])[:, :dims], c_labels, block_dim, blocks,
-                            level_names)
-    return {"queries": f"{eval_split} (the scored rows)", "corpus": "train", "n_queries": len(q_labels),
-            "n_corpus": len(c_labels), "trained": trained, "baseline": base}
+    base = prefix_retrieval(
+        X_eval[:, :dims], q_labels, np.asarray(X["train"])[:, :dims], c_labels, block_dim, blocks, level_names
+    )
+    return {
+        "queries": f"{eval_split} (the scored rows)",
+        "corpus": "train",
+        "n_queries": len(q_labels),
+        "n_corpus": len(c_labels),
+        "trained": trained,
+        "baseline": base,
+    }
 
 
 def load_run(run_dir) -> Run:
@@ -365,8 +436,17 @@ def load_run(run_dir) -> Run:
     return Run(record=record, head=head, path=path)
 
 
-def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "record", eval_seed: int | None = None,
-             k: int | None = None, sample: str = "stratified", device: str | None = "auto") -> dict:
+def evaluate(
+    run,
+    dataset=None,
+    encoder=None,
+    *,
+    eval_rows: int | None | str = "record",
+    eval_seed: int | None = None,
+    k: int | None = None,
+    sample: str = "stratified",
+    device: str | None = "auto",
+) -> dict:
     """Re-score a saved run (a directory or a :class:`Run`) on its test rows; returns ``{"accuracy",
     "steerability", "baseline", "eval"}``. The dataset and encoder default to the ones in the record
     and must match it (fingerprints); ``device``: where the encoder runs."""
@@ -382,8 +462,10 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
     seed = ev.sample_seed if eval_seed is None else eval_seed
     k = ev.k if k is None else k
     if ev.split not in dataset.splits:
-        raise FractalError(f"{_record_name(run)}: config.eval.split is {ev.split!r}, but dataset '{dataset.name}' has "
-                           f"{', '.join(dataset.splits)}; restore the field (or train the run again)")
+        raise FractalError(
+            f"{_record_name(run)}: config.eval.split is {ev.split!r}, but dataset '{dataset.name}' has "
+            f"{', '.join(dataset.splits)}; restore the field (or train the run again)"
+        )
     check_seed(seed, "eval_seed")
     check_sizes(dataset, None, ev.split, rows_n, k)
     rows = eval_row_sample(dataset, ev.split, rows_n, seed, sample)
@@ -403,7 +485,7 @@ def evaluate(run, dataset=None, encoder=None, *, eval_rows: int | None | str = "
 
 
 # ------------------------------------------------------------------ checks made before the work
-SEED_LIMIT = 2 ** 32  # numpy's seeds are 32-bit
+SEED_LIMIT = 2**32  # numpy's seeds are 32-bit
 
 
 def _is_int(v) -> bool:
@@ -431,17 +513,23 @@ def check_sizes(dataset, cfg, eval_split: str, eval_rows, k: int) -> None:
         n_val = len(dataset.split("val"))
         scored = n_val if cfg.val_rows is None else min(cfg.val_rows, n_val)
         if cfg.select == "val-knn" and scored <= cfg.k:
-            raise FractalError(f"the 'val' split of dataset '{name}' has {n_val} rows; leave-one-out {cfg.k}-NN validation "
-                               f"needs at least {cfg.k + 1}: give the file a 'split' column with that many 'val' rows, or "
-                               f"more rows per class (the automatic val split takes 10 % of each class, rounded)")
+            raise FractalError(
+                f"the 'val' split of dataset '{name}' has {n_val} rows; leave-one-out {cfg.k}-NN validation "
+                f"needs at least {cfg.k + 1}: give the file a 'split' column with that many 'val' rows, or "
+                f"more rows per class (the automatic val split takes 10 % of each class, rounded)"
+            )
     if eval_rows is not None and (not _is_int(eval_rows) or eval_rows <= k):
-        raise FractalError(f"eval_rows (--eval-rows) must be 'all' (None) or at least {k + 1}: leave-one-out {k}-NN needs "
-                           f"{k} neighbours besides each scored row; got {eval_rows!r}")
+        raise FractalError(
+            f"eval_rows (--eval-rows) must be 'all' (None) or at least {k + 1}: leave-one-out {k}-NN needs "
+            f"{k} neighbours besides each scored row; got {eval_rows!r}"
+        )
     if eval_split in dataset.splits:
         n = len(dataset.split(eval_split))
         if n <= k:
-            raise FractalError(f"the '{eval_split}' split of dataset '{name}' has {n} rows; leave-one-out {k}-NN needs at "
-                               f"least {k + 1}: add rows to it")
+            raise FractalError(
+                f"the '{eval_split}' split of dataset '{name}' has {n} rows; leave-one-out {k}-NN needs at "
+                f"least {k + 1}: add rows to it"
+            )
 
 
 def _record_name(run) -> str:
@@ -474,15 +562,17 @@ def compare_scores(record: RunRecord, rescored: dict, tol: float = 1e-9) -> list
     other rows than the record's gives one difference saying so."""
     if not scored_as_record(record, rescored):
         a, b = record.eval.to_dict(), rescored.get("eval", {})
-        return [f"scored rows: record {a.get('n_rows')} {a.get('split')} rows (k={a.get('k')}), re-score "
-                f"{b.get('n_rows')} {b.get('split')} rows (k={b.get('k')})"]
+        return [
+            f"scored rows: record {a.get('n_rows')} {a.get('split')} rows (k={a.get('k')}), re-score "
+            f"{b.get('n_rows')} {b.get('split')} rows (k={b.get('k')})"
+        ]
     diffs = []
-    for section, mine, theirs in (("accuracy", record.accuracy, rescored.get("accuracy")),
-                                  ("steerability", record.steerability, rescored.get("steerability")),
-                                  ("baseline accuracy", record.baseline.accuracy,
-                                   (rescored.get("baseline") or {}).get("accuracy")),
-                                  ("baseline steerability", record.baseline.steerability,
-                                   (rescored.get("baseline") or {}).get("steerability"))):
+    for section, mine, theirs in (
+        ("accuracy", record.accuracy, rescored.get("accuracy")),
+        ("steerability", record.steerability, rescored.get("steerability")),
+        ("baseline accuracy", record.baseline.accuracy, (rescored.get("baseline") or {}).get("accuracy")),
+        ("baseline steerability", record.baseline.steerability, (rescored.get("baseline") or {}).get("steerability")),
+    ):
         a, b = _flat_scores(mine, section), _flat_scores(theirs, section)
         for key in sorted(set(a) | set(b)):
             x, y = a.get(key), b.get(key)

@@ -37,10 +37,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from sentence_transformers.base.modules.module import Module
+from torch import nn
 
 from .errors import FractalError
 from .heads import HEADS, Head, HeadConfig, build_head
@@ -72,29 +71,57 @@ class FractalHead(Module):
     its per-level classifiers (used by :class:`FractalLoss`; they don't touch the embedding). The
     defaults are the default method's head: ``mlp`` (hidden 512), 4 x 64 dims, block norm."""
 
-    config_keys: list[str] = ["in_features", "n_classes", "kind", "n_blocks", "block_dim", "hidden_dim",
-                              "block_norm", "topk"]
+    config_keys: list[str] = [
+        "in_features",
+        "n_classes",
+        "kind",
+        "n_blocks",
+        "block_dim",
+        "hidden_dim",
+        "block_norm",
+        "topk",
+    ]
 
-    def __init__(self, in_features: int, n_classes, kind: str = "mlp", n_blocks: int = 4, block_dim: int = 64,
-                 hidden_dim: int = 512, block_norm: bool = True, topk: int = 32):
+    def __init__(
+        self,
+        in_features: int,
+        n_classes,
+        kind: str = "mlp",
+        n_blocks: int = 4,
+        block_dim: int = 64,
+        hidden_dim: int = 512,
+        block_norm: bool = True,
+        topk: int = 32,
+    ):
         super().__init__()
         if kind not in HEADS:
             raise FractalError(f"unknown head kind {kind!r}; use one of {', '.join(HEADS)}")
-        self.head: Head = build_head(HeadConfig(kind, int(n_blocks), int(block_dim), int(hidden_dim), bool(block_norm),
-                                                int(topk)), int(in_features), tuple(int(c) for c in n_classes))
+        self.head: Head = build_head(
+            HeadConfig(kind, int(n_blocks), int(block_dim), int(hidden_dim), bool(block_norm), int(topk)),
+            int(in_features),
+            tuple(int(c) for c in n_classes),
+        )
 
     @classmethod
     def from_head(cls, head: Head) -> FractalHead:
         """A module holding a copy of a trained :class:`~fractal_embeddings.heads.Head`."""
         c = head.head_config
-        module = cls(head.input_dim, head.n_classes, c.kind, c.n_blocks, c.block_dim, c.hidden_dim, c.block_norm,
-                     c.topk)
+        module = cls(
+            head.input_dim, head.n_classes, c.kind, c.n_blocks, c.block_dim, c.hidden_dim, c.block_norm, c.topk
+        )
         module.head.load_state_dict(head.state_dict())
         return module
 
     @classmethod
-    def for_method(cls, in_features: int, n_classes, method: str = "fractal", n_blocks: int = 4, block_dim: int = 64,
-                   **objective_options) -> FractalHead:
+    def for_method(
+        cls,
+        in_features: int,
+        n_classes,
+        method: str = "fractal",
+        n_blocks: int = 4,
+        block_dim: int = 64,
+        **objective_options,
+    ) -> FractalHead:
         """The head ``method`` trains (its kind, hidden width and block norm), untrained."""
         from .objectives import get_objective
 
@@ -133,23 +160,39 @@ class FractalHead(Module):
         self.save_torch_weights(output_path, safe_serialization=safe_serialization)
 
     @classmethod
-    def load(cls, model_name_or_path: str, subfolder: str = "", token: bool | str | None = None,
-             cache_folder: str | None = None, revision: str | None = None, local_files_only: bool = False,
-             **kwargs) -> FractalHead:
-        hub = {"subfolder": subfolder, "token": token, "cache_folder": cache_folder, "revision": revision,
-               "local_files_only": local_files_only}
+    def load(
+        cls,
+        model_name_or_path: str,
+        subfolder: str = "",
+        token: bool | str | None = None,
+        cache_folder: str | None = None,
+        revision: str | None = None,
+        local_files_only: bool = False,
+        **kwargs,
+    ) -> FractalHead:
+        hub = {
+            "subfolder": subfolder,
+            "token": token,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "local_files_only": local_files_only,
+        }
         config = cls.load_config(model_name_or_path, **hub)
         missing = [k for k in ("in_features", "n_classes") if k not in config]
         if missing:
-            raise FractalError(f"{model_name_or_path}/{subfolder}: FractalHead config lacks {', '.join(missing)}; "
-                               f"the folder is not one this library wrote")
+            raise FractalError(
+                f"{model_name_or_path}/{subfolder}: FractalHead config lacks {', '.join(missing)}; "
+                f"the folder is not one this library wrote"
+            )
         module = cls(**{k: v for k, v in config.items() if k in cls.config_keys})
         return cls.load_torch_weights(model_name_or_path, model=module, **hub)
 
     def __repr__(self) -> str:
         c = self.head_config
-        return (f"FractalHead({self.in_features} -> {c.kind}, {c.n_blocks} x {c.block_dim}"
-                f"{', block norm' if c.block_norm else ''}, levels {self.n_classes})")
+        return (
+            f"FractalHead({self.in_features} -> {c.kind}, {c.n_blocks} x {c.block_dim}"
+            f"{', block norm' if c.block_norm else ''}, levels {self.n_classes})"
+        )
 
 
 @contextlib.contextmanager
@@ -195,8 +238,18 @@ class FractalLoss(nn.Module):
     logs part by part. Random draws of the objective (block dropout, sampled prefixes) come from a
     generator seeded with ``seed``."""
 
-    def __init__(self, model, n_classes=None, method: str = "fractal", *, n_blocks: int = 4, block_dim: int = 64,
-                 level_names=None, seed: int = 0, **objective_options):
+    def __init__(
+        self,
+        model,
+        n_classes=None,
+        method: str = "fractal",
+        *,
+        n_blocks: int = 4,
+        block_dim: int = 64,
+        level_names=None,
+        seed: int = 0,
+        **objective_options,
+    ):
         super().__init__()
         from .objectives import get_objective
 
@@ -205,13 +258,17 @@ class FractalLoss(nn.Module):
         if self.objective.head_kind is None:
             raise FractalError(f"method {self.objective.name} trains no head, so it has no loss; choose e.g. fractal")
         if self.objective.step_dependent:
-            raise FractalError(f"method {self.objective.name} follows a schedule over the whole run's steps, which a loss "
-                               f"seeing one batch at a time can't; train it with `fractal train`, or choose e.g. fractal")
+            raise FractalError(
+                f"method {self.objective.name} follows a schedule over the whole run's steps, which a loss "
+                f"seeing one batch at a time can't; train it with `fractal train`, or choose e.g. fractal"
+            )
         head = find_head(model)
         if head is None:
             if n_classes is None:
-                raise FractalError("the model has no FractalHead: pass n_classes (classes per level, coarse -> fine) "
-                                   "so FractalLoss can add one")
+                raise FractalError(
+                    "the model has no FractalHead: pass n_classes (classes per level, coarse -> fine) "
+                    "so FractalLoss can add one"
+                )
             get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
             dim = get_dim()
             if not dim:
@@ -224,7 +281,9 @@ class FractalLoss(nn.Module):
             raise FractalError(f"n_classes {list(n_classes)} differs from the model's FractalHead {head.n_classes}")
         want = self.objective.head_options().get("kind")
         if want and want != head.kind:
-            raise FractalError(f"method {self.objective.name} trains a {want} head, the model's FractalHead is {head.kind}")
+            raise FractalError(
+                f"method {self.objective.name} trains a {want} head, the model's FractalHead is {head.kind}"
+            )
         self.objective.check(head.n_blocks, len(head.n_classes))
         self.level_names = list(level_names) if level_names else [f"L{i}" for i in range(len(head.n_classes))]
         if len(self.level_names) != len(head.n_classes):
@@ -242,8 +301,10 @@ class FractalLoss(nn.Module):
         head = self.head.head
         y = labels.long()
         if y.ndim != 2 or y.shape[1] != head.n_levels:
-            raise FractalError(f"labels must be (batch, {head.n_levels}) class indices, one per level; got shape "
-                               f"{tuple(y.shape)}: give each row's label as a list [L0 index, ..., L{head.n_levels - 1} index]")
+            raise FractalError(
+                f"labels must be (batch, {head.n_levels}) class indices, one per level; got shape "
+                f"{tuple(y.shape)}: give each row's label as a list [L0 index, ..., L{head.n_levels - 1} index]"
+            )
         plan = self.objective.plan(1, len(y), head.head_config.n_blocks, head.n_levels, self.generator)
         return self.objective.loss_parts(head, x, y, 0, plan, self.level_names)
 
@@ -264,20 +325,34 @@ class SteerabilityEvaluator(BaseEvaluator):
     ``<level>@<dims>`` (``L0@64``); ``primary_metric`` is ``S`` by default (``"selection"``: coarse +
     finest accuracy of the full vector, the rule ``fractal train`` picks its best epoch with)."""
 
-    def __init__(self, texts, labels, *, block_dim: int = 64, k: int = 5, level_names=None, name: str = "",
-                 batch_size: int = 64, primary_metric: str = "S"):
+    def __init__(
+        self,
+        texts,
+        labels,
+        *,
+        block_dim: int = 64,
+        k: int = 5,
+        level_names=None,
+        name: str = "",
+        batch_size: int = 64,
+        primary_metric: str = "S",
+    ):
         super().__init__()
         self.texts = list(texts)
         self.labels = np.asarray(labels, dtype=np.int64)
         if self.labels.ndim != 2 or len(self.labels) != len(self.texts):
-            raise FractalError(f"labels must be (n_texts, n_levels); got {self.labels.shape} for {len(self.texts)} texts")
+            raise FractalError(
+                f"labels must be (n_texts, n_levels); got {self.labels.shape} for {len(self.texts)} texts"
+            )
         if len(self.texts) <= k:
             raise FractalError(f"leave-one-out {k}-NN needs more than {k} texts, got {len(self.texts)}")
         self.block_dim, self.k, self.name, self.batch_size = int(block_dim), int(k), name, int(batch_size)
         n_levels = self.labels.shape[1]
         self.level_names = list(level_names) if level_names else [f"L{i}" for i in range(n_levels)]
         if len(self.level_names) != n_levels:
-            raise FractalError(f"{len(self.level_names)} level names for labels of {n_levels} levels; give one name per level")
+            raise FractalError(
+                f"{len(self.level_names)} level names for labels of {n_levels} levels; give one name per level"
+            )
         self.primary_metric = primary_metric
         self.greater_is_better = True
 
@@ -294,8 +369,16 @@ class SteerabilityEvaluator(BaseEvaluator):
         """``{"accuracy": {dims: {level: acc}}, "steerability": {...}}`` of the model's output."""
         from .runs import score
 
-        E = np.asarray(model.encode(self.texts, batch_size=self.batch_size, convert_to_numpy=True,
-                                    normalize_embeddings=False, show_progress_bar=False), dtype=np.float32)
+        E = np.asarray(
+            model.encode(
+                self.texts,
+                batch_size=self.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=False,
+                show_progress_bar=False,
+            ),
+            dtype=np.float32,
+        )
         n_blocks = E.shape[1] // self.block_dim
         if n_blocks < 1:
             raise FractalError(f"the model outputs {E.shape[1]} dims, fewer than one block of {self.block_dim}")
@@ -308,7 +391,9 @@ class SteerabilityEvaluator(BaseEvaluator):
             for level, acc in row.items():
                 metrics[f"{level}@{dims}"] = float(acc)
         full = max(res["accuracy"], key=int)
-        metrics["selection"] = float(res["accuracy"][full][self.level_names[0]] + res["accuracy"][full][self.level_names[-1]])
+        metrics["selection"] = float(
+            res["accuracy"][full][self.level_names[0]] + res["accuracy"][full][self.level_names[-1]]
+        )
         metrics = self.prefix_name_to_metrics(metrics, self.name)
         self.store_metrics_in_model_card_data(model, metrics, epoch, steps)
         return metrics

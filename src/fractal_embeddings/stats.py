@@ -23,7 +23,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 from scipy import stats as sps
@@ -57,8 +57,16 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
         t_stat, p = float(t.statistic), float(t.pvalue)
     else:
         t_stat, p = (d, 0.0) if d else (0.0, 1.0)
-    return {"n": n, "mean_diff": float(np.mean(diff)), "sd_diff": sd, "t": t_stat, "df": n - 1, "p": p,
-            "cohens_d": d, "hedges_g": d * hedges_correction(n - 1)}
+    return {
+        "n": n,
+        "mean_diff": float(np.mean(diff)),
+        "sd_diff": sd,
+        "t": t_stat,
+        "df": n - 1,
+        "p": p,
+        "cohens_d": d,
+        "hedges_g": d * hedges_correction(n - 1),
+    }
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:
@@ -88,14 +96,28 @@ def random_effects(effects: Sequence[float], variances: Sequence[float], alpha: 
     res = combine_effects(y, v, method_re="dl", use_t=False, alpha=alpha)
     k, tau2 = len(y), float(res.tau2)
     if tau2 > 0:
-        pooled, se, (lo, hi), i2 = float(res.mean_effect_re), float(res.sd_eff_w_re), res.conf_int(alpha=alpha)[1], float(res.i2)
+        pooled, se, (lo, hi), i2 = (
+            float(res.mean_effect_re),
+            float(res.sd_eff_w_re),
+            res.conf_int(alpha=alpha)[1],
+            float(res.i2),
+        )
     else:  # DL truncates tau^2 at 0 (statsmodels 0.15 leaves it negative): the fixed-effect pooling
         tau2, i2 = 0.0, 0.0
         pooled, se, (lo, hi) = float(res.mean_effect_fe), float(res.sd_eff_w_fe), res.conf_int(alpha=alpha)[0]
     z = pooled / se
-    out = {"k": k, "pooled": pooled, "se": se, "ci": [float(lo), float(hi)], "z": z,
-           "p": float(2 * sps.norm.sf(abs(z))), "tau2": tau2, "I2": i2, "Q": float(res.q),
-           "pi": [float("nan"), float("nan")]}
+    out = {
+        "k": k,
+        "pooled": pooled,
+        "se": se,
+        "ci": [float(lo), float(hi)],
+        "z": z,
+        "p": float(2 * sps.norm.sf(abs(z))),
+        "tau2": tau2,
+        "I2": i2,
+        "Q": float(res.q),
+        "pi": [float("nan"), float("nan")],
+    }
     if k >= 3:
         t = sps.t.ppf(1 - alpha / 2, k - 2)
         half = t * math.sqrt(tau2 + se * se)
@@ -118,8 +140,13 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> dict:
     if len(x) != len(y) or len(x) < 3:
         raise FractalError(f"a correlation needs >= 3 paired points, got {len(x)} and {len(y)}")
     s, p = sps.pearsonr(x, y), sps.spearmanr(x, y)
-    return {"n": len(x), "spearman": float(p.statistic), "spearman_p": float(p.pvalue),
-            "pearson": float(s.statistic), "pearson_p": float(s.pvalue)}
+    return {
+        "n": len(x),
+        "spearman": float(p.statistic),
+        "spearman_p": float(p.pvalue),
+        "pearson": float(s.statistic),
+        "pearson_p": float(s.pvalue),
+    }
 
 
 def leave_one_out(x: Sequence[float], y: Sequence[float], names: Sequence[str]) -> list[dict]:
@@ -132,8 +159,14 @@ def leave_one_out(x: Sequence[float], y: Sequence[float], names: Sequence[str]) 
     return out
 
 
-def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: Callable | str = "spearman",
-                 n_resamples: int = 10_000, seed: int = 0, level: float = 0.95) -> dict:
+def bootstrap_ci(
+    x: Sequence[float],
+    y: Sequence[float],
+    statistic: Callable | str = "spearman",
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
     """Percentile bootstrap over points of ``statistic(x, y)`` (resamples where it is undefined,
     e.g. all-equal values, are dropped and counted)."""
     x, y = _arr(x, "x"), _arr(y, "y")
@@ -146,16 +179,22 @@ def bootstrap_ci(x: Sequence[float], y: Sequence[float], statistic: Callable | s
             xs, ys = sps.rankdata(xs, axis=1), sps.rankdata(ys, axis=1)
         xc, yc = xs - xs.mean(axis=1, keepdims=True), ys - ys.mean(axis=1, keepdims=True)
         with np.errstate(all="ignore"):
-            vals = (xc * yc).sum(axis=1) / np.sqrt((xc ** 2).sum(axis=1) * (yc ** 2).sum(axis=1))
+            vals = (xc * yc).sum(axis=1) / np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1))
         estimate = correlation(x, y)[kind] if len(x) >= 3 else float("nan")
     else:
         vals = np.array([statistic(a, b) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan for a, b in zip(xs, ys)])
         estimate = float(statistic(x, y))
     ok = vals[np.isfinite(vals)]
     q = (1 - level) / 2
-    lo, hi = (np.quantile(ok, [q, 1 - q]) if len(ok) else (np.nan, np.nan))
-    return {"estimate": estimate, "ci": [float(lo), float(hi)], "level": level,
-            "n_resamples": n_resamples, "undefined": int(n_resamples - len(ok)), "seed": seed}
+    lo, hi = np.quantile(ok, [q, 1 - q]) if len(ok) else (np.nan, np.nan)
+    return {
+        "estimate": estimate,
+        "ci": [float(lo), float(hi)],
+        "level": level,
+        "n_resamples": n_resamples,
+        "undefined": int(n_resamples - len(ok)),
+        "seed": seed,
+    }
 
 
 def cooks_distance(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
@@ -175,8 +214,14 @@ def quadratic_fit(x: Sequence[float], y: Sequence[float]) -> dict:
     a, b, c = np.polyfit(x, y, 2)
     pred = np.polyval([a, b, c], x)
     ss_res, ss_tot = float(np.sum((y - pred) ** 2)), float(np.sum((y - y.mean()) ** 2))
-    return {"a": float(a), "b": float(b), "c": float(c), "r2": 1 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
-            "vertex": float(-b / (2 * a)) if a else float("nan"), "is_peak": bool(a < 0)}
+    return {
+        "a": float(a),
+        "b": float(b),
+        "c": float(c),
+        "r2": 1 - ss_res / ss_tot if ss_tot > 0 else float("nan"),
+        "vertex": float(-b / (2 * a)) if a else float("nan"),
+        "is_peak": bool(a < 0),
+    }
 
 
 def metric_robustness(gaps: Mapping[str, Mapping[str, float]]) -> dict:
@@ -188,12 +233,17 @@ def metric_robustness(gaps: Mapping[str, Mapping[str, float]]) -> dict:
     for m in metrics:
         d = np.array([gaps[m][ds] for ds in datasets])
         st = sign_test(d)
-        per[m] = {"gaps": {ds: float(gaps[m][ds]) for ds in datasets}, "aligned_wins": int((d > 0).sum()),
-                  "n": len(datasets), "sign_p": st["p"]}
+        per[m] = {
+            "gaps": {ds: float(gaps[m][ds]) for ds in datasets},
+            "aligned_wins": int((d > 0).sum()),
+            "n": len(datasets),
+            "sign_p": st["p"],
+        }
     rank = {}
     if len(datasets) >= 3:
         for i, a in enumerate(metrics):
-            for b in metrics[i + 1:]:
-                rank[f"{a}~{b}"] = float(sps.spearmanr([gaps[a][d] for d in datasets],
-                                                       [gaps[b][d] for d in datasets]).statistic)
+            for b in metrics[i + 1 :]:
+                rank[f"{a}~{b}"] = float(
+                    sps.spearmanr([gaps[a][d] for d in datasets], [gaps[b][d] for d in datasets]).statistic
+                )
     return {"datasets": datasets, "metrics": per, "rank_correlation": rank}

@@ -18,8 +18,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from .errors import FractalError
 from .records import RECORD_FILE, load_record
@@ -71,8 +71,11 @@ class RunStore:
         """Every finished key, sorted."""
         if not self.root.exists():
             return []
-        return sorted(p.parent.relative_to(self.root).as_posix() for p in self.root.rglob(RECORD_FILE)
-                      if TMP_MARK not in p.parent.as_posix())
+        return sorted(
+            p.parent.relative_to(self.root).as_posix()
+            for p in self.root.rglob(RECORD_FILE)
+            if TMP_MARK not in p.parent.as_posix()
+        )
 
     def records(self, prefix: str = "") -> Iterator[tuple[str, dict]]:
         """``(key, record)`` of every finished run whose key starts with ``prefix``."""

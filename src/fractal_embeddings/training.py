@@ -65,8 +65,10 @@ class TrainConfig:
             if not (optional and v is None) and (not _is_real(v) or not math.isfinite(v) or v < 0):
                 raise FractalError(f"{name} must be a finite number >= 0, got {v!r}")
         if self.val_rows is not None and (not _is_int(self.val_rows) or self.val_rows <= self.k):
-            raise FractalError(f"val_rows must be None (all) or an integer > k: leave-one-out {self.k}-NN validation "
-                               f"needs at least {self.k + 1} rows, got {self.val_rows!r}")
+            raise FractalError(
+                f"val_rows must be None (all) or an integer > k: leave-one-out {self.k}-NN validation "
+                f"needs at least {self.k + 1} rows, got {self.val_rows!r}"
+            )
         if self.lr_schedule not in ("cosine", "constant"):
             raise FractalError(f"unknown lr_schedule '{self.lr_schedule}'; use cosine or constant")
         if self.select not in ("val-knn", "last"):
@@ -116,8 +118,8 @@ class _FlatParams:
         offset = 0
         for p in self.params:
             n = p.numel()
-            p.data = self.flat[offset:offset + n].view_as(p)
-            p.grad = self.grad[offset:offset + n].view_as(p)
+            p.data = self.flat[offset : offset + n].view_as(p)
+            p.grad = self.grad[offset : offset + n].view_as(p)
             offset += n
 
     def release(self) -> None:
@@ -141,8 +143,10 @@ def _check_finite(epoch: int, mean_loss: float, flats: list[_FlatParams], base_l
     if math.isfinite(mean_loss) and weights_ok:
         return
     what = f"loss {mean_loss}" if not math.isfinite(mean_loss) else "the loss is finite but the weights are not"
-    raise FractalError(f"training diverged at epoch {epoch} ({what}); nothing was saved: lower the learning rate "
-                       f"(--lr, now {', '.join(f'{lr:g}' for lr in base_lr)}) and train again")
+    raise FractalError(
+        f"training diverged at epoch {epoch} ({what}); nothing was saved: lower the learning rate "
+        f"(--lr, now {', '.join(f'{lr:g}' for lr in base_lr)}) and train again"
+    )
 
 
 def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels: tuple[int, ...]) -> float:
@@ -155,8 +159,18 @@ def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels:
     return score
 
 
-def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val: np.ndarray,
-        config: TrainConfig, seed: int, progress=None, device: str = "cpu") -> FitResult:
+def fit(
+    head,
+    objective,
+    X: np.ndarray,
+    Y: np.ndarray,
+    X_val: np.ndarray,
+    Y_val: np.ndarray,
+    config: TrainConfig,
+    seed: int,
+    progress=None,
+    device: str = "cpu",
+) -> FitResult:
     """Train ``head`` in place with ``objective``; returns the history and the chosen epoch.
 
     ``device`` (a resolved torch device, :func:`~fractal_embeddings.devices.resolve_device`): where the
@@ -188,8 +202,11 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
             if lr is None:
                 raise FractalError(f"training encoder layers needs {key}; set it in the training options")
             base_lr.append(lr)
-        opt = torch.optim.AdamW([{"params": [f.flat], "lr": lr} for f, lr in zip(flats, base_lr)],
-                                weight_decay=config.weight_decay, fused=device.split(":")[0] in ("cpu", "cuda"))
+        opt = torch.optim.AdamW(
+            [{"params": [f.flat], "lr": lr} for f, lr in zip(flats, base_lr)],
+            weight_decay=config.weight_decay,
+            fused=device.split(":")[0] in ("cpu", "cuda"),
+        )
         head.train()
         step = 0
         for epoch in range(1, config.epochs + 1):
@@ -199,7 +216,7 @@ def fit(head, objective, X: np.ndarray, Y: np.ndarray, X_val: np.ndarray, Y_val:
             X_ep, Y_ep = X_t[order], Y_t[order]  # shuffled once per epoch: each batch is then a view
             loss_sum = torch.zeros((), device=X_t.device)
             for b in range(steps_per_epoch):
-                x, y = X_ep[b * bs:(b + 1) * bs], Y_ep[b * bs:(b + 1) * bs]
+                x, y = X_ep[b * bs : (b + 1) * bs], Y_ep[b * bs : (b + 1) * bs]
                 loss = objective.loss(head, x, y, step, plan)
                 for f in flats:
                     f.grad.zero_()

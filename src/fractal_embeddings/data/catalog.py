@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Callable, Sequence
 
 from ..errors import DatasetNotFoundError, TaxonomyError
 from . import loaders, online
@@ -45,34 +45,86 @@ def _published_files() -> dict[str, tuple[RemoteFile, ...]]:
     """Published files of the shipped datasets (path, size, sha256, canonical URL) from files.json."""
     raw = json.loads(resources.files(__package__).joinpath("files.json").read_text(encoding="utf-8"))
     return {
-        ds: tuple(RemoteFile(f["path"], f["url"], f["bytes"], f["sha256"]) for f in files)
-        for ds, files in raw.items()
+        ds: tuple(RemoteFile(f["path"], f["url"], f["bytes"], f["sha256"]) for f in files) for ds, files in raw.items()
     }
 
 
 def _specs() -> dict[str, DatasetSpec]:
     pub = _published_files()
     specs = [
-        DatasetSpec("clinc150", "CLINC150 intents (out-of-scope excluded)", "clinc150", loaders.read_clinc150,
-                    ("super_domain", "domain", "intent"), ("domain", "intent"), pub["clinc150"]),
-        DatasetSpec("clinc150-3level", "CLINC150, 3 levels (5 super-domains, our grouping)", "clinc150",
-                    loaders.read_clinc150, ("super_domain", "domain", "intent"),
-                    ("super_domain", "domain", "intent"), pub["clinc150"]),
-        DatasetSpec("trec", "TREC question classification", "trec", loaders.read_trec,
-                    ("coarse", "fine"), ("coarse", "fine"), pub["trec"]),
-        DatasetSpec("newsgroups20", "20 Newsgroups (bydate), Rennie's 6 subject groups", "newsgroups20",
-                    loaders.read_newsgroups20, ("subject", "newsgroup"), ("subject", "newsgroup"),
-                    pub["newsgroups20"]),
-        DatasetSpec("goemotions", "GoEmotions, single-label non-neutral rows", "goemotions",
-                    loaders.read_goemotions, ("sentiment", "ekman", "emotion"), ("sentiment", "emotion"),
-                    pub["goemotions"]),
-        DatasetSpec("goemotions-3level", "GoEmotions, 3 levels", "goemotions", loaders.read_goemotions,
-                    ("sentiment", "ekman", "emotion"), ("sentiment", "ekman", "emotion"), pub["goemotions"]),
-        DatasetSpec("hwu64", "HWU64 intents (fold 1)", "hwu64", loaders.read_hwu64,
-                    ("scenario", "intent"), ("scenario", "intent"), pub["hwu64"]),
-        DatasetSpec("banking77", "BANKING77 intents (flat: no published coarse level)", "banking77",
-                    loaders.read_banking77, ("intent",), ("intent",), pub["banking77"],
-                    note="flat; refused for training"),
+        DatasetSpec(
+            "clinc150",
+            "CLINC150 intents (out-of-scope excluded)",
+            "clinc150",
+            loaders.read_clinc150,
+            ("super_domain", "domain", "intent"),
+            ("domain", "intent"),
+            pub["clinc150"],
+        ),
+        DatasetSpec(
+            "clinc150-3level",
+            "CLINC150, 3 levels (5 super-domains, our grouping)",
+            "clinc150",
+            loaders.read_clinc150,
+            ("super_domain", "domain", "intent"),
+            ("super_domain", "domain", "intent"),
+            pub["clinc150"],
+        ),
+        DatasetSpec(
+            "trec",
+            "TREC question classification",
+            "trec",
+            loaders.read_trec,
+            ("coarse", "fine"),
+            ("coarse", "fine"),
+            pub["trec"],
+        ),
+        DatasetSpec(
+            "newsgroups20",
+            "20 Newsgroups (bydate), Rennie's 6 subject groups",
+            "newsgroups20",
+            loaders.read_newsgroups20,
+            ("subject", "newsgroup"),
+            ("subject", "newsgroup"),
+            pub["newsgroups20"],
+        ),
+        DatasetSpec(
+            "goemotions",
+            "GoEmotions, single-label non-neutral rows",
+            "goemotions",
+            loaders.read_goemotions,
+            ("sentiment", "ekman", "emotion"),
+            ("sentiment", "emotion"),
+            pub["goemotions"],
+        ),
+        DatasetSpec(
+            "goemotions-3level",
+            "GoEmotions, 3 levels",
+            "goemotions",
+            loaders.read_goemotions,
+            ("sentiment", "ekman", "emotion"),
+            ("sentiment", "ekman", "emotion"),
+            pub["goemotions"],
+        ),
+        DatasetSpec(
+            "hwu64",
+            "HWU64 intents (fold 1)",
+            "hwu64",
+            loaders.read_hwu64,
+            ("scenario", "intent"),
+            ("scenario", "intent"),
+            pub["hwu64"],
+        ),
+        DatasetSpec(
+            "banking77",
+            "BANKING77 intents (flat: no published coarse level)",
+            "banking77",
+            loaders.read_banking77,
+            ("intent",),
+            ("intent",),
+            pub["banking77"],
+            note="flat; refused for training",
+        ),
     ]
     specs += online.specs(DatasetSpec)
     return {s.name: s for s in specs}
@@ -131,20 +183,53 @@ def load_dataset(
     """
     name_s = os.fspath(name)
     is_file = name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists())
-    load_args = {"name": str(Path(name_s).resolve()) if is_file else name_s, "levels": list(levels) if levels else None,
-                 "text": text, "on_conflict": on_conflict, "empty": empty, "val_fraction": val_fraction,
-                 "seed": seed, **options}
+    load_args = {
+        "name": str(Path(name_s).resolve()) if is_file else name_s,
+        "levels": list(levels) if levels else None,
+        "text": text,
+        "on_conflict": on_conflict,
+        "empty": empty,
+        "val_fraction": val_fraction,
+        "seed": seed,
+        **options,
+    }
     if on_duplicates != "warn":
         load_args["on_duplicates"] = on_duplicates
-    ds = _load(name_s, levels, data_home=data_home, download=download, base_url=base_url, text=text,
-               on_conflict=on_conflict, empty=empty, on_duplicates=on_duplicates, val_fraction=val_fraction, seed=seed,
-               progress=progress, **options)
+    ds = _load(
+        name_s,
+        levels,
+        data_home=data_home,
+        download=download,
+        base_url=base_url,
+        text=text,
+        on_conflict=on_conflict,
+        empty=empty,
+        on_duplicates=on_duplicates,
+        val_fraction=val_fraction,
+        seed=seed,
+        progress=progress,
+        **options,
+    )
     ds.info["load_args"] = load_args
     return ds
 
 
-def _load(name_s, levels, *, data_home, download, base_url, text, on_conflict, empty, on_duplicates, val_fraction,
-          seed, progress, **options) -> TaxonomyDataset:
+def _load(
+    name_s,
+    levels,
+    *,
+    data_home,
+    download,
+    base_url,
+    text,
+    on_conflict,
+    empty,
+    on_duplicates,
+    val_fraction,
+    seed,
+    progress,
+    **options,
+) -> TaxonomyDataset:
     from .tabular import DUPLICATES
 
     if on_duplicates not in DUPLICATES:
@@ -153,15 +238,33 @@ def _load(name_s, levels, *, data_home, download, base_url, text, on_conflict, e
         from .tabular import read_table
 
         if not levels:
-            raise TaxonomyError(f"{name_s}: name the label columns, coarse -> fine (levels=['domain', 'intent'] / --levels domain,intent)")
+            raise TaxonomyError(
+                f"{name_s}: name the label columns, coarse -> fine (levels=['domain', 'intent'] / --levels domain,intent)"
+            )
         raw = read_table(Path(name_s), text=text, levels=levels, empty=empty, on_duplicates=on_duplicates)
-        return build_dataset(Path(name_s).stem, raw.rows, raw.levels, on_conflict=on_conflict, empty=empty,
-                             val_fraction=val_fraction, seed=seed, info=raw.info)
+        return build_dataset(
+            Path(name_s).stem,
+            raw.rows,
+            raw.levels,
+            on_conflict=on_conflict,
+            empty=empty,
+            val_fraction=val_fraction,
+            seed=seed,
+            info=raw.info,
+        )
     spec = get_spec(name_s)
     folder = get_data_home(data_home) / spec.folder
     ensure_files(spec.name, folder, spec.files, download=download, base_url=base_url, progress=progress)
     raw = spec.reader(folder, **{**spec.options, **options})
-    ds = build_dataset(spec.name, raw.rows, raw.levels, class_order=raw.class_order, on_conflict=on_conflict,
-                       empty=empty, val_fraction=val_fraction, seed=seed,
-                       info={"source": spec.title, "folder": str(folder), **raw.info})
+    ds = build_dataset(
+        spec.name,
+        raw.rows,
+        raw.levels,
+        class_order=raw.class_order,
+        on_conflict=on_conflict,
+        empty=empty,
+        val_fraction=val_fraction,
+        seed=seed,
+        info={"source": spec.title, "folder": str(folder), **raw.info},
+    )
     return ds.select_levels(tuple(levels) if levels else spec.default_levels)

@@ -83,7 +83,9 @@ def download_file(url: str, dest: Path, rf: RemoteFile) -> None:
                 size += len(block)
                 out.write(block)
         if rf.bytes is not None and size != rf.bytes:
-            raise ChecksumError(f"{url}: got {size} bytes, expected {rf.bytes}; the download is incomplete or the file changed")
+            raise ChecksumError(
+                f"{url}: got {size} bytes, expected {rf.bytes}; the download is incomplete or the file changed"
+            )
         if rf.sha256 is not None and h.hexdigest() != rf.sha256:
             raise ChecksumError(f"{url}: sha256 {h.hexdigest()} does not match the published {rf.sha256}")
         os.replace(tmp, dest)
@@ -128,4 +130,3 @@ def ensure_files(
                 ) from None
             bar.update(1)
     return folder
-

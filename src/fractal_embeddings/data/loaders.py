@@ -44,7 +44,7 @@ def utf8_error_location(path: Path, chunk_size: int = 1 << 20) -> tuple[int, int
             except UnicodeDecodeError as e:
                 pos = offset - len(pending) + e.start
                 line += chunk.count(b"\n", 0, max(0, pos - offset))
-                return line, pos, (pending + chunk)[e.start:e.end]
+                return line, pos, (pending + chunk)[e.start : e.end]
             if not chunk:
                 return None
             line += chunk.count(b"\n")
@@ -202,7 +202,13 @@ def read_banking77(folder: Path) -> RawData:
 # -------------------------------------------------------------- 20 Newsgroups
 #: Rennie's six subject groups of the 20 newsgroups.
 NEWSGROUP_SUBJECTS = {
-    "computers": ("comp.graphics", "comp.os.ms-windows.misc", "comp.sys.ibm.pc.hardware", "comp.sys.mac.hardware", "comp.windows.x"),
+    "computers": (
+        "comp.graphics",
+        "comp.os.ms-windows.misc",
+        "comp.sys.ibm.pc.hardware",
+        "comp.sys.mac.hardware",
+        "comp.windows.x",
+    ),
     "recreation": ("rec.autos", "rec.motorcycles", "rec.sport.baseball", "rec.sport.hockey"),
     "science": ("sci.crypt", "sci.electronics", "sci.med", "sci.space"),
     "politics": ("talk.politics.guns", "talk.politics.mideast", "talk.politics.misc"),
@@ -218,7 +224,9 @@ def read_newsgroups20(folder: Path) -> RawData:
     for split in ("train", "test"):
         lines = _read_text(folder / f"20newsgroups-{split}.tab").split("\n")
         if not lines[0].startswith("Category\tText"):
-            raise InputDataError(f"newsgroups20: {split} file does not start with the Orange header 'Category<TAB>Text'")
+            raise InputDataError(
+                f"newsgroups20: {split} file does not start with the Orange header 'Category<TAB>Text'"
+            )
         texts, labels = [], []
         for line in lines[4:]:
             if not line:

@@ -30,7 +30,10 @@ def _holdout(texts: list[str], labels: list[tuple[str, ...]], note: str) -> tupl
 
 # ------------------------------------------------------------ DBPedia Classes
 DBPEDIA_FILES = tuple(
-    RemoteFile(f"DBPEDIA_{s}.csv", f"https://huggingface.co/datasets/DeveloperOats/DBPedia_Classes/resolve/main/DBPEDIA_{s}.csv")
+    RemoteFile(
+        f"DBPEDIA_{s}.csv",
+        f"https://huggingface.co/datasets/DeveloperOats/DBPedia_Classes/resolve/main/DBPEDIA_{s}.csv",
+    )
     for s in ("train", "val", "test")
 )
 
@@ -39,7 +42,10 @@ def read_dbpedia_classes(folder: Path) -> RawData:
     """``DBPEDIA_{train,val,test}.csv`` with columns ``text,l1,l2,l3`` (9 -> 70 -> 219 classes)."""
     rows = {}
     for split in ("train", "val", "test"):
-        with utf8_errors(folder / f"DBPEDIA_{split}.csv"), open(folder / f"DBPEDIA_{split}.csv", encoding="utf-8", newline="") as f:
+        with (
+            utf8_errors(folder / f"DBPEDIA_{split}.csv"),
+            open(folder / f"DBPEDIA_{split}.csv", encoding="utf-8", newline="") as f,
+        ):
             recs = list(csv.DictReader(f))
         if recs and not {"text", "l1", "l2", "l3"} <= set(recs[0]):
             raise InputDataError(f"dbpedia-classes: DBPEDIA_{split}.csv lacks the columns text,l1,l2,l3")
@@ -60,6 +66,7 @@ def read_wos(folder: Path) -> RawData:
     """WOS-46985 from ``WebOfScience.zip`` (``WOS46985/X.txt``, ``YL1.txt``, ``Y.txt``): domain (7) ->
     area (134), ids as published (no names in these files). No published split: seeded 80/20."""
     with zipfile.ZipFile(folder / "WebOfScience.zip") as z:
+
         def lines(member: str) -> list[str]:
             name = next((n for n in z.namelist() if n.endswith(f"WOS46985/{member}")), None)
             if name is None:
@@ -91,6 +98,7 @@ def read_yahoo_answers(folder: Path) -> RawData:
     ``"class","title","content","answer"``. Text = title + content. Levels: group (4, ours) -> topic (10)."""
     group_of = {t: g for g, ts in YAHOO_GROUPS.items() for t in ts}
     with tarfile.open(folder / "yahoo_answers_csv.tgz", "r:gz") as tar:
+
         def member(name: str) -> str:
             m = next((m for m in tar.getmembers() if m.name.endswith(name)), None)
             if m is None:
@@ -129,7 +137,10 @@ def read_arxiv(folder: Path, max_rows: int = 200_000) -> RawData:
     group (cs, math, physics, stat, ...) -> primary category (the first listed). Reads the first
     ``max_rows`` records; no published split: seeded 80/20."""
     texts, labels = [], []
-    with utf8_errors(folder / "arxiv-metadata-oai-snapshot.json"), open(folder / "arxiv-metadata-oai-snapshot.json", encoding="utf-8") as f:
+    with (
+        utf8_errors(folder / "arxiv-metadata-oai-snapshot.json"),
+        open(folder / "arxiv-metadata-oai-snapshot.json", encoding="utf-8") as f,
+    ):
         for i, line in enumerate(f):
             if i >= max_rows:
                 break
@@ -144,12 +155,44 @@ def read_arxiv(folder: Path, max_rows: int = 200_000) -> RawData:
 def specs(spec_cls) -> list:
     """Catalogue entries of the online-only datasets."""
     return [
-        spec_cls("yahoo-answers", "Yahoo Answers topics, 4 groups (ours) -> 10 topics [online only]", "yahoo-answers",
-                 read_yahoo_answers, ("group", "topic"), ("group", "topic"), YAHOO_FILES, online_only=True),
-        spec_cls("arxiv", "arXiv metadata, group -> primary category [online only, manual download]", "arxiv",
-                 read_arxiv, ("group", "category"), ("group", "category"), ARXIV_FILES, online_only=True),
-        spec_cls("dbpedia-classes", "DBPedia Classes l1 (9) -> l2 (70) -> l3 (219) [online only]", "dbpedia-classes",
-                 read_dbpedia_classes, ("l1", "l2", "l3"), ("l1", "l2"), DBPEDIA_FILES, online_only=True),
-        spec_cls("wos", "Web of Science WOS-46985 domain -> area [online only]", "wos", read_wos,
-                 ("domain", "area"), ("domain", "area"), WOS_FILES, online_only=True),
+        spec_cls(
+            "yahoo-answers",
+            "Yahoo Answers topics, 4 groups (ours) -> 10 topics [online only]",
+            "yahoo-answers",
+            read_yahoo_answers,
+            ("group", "topic"),
+            ("group", "topic"),
+            YAHOO_FILES,
+            online_only=True,
+        ),
+        spec_cls(
+            "arxiv",
+            "arXiv metadata, group -> primary category [online only, manual download]",
+            "arxiv",
+            read_arxiv,
+            ("group", "category"),
+            ("group", "category"),
+            ARXIV_FILES,
+            online_only=True,
+        ),
+        spec_cls(
+            "dbpedia-classes",
+            "DBPedia Classes l1 (9) -> l2 (70) -> l3 (219) [online only]",
+            "dbpedia-classes",
+            read_dbpedia_classes,
+            ("l1", "l2", "l3"),
+            ("l1", "l2"),
+            DBPEDIA_FILES,
+            online_only=True,
+        ),
+        spec_cls(
+            "wos",
+            "Web of Science WOS-46985 domain -> area [online only]",
+            "wos",
+            read_wos,
+            ("domain", "area"),
+            ("domain", "area"),
+            WOS_FILES,
+            online_only=True,
+        ),
     ]

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -29,7 +29,9 @@ def read_frame(path: Path) -> pd.DataFrame:
     """A user file (CSV, TSV, JSONL or Parquet, by suffix) as a DataFrame, CSV/TSV cells as strings;
     any failure is a one-line :class:`~fractal_embeddings.errors.InputDataError` naming the file."""
     if path.is_dir():
-        raise InputDataError(f"{path} is a directory, not a file; pass the path of a .csv, .tsv, .jsonl or .parquet file")
+        raise InputDataError(
+            f"{path} is a directory, not a file; pass the path of a .csv, .tsv, .jsonl or .parquet file"
+        )
     kind = _READERS.get(path.suffix.lower())
     if kind is None:
         raise InputDataError(f"{path}: unsupported file type '{path.suffix}'; use .csv, .tsv, .jsonl or .parquet")
@@ -37,10 +39,18 @@ def read_frame(path: Path) -> pd.DataFrame:
         raise InputDataError(f"{path}: no such file")
     try:
         if kind in ("csv", "tsv"):
-            return pd.read_csv(path, sep="," if kind == "csv" else "\t", dtype=str, keep_default_na=False,
-                               encoding="utf-8-sig", encoding_errors="strict")
+            return pd.read_csv(
+                path,
+                sep="," if kind == "csv" else "\t",
+                dtype=str,
+                keep_default_na=False,
+                encoding="utf-8-sig",
+                encoding_errors="strict",
+            )
         if kind == "jsonl":
-            return pd.read_json(path, lines=True, dtype=False, encoding="utf-8-sig")  # dtype=False: no date guessing either
+            return pd.read_json(
+                path, lines=True, dtype=False, encoding="utf-8-sig"
+            )  # dtype=False: no date guessing either
         return pd.read_parquet(path)
     except UnicodeDecodeError:
         raise decode_error(path) from None
@@ -91,8 +101,17 @@ class RowNames:
         return f"line {self._starts[i]}" if self._starts else f"row {i + 1}"
 
 
-_NON_SCALAR = {list: "list", tuple: "list", set: "set", frozenset: "set", dict: "dict", np.ndarray: "list",
-               bytes: "bytes value", bytearray: "bytes value", memoryview: "bytes value"}
+_NON_SCALAR = {
+    list: "list",
+    tuple: "list",
+    set: "set",
+    frozenset: "set",
+    dict: "dict",
+    np.ndarray: "list",
+    bytes: "bytes value",
+    bytearray: "bytes value",
+    memoryview: "bytes value",
+}
 
 
 _NON_SCALAR_TYPES = tuple(_NON_SCALAR)
@@ -146,8 +165,9 @@ def _show(text: str, limit: int = 60) -> str:
     return r if len(r) <= limit else r[: limit - 4] + "...'"
 
 
-def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "drop",
-               on_duplicates: str = "warn") -> RawData:
+def read_table(
+    path: Path, text: str, levels: Sequence[str], *, empty: str = "drop", on_duplicates: str = "warn"
+) -> RawData:
     """Read a user file into :class:`RawData`. Checked here, naming the file's own line (or row) of the
     first offender: cells that are not one value (lists, dicts, arrays, bytes), texts that are not
     strings, a missing label on a row with text, empty texts with ``empty="error"``, and texts seen
@@ -172,8 +192,10 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
         if _missing(t):
             t = None
         elif not isinstance(t, str):
-            raise TaxonomyError(f"{path}: {rows_at(i)}: column {text!r} holds a {type(t).__name__} ({t!r}); texts must "
-                                 "be strings: quote it in the file or pick another --text column")
+            raise TaxonomyError(
+                f"{path}: {rows_at(i)}: column {text!r} holds a {type(t).__name__} ({t!r}); texts must "
+                "be strings: quote it in the file or pick another --text column"
+            )
         texts.append(t)
     has_text = [t is not None and bool(t.strip()) for t in texts]
     columns = [[cell_text(v).strip() for v in df[lv].tolist()] for lv in levels]
@@ -181,12 +203,16 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
     for i, lab in enumerate(labels):
         if has_text[i] and "" in lab:
             lv = levels[lab.index("")]
-            raise TaxonomyError(f"{path}: {rows_at(i)}: empty label in column {lv!r}; every row with text needs a label "
-                                 "at every level: fill it in or drop the row")
+            raise TaxonomyError(
+                f"{path}: {rows_at(i)}: empty label in column {lv!r}; every row with text needs a label "
+                "at every level: fill it in or drop the row"
+            )
     n_empty = has_text.count(False)
     if n_empty and empty == "error":
-        raise TaxonomyError(f"{path}: {n_empty} empty or whitespace-only texts (first at {rows_at(has_text.index(False))}); "
-                             "remove them or pass empty='drop'")
+        raise TaxonomyError(
+            f"{path}: {n_empty} empty or whitespace-only texts (first at {rows_at(has_text.index(False))}); "
+            "remove them or pass empty='drop'"
+        )
     _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates)
     if "split" in df.columns:
         split_col = np.array([cell_text(v).strip().lower() for v in df["split"].tolist()], dtype=object)
@@ -194,8 +220,9 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
         if not ok.all():
             first = int(np.flatnonzero(~ok)[0])
             bad = sorted(set(split_col[~ok].tolist()))
-            raise InputDataError(f"{path}: column 'split' has values {bad[:3]} (first at {rows_at(first)}); use train, "
-                                 "val or test")
+            raise InputDataError(
+                f"{path}: column 'split' has values {bad[:3]} (first at {rows_at(first)}); use train, val or test"
+            )
         rows = {}
         for s in ("train", "val", "test"):
             idx = np.flatnonzero(split_col == s)
@@ -203,7 +230,9 @@ def read_table(path: Path, text: str, levels: Sequence[str], *, empty: str = "dr
                 rows[s] = ([texts[i] for i in idx], [labels[i] for i in idx])
         return RawData(tuple(levels), rows, info={"file": str(path), "splits_from": "column 'split'"})
     rows = holdout_rows(texts, labels, TEST_FRACTION, SPLIT_SEED)
-    return RawData(tuple(levels), rows, info={"file": str(path), "test_split": {"fraction": TEST_FRACTION, "seed": SPLIT_SEED}})
+    return RawData(
+        tuple(levels), rows, info={"file": str(path), "test_split": {"fraction": TEST_FRACTION, "seed": SPLIT_SEED}}
+    )
 
 
 def _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates) -> None:
@@ -222,10 +251,14 @@ def _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplica
     n = len(conflicts)
     key, (j, i) = next(iter(conflicts.items()))
     k = next(k for k in range(len(levels)) if labels[j][k] != labels[i][k])
-    example = (f"e.g. {_show(key)}: {levels[k]} {_show(labels[j][k], 40)} at {rows_at(j)}, "
-               f"{_show(labels[i][k], 40)} at {rows_at(i)}")
+    example = (
+        f"e.g. {_show(key)}: {levels[k]} {_show(labels[j][k], 40)} at {rows_at(j)}, "
+        f"{_show(labels[i][k], 40)} at {rows_at(i)}"
+    )
     what = f"{path}: {n} text{' appears' if n == 1 else 's appear'} more than once with different labels ({example})"
     if on_duplicates == "error":
         raise InputDataError(f"{what}; give each text one set of labels, or pass on_duplicates='warn' to accept them")
-    warnings.warn(f"{what}; they are kept (each row trains on its own labels); pass on_duplicates='error' to refuse "
-                  "such files", stacklevel=5)
+    warnings.warn(
+        f"{what}; they are kept (each row trains on its own labels); pass on_duplicates='error' to refuse such files",
+        stacklevel=5,
+    )

@@ -23,8 +23,8 @@ import json
 import math
 import warnings
 from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -53,9 +53,9 @@ class Split:
     labels: np.ndarray
     # (the split these rows were drawn from, their row indices in it): lets a subset reuse the
     # cached vectors of the full split (see ``source_rows``)
-    origin: tuple["Split", np.ndarray] | None = field(default=None, compare=False, repr=False)
+    origin: tuple[Split, np.ndarray] | None = field(default=None, compare=False, repr=False)
 
-    def source_rows(self) -> tuple["Split", np.ndarray | None]:
+    def source_rows(self) -> tuple[Split, np.ndarray | None]:
         """The outermost split these rows come from and their indices in it (``None``: all rows)."""
         if self.origin is None:
             return self, None
@@ -98,9 +98,7 @@ class TaxonomyDataset:
         try:
             return self.splits[name]
         except KeyError:
-            raise TaxonomyError(
-                f"{self.name} has no split '{name}'; available: {', '.join(self.splits)}"
-            ) from None
+            raise TaxonomyError(f"{self.name} has no split '{name}'; available: {', '.join(self.splits)}") from None
 
     def level_index(self, level: str | int) -> int:
         if isinstance(level, int):
@@ -111,9 +109,7 @@ class TaxonomyDataset:
             return self.level_names.index(level)
         if level.upper().startswith("L") and level[1:].isdigit():
             return self.level_index(int(level[1:]))
-        raise TaxonomyError(
-            f"{self.name} has no level '{level}'; available: {', '.join(self.level_names)}"
-        )
+        raise TaxonomyError(f"{self.name} has no level '{level}'; available: {', '.join(self.level_names)}")
 
     def parent_map(self, level: str | int) -> dict[str, str]:
         """``{class name: parent class name}`` for a level below the coarsest."""
@@ -133,7 +129,7 @@ class TaxonomyDataset:
                 "(--levels coarse,fine)"
             )
 
-    def select_levels(self, levels: Sequence[str | int]) -> "TaxonomyDataset":
+    def select_levels(self, levels: Sequence[str | int]) -> TaxonomyDataset:
         """A view with a subset of the levels, kept in coarse -> fine order (parents re-derived)."""
         idx = [self.level_index(lv) for lv in levels]
         if len(set(idx)) != len(idx):
@@ -159,7 +155,7 @@ class TaxonomyDataset:
             info=dict(self.info),
         )
 
-    def subset(self, rows: Mapping[str, int | None], seed: int = 0) -> "TaxonomyDataset":
+    def subset(self, rows: Mapping[str, int | None], seed: int = 0) -> TaxonomyDataset:
         """A copy with at most ``rows[split]`` rows per split (stratified by the finest level, see
         :func:`stratified_sample`); splits not named are kept whole. Handy for quick runs."""
         unknown = sorted(set(rows) - set(self.splits))
@@ -256,7 +252,6 @@ def stratified_sample(strata: np.ndarray, max_rows: int | None = 2000, seed: int
     rng = np.random.default_rng(seed)
     rows = [rng.permutation(np.flatnonzero(strata == c))[:t] for c, t in zip(classes, take)]
     return np.sort(np.concatenate(rows))
-
 
 
 def stratified_split(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:

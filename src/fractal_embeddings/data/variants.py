@@ -41,7 +41,9 @@ def with_random_coarse(ds: TaxonomyDataset, n_groups: int, seed: int) -> Taxonom
     groups (sizes differ by at most one) above the unchanged finest level."""
     fine = ds.levels[-1]
     if not 2 <= n_groups < fine.n_classes:
-        raise TaxonomyError(f"n_groups must be in [2, {fine.n_classes - 1}] for {fine.n_classes} classes, got {n_groups}")
+        raise TaxonomyError(
+            f"n_groups must be in [2, {fine.n_classes - 1}] for {fine.n_classes} classes, got {n_groups}"
+        )
     rng = np.random.default_rng(seed)
     parent = np.empty(fine.n_classes, dtype=np.int64)
     parent[rng.permutation(fine.n_classes)] = np.arange(fine.n_classes) % n_groups

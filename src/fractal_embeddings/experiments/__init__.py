@@ -42,9 +42,19 @@ def get_experiment(name: str):
     return importlib.import_module(f"{__name__}.{EXPERIMENTS[name]}")
 
 
-def run_experiment(name: str, out: str | Path = "results", *, quick: bool = False, executor: str = "local",
-                   workers: int = 1, ray_address: str | None = None, datasets=None, seeds=None, log=print,
-                   progress: bool = True) -> list[Path]:
+def run_experiment(
+    name: str,
+    out: str | Path = "results",
+    *,
+    quick: bool = False,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    datasets=None,
+    seeds=None,
+    log=print,
+    progress: bool = True,
+) -> list[Path]:
     """Run one experiment (or ``all`` of them, objective study excepted); returns the store dirs."""
     from ..executors import get_executor
     from .sweep import run_sweep

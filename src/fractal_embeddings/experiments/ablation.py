@@ -29,6 +29,17 @@ def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     for d in ds:
         for s in seeds or (QUICK["seeds"] if quick else SEEDS.get(d, SEEDS["trec"])):
             out += [RunSpec(NAME, d, m, s, cap=cap, tags={"family": "v5-paper"}) for m in PAPER]
-            out += [RunSpec(NAME, d, "fractal", s, variant=v, objective_options={"schedule": sch}, cap=cap,
-                            tags={"family": "fractal"}) for v, sch in FRACTAL.items()]
+            out += [
+                RunSpec(
+                    NAME,
+                    d,
+                    "fractal",
+                    s,
+                    variant=v,
+                    objective_options={"schedule": sch},
+                    cap=cap,
+                    tags={"family": "fractal"},
+                )
+                for v, sch in FRACTAL.items()
+            ]
     return out

@@ -34,6 +34,17 @@ def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
         for s in sd:
             for m in METHODS:
                 out.append(RunSpec(NAME, d, m, s, variant=f"{m} head-only", cap=cap, tags={"arm": "head-only"}))
-                out.append(RunSpec(NAME, d, m, s, variant=f"{m} +{LAYERS} layers", cap=cap, finetune_layers=LAYERS,
-                                   train_options={"encoder_lr": ENCODER_LR}, tags={"arm": "fine-tuned"}))
+                out.append(
+                    RunSpec(
+                        NAME,
+                        d,
+                        m,
+                        s,
+                        variant=f"{m} +{LAYERS} layers",
+                        cap=cap,
+                        finetune_layers=LAYERS,
+                        train_options={"encoder_lr": ENCODER_LR},
+                        tags={"arm": "fine-tuned"},
+                    )
+                )
     return out

@@ -15,13 +15,16 @@ DATASETS = ("clinc150", "trec", "hwu64", "goemotions")
 METHODS = ("v5-paper", "fractal")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"blocks": (16, 64), "datasets": ("clinc150", "trec"), "seeds": (42,),
-         "cap": QUICK_CAP}
+QUICK = {"blocks": (16, 64), "datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
 
 
 def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     blocks = QUICK["blocks"] if quick else BLOCKS
     cap = QUICK["cap"] if quick else CAP
-    return [RunSpec(NAME, d, m, s, variant=f"{m} b={b}", block_dim=b, cap=cap, tags={"base_method": m, "block": b})
-            for s in seeds or (QUICK["seeds"] if quick else SEEDS)
-            for d in datasets or (QUICK["datasets"] if quick else DATASETS) for b in blocks for m in METHODS]
+    return [
+        RunSpec(NAME, d, m, s, variant=f"{m} b={b}", block_dim=b, cap=cap, tags={"base_method": m, "block": b})
+        for s in seeds or (QUICK["seeds"] if quick else SEEDS)
+        for d in datasets or (QUICK["datasets"] if quick else DATASETS)
+        for b in blocks
+        for m in METHODS
+    ]

@@ -18,8 +18,7 @@ DATASETS = ("clinc150", "trec")
 METHODS = ("v5-paper", "fractal", "mrl")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"encoders": ("minilm-l6", "minilm-l6-int8"), "datasets": ("trec",), "seeds": (42,),
-         "cap": QUICK_CAP}
+QUICK = {"encoders": ("minilm-l6", "minilm-l6-int8"), "datasets": ("trec",), "seeds": (42,), "cap": QUICK_CAP}
 
 
 def encoders(quick: bool = False) -> tuple[str, ...]:
@@ -31,6 +30,10 @@ def encoders(quick: bool = False) -> tuple[str, ...]:
 
 def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     cap = QUICK["cap"] if quick else CAP
-    return [RunSpec(NAME, d, m, s, variant=f"{m} @ {e}", encoder=e, cap=cap, tags={"base_method": m, "encoder": e})
-            for s in seeds or (QUICK["seeds"] if quick else SEEDS)
-            for e in encoders(quick) for d in datasets or (QUICK["datasets"] if quick else DATASETS) for m in METHODS]
+    return [
+        RunSpec(NAME, d, m, s, variant=f"{m} @ {e}", encoder=e, cap=cap, tags={"base_method": m, "encoder": e})
+        for s in seeds or (QUICK["seeds"] if quick else SEEDS)
+        for e in encoders(quick)
+        for d in datasets or (QUICK["datasets"] if quick else DATASETS)
+        for m in METHODS
+    ]

@@ -26,16 +26,23 @@ CAP = {"train": 10_000, "test": 2_000}
 QUICK = {"datasets": ("clinc150",), "seeds": (42,), "cap": QUICK_CAP}
 FRACTAL_HEAD = {k: v for k, v in Fractal().head_options().items() if k != "kind"} | {"head": "mlp"}
 FRACTAL_TRAINER = dict(Fractal.trainer_defaults)
-ARMS = {"coarse-only": ("single-level", {"level": 0}, {}), "fine-only": ("single-level", {"level": -1}, {}),
-        "v5-paper": ("v5-paper", {}, {}),
-        "coarse-only mlp": ("single-level", {"level": 0, **FRACTAL_HEAD}, FRACTAL_TRAINER),
-        "fine-only mlp": ("single-level", {"level": -1, **FRACTAL_HEAD}, FRACTAL_TRAINER),
-        "fractal": ("fractal", {}, {})}
+ARMS = {
+    "coarse-only": ("single-level", {"level": 0}, {}),
+    "fine-only": ("single-level", {"level": -1}, {}),
+    "v5-paper": ("v5-paper", {}, {}),
+    "coarse-only mlp": ("single-level", {"level": 0, **FRACTAL_HEAD}, FRACTAL_TRAINER),
+    "fine-only mlp": ("single-level", {"level": -1, **FRACTAL_HEAD}, FRACTAL_TRAINER),
+    "fractal": ("fractal", {}, {}),
+}
 
 
 def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
     cap = QUICK["cap"] if quick else CAP
-    return [RunSpec(NAME, d, m, s, variant=v, objective_options=o, train_options=t, cap=cap)
-            for d in ds for s in sd for v, (m, o, t) in ARMS.items()]
+    return [
+        RunSpec(NAME, d, m, s, variant=v, objective_options=o, train_options=t, cap=cap)
+        for d in ds
+        for s in sd
+        for v, (m, o, t) in ARMS.items()
+    ]

@@ -36,6 +36,16 @@ def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
         for s in sd:
             for m in METHODS:
                 out.append(RunSpec(NAME, d, m, s, variant=f"{m} frozen", cap=cap, tags={"arm": "frozen"}))
-                out.append(RunSpec(NAME, d, m, s, variant=f"{m} fine-tuned", cap=cap, tags={"arm": "fine-tuned"},
-                                   finetune={"epochs": epochs, "encoder_lr": ENCODER_LR}))
+                out.append(
+                    RunSpec(
+                        NAME,
+                        d,
+                        m,
+                        s,
+                        variant=f"{m} fine-tuned",
+                        cap=cap,
+                        tags={"arm": "fine-tuned"},
+                        finetune={"epochs": epochs, "encoder_lr": ENCODER_LR},
+                    )
+                )
     return out

@@ -53,7 +53,7 @@ def _timings(index, queries: np.ndarray, k: int, n_b1: int, n_b64: int) -> dict:
         b1.append((time.perf_counter_ns() - t) / 1e3)
     b64 = []
     for s in range(n_b64):
-        batch = queries[(s * 64) % max(len(queries) - 64, 1):][:64]
+        batch = queries[(s * 64) % max(len(queries) - 64, 1) :][:64]
         t = time.perf_counter_ns()
         index.search(batch, k)
         b64.append((time.perf_counter_ns() - t) / 1e3)
@@ -61,7 +61,9 @@ def _timings(index, queries: np.ndarray, k: int, n_b1: int, n_b64: int) -> dict:
     return {"b1_p50_us": pct(b1, 50), "b1_p99_us": pct(b1, 99), "b64_p50_us": pct(b64, 50), "b64_p99_us": pct(b64, 99)}
 
 
-def measure(corpus: np.ndarray, queries: np.ndarray, name: str, block_dim: int, cfg: dict, log=print, k: int = 10) -> list[dict]:
+def measure(
+    corpus: np.ndarray, queries: np.ndarray, name: str, block_dim: int, cfg: dict, log=print, k: int = 10
+) -> list[dict]:
     """Every (prefix, index type, efSearch) measurement of one corpus."""
     import faiss
 
@@ -85,11 +87,22 @@ def measure(corpus: np.ndarray, queries: np.ndarray, name: str, block_dim: int, 
             hnsw.hnsw.efSearch = ef
             found = hnsw.search(Q, k)[1]
             recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
-            out.append({"corpus": name, "n": len(C), "dims": d, "kind": "hnsw", "ef_search": ef,
-                        "recall@10": round(recall, 4), "build_s": build_s,
-                        **_timings(hnsw, Q, k, cfg["queries_b1"], cfg["batches_b64"])})
-        log(f"latency {name} {d}d: flat p50 {out[-1 - len(EF_SEARCH)]['b1_p50_us']} us, "
-            f"hnsw ef{EF_SEARCH[-1]} p50 {out[-1]['b1_p50_us']} us (recall {out[-1]['recall@10']})")
+            out.append(
+                {
+                    "corpus": name,
+                    "n": len(C),
+                    "dims": d,
+                    "kind": "hnsw",
+                    "ef_search": ef,
+                    "recall@10": round(recall, 4),
+                    "build_s": build_s,
+                    **_timings(hnsw, Q, k, cfg["queries_b1"], cfg["batches_b64"]),
+                }
+            )
+        log(
+            f"latency {name} {d}d: flat p50 {out[-1 - len(EF_SEARCH)]['b1_p50_us']} us, "
+            f"hnsw ef{EF_SEARCH[-1]} p50 {out[-1]['b1_p50_us']} us (recall {out[-1]['recall@10']})"
+        )
     return out
 
 
@@ -128,12 +141,26 @@ def run(root, quick: bool = False, log=print) -> Path:
     rng = np.random.default_rng(0)
     synth = rng.standard_normal((cfg["synthetic_rows"] + 1000, corpus.shape[1]), dtype=np.float32)
     rows += measure(synth[:-1000], synth[-1000:], f"synthetic-{cfg['synthetic_rows'] // 1000}k", 64, cfg, log)
-    record = {"schema": SCHEMA, "experiment": NAME, "quick": quick, "model_run": run_id, "k": 10,
-              "hnsw": HNSW, "ef_search": list(EF_SEARCH), "target_recall": TARGET_RECALL, "search_threads": 1,
-              "machine": {"cpus": os.cpu_count(), "processor": platform.processor() or platform.machine(),
-                          "python": platform.python_version(), "faiss": faiss.__version__},
-              "config": cfg, "results": rows,
-              "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    record = {
+        "schema": SCHEMA,
+        "experiment": NAME,
+        "quick": quick,
+        "model_run": run_id,
+        "k": 10,
+        "hnsw": HNSW,
+        "ef_search": list(EF_SEARCH),
+        "target_recall": TARGET_RECALL,
+        "search_threads": 1,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "processor": platform.processor() or platform.machine(),
+            "python": platform.python_version(),
+            "faiss": faiss.__version__,
+        },
+        "config": cfg,
+        "results": rows,
+        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
     atomic_write_bytes(path, canonical_json(record).encode())
     log(f"latency: {len(rows)} measurements -> {path}")
     return path

@@ -21,7 +21,19 @@ QUICK = {"levels": (0.0, 0.3), "seeds": (42,), "cap": QUICK_CAP}
 def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     levels = QUICK["levels"] if quick else LEVELS
     cap = QUICK["cap"] if quick else CAP
-    return [RunSpec(NAME, d, m, s, variant=f"{m} noise={p:g}", coarse_noise=p or None, cap=cap,
-                    tags={"base_method": m, "noise": p})
-            for s in seeds or (QUICK["seeds"] if quick else SEEDS) for d in datasets or ("clinc150",)
-            for p in levels for m in METHODS]
+    return [
+        RunSpec(
+            NAME,
+            d,
+            m,
+            s,
+            variant=f"{m} noise={p:g}",
+            coarse_noise=p or None,
+            cap=cap,
+            tags={"base_method": m, "noise": p},
+        )
+        for s in seeds or (QUICK["seeds"] if quick else SEEDS)
+        for d in datasets or ("clinc150",)
+        for p in levels
+        for m in METHODS
+    ]

@@ -39,41 +39,94 @@ class Variant:
 
 def _pair(name: str, method: str, control: str, note: str, **options) -> list[Variant]:
     train = options.pop("train_options", {})
-    return [Variant(name, method, dict(options), dict(train), None, None, note),
-            Variant(f"{name} [mrl]", control, dict(options), dict(train), name, None, "matched MRL control")]
+    return [
+        Variant(name, method, dict(options), dict(train), None, None, note),
+        Variant(f"{name} [mrl]", control, dict(options), dict(train), name, None, "matched MRL control"),
+    ]
 
 
 TUNED = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
 # every switch spelled out, so a later change of the `fractal` defaults can't change a variant
-FRACTAL_OFF = {"contrastive_weight": 0.0, "contrastive_on": "all", "contrastive": "supcon", "stop_grad": False,
-               "refine": False, "head": "linear", "block_norm": False}
+FRACTAL_OFF = {
+    "contrastive_weight": 0.0,
+    "contrastive_on": "all",
+    "contrastive": "supcon",
+    "stop_grad": False,
+    "refine": False,
+    "head": "linear",
+    "block_norm": False,
+}
 BEST = {**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True, "head": "mlp"}
 VARIANTS: tuple[Variant, ...] = tuple(
     _pair("v5-paper", "v5-paper", "mrl", "the seed's recipe as written (CE, one sampled prefix per batch)")
-    + _pair("v5-paper lr1e-3 b128 e10", "v5-paper", "mrl", "the recipe with the study's trainer settings",
-            train_options=TUNED)
-    + _pair("supcon", "fractal", "fractal-mrl", "all prefixes in expectation + supervised contrastive per prefix",
-            **{**FRACTAL_OFF, "contrastive_weight": 1.0})
-    + _pair("ce + stop-grad", "fractal", "fractal-mrl", "fine losses can't write into the coarse block; CE only",
-            **{**FRACTAL_OFF, "stop_grad": True})
-    + _pair("supcon + stop-grad", "fractal", "fractal-mrl", "supcon per prefix + stop-gradient",
-            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True})
-    + _pair("supcon + stop-grad + block-norm", "fractal", "fractal-mrl", "+ each 64-d block L2-normalised",
-            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True})
-    + _pair("supcon(ends) + stop-grad + block-norm", "fractal", "fractal-mrl",
-            "contrastive only on the 64-d prefix and the full vector (cheaper)",
-            **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True,
-               "contrastive_on": "ends"})
-    + _pair("supcon + stop-grad + block-norm + mlp head", "fractal", "fractal-mrl",
-            "a deeper head: Linear(384, 512) -> GELU -> Linear(512, 256)",
-            **BEST)
-    + _pair("infonce-margin + stop-grad + block-norm + mlp head", "fractal", "fractal-mrl",
-            "the seed code's contrastive loss (InfoNCE to one same-class row + margin ranking) instead of supcon",
-            **{**BEST, "contrastive": "infonce-margin"})
-    + _pair("supcon + refine + block-norm + mlp head", "fractal", "fractal-mrl",
-            "successive refinement: each prefix term trains only its newest block (earlier blocks detached)",
-            **{**BEST, "stop_grad": False, "refine": True})
-    + [Variant("heal", "heal", datasets=("clinc150",), note="HEAL-style baseline (CLINC150 only: the beat-heal target)")]
+    + _pair(
+        "v5-paper lr1e-3 b128 e10",
+        "v5-paper",
+        "mrl",
+        "the recipe with the study's trainer settings",
+        train_options=TUNED,
+    )
+    + _pair(
+        "supcon",
+        "fractal",
+        "fractal-mrl",
+        "all prefixes in expectation + supervised contrastive per prefix",
+        **{**FRACTAL_OFF, "contrastive_weight": 1.0},
+    )
+    + _pair(
+        "ce + stop-grad",
+        "fractal",
+        "fractal-mrl",
+        "fine losses can't write into the coarse block; CE only",
+        **{**FRACTAL_OFF, "stop_grad": True},
+    )
+    + _pair(
+        "supcon + stop-grad",
+        "fractal",
+        "fractal-mrl",
+        "supcon per prefix + stop-gradient",
+        **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True},
+    )
+    + _pair(
+        "supcon + stop-grad + block-norm",
+        "fractal",
+        "fractal-mrl",
+        "+ each 64-d block L2-normalised",
+        **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True},
+    )
+    + _pair(
+        "supcon(ends) + stop-grad + block-norm",
+        "fractal",
+        "fractal-mrl",
+        "contrastive only on the 64-d prefix and the full vector (cheaper)",
+        **{**FRACTAL_OFF, "contrastive_weight": 1.0, "stop_grad": True, "block_norm": True, "contrastive_on": "ends"},
+    )
+    + _pair(
+        "supcon + stop-grad + block-norm + mlp head",
+        "fractal",
+        "fractal-mrl",
+        "a deeper head: Linear(384, 512) -> GELU -> Linear(512, 256)",
+        **BEST,
+    )
+    + _pair(
+        "infonce-margin + stop-grad + block-norm + mlp head",
+        "fractal",
+        "fractal-mrl",
+        "the seed code's contrastive loss (InfoNCE to one same-class row + margin ranking) instead of supcon",
+        **{**BEST, "contrastive": "infonce-margin"},
+    )
+    + _pair(
+        "supcon + refine + block-norm + mlp head",
+        "fractal",
+        "fractal-mrl",
+        "successive refinement: each prefix term trains only its newest block (earlier blocks detached)",
+        **{**BEST, "stop_grad": False, "refine": True},
+    )
+    + [
+        Variant(
+            "heal", "heal", datasets=("clinc150",), note="HEAL-style baseline (CLINC150 only: the beat-heal target)"
+        )
+    ]
 )
 
 
@@ -95,9 +148,20 @@ def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
     cap = QUICK["subset"] if quick else None
-    return [RunSpec(NAME, d, v.method, s, variant=v.name, objective_options=v.objective_options,
-                    train_options=v.train_options, cap=cap, tags={"control_of": v.control_of})
-            for d, v, s in grid(ds, sd)]
+    return [
+        RunSpec(
+            NAME,
+            d,
+            v.method,
+            s,
+            variant=v.name,
+            objective_options=v.objective_options,
+            train_options=v.train_options,
+            cap=cap,
+            tags={"control_of": v.control_of},
+        )
+        for d, v, s in grid(ds, sd)
+    ]
 
 
 def run_dir(out: Path, dataset: str, v: Variant, seed: int) -> Path:
@@ -110,8 +174,11 @@ def after(root: str | Path, quick: bool = False, log=print) -> None:
         protocol(root, "clinc150", log=log)
 
 
-PROTOCOLS = {"first 500 rows (the seed's)": (500, "first"), "stratified 2,000 (ours)": (2000, "stratified"),
-             "full test split": (None, "stratified")}
+PROTOCOLS = {
+    "first 500 rows (the seed's)": (500, "first"),
+    "stratified 2,000 (ours)": (2000, "stratified"),
+    "full test split": (None, "stratified"),
+}
 
 
 def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc150", log=print) -> Path:
@@ -134,12 +201,20 @@ def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc1
 
                 ds, enc = load_dataset(dataset), Encoder()
             run = load_run(rec_path.parent)
-            res = {"variant": v.name, "seed": run.record.seed, "dataset": dataset, "run_id": run.record.run_id,
-                   "protocols": {}}
+            res = {
+                "variant": v.name,
+                "seed": run.record.seed,
+                "dataset": dataset,
+                "run_id": run.record.run_id,
+                "protocols": {},
+            }
             for name, (rows, sample) in PROTOCOLS.items():
                 r = evaluate(run, ds, enc, eval_rows=rows, eval_seed=0, sample=sample)
-                res["protocols"][name] = {"n_rows": r["eval"]["n_rows"], "accuracy": r["accuracy"],
-                                          "steerability": r["steerability"]}
+                res["protocols"][name] = {
+                    "n_rows": r["eval"]["n_rows"],
+                    "accuracy": r["accuracy"],
+                    "steerability": r["steerability"],
+                }
             target.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(target, canonical_json(res).encode())
             log(f"protocol: {dataset} / {v.name} / seed {run.record.seed}")

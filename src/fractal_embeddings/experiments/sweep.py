@@ -56,8 +56,14 @@ class RunSpec:
         return f"{self.dataset}/{slug(self.name)}/seed{self.seed}"
 
     def data_key(self) -> tuple:
-        return (self.dataset, self.levels, tuple(sorted((self.cap or {}).items())), self.coarse_noise,
-                self.random_coarse, self.seed if (self.coarse_noise or self.random_coarse) else None)
+        return (
+            self.dataset,
+            self.levels,
+            tuple(sorted((self.cap or {}).items())),
+            self.coarse_noise,
+            self.random_coarse,
+            self.seed if (self.coarse_noise or self.random_coarse) else None,
+        )
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -65,8 +71,9 @@ class RunSpec:
 
 def methods_grid(experiment: str, seeds_by_dataset: dict, methods, cap: dict | None) -> list[RunSpec]:
     """Every method on every dataset with that dataset's seeds (seed-major within a dataset)."""
-    return [RunSpec(experiment, d, m, s, cap=cap) for d, seeds in seeds_by_dataset.items() for s in seeds
-            for m in methods]
+    return [
+        RunSpec(experiment, d, m, s, cap=cap) for d, seeds in seeds_by_dataset.items() for s in seeds for m in methods
+    ]
 
 
 def slug(name: str) -> str:
@@ -121,20 +128,40 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
     if spec.finetune:
         from ..finetune import finetune
 
-        run = finetune(ds, spec.method, model=spec.encoder or "minilm-l6", seed=spec.seed, n_blocks=spec.n_blocks,
-                       block_dim=spec.block_dim, objective_options=spec.objective_options, show_progress=False,
-                       **spec.finetune)
+        run = finetune(
+            ds,
+            spec.method,
+            model=spec.encoder or "minilm-l6",
+            seed=spec.seed,
+            n_blocks=spec.n_blocks,
+            block_dim=spec.block_dim,
+            objective_options=spec.objective_options,
+            show_progress=False,
+            **spec.finetune,
+        )
     else:
-        run = train(ds, spec.method, seed=spec.seed, encoder=shared_encoder(spec.encoder), n_blocks=spec.n_blocks,
-                    block_dim=spec.block_dim, objective_options=spec.objective_options,
-                    train_options=spec.train_options, finetune_layers=spec.finetune_layers,
-                    retrieval=spec.retrieval)
+        run = train(
+            ds,
+            spec.method,
+            seed=spec.seed,
+            encoder=shared_encoder(spec.encoder),
+            n_blocks=spec.n_blocks,
+            block_dim=spec.block_dim,
+            objective_options=spec.objective_options,
+            train_options=spec.train_options,
+            finetune_layers=spec.finetune_layers,
+            retrieval=spec.retrieval,
+        )
     run.record.tags = {"experiment": spec.experiment, "variant": spec.name, "spec": spec.as_dict(), **spec.tags}
     if orphaned():  # the driver was killed meanwhile: store nothing more (a resumed sweep redoes this point)
         os._exit(1)
     stored = store.put(spec.key, run)
-    return {"key": spec.key, "status": "stored" if stored else "taken by another sweep",
-            "S": run.record.steerability["S"], "train_s": run.record.timing["train_s"]}
+    return {
+        "key": spec.key,
+        "status": "stored" if stored else "taken by another sweep",
+        "S": run.record.steerability["S"],
+        "train_s": run.record.timing["train_s"],
+    }
 
 
 def prepare(specs: list[RunSpec], log=print) -> None:
@@ -160,8 +187,9 @@ def prepare(specs: list[RunSpec], log=print) -> None:
                 split_states(enc, sp, spec.finetune_layers)  # cached token states for the workers
 
 
-def run_sweep(specs: list[RunSpec], store: RunStore | str | Path, executor=None, *, log=print,
-              progress: bool = True) -> list[dict]:
+def run_sweep(
+    specs: list[RunSpec], store: RunStore | str | Path, executor=None, *, log=print, progress: bool = True
+) -> list[dict]:
     """Run every spec not yet in ``store``; returns the summaries of the runs done now."""
     from tqdm.auto import tqdm
 
@@ -173,8 +201,10 @@ def run_sweep(specs: list[RunSpec], store: RunStore | str | Path, executor=None,
         raise ValueError(f"grid has duplicate keys: {dup[:3]}")
     store.clean()
     todo = [s for s in specs if not store.has(s.key)]
-    log(f"{len(specs) - len(todo)} of {len(specs)} runs already in {store.root}; {len(todo)} to do "
-        f"({executor.name} executor)")
+    log(
+        f"{len(specs) - len(todo)} of {len(specs)} runs already in {store.root}; {len(todo)} to do "
+        f"({executor.name} executor)"
+    )
     if not todo:
         return []
     prepare(todo, log=log)
@@ -193,8 +223,16 @@ def run_sweep(specs: list[RunSpec], store: RunStore | str | Path, executor=None,
     return done
 
 
-def sweep(specs, out, *, executor: str = "local", workers: int = 1, ray_address: str | None = None,
-          log=print, progress: bool = True) -> list[dict]:
+def sweep(
+    specs,
+    out,
+    *,
+    executor: str = "local",
+    workers: int = 1,
+    ray_address: str | None = None,
+    log=print,
+    progress: bool = True,
+) -> list[dict]:
     """:func:`run_sweep` with an executor built from its name (and closed afterwards)."""
     ex = get_executor(executor, workers=workers, ray_address=ray_address)
     try:

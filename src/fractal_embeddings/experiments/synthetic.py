@@ -25,6 +25,17 @@ def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
     out = []
     for s in seeds or (QUICK["seeds"] if quick else SEEDS):
         for k in k0s:
-            out += [RunSpec(NAME, "clinc150", m, s, variant=f"{m} K0={k}", random_coarse=k, cap=cap,
-                            tags={"base_method": m, "K0": k}) for m in METHODS]
+            out += [
+                RunSpec(
+                    NAME,
+                    "clinc150",
+                    m,
+                    s,
+                    variant=f"{m} K0={k}",
+                    random_coarse=k,
+                    cap=cap,
+                    tags={"base_method": m, "K0": k},
+                )
+                for m in METHODS
+            ]
     return out

@@ -31,8 +31,10 @@ from .prefix import MRL, UHMT, Inverted, PrefixSupervision, V5Paper, schedule_we
 from .single import SingleLevel
 
 DEFAULT_METHOD = "fractal"  # chosen by the objective study (docs/objective-study.md)
-OBJECTIVES: dict[str, type[Objective]] = {cls.name: cls for cls in (Fractal, FractalMRL, V5Paper, MRL, Inverted, NoPrefix, UHMT,
-                                                                Heal, SMEC, CSR, SingleLevel, Flat)}
+OBJECTIVES: dict[str, type[Objective]] = {
+    cls.name: cls
+    for cls in (Fractal, FractalMRL, V5Paper, MRL, Inverted, NoPrefix, UHMT, Heal, SMEC, CSR, SingleLevel, Flat)
+}
 
 
 def list_methods() -> list[str]:
@@ -49,8 +51,18 @@ def get_objective(method: str | Objective, **options) -> Objective:
     fields = {f.name for f in dataclasses.fields(cls)}
     bad = sorted(set(options) - fields)
     if bad:
-        raise FractalError(f"method '{method}' has no option {', '.join(bad)}; its options: {', '.join(sorted(fields)) or 'none'}")
+        raise FractalError(
+            f"method '{method}' has no option {', '.join(bad)}; its options: {', '.join(sorted(fields)) or 'none'}"
+        )
     return cls(**options)
 
 
-__all__ = ["DEFAULT_METHOD", "OBJECTIVES", "Objective", "PrefixSupervision", "get_objective", "list_methods", "schedule_weights"]
+__all__ = [
+    "DEFAULT_METHOD",
+    "OBJECTIVES",
+    "Objective",
+    "PrefixSupervision",
+    "get_objective",
+    "list_methods",
+    "schedule_weights",
+]

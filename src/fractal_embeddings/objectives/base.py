@@ -32,8 +32,7 @@ class Objective:
     # loss that sees one batch at a time (FractalLoss in sentence-transformers' trainer) cannot follow
     step_dependent: ClassVar[bool] = False
 
-    def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int,
-             generator: torch.Generator) -> dict:
+    def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int, generator: torch.Generator) -> dict:
         return {}
 
     def loss(self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
@@ -42,16 +41,18 @@ class Objective:
             total = total + term
         return total
 
-    def loss_terms(self, head, x: torch.Tensor, y: torch.Tensor, step: int,
-                   plan: dict) -> list[tuple[int | None, torch.Tensor]]:
+    def loss_terms(
+        self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict
+    ) -> list[tuple[int | None, torch.Tensor]]:
         """``(level, weighted term)`` pairs of the batch loss (level ``None``: not one level's).
         Objectives override :meth:`loss` or this; each default falls back on the other."""
         if type(self).loss is Objective.loss:
             raise NotImplementedError(f"{type(self).__name__} defines neither loss nor loss_terms")
         return [(None, self.loss(head, x, y, step, plan))]
 
-    def loss_parts(self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict,
-                   level_names=None) -> dict[str, torch.Tensor]:
+    def loss_parts(
+        self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict, level_names=None
+    ) -> dict[str, torch.Tensor]:
         """The batch loss split per level: ``{level name: sum of its terms}`` (``"loss"`` for terms of
         no single level); the values sum to :meth:`loss` (up to the order of additions)."""
         parts: dict[str, torch.Tensor] = {}

@@ -71,6 +71,7 @@ class CSR(Objective):
         h = head(x)
         loss = F.mse_loss(head.decode(h), x)
         if self.contrastive_weight:
-            loss = loss + self.contrastive_weight * supervised_contrastive(F.normalize(h, dim=1), y[:, -1],
-                                                                           self.temperature)
+            loss = loss + self.contrastive_weight * supervised_contrastive(
+                F.normalize(h, dim=1), y[:, -1], self.temperature
+            )
         return loss

@@ -97,8 +97,12 @@ class Fractal(Objective):
         W = schedule_weights(self.schedule, n_blocks, n_levels)
         probs = np.asarray(self.prefix_probs or default_prefix_probs(n_blocks))
         out = [(n_blocks, n_levels - 1, 1.0)]
-        out += [(j + 1, lv, self.prefix_weight * probs[j] * W[j, lv])
-                for j in range(n_blocks) for lv in range(n_levels) if W[j, lv] > 0]
+        out += [
+            (j + 1, lv, self.prefix_weight * probs[j] * W[j, lv])
+            for j in range(n_blocks)
+            for lv in range(n_levels)
+            if W[j, lv] > 0
+        ]
         # block b belongs to level l when the schedule trains prefix b on l alone
         owner = [int(np.argmax(W[b])) if np.isclose(W[b].max(), 1.0) else None for b in range(n_blocks)]
         result = []
@@ -128,7 +132,7 @@ class Fractal(Objective):
         for j, level, w, frozen in plan["terms"]:
             p = e[:, : j * block_dim]
             if frozen:
-                p = torch.cat([p[:, : frozen * block_dim].detach(), p[:, frozen * block_dim:]], dim=1)
+                p = torch.cat([p[:, : frozen * block_dim].detach(), p[:, frozen * block_dim :]], dim=1)
             term = head.prefix_logits(level, p, j)
             term = F.cross_entropy(term, y[:, level])
             if self.contrastive_weight and (self.contrastive_on == "all" or j in (1, head.head_config.n_blocks)):

@@ -26,8 +26,13 @@ def supervised_contrastive(z: torch.Tensor, labels: torch.Tensor, temperature: f
     return per_anchor.mean()
 
 
-def infonce_margin(z: torch.Tensor, labels: torch.Tensor, temperature: float = 0.1, margin: float = 0.2,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
+def infonce_margin(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    temperature: float = 0.1,
+    margin: float = 0.2,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
     """InfoNCE to one same-class positive plus a margin ranking term, of L2-normalised ``z``.
 
     Our reading of the seed code's contrastive loss. For each anchor i that has a positive in the

@@ -98,12 +98,14 @@ class PrefixSupervision(Objective):
     def terms(self, j: int, n_blocks: int, n_levels: int) -> list[tuple[str, int, float]]:
         """The loss at prefix j as ``(input, level, weight)`` terms; input is ``"full"`` or ``"prefix"``."""
         out = [("full", n_levels - 1, 1.0)]
-        out += [("prefix", lv, self.prefix_weight * float(w))
-                for lv, w in enumerate(self.weights(n_blocks, n_levels)[j - 1]) if w > 0]
+        out += [
+            ("prefix", lv, self.prefix_weight * float(w))
+            for lv, w in enumerate(self.weights(n_blocks, n_levels)[j - 1])
+            if w > 0
+        ]
         return out
 
-    def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int,
-             generator: torch.Generator) -> dict:
+    def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int, generator: torch.Generator) -> dict:
         probs = torch.tensor(self.prefix_probs or default_prefix_probs(n_blocks), dtype=torch.float64)
         keep = torch.tensor(self.block_keep or default_block_keep(n_blocks), dtype=torch.float32)
         j = torch.multinomial(probs, n_steps, replacement=True, generator=generator) + 1

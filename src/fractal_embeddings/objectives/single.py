@@ -38,7 +38,9 @@ class SingleLevel(Objective):
     def check(self, n_blocks: int, n_levels: int) -> None:
         super().check(n_blocks, n_levels)
         if not -n_levels <= self.level < n_levels:
-            raise FractalError(f"level {self.level} does not exist in a {n_levels}-level taxonomy; use 0..{n_levels - 1} or -1")
+            raise FractalError(
+                f"level {self.level} does not exist in a {n_levels}-level taxonomy; use 0..{n_levels - 1} or -1"
+            )
         if self.head not in ("linear", "mlp"):
             raise FractalError(f"single-level trains the linear or mlp head, got {self.head!r}")
 

@@ -84,16 +84,21 @@ def per_dataset(dataset):
             return _pending("main") if not m else ("-", "not run yet", f"{dataset} not in the main experiment")
         fam = {r["dataset"]: r for r in m["families"].get("v5-paper", {}).get("tests", [])}
         v5, mrl, fr = _S(f, "v5-paper", dataset), _S(f, "mrl", dataset), _S(f, "fractal", dataset)
-        ours = (f"{np.mean(v5):+.3f} ± {_sd(v5):.3f} vs {np.mean(mrl):+.3f} ± {_sd(mrl):.3f}"
-                + (f" (fractal {np.mean(fr):+.3f})" if fr is not None else ""))
+        ours = f"{np.mean(v5):+.3f} ± {_sd(v5):.3f} vs {np.mean(mrl):+.3f} ± {_sd(mrl):.3f}" + (
+            f" (fractal {np.mean(fr):+.3f})" if fr is not None else ""
+        )
         t = fam.get(dataset)
         seed_v5 = _first_number(seed)
         sig = t is not None and t["mean_diff"] > 0 and t["p_holm"] < ALPHA
         if t is not None:
             ours += f"; Holm p {pval(t['p_holm'])}"
         ok = sig and np.mean(v5) >= 0.5 * seed_v5
-        return ours, "reproduced" if ok else "not reproduced", (
-            f"v5-paper > mrl (paired t, Holm p < {ALPHA}) and our v5-paper S >= half the seed's ({seed_v5:+.3f})")
+        return (
+            ours,
+            "reproduced" if ok else "not reproduced",
+            (f"v5-paper > mrl (paired t, Holm p < {ALPHA}) and our v5-paper S >= half the seed's ({seed_v5:+.3f})"),
+        )
+
     return rule
 
 
@@ -108,14 +113,19 @@ def c7(f, seed):
         return _pending("main")
     p = fam["meta"]["pooled"]
     seed_d = float(re.search(r"\bd\s+([-+]?[\d.]+)", seed).group(1))
-    ours = (f"pooled d {p['pooled']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}], p = {pval(p['p'])}, "
-            f"I² = {100 * p['I2']:.0f}% ({p['k']} datasets)")
+    ours = (
+        f"pooled d {p['pooled']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}], p = {pval(p['p'])}, "
+        f"I² = {100 * p['I2']:.0f}% ({p['k']} datasets)"
+    )
     fr = m["families"].get("fractal", {}).get("meta")
     if fr:
         ours += f"; fractal d {fr['pooled']['pooled']:.2f} [{fr['pooled']['ci'][0]:.2f}, {fr['pooled']['ci'][1]:.2f}]"
     ok = p["ci"][0] > 0 and p["ci"][0] <= seed_d <= p["ci"][1]
-    return ours, "reproduced" if ok else "not reproduced", (
-        f"v5-paper vs mrl: pooled d's 95% CI excludes 0 and contains the seed's d ({seed_d:.2f})")
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        (f"v5-paper vs mrl: pooled d's 95% CI excludes 0 and contains the seed's d ({seed_d:.2f})"),
+    )
 
 
 def c8(f, seed):
@@ -124,8 +134,11 @@ def c8(f, seed):
         return _pending("main")
     s = fam["sign"]
     ok = s["n"] >= 3 and s["positive"] == s["n"] and s["p"] < ALPHA
-    return f"{s['positive']}/{s['n']}, p = {pval(s['p'])}", "reproduced" if ok else "not reproduced", (
-        f"v5-paper > mrl on every dataset, one-sided sign test p < {ALPHA}")
+    return (
+        f"{s['positive']}/{s['n']}, p = {pval(s['p'])}",
+        "reproduced" if ok else "not reproduced",
+        (f"v5-paper > mrl on every dataset, one-sided sign test p < {ALPHA}"),
+    )
 
 
 def c9(f, seed):
@@ -133,12 +146,21 @@ def c9(f, seed):
     if not sc:
         return _pending("main")
     h, pr = sc["H"], sc["product"]
-    ours = (f"ρ(S, H) {h['spearman']:+.2f}, p {pval(h['spearman_p'])} (bootstrap CI [{h['bootstrap']['ci'][0]:+.2f}, {h['bootstrap']['ci'][1]:+.2f}]); "
-            f"product: ρ {pr['spearman']:+.2f}, r {pr['pearson']:+.2f} ({h['n']} datasets)")
+    ours = (
+        f"ρ(S, H) {h['spearman']:+.2f}, p {pval(h['spearman_p'])} (bootstrap CI [{h['bootstrap']['ci'][0]:+.2f}, {h['bootstrap']['ci'][1]:+.2f}]); "
+        f"product: ρ {pr['spearman']:+.2f}, r {pr['pearson']:+.2f} ({h['n']} datasets)"
+    )
     seed_rho = float(re.search(r"=\s*([-+]?[\d.]+)", seed).group(1))
-    ok = (h["spearman"] > 0 and h["spearman_p"] < ALPHA and h["bootstrap"]["ci"][0] <= seed_rho <= h["bootstrap"]["ci"][1])
-    return ours, "reproduced" if ok else "not reproduced", (
-        f"for v5-paper, ρ(S, H(L1|L0)) > 0 with p < {ALPHA} and the seed's ρ ({seed_rho:.2f}) inside our bootstrap CI")
+    ok = (
+        h["spearman"] > 0 and h["spearman_p"] < ALPHA and h["bootstrap"]["ci"][0] <= seed_rho <= h["bootstrap"]["ci"][1]
+    )
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        (
+            f"for v5-paper, ρ(S, H(L1|L0)) > 0 with p < {ALPHA} and the seed's ρ ({seed_rho:.2f}) inside our bootstrap CI"
+        ),
+    )
 
 
 def ablation(dataset):
@@ -150,10 +172,18 @@ def ablation(dataset):
         fr = (f.get("ablation") or {}).get("fractal", {}).get(dataset)
         if fr:
             ours += "; fractal family: " + ", ".join(f"{k} {v:+.3f}" for k, v in fr.items())
-        ok = (a.get("v5-paper", 0) > 0 and a.get("inverted", 0) < 0 and a.get("no-prefix", 1) < a["v5-paper"]
-              and a.get("uhmt", 1) < a["v5-paper"])
-        return ours, "reproduced" if ok else "not reproduced", (
-            "v5-paper S > 0, inverted S < 0 (sign reversal), no-prefix and uhmt below v5-paper")
+        ok = (
+            a.get("v5-paper", 0) > 0
+            and a.get("inverted", 0) < 0
+            and a.get("no-prefix", 1) < a["v5-paper"]
+            and a.get("uhmt", 1) < a["v5-paper"]
+        )
+        return (
+            ours,
+            "reproduced" if ok else "not reproduced",
+            ("v5-paper S > 0, inverted S < 0 (sign reversal), no-prefix and uhmt below v5-paper"),
+        )
+
     return rule
 
 
@@ -166,10 +196,16 @@ def c19(f, seed):
     rc = rob["rank_correlation"]
     if rc:
         ours += f"; rank correlations {min(rc.values()):+.2f}..{max(rc.values()):+.2f}"
-    ok = all(w[m]["aligned_wins"] == w[m]["n"] for m in ("S", "S_AUC", "S_gap")) and rc and min(
-        rc[k] for k in rc if "S_mono" not in k) > 0.9
-    return ours, "reproduced" if ok else "not reproduced", (
-        "v5-paper > mrl on every dataset for S, S_AUC and S_gap, and their pairwise rank correlations > 0.90")
+    ok = (
+        all(w[m]["aligned_wins"] == w[m]["n"] for m in ("S", "S_AUC", "S_gap"))
+        and rc
+        and min(rc[k] for k in rc if "S_mono" not in k) > 0.9
+    )
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        ("v5-paper > mrl on every dataset for S, S_AUC and S_gap, and their pairwise rank correlations > 0.90"),
+    )
 
 
 def c24(f, seed):
@@ -177,14 +213,24 @@ def c24(f, seed):
     if not m:
         return _pending("main")
     ff = m["fine_full"]
-    gaps = {d: 100 * (ff["v5-paper"][d] - ff["mrl"][d]) for d in m["datasets"] if d in ff.get("v5-paper", {})
-            and d in ff.get("mrl", {})}
+    gaps = {
+        d: 100 * (ff["v5-paper"][d] - ff["mrl"][d])
+        for d in m["datasets"]
+        if d in ff.get("v5-paper", {}) and d in ff.get("mrl", {})
+    }
     fr = {d: 100 * (ff["fractal"][d] - ff["mrl"][d]) for d in gaps if d in ff.get("fractal", {})}
-    ours = ("v5-paper - mrl: " + ", ".join(f"{d} {g:+.1f}" for d, g in gaps.items()) + " pp"
-            + ("; fractal - mrl: " + ", ".join(f"{d} {g:+.1f}" for d, g in fr.items()) + " pp" if fr else ""))
+    ours = (
+        "v5-paper - mrl: "
+        + ", ".join(f"{d} {g:+.1f}" for d, g in gaps.items())
+        + " pp"
+        + ("; fractal - mrl: " + ", ".join(f"{d} {g:+.1f}" for d, g in fr.items()) + " pp" if fr else "")
+    )
     ok = bool(gaps) and all(abs(g) <= 1.0 for g in gaps.values())
-    return ours, "reproduced" if ok else "not reproduced", (
-        "full-length finest-level k-NN accuracy of v5-paper within 1 pp of mrl's on every dataset")
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        ("full-length finest-level k-NN accuracy of v5-paper within 1 pp of mrl's on every dataset"),
+    )
 
 
 def c12(f, seed):
@@ -192,6 +238,7 @@ def c12(f, seed):
     if not sy or "v5-paper" not in sy.get("fits", {}):
         return _pending("synthetic")
     fit = sy["fits"]["v5-paper"]
+
     def shape(ft):
         kind = "peak" if ft["is_peak"] else "minimum (convex)"
         where = f"K0 ≈ {ft['peak_K0']:.1f}" + ("" if ft.get("vertex_inside", True) else " (outside the K0 range run)")
@@ -202,10 +249,18 @@ def c12(f, seed):
         ours += "; fractal: " + shape(sy["fits"]["fractal"])
     if sy.get("mrl_max_abs") is not None:
         ours += f"; mrl max |S| {sy['mrl_max_abs']:.3f}"
-    ok = (fit["is_peak"] and fit.get("vertex_inside", True) and fit["r2"] >= 0.8 and 8 <= fit["peak_K0"] <= 24
-          and (sy.get("mrl_max_abs") or 1) < 0.02)
-    return ours, "reproduced" if ok else "not reproduced", (
-        "v5-paper: concave quadratic in H(L0) with R² >= 0.8, peak K0 in [8, 24], and mrl |S| < 0.02 at every K0")
+    ok = (
+        fit["is_peak"]
+        and fit.get("vertex_inside", True)
+        and fit["r2"] >= 0.8
+        and 8 <= fit["peak_K0"] <= 24
+        and (sy.get("mrl_max_abs") or 1) < 0.02
+    )
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        ("v5-paper: concave quadratic in H(L0) with R² >= 0.8, peak K0 in [8, 24], and mrl |S| < 0.02 at every K0"),
+    )
 
 
 def c13(f, seed):
@@ -213,8 +268,10 @@ def c13(f, seed):
     reason = "BGE-small, E5-small and Qwen3-0.6B need the Hugging Face hub, not reachable here"
     if not ce:
         return "-", "not testable here", reason + "; the cross-encoder experiment (offline encoders) is not run yet"
-    ours = "; ".join(f"{e}: " + ", ".join(f"{d} {g['v5-paper']:+.3f} (fractal {g['fractal']:+.3f})"
-                                          for d, g in ds.items()) for e, ds in ce.items())
+    ours = "; ".join(
+        f"{e}: " + ", ".join(f"{d} {g['v5-paper']:+.3f} (fractal {g['fractal']:+.3f})" for d, g in ds.items())
+        for e, ds in ce.items()
+    )
     return "V5-MRL gap " + ours, "not testable here", reason + "; our offline encoders shown for comparison"
 
 
@@ -232,7 +289,11 @@ def c18(f, seed):
         t = stats.paired_test(a[:n], b[:n])
         ours += f"; paired p {pval(t['p'])}"
         ok = t["mean_diff"] > 0 and t["p"] < ALPHA
-    return ours, "reproduced" if ok else "not reproduced", "CLINC150 3-level: S_02 of v5-paper > mrl's, paired t p < 0.05"
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        "CLINC150 3-level: S_02 of v5-paper > mrl's, paired t p < 0.05",
+    )
 
 
 def c20(f, seed):
@@ -256,7 +317,11 @@ def c21(f, seed):
     if fr:
         ours += "; fractal: " + ", ".join(f"{d} b={v['peak']}" for d, v in fr.items())
     ok = all(v["peak"] == min(v["S"]) for v in cap.values())
-    return ours, "reproduced" if ok else "not reproduced", "v5-paper S peaks at the smallest block size on every dataset"
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        "v5-paper S peaks at the smallest block size on every dataset",
+    )
 
 
 def c23(f, seed):
@@ -265,8 +330,11 @@ def c23(f, seed):
         return _pending("external")
     ours = ", ".join(f"{m} {ex[m]['S']:+.3f}" for m in ("heal", "v5-paper", "csr", "smec", "fractal") if m in ex)
     ok = ex["heal"]["S"] > ex["v5-paper"]["S"] and abs(ex["csr"]["S"]) < 0.02 and abs(ex["smec"]["S"]) < 0.02
-    return "CLINC150: " + ours, "reproduced" if ok else "not reproduced", (
-        "CLINC150: heal S above v5-paper's, and |S| < 0.02 for csr and smec")
+    return (
+        "CLINC150: " + ours,
+        "reproduced" if ok else "not reproduced",
+        ("CLINC150: heal S above v5-paper's, and |S| < 0.02 for csr and smec"),
+    )
 
 
 def c22(f, seed):
@@ -275,23 +343,35 @@ def c22(f, seed):
     have = {d: v for d, v in bb.items() if all(k in v for k in need)}
     if not all(d in have for d in ("clinc150", "trec")):
         return _pending("backbone-control")
-    ours = "; ".join(f"{d}: v5-paper head-only {v[need[0]]:+.3f}, mrl fine-tuned {v[need[1]]:+.3f}"
-                     for d, v in have.items())
+    ours = "; ".join(
+        f"{d}: v5-paper head-only {v[need[0]]:+.3f}, mrl fine-tuned {v[need[1]]:+.3f}" for d, v in have.items()
+    )
     ok = all(abs(have[d][need[1]]) < 0.02 and have[d][need[0]] > have[d][need[1]] + 0.01 for d in ("clinc150", "trec"))
-    return ours, "reproduced" if ok else "not reproduced", (
-        "CLINC150 and TREC (DBPedia is not shipped): |S| < 0.02 for mrl with fine-tuned encoder layers, and "
-        "head-only v5-paper S above it by > 0.01")
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        (
+            "CLINC150 and TREC (DBPedia is not shipped): |S| < 0.02 for mrl with fine-tuned encoder layers, and "
+            "head-only v5-paper S above it by > 0.01"
+        ),
+    )
 
 
 def c14(f, seed):
     r = ((f.get("retrieval") or {}).get("retrieval") or {}).get("clinc150") or {}
     if "v5-paper" not in r or "mrl" not in r:
         return _pending("retrieval")
-    ours = ", ".join(f"{m} {r[m]['ramp_pp']:+.1f} pp ({100 * r[m]['fine_R1_short']:.1f} -> {100 * r[m]['fine_R1_full']:.1f})"
-                     for m in ("v5-paper", "mrl", "fractal") if m in r)
+    ours = ", ".join(
+        f"{m} {r[m]['ramp_pp']:+.1f} pp ({100 * r[m]['fine_R1_short']:.1f} -> {100 * r[m]['fine_R1_full']:.1f})"
+        for m in ("v5-paper", "mrl", "fractal")
+        if m in r
+    )
     ok = r["v5-paper"]["ramp_pp"] >= r["mrl"]["ramp_pp"] + 3
-    return "CLINC150 fine R@1 64d -> 256d: " + ours, "reproduced" if ok else "not reproduced", (
-        "CLINC150: v5-paper's fine-level R@1 ramp (64d -> full) exceeds mrl's by >= 3 pp")
+    return (
+        "CLINC150 fine R@1 64d -> 256d: " + ours,
+        "reproduced" if ok else "not reproduced",
+        ("CLINC150: v5-paper's fine-level R@1 ramp (64d -> full) exceeds mrl's by >= 3 pp"),
+    )
 
 
 def c15(f, seed):
@@ -306,8 +386,13 @@ def c15(f, seed):
     ours = "; ".join(say(m) for m in ("v5-paper", "fractal") if m in p)
     c = p["v5-paper"]["crossover"]
     ok = c is not None and c <= 0.35
-    return "CLINC150: " + ours, "reproduced" if ok else "not reproduced", (
-        "CLINC150: v5-paper routing is at least as accurate as mrl at full length for every alpha >= a crossover <= 0.35")
+    return (
+        "CLINC150: " + ours,
+        "reproduced" if ok else "not reproduced",
+        (
+            "CLINC150: v5-paper routing is at least as accurate as mrl at full length for every alpha >= a crossover <= 0.35"
+        ),
+    )
 
 
 def c16(f, seed):
@@ -315,50 +400,87 @@ def c16(f, seed):
     if not lat:
         return _pending("latency")
     reached = {c: v["hnsw"]["ratio"] for c, v in lat.items() if v and v.get("hnsw")}
-    ours = "; ".join(f"{c}: HNSW {reached[c]:.1f}x" if c in reached else f"{c}: HNSW recall target not reached" for c in lat)
+    ours = "; ".join(
+        f"{c}: HNSW {reached[c]:.1f}x" if c in reached else f"{c}: HNSW recall target not reached" for c in lat
+    )
     if not reached:
         return ours, "not testable here", "HNSW reached recall@10 >= 0.95 at no corpus and length pair"
     ok = all(r >= 3 for r in reached.values())
-    return ours, "reproduced" if ok else "not reproduced", (
-        "batch-1 p50 latency 256d / 64d >= 3x on HNSW at recall@10 >= 0.95, on every corpus where that recall is reached")
+    return (
+        ours,
+        "reproduced" if ok else "not reproduced",
+        (
+            "batch-1 p50 latency 256d / 64d >= 3x on HNSW at recall@10 >= 0.95, on every corpus where that recall is reached"
+        ),
+    )
 
 
 def c17(f, seed):
     d = (f.get("dual-encoder") or {}).get("clinc150")
     if not d or "v5-paper" not in d:
         return _pending("dual-encoder")
-    ours = "; ".join(f"{m} 64d {100 * d[m]['short']:.1f}% vs its coarse-only head at 256d {100 * d[m]['coarse_only']:.1f}%"
-                     for m in ("v5-paper", "fractal") if m in d)
+    ours = "; ".join(
+        f"{m} 64d {100 * d[m]['short']:.1f}% vs its coarse-only head at 256d {100 * d[m]['coarse_only']:.1f}%"
+        for m in ("v5-paper", "fractal")
+        if m in d
+    )
     ok = d["v5-paper"]["short"] >= d["v5-paper"]["coarse_only"]
-    return "CLINC150 coarse: " + ours, "reproduced" if ok else "not reproduced", (
-        "CLINC150: v5-paper's 64-d prefix coarse k-NN accuracy >= the recipe-matched coarse-only head's at 256d")
+    return (
+        "CLINC150 coarse: " + ours,
+        "reproduced" if ok else "not reproduced",
+        ("CLINC150: v5-paper's 64-d prefix coarse k-NN accuracy >= the recipe-matched coarse-only head's at 256d"),
+    )
 
 
 def not_here(reason):
     def rule(f, seed):
         return "-", "not testable here", reason
+
     return rule
 
 
 def pending(exp):
     def rule(f, seed):
         return _pending(exp)
+
     return rule
 
 
 RULES = {
-    "C1": c1, "C2": per_dataset("clinc150"), "C3": per_dataset("trec"), "C4": per_dataset("newsgroups20"),
-    "C5": per_dataset("goemotions"), "C6": c6, "C7": c7, "C8": c8, "C9": c9,
-    "C10": ablation("clinc150"), "C11": ablation("trec"), "C12": c12, "C13": c13, "C14": c14, "C15": c15,
-    "C16": c16, "C17": c17, "C18": c18,
-    "C19": c19, "C20": c20, "C21": c21, "C22": c22,
-    "C23": c23, "C24": c24,
+    "C1": c1,
+    "C2": per_dataset("clinc150"),
+    "C3": per_dataset("trec"),
+    "C4": per_dataset("newsgroups20"),
+    "C5": per_dataset("goemotions"),
+    "C6": c6,
+    "C7": c7,
+    "C8": c8,
+    "C9": c9,
+    "C10": ablation("clinc150"),
+    "C11": ablation("trec"),
+    "C12": c12,
+    "C13": c13,
+    "C14": c14,
+    "C15": c15,
+    "C16": c16,
+    "C17": c17,
+    "C18": c18,
+    "C19": c19,
+    "C20": c20,
+    "C21": c21,
+    "C22": c22,
+    "C23": c23,
+    "C24": c24,
 }
 
 
 def claims_table(facts: dict) -> tuple[Table, dict]:
-    t = Table("claims", "The seed's claims and ours (verdict rule per row)",
-              ["ID", "claim", "seed's value", "ours", "verdict", "verdict rule"], align="llllll")
+    t = Table(
+        "claims",
+        "The seed's claims and ours (verdict rule per row)",
+        ["ID", "claim", "seed's value", "ours", "verdict", "verdict rule"],
+        align="llllll",
+    )
     verdicts = {}
     for cid, (claim, seed) in seed_claims().items():
         rule = RULES.get(cid, not_here("no rule for this claim"))

@@ -7,9 +7,19 @@ from pathlib import Path
 
 import numpy as np
 
-COLORS = {"fractal": "#1b9e77", "v5-paper": "#d95f02", "mrl": "#7570b3", "fractal-mrl": "#e7298a",
-          "inverted": "#66a61e", "no-prefix": "#e6ab02", "uhmt": "#a6761d", "untrained": "#999999",
-          "heal": "#1f78b4", "csr": "#b15928", "smec": "#6a3d9a"}
+COLORS = {
+    "fractal": "#1b9e77",
+    "v5-paper": "#d95f02",
+    "mrl": "#7570b3",
+    "fractal-mrl": "#e7298a",
+    "inverted": "#66a61e",
+    "no-prefix": "#e6ab02",
+    "uhmt": "#a6761d",
+    "untrained": "#999999",
+    "heal": "#1f78b4",
+    "csr": "#b15928",
+    "smec": "#6a3d9a",
+}
 
 
 def _plt():
@@ -33,8 +43,9 @@ def color(name: str, i: int = 0) -> str:
     return COLORS.get(name, f"C{i % 10}")
 
 
-def accuracy_vs_prefix(curves: dict, out_dir: Path, stem: str = "accuracy_vs_prefix",
-                       title: str = "k-NN accuracy per prefix") -> Path:
+def accuracy_vs_prefix(
+    curves: dict, out_dir: Path, stem: str = "accuracy_vs_prefix", title: str = "k-NN accuracy per prefix"
+) -> Path:
     """``curves[dataset][level_label][method] = (dims, mean, sd)``: one panel per dataset and level."""
     plt = _plt()
     datasets = list(curves)
@@ -64,8 +75,12 @@ def accuracy_vs_prefix(curves: dict, out_dir: Path, stem: str = "accuracy_vs_pre
 def forest(families: dict, out_dir: Path, stem: str = "forest") -> Path:
     """``families[label] = {"studies": [(dataset, d, var)], "pooled": random_effects(...)}``."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(families), figsize=(5.2 * len(families), 0.5 * max(
-        len(f["studies"]) for f in families.values()) + 1.8), squeeze=False)
+    fig, axes = plt.subplots(
+        1,
+        len(families),
+        figsize=(5.2 * len(families), 0.5 * max(len(f["studies"]) for f in families.values()) + 1.8),
+        squeeze=False,
+    )
     for ax, (label, fam) in zip(axes[0], families.items()):
         studies = fam["studies"]
         ys = np.arange(len(studies), 0, -1)

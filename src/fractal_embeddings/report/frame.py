@@ -37,14 +37,27 @@ def record_row(rec, experiment: str, key: str = "") -> dict:
     tags = rec.tags or {}
     spec = tags.get("spec") or {}
     ent = rec.dataset.entropy
-    row = {"experiment": experiment, "key": key, "dataset": rec.dataset.name,
-           "variant": tags.get("variant") or rec.method, "method": rec.method, "seed": rec.seed,
-           "n_levels": len(rec.dataset.levels), "n_blocks": head.n_blocks, "block_dim": bd,
-           "encoder": rec.encoder.model or rec.encoder.name,
-           "train_s": rec.timing["train_s"], "n_params": rec.training.n_params if rec.training else None,
-           "H_L0": ent.get("H_L0"), "H_L1|L0": ent.get("H_L1|L0"),
-           "coarse_noise": spec.get("coarse_noise"), "random_coarse": spec.get("random_coarse"),
-           "family": tags.get("family"), "control_of": tags.get("control_of"), "arm": tags.get("arm")}
+    row = {
+        "experiment": experiment,
+        "key": key,
+        "dataset": rec.dataset.name,
+        "variant": tags.get("variant") or rec.method,
+        "method": rec.method,
+        "seed": rec.seed,
+        "n_levels": len(rec.dataset.levels),
+        "n_blocks": head.n_blocks,
+        "block_dim": bd,
+        "encoder": rec.encoder.model or rec.encoder.name,
+        "train_s": rec.timing["train_s"],
+        "n_params": rec.training.n_params if rec.training else None,
+        "H_L0": ent.get("H_L0"),
+        "H_L1|L0": ent.get("H_L1|L0"),
+        "coarse_noise": spec.get("coarse_noise"),
+        "random_coarse": spec.get("random_coarse"),
+        "family": tags.get("family"),
+        "control_of": tags.get("control_of"),
+        "arm": tags.get("arm"),
+    }
     row.update(rec.steerability)
     names = rec.level_names
     row.update(_acc_columns(rec.accuracy, bd, names))

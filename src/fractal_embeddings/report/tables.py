@@ -32,17 +32,43 @@ class Table:
 
     def latex(self) -> str:
         def esc(s: str) -> str:
-            for a, b in (("\\", r"\textbackslash{}"), ("&", r"\&"), ("%", r"\%"), ("_", r"\_"), ("#", r"\#"),
-                         ("±", r"$\pm$"), ("≥", r"$\geq$"), ("≤", r"$\leq$"), ("²", r"$^2$"), ("**", ""),
-                         ("τ", r"$\tau$"), ("ρ", r"$\rho$"), ("−", "-"), ("|", r"$|$")):
+            for a, b in (
+                ("\\", r"\textbackslash{}"),
+                ("&", r"\&"),
+                ("%", r"\%"),
+                ("_", r"\_"),
+                ("#", r"\#"),
+                ("±", r"$\pm$"),
+                ("≥", r"$\geq$"),
+                ("≤", r"$\leq$"),
+                ("²", r"$^2$"),
+                ("**", ""),
+                ("τ", r"$\tau$"),
+                ("ρ", r"$\rho$"),
+                ("−", "-"),
+                ("|", r"$|$"),
+            ):
                 s = s.replace(a, b)
             return s
 
         body = [" & ".join(esc(c) for c in r) + r" \\" for r in self.rows]
-        return "\n".join([r"\begin{table}[t]", r"\centering", rf"\caption{{{esc(self.caption)}}}",
-                          rf"\label{{tab:{self.name}}}", rf"\begin{{tabular}}{{{self._align()}}}", r"\toprule",
-                          " & ".join(esc(c) for c in self.columns) + r" \\", r"\midrule", *body, r"\bottomrule",
-                          r"\end{tabular}", r"\end{table}", ""])
+        return "\n".join(
+            [
+                r"\begin{table}[t]",
+                r"\centering",
+                rf"\caption{{{esc(self.caption)}}}",
+                rf"\label{{tab:{self.name}}}",
+                rf"\begin{{tabular}}{{{self._align()}}}",
+                r"\toprule",
+                " & ".join(esc(c) for c in self.columns) + r" \\",
+                r"\midrule",
+                *body,
+                r"\bottomrule",
+                r"\end{tabular}",
+                r"\end{table}",
+                "",
+            ]
+        )
 
 
 def _cell(c) -> str:
