@@ -1,4 +1,4 @@
-# Two commands: `make demo` and `make test`. Both create .venv when missing and install the project.
+# Main commands: `make demo`, `make test` and `make lint`. Each creates .venv when missing and installs the project.
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -12,14 +12,14 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test install bench clean
+.PHONY: demo test lint install bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q "$(TORCH)" -e ".[test,train,encoders,ray,explore]"
+	$(BIN)/pip install -q "$(TORCH)" -e ".[test,train,encoders,ray,explore,lint,qdrant]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -27,8 +27,15 @@ install: $(VENV)/.installed
 demo: install
 	$(BIN)/fractal demo
 
+# one pytest-xdist worker per core; a test file stays on one worker, so its module fixtures are built once
 test: install
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --dist loadfile
+
+# ruff (lint + format check) over src/tests/bench, mypy over src/ (settings in pyproject.toml)
+lint: install
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python bench/embed_throughput.py

@@ -1,4 +1,4 @@
-"""Shared fixtures: the real datasets (data home) and the offline default encoder with a fresh cache."""
+"""Shared fixtures: the real datasets (data home) and the offline default encoder on the run's one cache."""
 
 from __future__ import annotations
 
@@ -37,9 +37,32 @@ def data_home() -> Path:
     return home
 
 
+OWN_CACHE: str | None = None  # the cache this run made (and removes at its end)
+
+
+def pytest_configure(config) -> None:
+    """One embedding cache for the whole run: ``$FRACTAL_CACHE`` when set (CI sets a fresh one), else a
+    fresh directory made here, in the controller, before pytest-xdist starts its workers, so every
+    worker and every CLI subprocess reads and fills the same cache (its writes are atomic) instead of
+    encoding the same texts again."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("FRACTAL_CACHE"):
+        return
+    import tempfile
+
+    global OWN_CACHE
+    OWN_CACHE = os.environ["FRACTAL_CACHE"] = tempfile.mkdtemp(prefix="fractal-test-cache-")
+
+
+def pytest_unconfigure(config) -> None:
+    if OWN_CACHE:
+        import shutil
+
+        shutil.rmtree(OWN_CACHE, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
-def cache_dir(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("fractal-cache")
+def cache_dir() -> Path:
+    return Path(os.environ["FRACTAL_CACHE"])
 
 
 @pytest.fixture(scope="session")
@@ -50,14 +73,9 @@ def encoder(cache_dir):
 
 
 @pytest.fixture(scope="session")
-def zoom_encoder(request):
-    """The default encoder on $FRACTAL_CACHE when that is set (a warm cache makes the zoom tests quick),
-    else the suite's encoder on its fresh session cache."""
-    if os.environ.get("FRACTAL_CACHE"):
-        from fractal_embeddings.encoders import Encoder
-
-        return Encoder()
-    return request.getfixturevalue("encoder")
+def zoom_encoder(encoder):
+    """The encoder of the zoom index and explorer tests: the suite's encoder (one cache for the run)."""
+    return encoder
 
 
 @pytest.fixture(scope="session")

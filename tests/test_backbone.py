@@ -43,7 +43,7 @@ def test_finetuned_run_trains_the_encoder_layers(small, encoder, finetuned):
     assert rec["config"]["train"]["encoder_lr"] == 2e-5
     assert rec["training"]["n_params"] > 1_000_000  # a transformer layer, not just the head
     base = EncoderTop(encoder, 1)
-    moved = [not torch.equal(p, q) for p, q in zip(run.head.top.parameters(), base.parameters())]
+    moved = [not torch.equal(p, q) for p, q in zip(run.head.top.parameters(), base.parameters(), strict=True)]
     assert any(moved)
     # scoring the untrained encoder is unchanged by fine-tuning
     head_only = train(small, "mrl", seed=0, encoder=encoder, train_options={"epochs": 1})

@@ -16,6 +16,15 @@ def fractal(*args, env_extra=None):
     )
 
 
+def test_version():
+    from fractal_embeddings import __version__
+
+    r = fractal("--version")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"fractal-embeddings {__version__}"
+    assert __version__ != "0.0.0"  # read from the installed package's metadata
+
+
 def test_stats_json_contract(data_home):
     r = fractal("datasets", "stats", "clinc150", "--json")
     assert r.returncode == 0, r.stderr
@@ -87,7 +96,7 @@ def test_train_json_record_then_eval_reproduces_it(data_home, cache_dir, tmp_pat
     rows = [
         {"question": t, "kind": trec.levels[0].classes[a], "detail": trec.levels[1].classes[b], "split": s}
         for s in ("train", "test")
-        for t, (a, b) in zip(trec.split(s).texts, trec.split(s).labels)
+        for t, (a, b) in zip(trec.split(s).texts, trec.split(s).labels, strict=True)
     ]
     path = tmp_path / "questions.csv"
     pd.DataFrame(rows).to_csv(path, index=False)

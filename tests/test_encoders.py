@@ -56,7 +56,15 @@ def _entry(encoder, texts):
     return key, encoder.cache.paths(key)
 
 
-def test_corrupt_entry_is_reported_and_rebuilt(encoder, texts):
+@pytest.fixture
+def own_encoder(tmp_path):
+    """The default encoder on a cache of its own: these tests corrupt entries, which the run's shared
+    cache (read by other tests, maybe at the same moment in another worker) must not see."""
+    return Encoder(cache_dir=tmp_path / "cache")
+
+
+def test_corrupt_entry_is_reported_and_rebuilt(own_encoder, texts):
+    encoder = own_encoder
     good = np.array(encoder.embed(texts))
     key, (npy, meta) = _entry(encoder, texts)
     raw = bytearray(npy.read_bytes())
@@ -75,9 +83,10 @@ def test_corrupt_entry_is_reported_and_rebuilt(encoder, texts):
         encoder.embed(texts)
 
 
-def test_interrupted_write_leaves_no_entry(encoder, texts, monkeypatch):
+def test_interrupted_write_leaves_no_entry(own_encoder, texts, monkeypatch):
     import fractal_embeddings.cache as cache_mod
 
+    encoder = own_encoder
     sub = texts[:10]
     key, (npy, meta) = _entry(encoder, sub)
     real = cache_mod.atomic_write_bytes

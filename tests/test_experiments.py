@@ -10,6 +10,7 @@ import pytest
 from fractal_embeddings.errors import FractalError
 from fractal_embeddings.experiments import (
     EXPERIMENTS,
+    NOT_IN_ALL,
     get_experiment,
     run_experiment,
     store_dir,
@@ -18,7 +19,7 @@ from fractal_embeddings.report import write_report
 from fractal_embeddings.report.claims import seed_claims
 from fractal_embeddings.store import RunStore
 
-QUICK = [n for n in EXPERIMENTS if n != "objective-study"]  # the study has its own test
+QUICK = [n for n in EXPERIMENTS if n not in NOT_IN_ALL]  # the study and the search measurement: own tests
 GRIDS = [n for n in QUICK if n not in ("pareto", "latency")]  # pareto reads retrieval's runs; latency measures
 
 

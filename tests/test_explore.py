@@ -71,7 +71,7 @@ def queries(clinc_3k):
     """One validation text per intent (not in the corpus), with its domain and intent."""
     sp, seen, out = clinc_3k.split("val"), set(), []
     dom, intent = clinc_3k.levels[0].classes, clinc_3k.levels[1].classes
-    for t, (d, i) in zip(sp.texts, sp.labels.tolist()):
+    for t, (d, i) in zip(sp.texts, sp.labels.tolist(), strict=True):
         if i not in seen:
             seen.add(i)
             out.append((t, dom[d], intent[i]))

@@ -82,7 +82,7 @@ def test_duplicate_texts_with_conflicting_labels_warn_or_refuse(data_home, tmp_p
     ds = load_dataset("clinc150")
     sp = ds.split("train")
     dom, intent = ds.levels[0].classes, ds.levels[1].classes
-    rows = [(t, dom[d], intent[i]) for t, (d, i) in list(zip(sp.texts, sp.labels.tolist()))[::50]]
+    rows = [(t, dom[d], intent[i]) for t, (d, i) in list(zip(sp.texts, sp.labels.tolist(), strict=True))[::50]]
     clean = tmp_path / "clean.csv"
     _write_rows(clean, ["text", "domain", "intent"], rows + rows[:5])  # exact duplicates, same labels: fine
     with warnings.catch_warnings():
@@ -458,7 +458,7 @@ def tables(draw, nested: bool = False):
         else st.nothing()
     )
     rows = []
-    for i in range(n):
+    for _ in range(n):
         row = {}
         for c in cols:
             if c == "text":

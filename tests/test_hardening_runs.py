@@ -107,7 +107,7 @@ def small_csv(data_home, tmp_path_factory, encoder):
     rows = [
         {"text": t, "domain": ds.levels[0].classes[a], "intent": ds.levels[1].classes[b], "split": s}
         for s in ("train", "val", "test")
-        for t, (a, b) in zip(ds.split(s).texts, ds.split(s).labels)
+        for t, (a, b) in zip(ds.split(s).texts, ds.split(s).labels, strict=True)
     ]
     path = tmp_path_factory.mktemp("hardening") / "small.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
@@ -238,7 +238,7 @@ def test_save_run_killed_mid_write_leaves_a_whole_run(two_runs, tmp_path, env):
     SIGKILLed at 8 moments; the directory always holds one of the two runs, whole."""
     if not hasattr(os, "fork"):
         pytest.skip("needs os.fork")
-    a, b = (r.save(tmp_path / name) for r, name in zip(two_runs, ("a", "b")))
+    a, b = (r.save(tmp_path / name) for r, name in zip(two_runs, ("a", "b"), strict=True))
     target = two_runs[0].save(tmp_path / "run")
     delays = "".join(f"{d}\n" for d in (0, 0.003, 0.007, 0.012, 0.018, 0.026, 0.037, 0.05))
     p = subprocess.run(
@@ -354,17 +354,21 @@ def test_atomic_dir_replaces_only_what_it_may(tmp_path):
     with atomic_dir(target, marker="done.json", what="a result") as tmp:
         (tmp / "done.json").write_text("1")
     assert (target / "done.json").read_text() == "1"
-    with pytest.raises(OutputPathError, match="already holds a result; .*--overwrite"):
-        with atomic_dir(target, marker="done.json", what="a result"):
-            pass
+    with (
+        pytest.raises(OutputPathError, match="already holds a result; .*--overwrite"),
+        atomic_dir(target, marker="done.json", what="a result"),
+    ):
+        pass
     with atomic_dir(target, overwrite=True, marker="done.json", what="a result") as tmp:
         (tmp / "done.json").write_text("2")
     assert (target / "done.json").read_text() == "2"
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
-    with pytest.raises(OutputPathError, match="not empty and holds no result"):
-        with atomic_dir(tmp_path / "mine", overwrite=True, marker="done.json", what="a result"):
-            pass
+    with (
+        pytest.raises(OutputPathError, match="not empty and holds no result"),
+        atomic_dir(tmp_path / "mine", overwrite=True, marker="done.json", what="a result"),
+    ):
+        pass
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep"
     no_leftovers(tmp_path, {"out", "mine"})
 

@@ -85,7 +85,7 @@ def test_flat_search_is_exact_cosine_on_every_prefix(flat, corpus, queries):
     np.testing.assert_array_equal(flat.search(Q, 5, zoom="fine").rows, flat.search(Q, 5, zoom=256).rows)
     np.testing.assert_array_equal(flat.search(Q[:, :64], 5, zoom="coarse").rows, flat.search(Q, 5, zoom=64).rows)
     hit = flat.search(Q[0], 3)[0][0]  # a single 1-d vector: a batch of one
-    assert hit.rank == 1 and hit.labels == dict(zip(("domain", "intent"), corpus["labels"][hit.row]))
+    assert hit.rank == 1 and hit.labels == dict(zip(("domain", "intent"), corpus["labels"][hit.row], strict=True))
 
 
 def test_text_queries_equal_vector_queries(flat, queries, run, zoom_encoder):
@@ -105,7 +105,7 @@ def test_hnsw_recall_against_flat(flat, hnsw, queries):
     for d in hnsw.dims:
         exact = flat.search(Q, k=10, zoom=d).rows
         approx = hnsw.search(Q, k=10, zoom=d).rows
-        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx)])
+        recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, approx, strict=True)])
         assert recall > 0.98, (d, recall)
     assert hnsw.search(Q, k=10, zoom="coarse", ef_search=10).rows.shape == (len(Q), 10)  # per-call breadth
 

@@ -29,7 +29,7 @@ def test_grid_covers_every_dataset_seed_first_and_pairs_every_variant_with_a_con
 
 def _cells(S, fine, cost, datasets=study.DATASETS):
     cells = {}
-    for name, s, f, c in zip(S, S.values(), fine.values(), cost.values()):
+    for name, s, f, c in zip(S, S.values(), fine.values(), cost.values(), strict=True):
         for d in datasets:
             cells[(d, name)] = {"S": np.array([s, s]), "fine_full": np.array([f, f]), "train_s": np.array([c, c])}
             cells[(d, f"{name} [mrl]")] = {
@@ -44,9 +44,9 @@ def test_selection_rule_tax_then_mean_S_then_cost():
     names = ["supcon + stop-grad", "supcon + stop-grad + block-norm", "supcon(ends) + stop-grad + block-norm"]
     # the highest S pays a 2 pp accuracy tax -> excluded; the other two tie on S -> the cheaper one wins
     cells = _cells(
-        dict(zip(names, [0.40, 0.30, 0.298])),
-        dict(zip(names, [0.88, 0.905, 0.899])),
-        dict(zip(names, [10.0, 9.0, 5.0])),
+        dict(zip(names, [0.40, 0.30, 0.298], strict=True)),
+        dict(zip(names, [0.88, 0.905, 0.899], strict=True)),
+        dict(zip(names, [10.0, 9.0, 5.0], strict=True)),
     )
     winner, rows = report.select(cells, study.DATASETS)
     assert winner == "supcon(ends) + stop-grad + block-norm"

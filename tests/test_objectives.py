@@ -268,3 +268,65 @@ def test_csr_head_is_a_topk_sparse_autoencoder():
     assert head.enc.weight.grad.abs().sum() > 0 and head.dec.weight.grad.abs().sum() > 0
     with pytest.raises(FractalError, match="topk must be in"):
         build_head(HeadConfig(kind="topk", topk=0), 32, N_CLASSES)
+
+
+def _loss_and_grads(obj, head, x, y, plan):
+    head.zero_grad()
+    loss = obj.loss(head, x, y, 0, plan)
+    loss.backward()
+    return loss.detach(), [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in head.parameters()]
+
+
+@pytest.mark.parametrize(
+    "method,options,n_classes",
+    [
+        ("fractal", {}, N_CLASSES),
+        ("fractal-mrl", {}, N_CLASSES),
+        ("fractal", {"refine": True}, N_CLASSES),
+        ("fractal", {"stop_grad": False, "head": "linear"}, N_CLASSES),
+        ("fractal", {"contrastive_on": "ends"}, N_CLASSES),
+        ("fractal", {"contrastive_weight": 0.0}, N_CLASSES),
+        ("fractal", {"prefix_probs": (0.1, 0.2, 0.3, 0.4), "temperature": 0.05}, N_CLASSES),
+        ("fractal", {}, (2, 4, 12)),
+        ("fractal", {}, (24, 24)),  # every row its own class: no anchor has a positive
+        ("fractal", {"shape": (8, 16)}, N_CLASSES),
+        ("fractal-mrl", {"shape": (2, 32)}, N_CLASSES),
+        ("fractal", {"shape": (1, 64)}, N_CLASSES),  # the fine term's whole prefix detached: per-term path
+    ],
+)
+def test_fused_fractal_loss_equals_the_per_term_path(method, options, n_classes):
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(24, 32, generator=g)
+    if n_classes == (24, 24):
+        y = torch.arange(24)[:, None].repeat(1, 2)
+    else:
+        fine = torch.randint(0, n_classes[-1], (24,), generator=g)
+        y = torch.stack([fine * c // n_classes[-1] for c in n_classes], dim=1)  # nested levels
+    options = dict(options)
+    n_blocks, block_dim = options.pop("shape", (4, 64))
+    fused = get_objective(method, **options)
+    reference = get_objective(method, **options)
+    reference.fused = False
+    torch.manual_seed(0)
+    head = build_head(HeadConfig(**fused.head_options(), n_blocks=n_blocks, block_dim=block_dim), 32, n_classes)
+    plan = fused.plan(1, 24, n_blocks, len(n_classes), torch.Generator().manual_seed(0))
+    loss_f, grads_f = _loss_and_grads(fused, head, x, y, plan)
+    loss_r, grads_r = _loss_and_grads(reference, head, x, y, plan)
+    if n_blocks > 1:  # the fused path ran: fewer, merged terms
+        assert len(fused.loss_terms(head, x, y, 0, plan)) < len(plan["terms"])
+    assert torch.allclose(loss_f, loss_r, rtol=1e-5, atol=1e-6)
+    for gf, gr in zip(grads_f, grads_r, strict=True):
+        assert torch.allclose(gf, gr, rtol=1e-4, atol=1e-6)
+    parts = fused.loss_parts(head, x, y, 0, plan)
+    assert torch.allclose(sum(parts.values()), loss_f, rtol=1e-6)
+
+
+def test_supervised_contrastive_stack_equals_the_reference_per_matrix():
+    from fractal_embeddings.objectives.losses import positive_pairs, supervised_contrastive_stack
+
+    g = torch.Generator().manual_seed(0)
+    z = F.normalize(torch.randn(3, 20, 8, generator=g), dim=2)
+    labels = torch.randint(0, 4, (20,), generator=g)
+    stacked = supervised_contrastive_stack(z @ z.transpose(1, 2) / 0.1, positive_pairs(labels))
+    for t in range(3):
+        assert torch.allclose(stacked[t], supervised_contrastive(z[t], labels, 0.1), rtol=1e-5)

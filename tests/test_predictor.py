@@ -83,7 +83,7 @@ def _approx(a, b, rel=1e-9) -> bool:
     if isinstance(a, dict):
         return isinstance(b, dict) and a.keys() == b.keys() and all(_approx(a[k], b[k], rel) for k in a)
     if isinstance(a, list):
-        return isinstance(b, list) and len(a) == len(b) and all(_approx(x, y, rel) for x, y in zip(a, b))
+        return isinstance(b, list) and len(a) == len(b) and all(_approx(x, y, rel) for x, y in zip(a, b, strict=True))
     if isinstance(a, float) or isinstance(b, float):
         return a == pytest.approx(b, rel=rel, abs=1e-12)
     return a == b

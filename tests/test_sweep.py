@@ -71,8 +71,9 @@ def test_killed_sweep_resumes_without_redoing_or_losing_runs(env, tmp_path):
     assert 1 <= len(first) < 6
     created = {k: load_record(store.path(k)).timing["created_at"] for k in first}
     subprocess.run([sys.executable, str(script), str(store.root)], env=env, check=True, capture_output=True)
-    assert len(store.keys()) == 6
-    for k in store.keys():
+    keys = store.keys()  # a RunStore, not a dict: keys() lists the finished runs
+    assert len(keys) == 6
+    for k in keys:
         run = load_run(store.path(k))  # every run complete and consistent (sha256 checked)
         if k in created:
             assert run.record.to_dict()["timing"]["created_at"] == created[k]  # not redone
@@ -91,8 +92,9 @@ def test_two_concurrent_sweeps_share_a_store(env, tmp_path):
     ]
     for p in procs:
         assert p.wait() == 0, p.stderr.read().decode()[-2000:]
-    assert len(store.keys()) == 6
-    for k in store.keys():
+    keys = store.keys()
+    assert len(keys) == 6
+    for k in keys:
         load_run(store.path(k))
     assert not list(store.root.rglob("*.tmp-*"))
 
@@ -102,8 +104,9 @@ def test_local_and_ray_executors_write_identical_records(env, tmp_path):
     sweep(GRID, tmp_path / "local", executor="local", workers=2, progress=False, log=lambda *_: None)
     sweep(GRID, tmp_path / "ray", executor="ray", workers=2, progress=False, log=lambda *_: None)
     local, ray_ = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
-    assert local.keys() == ray_.keys() and len(local.keys()) == 4
-    for k in local.keys():
+    keys = local.keys()
+    assert keys == ray_.keys() and len(keys) == 4
+    for k in keys:
         a, b = load_record(local.path(k)).to_dict(), load_record(ray_.path(k)).to_dict()
         assert _strip(a) == _strip(b)  # weights' sha256 included: bit-identical heads
         assert json.loads((local.path(k) / "record.json").read_text())["weights"]["sha256"] == b["weights"]["sha256"]

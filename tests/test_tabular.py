@@ -14,7 +14,7 @@ def clinc_frame(data_home, n_per_intent=6):
     ds = load_dataset("clinc150")
     sp = ds.split("train")
     seen, rows = {}, []
-    for t, (d, i) in zip(sp.texts, sp.labels):
+    for t, (d, i) in zip(sp.texts, sp.labels, strict=True):
         if seen.get(i, 0) < n_per_intent and i < 30:
             seen[i] = seen.get(i, 0) + 1
             rows.append({"utterance": t, "domain": ds.levels[0].classes[d], "intent": ds.levels[1].classes[i]})

@@ -30,7 +30,7 @@ def test_same_seed_gives_identical_record_other_seed_differs(clinc, encoder):
     a = train(clinc, "v5-paper", seed=7, encoder=encoder, train_options=QUICK)
     b = train(clinc, "v5-paper", seed=7, encoder=encoder, train_options=QUICK)
     assert _without_timing(a.record.to_dict()) == _without_timing(b.record.to_dict())
-    for (k, va), vb in zip(a.head.state_dict().items(), b.head.state_dict().values()):
+    for (k, va), vb in zip(a.head.state_dict().items(), b.head.state_dict().values(), strict=True):
         assert np.array_equal(va.numpy(), vb.numpy()), k
     c = train(clinc, "v5-paper", seed=8, encoder=encoder, train_options=QUICK)
     assert not np.array_equal(a.head.proj.weight.detach().numpy(), c.head.proj.weight.detach().numpy())
@@ -134,3 +134,31 @@ def test_bad_input_fails_with_one_line_messages(clinc, encoder, tmp_path, data_h
         load_run(out)
     with pytest.raises(RunRecordError, match="no record.json"):
         load_run(tmp_path)
+
+
+def test_fused_adamw_is_bit_identical_to_torch_adamw():
+    """The trainer calls torch's fused AdamW kernel directly (no torch.optim import cost): same weights."""
+    import torch
+
+    from fractal_embeddings.training import FlatParams, FusedAdamW
+
+    def run(direct: bool):
+        torch.manual_seed(0)
+        module = torch.nn.Sequential(torch.nn.Linear(8, 16), torch.nn.GELU(), torch.nn.Linear(16, 3))
+        flat = FlatParams(module)
+        opt = FusedAdamW([flat], weight_decay=0.01) if direct else None
+        ref = None if direct else torch.optim.AdamW([flat.flat], lr=1e-3, weight_decay=0.01, fused=True)
+        g = torch.Generator().manual_seed(1)
+        for step in range(25):
+            x = torch.randn(32, 8, generator=g)
+            flat.grad.zero_()
+            module(x).pow(2).mean().backward()
+            lr = 1e-3 * 0.5 * (1 + np.cos(np.pi * step / 25))
+            if direct:
+                opt.step([lr])
+            else:
+                ref.param_groups[0]["lr"] = lr
+                ref.step()
+        return flat.flat.clone()
+
+    assert torch.equal(run(True), run(False))

@@ -4,6 +4,7 @@ The public API is small and stable; everything else is an implementation detail.
 """
 
 from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from .data import TaxonomyDataset, get_data_home, list_datasets, load_dataset
 from .errors import FractalError
@@ -30,7 +31,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name):  # encoders import torch & friends lazily: `import fractal_embeddings` stays fast
+def __getattr__(name: str) -> Any:  # encoders import torch & friends lazily: `import fractal_embeddings` stays fast
     if name in ("Encoder", "embed_dataset"):
         from . import encoders
 

@@ -8,12 +8,17 @@ to analyse its results:
 * :func:`matched` / :func:`matched_ratio`: HNSW at matched quality in the ``latency``
   measurements (the fastest efSearch reaching a recall target), and the longest/shortest prefix
   latency ratio. ``LATENCY_NAME`` / ``LATENCY_RESULT_FILE`` say where those measurements are
-  stored (``<results>/<LATENCY_NAME>[-quick]/<LATENCY_RESULT_FILE>``).
+  stored (``<results>/<LATENCY_NAME>[-quick]/<LATENCY_RESULT_FILE>``);
+* :func:`fastest_at_recall`: in the ``search`` measurements (``SEARCH_NAME`` / ``SEARCH_RESULT_FILE``),
+  the fastest configuration of a search mode reaching a recall target.
 
 Nothing here trains, encodes or reads a store.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -29,7 +34,7 @@ def routing_curve(
     mrl_fine: float,
     block_dim: int,
     n_blocks: int,
-    alphas=ALPHAS,
+    alphas: Sequence[float] = ALPHAS,
 ) -> dict:
     """Accuracy and mean dims of routing vs MRL at full length over ``alphas``; ``wins`` = the alpha
     interval where routing is at least as accurate (``None``: nowhere) and ``crossover`` = the smallest
@@ -80,14 +85,14 @@ def matched_ratio(rows: list[dict], corpus: str, target: float = TARGET_RECALL) 
     """HNSW at matched quality (:func:`matched`): the longest/shortest batch-1 p50 ratio, and the
     same ratio for exact search."""
 
-    def best(kind, d):
+    def best(kind: str, d: int) -> dict | None:
         return matched(rows, corpus, kind, d, target)
 
     dims = sorted({r["dims"] for r in rows if r["corpus"] == corpus})
     if len(dims) < 2:
         return None
     lo, hi = dims[0], dims[-1]
-    out = {"short": lo, "long": hi}
+    out: dict[str, Any] = {"short": lo, "long": hi}
     for kind in ("flat", "hnsw"):
         a, b = best(kind, lo), best(kind, hi)
         out[kind] = (
@@ -96,3 +101,23 @@ def matched_ratio(rows: list[dict], corpus: str, target: float = TARGET_RECALL) 
             else {"ratio": round(b["b1_p50_us"] / a["b1_p50_us"], 2), "short": a, "long": b}
         )
     return out
+
+
+# ------------------------------------------------------------------ search modes
+SEARCH_NAME = "search"  # the search experiment's name, and its store's folder
+SEARCH_RESULT_FILE = "search.json"  # its measurements, in that folder
+
+
+def fastest_at_recall(
+    rows: list[dict], corpus: str, method: str, mode: str, target: float = TARGET_RECALL, backend: str = "faiss"
+) -> dict | None:
+    """The ``search`` measurement of ``mode`` (any index kind and candidates) with the lowest batch-1
+    median latency among those with recall@10 >= ``target`` against exact full-vector search."""
+    ok = [
+        r
+        for r in rows
+        if (r["corpus"], r["method"], r["mode"], r["backend"]) == (corpus, method, mode, backend)
+        and r["recall@10"] >= target
+        and (mode != "zoom" or r["zoom"] == max(x["zoom"] for x in rows))
+    ]
+    return min(ok, key=lambda r: r["b1_p50_us"]) if ok else None

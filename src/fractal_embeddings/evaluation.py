@@ -9,7 +9,7 @@ Leave-one-out k-NN (default k=5) with cosine similarity on L2-normalised vectors
 
 ``prefix_knn_accuracy`` scores every prefix j (the first j blocks) at every level; neighbours are
 found once per prefix and shared by the levels. The search is exact and vectorised: blocked matrix
-products + ``argpartition``.
+products + ``torch.topk``.
 
 Steerability metrics (``A[j, l]`` = accuracy of prefix j at level l; c = coarsest level, f = finest,
 B = number of prefixes; see :func:`steerability_metrics`):
@@ -34,7 +34,10 @@ the same rows (:func:`stratified_sample`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+import torch
 
 from .data.taxonomy import stratified_sample  # noqa: F401  (re-exported: the evaluation sample)
 
@@ -59,7 +62,8 @@ def knn_neighbours(X: np.ndarray, k: int = 5, block_rows: int = BLOCK_ROWS) -> n
         sims = X[start:stop] @ X.T
         rows = np.arange(stop - start)
         sims[rows, rows + start] = -np.inf  # leave one out
-        cand = np.argpartition(-sims, k - 1, axis=1)[:, :k]
+        # the k largest per row (torch.topk: ~6x faster than np.argpartition at these shapes, and exact)
+        cand = torch.topk(torch.from_numpy(sims), k, dim=1, sorted=False).indices.numpy()
         cs = np.take_along_axis(sims, cand, axis=1)
         order = np.lexsort((cand, -cs), axis=1)  # by similarity desc, then index asc
         out[start:stop] = np.take_along_axis(cand, order, axis=1)
@@ -121,7 +125,7 @@ def steerability_metrics(acc: np.ndarray) -> dict[str, float | None]:
     acc = np.asarray(acc, dtype=float)
     coarse, fine = acc[:, 0], acc[:, -1]
     n = acc.shape[0]
-    out = {"S": steerability(acc)}
+    out: dict[str, float | None] = {"S": steerability(acc)}
     gap = coarse - fine
     out["S_AUC"] = float(np.trapezoid(gap, np.linspace(0.0, 1.0, n))) if n > 1 else float(gap[0])
     out["S_gap"] = float(gap[0])
@@ -137,7 +141,7 @@ def steerability_metrics(acc: np.ndarray) -> dict[str, float | None]:
     return {k: None if v is None else round(v, 6) for k, v in out.items()}
 
 
-def accuracy_dict(acc: np.ndarray, level_names, block_dim: int) -> dict[str, dict[str, float]]:
+def accuracy_dict(acc: np.ndarray, level_names: Sequence[str], block_dim: int) -> dict[str, dict[str, float]]:
     """``{"<dims>": {"<level>": acc}}`` (the run-record form) from ``acc[j-1, level]``."""
     return {
         str((j + 1) * block_dim): {name: round(float(acc[j, lv]), 6) for lv, name in enumerate(level_names)}
@@ -145,7 +149,7 @@ def accuracy_dict(acc: np.ndarray, level_names, block_dim: int) -> dict[str, dic
     }
 
 
-def accuracy_array(table: dict, level_names) -> np.ndarray:
+def accuracy_array(table: dict, level_names: Sequence[str]) -> np.ndarray:
     """Inverse of :func:`accuracy_dict`."""
     dims = sorted(table, key=int)
     return np.array([[table[d][name] for name in level_names] for d in dims])

@@ -19,13 +19,19 @@ SIGTERM (the previous handler is restored, then called).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from .errors import FractalError
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
+    from types import FrameType
 
 EXECUTORS = ("local", "ray")
 # settings a worker must share with the driver
@@ -82,7 +88,7 @@ def _worker_init(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, name="fractal-parent-watchdog", daemon=True).start()
 
 
-def _stop_pool(pool) -> None:
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
     """Cancel what is queued and end the workers now (a task that is running is abandoned)."""
     # before shutdown(), which drops the executor's references to them (there is no public handle
     # before Python 3.14's terminate_workers())
@@ -149,13 +155,17 @@ class RayExecutor:
         self.ray = ray
         self.cpus_per_task = cpus_per_task
         self._started = False
-        self._previous_sigterm = None
+        self._previous_sigterm: Any = None
         self._sigterm_installed = False
         previous = self._current_sigterm()
         env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
         if not ray.is_initialized():
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token files for a local throwaway cluster
-            kwargs = {"include_dashboard": False, "log_to_driver": False, "runtime_env": {"env_vars": env}}
+            kwargs: dict[str, Any] = {
+                "include_dashboard": False,
+                "log_to_driver": False,
+                "runtime_env": {"env_vars": env},
+            }
             if address:
                 kwargs["address"] = address
             else:
@@ -171,7 +181,7 @@ class RayExecutor:
             self._install_sigterm()
 
     @staticmethod
-    def _current_sigterm():
+    def _current_sigterm() -> Any:  # a handler: a callable, SIG_DFL / SIG_IGN, or None
         if threading.current_thread() is not threading.main_thread():
             return None
         try:
@@ -184,7 +194,7 @@ class RayExecutor:
         if threading.current_thread() is not threading.main_thread() or self._previous_sigterm is None:
             return
 
-        def on_sigterm(signum, frame):
+        def on_sigterm(signum: int, frame: FrameType | None) -> None:
             previous = self._previous_sigterm
             self.close()  # restores ``previous``
             if callable(previous):
@@ -221,14 +231,14 @@ class RayExecutor:
             finally:
                 atexit.unregister(self.close)
                 if self._sigterm_installed and threading.current_thread() is threading.main_thread():
-                    try:
+                    with contextlib.suppress(ValueError, OSError, TypeError):
                         signal.signal(signal.SIGTERM, self._previous_sigterm)
-                    except (ValueError, OSError, TypeError):
-                        pass
                     self._sigterm_installed = False
 
 
-def get_executor(name: str = "local", *, workers: int = 1, ray_address: str | None = None):
+def get_executor(
+    name: str = "local", *, workers: int = 1, ray_address: str | None = None
+) -> LocalExecutor | RayExecutor:
     """``local`` (``workers`` processes) or ``ray`` (``workers`` CPUs for a local Ray, or the cluster
     at ``ray_address``)."""
     if name == "local":

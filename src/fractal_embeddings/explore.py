@@ -12,7 +12,9 @@ What it serves (``fractal explore RUN_DIR|INDEX_DIR``, 127.0.0.1:8765 by default
   network) with a search box, a zoom slider over the prefix lengths (64 = coarse ... 256 = fine),
   the hits with their labels at every level, a 2-D map of the corpus at the chosen prefix, and the
   run's per-prefix k-NN accuracy curve with S.
-* ``/api/search?q=&zoom=&k=``: the ``k`` nearest corpus items of ``q`` at a zoom, with the query's
+* ``/api/search?q=&zoom=&k=[&mode=zoom|funnel|routed&candidates=N]``: the ``k`` nearest corpus items of
+  ``q`` at a zoom, in a search mode (:mod:`~fractal_embeddings.search_modes`; a routed search also
+  returns ``route``: the class it was sent to), with the query's
   predicted coarse class: the majority coarse label of its ``k`` nearest neighbours at the coarse
   zoom (a tie goes to the label of the nearest of the tied rows). Each hit says whether its coarse
   label is that class.
@@ -48,18 +50,33 @@ import hashlib
 import json
 import logging
 import math
+import os
 import socket
 import threading
 import time
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import FractalError
 from .index import META_FILE, TABLE_SUFFIXES, TEXT_SUFFIXES, ZoomIndex, ZoomIndexError
+from .search_modes import MODES
+
+if TYPE_CHECKING:
+    import uvicorn
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from .qdrant_index import QdrantIndex
+    from .runs import Run
+
+    AnyIndex = ZoomIndex | QdrantIndex  # what the explorer serves: either backend's index
 
 MAX_QUERY_CHARS = 500
 MAX_K = 100
@@ -94,7 +111,7 @@ class BadRequest(ExploreError):
 
 
 # ------------------------------------------------------------------ opening an index
-def _cache_key(run, corpus_spec: dict) -> str:
+def _cache_key(run: Run, corpus_spec: dict) -> str:
     rec = run.record
     ident = {
         "run_id": rec.run_id,
@@ -105,7 +122,7 @@ def _cache_key(run, corpus_spec: dict) -> str:
     return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
 
 
-def _corpus_spec(run, corpus: str | None, split: str, text: str, levels) -> dict:
+def _corpus_spec(run: Run, corpus: str | None, split: str | None, text: str, levels: Sequence[str] | None) -> dict:
     if corpus is None:
         d = run.record.dataset
         return {"kind": "run-dataset", "name": d.name, "fingerprint": d.fingerprint, "split": split}
@@ -125,24 +142,26 @@ def _corpus_spec(run, corpus: str | None, split: str, text: str, levels) -> dict
 
 
 def _build(
-    run,
+    run: Run,
     corpus: str | None,
     split: str | None,
     text: str,
-    levels,
-    encoder,
+    levels: Sequence[str] | None,
+    encoder: Any,
     show_progress: bool,
     device: str | None = "auto",
 ) -> ZoomIndex:
     if corpus is not None:
-        from .index import build_from_source
+        from .index import read_corpus
 
-        return build_from_source(
+        c = read_corpus(corpus, split=split, text=text, levels=levels)
+        return ZoomIndex.build(
             run,
-            corpus,
-            split=split,
-            text=text,
-            levels=levels,
+            c.texts,
+            c.ids,
+            c.payloads,
+            c.labels,
+            level_names=c.level_names if c.labels is not None else None,
             encoder=encoder,
             show_progress=show_progress,
             device=device,
@@ -176,20 +195,20 @@ def _effective_split(corpus: str | None, split: str | None) -> str | None:
 
 
 def open_index(
-    path,
+    path: str | os.PathLike,
     *,
     corpus: str | None = None,
     split: str | None = None,
     text: str = "text",
     levels: Sequence[str] | None = None,
-    run=None,
-    encoder=None,
-    cache_dir=None,
+    run: Run | str | os.PathLike | None = None,
+    encoder: Any = None,
+    cache_dir: str | os.PathLike | None = None,
     use_cache: bool = True,
     show_progress: bool = False,
     log_fn: Callable[[str], None] | None = None,
     device: str | None = "auto",
-) -> tuple[ZoomIndex, dict]:
+) -> tuple[AnyIndex, dict]:
     """The index to explore and where it came from.
 
     ``path`` is an index directory (``fractal index build --out``; loaded and checked, ``run``
@@ -219,8 +238,10 @@ def open_index(
                 f"{p} is an index directory: it holds its own corpus, so --corpus does not apply; "
                 "pass a run directory to explore another corpus"
             )
-        ix = ZoomIndex.load(p, run=run, encoder=encoder, device=device)
-        return ix, {"kind": "index", "path": str(p), "corpus": None, "cached": False}
+        from .index import load_index
+
+        loaded = load_index(p, run=run, encoder=encoder, device=device)  # a FAISS or a Qdrant index
+        return loaded, {"kind": "index", "path": str(p), "corpus": None, "cached": False}
     if not (p / RECORD_FILE).is_file():
         raise ExploreError(
             f"{p}: neither a run directory (no {RECORD_FILE}) nor an index directory (no {META_FILE}); "
@@ -264,7 +285,7 @@ def _unit(X: np.ndarray) -> np.ndarray:
     return X / np.where(n > 0, n, 1.0)
 
 
-def _round(values, nd: int = 4) -> list:
+def _round(values: Iterable[Any], nd: int = 4) -> list:
     return [round(float(v), nd) for v in values]
 
 
@@ -274,8 +295,8 @@ class Explorer:
     Methods take the raw request strings or values and raise :class:`BadRequest` on invalid input."""
 
     def __init__(
-        self, index: ZoomIndex, source: dict | None = None, *, map_max_points: int = MAP_MAX_POINTS, seed: int = 0
-    ):
+        self, index: AnyIndex, source: dict | None = None, *, map_max_points: int = MAP_MAX_POINTS, seed: int = 0
+    ) -> None:
         if len(index) == 0:
             raise ExploreError("the index is empty; build it over a corpus with at least one text")
         self.index = index
@@ -301,7 +322,7 @@ class Explorer:
         self._lock = threading.RLock()
 
     # ------------------------------------------------------------ input checks
-    def zoom(self, zoom) -> int:
+    def zoom(self, zoom: Any) -> int:
         dims = ", ".join(map(str, self.index.dims))
         if zoom is None or (isinstance(zoom, str) and not zoom.strip()):
             raise BadRequest(f"zoom is missing; use coarse, fine or a prefix length ({dims})")
@@ -315,7 +336,7 @@ class Explorer:
             raise BadRequest(str(e)) from None
 
     @staticmethod
-    def k(k) -> int:
+    def k(k: Any) -> int:
         if k is None or k == "":
             return DEFAULT_K
         if isinstance(k, str):
@@ -328,14 +349,14 @@ class Explorer:
         return int(k)
 
     @staticmethod
-    def query(q) -> str:
+    def query(q: Any) -> str:
         if not isinstance(q, str) or not q.strip():
             raise BadRequest("q is missing or empty; type a query")
         if len(q) > MAX_QUERY_CHARS:
             raise BadRequest(f"the query has {len(q)} characters; at most {MAX_QUERY_CHARS} are accepted")
         return q.strip()
 
-    def color(self, color) -> str:
+    def color(self, color: Any) -> str:
         c = (color or "coarse").strip().lower() if isinstance(color, str) else color
         if c not in COLORS:
             raise BadRequest(f"color must be coarse or fine, got {str(color)[:20]!r}")
@@ -362,7 +383,7 @@ class Explorer:
         from .evaluation import vote
 
         coarse = self.levels[0]
-        labels = [h.labels[coarse] for h in res]
+        labels = [h.labels[coarse] for h in res if h.labels is not None]  # has_labels: every row has them
         label = str(vote(np.array([labels]))[0])  # the k-NN vote of the evaluation: a tie goes to the nearest
         return {
             "level": coarse,
@@ -373,14 +394,41 @@ class Explorer:
             "rule": PREDICTED_RULE,
         }
 
-    def search(self, q, zoom="fine", k=DEFAULT_K) -> dict:
+    @staticmethod
+    def mode(mode: Any) -> str:
+        if mode is None or (isinstance(mode, str) and not mode.strip()):
+            return "zoom"
+        if not isinstance(mode, str) or mode.strip().lower() not in MODES:
+            raise BadRequest(f"mode must be one of {', '.join(MODES)}, got {str(mode)[:20]!r}")
+        return mode.strip().lower()
+
+    @staticmethod
+    def candidates(candidates: Any) -> int | None:
+        if candidates is None or candidates == "":
+            return None
+        if isinstance(candidates, str):
+            c = candidates.strip()
+            if not (c.isascii() and c.isdigit() and len(c) <= 7):
+                raise BadRequest(f"candidates must be an integer >= k, got {c[:20]!r}")
+            return int(c)
+        if isinstance(candidates, bool) or not isinstance(candidates, (int, np.integer)):
+            raise BadRequest(f"candidates must be an integer >= k, got {candidates!r}")
+        return int(candidates)
+
+    def search(self, q: Any, zoom: Any = "fine", k: Any = DEFAULT_K, mode: Any = None, candidates: Any = None) -> dict:
         q, zd, k = self.query(q), self.zoom(zoom), self.k(k)
+        mode, candidates = self.mode(mode), self.candidates(candidates)
+        try:  # the mode's own checks (candidates >= k, a funnel at the first block, ...) before any work
+            self.index.plan(k, zd, mode, candidates, has_coarse_labels=mode != "routed" or self.has_labels)
+        except ZoomIndexError as e:
+            raise BadRequest(str(e)) from None
         vec = self._embed(q)
         with self._lock:
-            hits = self.index.search(vec, k=k, zoom=zd)[0]
+            res = self.index.search(vec, k=k, zoom=zd, mode=mode, candidates=candidates)
+            hits = res[0]
             predicted = self.predict_coarse(vec, k)
             point = self._project(vec, zd)
-        coarse = self.levels[0] if self.has_labels else None
+        coarse = self.levels[0] if self.has_labels else ""  # read only when there is a prediction
         out = []
         for h in hits:
             out.append(
@@ -400,6 +448,9 @@ class Explorer:
             "zoom": zd,
             "zoom_name": self._zoom_name(zd),
             "k": k,
+            "mode": res.mode,
+            "candidates": res.candidates,
+            "route": res.routes[0].as_dict() if res.routes else None,
             "hits": out,
             "predicted": predicted,
             "n_in_predicted": sum(h["in_predicted"] for h in out),
@@ -440,7 +491,7 @@ class Explorer:
         p = (_unit(vec[None, :zd])[0] - m["mean"]) @ m["comps"].T
         return {"x": round(float(p[0]), 4), "y": round(float(p[1]), 4)}
 
-    def map(self, zoom, color="coarse") -> dict:
+    def map(self, zoom: Any, color: Any = "coarse") -> dict:
         zd, color = self.zoom(zoom), self.color(color)
         m = self._pca(zd)
         level = None
@@ -484,7 +535,7 @@ class Explorer:
     def run_info(self) -> dict:
         rec = self.index.run.record
 
-        def finite(d):
+        def finite(d: dict | None) -> dict:
             return {k: (v if isinstance(v, (int, float)) and math.isfinite(v) else None) for k, v in (d or {}).items()}
 
         ev = rec.eval
@@ -503,6 +554,8 @@ class Explorer:
             "eval": {"split": ev.split, "rows": ev.n_rows, "k": ev.k},
             "index": {
                 "size": len(self.index),
+                "backend": self.index.backend,
+                "modes": list(MODES),
                 "kind": self.index.kind,
                 "levels": self.levels,
                 "has_labels": self.has_labels,
@@ -518,16 +571,16 @@ class Explorer:
 class _JsonErrors:
     """Outermost ASGI layer: an exception that escapes the app becomes a JSON 500 without traceback."""
 
-    def __init__(self, app):
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         started = False
 
-        async def watch(message):
+        async def watch(message: Message) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
@@ -575,12 +628,12 @@ class _Guard:
     """ASGI layer before the app: a ``Host`` this server doesn't answer to (DNS rebinding) is a 400, an
     over-long URL a 414, a request body a 413 -- each a one-line JSON error, nothing read further."""
 
-    def __init__(self, app, allowed: frozenset[str]):
+    def __init__(self, app: ASGIApp, allowed: frozenset[str]) -> None:
         self.app = app
         self.allowed = allowed
 
     @staticmethod
-    async def _refuse(send, status: int, msg: str) -> None:
+    async def _refuse(send: Send, status: int, msg: str) -> None:
         body = json.dumps({"error": msg, "status": status}).encode()
         await send(
             {
@@ -595,7 +648,7 @@ class _Guard:
         )
         await send({"type": "http.response.body", "body": body})
 
-    async def __call__(self, scope, receive, send):
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
@@ -643,7 +696,7 @@ def check_installed() -> None:
         ) from None
 
 
-def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
+def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()) -> Starlette:
     """The Starlette app over an :class:`Explorer` (needs the ``explore`` extra).
 
     It answers requests whose ``Host`` is ``127.0.0.1``, ``localhost`` or ``::1`` (any port), or a name
@@ -671,8 +724,8 @@ def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
     static = {name: (page(name), ctype) for name, ctype in STATIC_FILES.items()}
     nocache = {"cache-control": "no-store"}
 
-    def api(fn):
-        async def endpoint(request):
+    def api(fn: Callable[[Any], Any]) -> Callable[[Request], Awaitable[Response]]:
+        async def endpoint(request: Request) -> Response:
             try:
                 data = await run_in_threadpool(fn, request.query_params)
             except BadRequest as e:
@@ -681,17 +734,17 @@ def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
 
         return endpoint
 
-    async def home(request):
+    async def home(request: Request) -> Response:
         return Response(index_html, media_type="text/html; charset=utf-8", headers=nocache)
 
-    async def asset(request):
+    async def asset(request: Request) -> Response:
         name = request.path_params["name"]
         if name not in static:
             raise HTTPException(404)
         body, ctype = static[name]
         return Response(body, media_type=ctype, headers=nocache)
 
-    async def http_error(request, exc):
+    async def http_error(request: Request, exc: Any) -> Response:  # exc: an HTTPException
         msg = {
             404: "not found: the API is /api/search, /api/map, /api/corpus and /api/run",
             405: "method not allowed: the API answers GET",
@@ -702,7 +755,14 @@ def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()):
         Route("/", home),
         Route("/static/{name}", asset),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
-        Route("/api/search", api(lambda p: explorer.search(p.get("q"), p.get("zoom", "fine"), p.get("k")))),
+        Route(
+            "/api/search",
+            api(
+                lambda p: explorer.search(
+                    p.get("q"), p.get("zoom", "fine"), p.get("k"), p.get("mode"), p.get("candidates")
+                )
+            ),
+        ),
         Route("/api/map", api(lambda p: explorer.map(p.get("zoom", "coarse"), p.get("color", "coarse")))),
         Route("/api/corpus", api(lambda p: explorer.corpus())),
         Route("/api/run", api(lambda p: explorer.run_info())),
@@ -756,7 +816,7 @@ def url_of(sock: socket.socket) -> str:
     return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
-def _server(app, sock: socket.socket, log_level: str = "warning"):
+def _server(app: ASGIApp, sock: socket.socket, log_level: str = "warning") -> uvicorn.Server:
     try:
         import uvicorn
     except ImportError:
@@ -768,7 +828,7 @@ def _server(app, sock: socket.socket, log_level: str = "warning"):
     return uvicorn.Server(config)
 
 
-def serve(app, sock: socket.socket, log_level: str = "warning") -> None:
+def serve(app: ASGIApp, sock: socket.socket, log_level: str = "warning") -> None:
     """Serve ``app`` on a socket from :func:`bind` until interrupted (Ctrl+C)."""
     _server(app, sock, log_level).run(sockets=[sock])
 
@@ -780,7 +840,7 @@ class ServerThread:
         ...
     """
 
-    def __init__(self, app, host: str = DEFAULT_HOST, port: int = 0, log_level: str = "warning"):
+    def __init__(self, app: ASGIApp, host: str = DEFAULT_HOST, port: int = 0, log_level: str = "warning") -> None:
         self.sock = bind(host, port)
         self.url = url_of(self.sock)
         self.server = _server(app, self.sock, log_level)

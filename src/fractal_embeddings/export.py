@@ -42,15 +42,25 @@ the measured differences go into the model card and ``fractal_export.json``. A d
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from .errors import FractalError
 from .evaluation import unit_rows
-from .records import RunRecord, RunRecordError, canonical_json
+from .records import HeadInfo, RunRecord, RunRecordError, canonical_json
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from .encoders import Encoder
+    from .heads import Head
+    from .runs import Run
 
 EXPORTABLE_HEADS = ("linear", "mlp")
 TOLERANCE = 1e-5
@@ -73,7 +83,7 @@ class ExportError(FractalError, ValueError):
 
 
 # ------------------------------------------------------------------ checks
-def _load(run_or_dir):
+def _load(run_or_dir: Run | str | os.PathLike) -> tuple[Run, Path | None]:
     """``(run, run_dir or None)`` of a :class:`~fractal_embeddings.runs.Run` or a run directory."""
     from .runs import Run, load_run
 
@@ -155,7 +165,7 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
     )
 
 
-def _encoder(record: RunRecord, encoder=None):
+def _encoder(record: RunRecord, encoder: Encoder | None = None) -> Encoder:
     """The run's encoder (checked against the record), which must be a sentence-transformers folder."""
     from .records import check_compatible
     from .runs import encoder_for_record
@@ -181,7 +191,7 @@ def _encoder(record: RunRecord, encoder=None):
 
 
 # ------------------------------------------------------------------ the model
-def build_model(head, encoder, dims: int, portable: bool = False):
+def build_model(head: Head, encoder: Encoder, dims: int, portable: bool = False) -> SentenceTransformer:
     """A ``SentenceTransformer``: the encoder's modules, ``Normalize`` when the head reads normalised
     vectors, then the head -- a :class:`~fractal_embeddings.st.FractalHead` (default) or, ``portable``,
     built-in ``Dense`` layers cut to ``dims``."""
@@ -217,13 +227,14 @@ def build_model(head, encoder, dims: int, portable: bool = False):
 
         model.append(FractalHead.from_head(head))
         return _finish(model, encoder)
+    proj: Any = head.proj  # a prefix head's: Linear, or (mlp) Sequential(Linear, GELU, Linear)
     if cfg.kind == "mlp":
-        first, act, last = head.proj
+        first, act, last = proj
         if type(act) is not torch.nn.GELU or act.approximate != "none":
             raise ExportError(f"the mlp head's activation is {act!r}; export supports torch.nn.GELU() (exact)")
         layers = [(first, torch.nn.GELU()), (last, torch.nn.Identity())]
     else:
-        layers = [(head.proj, torch.nn.Identity())]
+        layers = [(proj, torch.nn.Identity())]
     for i, (linear, activation) in enumerate(layers):
         weight = linear.weight.detach().clone()
         bias = linear.bias.detach().clone() if linear.bias is not None else None
@@ -244,7 +255,7 @@ def build_model(head, encoder, dims: int, portable: bool = False):
     return _finish(model, encoder)
 
 
-def _finish(model, encoder):
+def _finish(model: SentenceTransformer, encoder: Encoder) -> SentenceTransformer:
     """The encoder's length and query prompt on the exported model."""
     model.max_seq_length = encoder.max_seq_length
     query = encoder.prompts.get("query", "")
@@ -256,7 +267,7 @@ def _finish(model, encoder):
     return model.eval()
 
 
-def load_exported(folder, truncate_dim: int | None = None):
+def load_exported(folder: str | os.PathLike, truncate_dim: int | None = None) -> SentenceTransformer:
     """``SentenceTransformer(folder, trust_remote_code=..., truncate_dim=...)`` as a user loads an
     export: ``trust_remote_code`` only when the folder holds this library's modules."""
     from sentence_transformers import SentenceTransformer
@@ -272,7 +283,9 @@ def load_exported(folder, truncate_dim: int | None = None):
     )
 
 
-def check_export(folder, ref, dims: int, block_dim: int, texts=PROBE_TEXTS) -> dict[str, float]:
+def check_export(
+    folder: str | os.PathLike, ref: np.ndarray, dims: int, block_dim: int, texts: Iterable[str] = PROBE_TEXTS
+) -> dict[str, float]:
     """Max abs difference between the saved model and the run's embeddings ``ref`` of ``texts``:
     ``{"<p>": ...}`` for the normalised prefix of every exported length p (a model loaded with
     ``truncate_dim=p``, ``normalize_embeddings=True``), and ``"raw"`` for the unnormalised output."""
@@ -316,8 +329,9 @@ def _hub_id(name: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name or ""))
 
 
-def _architecture(h, dims: int, portable: bool) -> str:
+def _architecture(h: HeadInfo, dims: int, portable: bool) -> str:
     if not portable:
+        assert h.kind is not None  # export_dims refused runs without a head
         parts = [h.kind, f"{h.n_blocks} x {h.block_dim} dims"]
         if h.kind in ("mlp", "heal"):
             parts.append(f"hidden {h.get('hidden_dim')}")
@@ -563,7 +577,12 @@ def model_card(
 
 # ------------------------------------------------------------------ export
 def export_sentence_transformers(
-    run_or_dir, out_dir, overwrite: bool = False, dims: int | None = None, encoder=None, portable: bool = False
+    run_or_dir: Run | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    overwrite: bool = False,
+    dims: int | None = None,
+    encoder: Encoder | None = None,
+    portable: bool = False,
 ) -> Path:
     """Write a run (a directory or a :class:`~fractal_embeddings.runs.Run`) as a sentence-transformers
     model folder ``out_dir`` (see the module docstring); returns the folder.
@@ -590,6 +609,7 @@ def export_sentence_transformers(
         encoder = _encoder(record, encoder)
         head = run.head
     from .atomic import atomic_dir
+    from .heads import Head
     from .st import quiet_loaders
 
     # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
@@ -598,10 +618,13 @@ def export_sentence_transformers(
     ) as tmp:
         with quiet_loaders():
             if finetuned:
+                assert run_dir is not None  # checked above
                 shutil.copytree(
                     run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"), dirs_exist_ok=True
                 )
             else:
+                # export_dims refused runs without a head and runs with encoder layers
+                assert isinstance(head, Head) and encoder is not None
                 build_model(head, encoder, dims, portable).save(str(tmp), create_model_card=False)
                 ref = head.transform(encoder.encode(list(PROBE_TEXTS)))
             check = check_export(tmp, ref, dims, block)

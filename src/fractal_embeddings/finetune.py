@@ -25,21 +25,35 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import random
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable
 from dataclasses import replace as dc_replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import EncoderError, FractalError
 
+if TYPE_CHECKING:
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformer
+
+    from .data.taxonomy import TaxonomyDataset
+    from .encoders import Encoder
+    from .records import RunRecord
+    from .runs import Run
+    from .st import FractalLoss
+    from .training import TrainConfig
+
 TRAIN_EXTRA = "pip install 'fractal-embeddings[train]'"
 
 
-def _require_trainer():
+def _require_trainer() -> None:
     try:
         import accelerate  # noqa: F401
         import datasets  # noqa: F401
@@ -49,7 +63,7 @@ def _require_trainer():
         ) from None
 
 
-def _st_model(encoder, device: str):
+def _st_model(encoder: Encoder, device: str) -> SentenceTransformer:
     """The encoder's sentence-transformers model on ``device`` (checked: a folder, no prompts)."""
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.normalize import Normalize
@@ -73,7 +87,7 @@ def _st_model(encoder, device: str):
 
 
 def finetune(
-    dataset,
+    dataset: TaxonomyDataset,
     method: str = "fractal",
     *,
     model: str = "minilm-l6",
@@ -92,7 +106,7 @@ def finetune(
     eval_seed: int = 0,
     k: int = 5,
     show_progress: bool = True,
-):
+) -> Run:
     """Fine-tune ``model`` + a steerable head on ``dataset`` with the trainer; returns an unsaved
     :class:`~fractal_embeddings.runs.Run` (``run.save(DIR)`` writes the model folder + record)."""
     import torch
@@ -239,7 +253,17 @@ def finetuned_name(base_name: str, method: str) -> str:
     return f"{base_name} fine-tuned ({method})"
 
 
-def _train(model, loss, texts, labels, cfg, *, seed, device, show_progress) -> list[dict]:
+def _train(
+    model: SentenceTransformer,
+    loss: FractalLoss,
+    texts: Iterable[str],
+    labels: np.ndarray,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    device: str,
+    show_progress: bool,
+) -> list[dict]:
     """One ``SentenceTransformerTrainer`` run with ``cfg`` (a :class:`~fractal_embeddings.training.TrainConfig`);
     returns its logged history (losses per level)."""
     import torch
@@ -280,10 +304,22 @@ def _train(model, loss, texts, labels, cfg, *, seed, device, show_progress) -> l
     return history
 
 
-def _run_trainer(model, loss, data, idx, scratch, cfg, *, seed, device, show_progress) -> list[dict]:
+def _run_trainer(
+    model: SentenceTransformer,
+    loss: FractalLoss,
+    data: Dataset,
+    idx: int,
+    scratch: str,
+    cfg: TrainConfig,
+    *,
+    seed: int,
+    device: str,
+    show_progress: bool,
+) -> list[dict]:
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
     steps = -(-len(data) // cfg.batch_size) * cfg.epochs
+    assert cfg.encoder_lr is not None  # finetune() always sets the encoder's learning rate
     args = SentenceTransformerTrainingArguments(
         output_dir=scratch,
         num_train_epochs=cfg.epochs,
@@ -316,7 +352,7 @@ def _run_trainer(model, loss, data, idx, scratch, cfg, *, seed, device, show_pro
     ]
 
 
-def model_encoder(record, run_dir, *, device: str | None = "auto"):
+def model_encoder(record: RunRecord, run_dir: str | os.PathLike | None, *, device: str | None = "auto") -> Encoder:
     """An :class:`~fractal_embeddings.Encoder` over a saved fine-tuned run's folder (its output is the
     run's embedding: no normalisation, no prompt). A fresh run's in-memory model embeds through
     :meth:`~fractal_embeddings.runs.Run.embed` instead."""
@@ -339,7 +375,7 @@ def model_encoder(record, run_dir, *, device: str | None = "auto"):
     )
 
 
-def save_finetuned(out_dir, run, overwrite: bool = False) -> Path:
+def save_finetuned(out_dir: str | os.PathLike, run: Run, overwrite: bool = False) -> Path:
     """Write a fine-tuned run: the model folder + ``record.json`` (with the folder's fingerprint),
     written whole beside ``out_dir`` and put in its place in one step (:mod:`~fractal_embeddings.atomic`);
     an existing run is replaced only with ``overwrite``."""

@@ -17,12 +17,17 @@ A head's :meth:`~Head.config` plus its safetensors state are everything needed t
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
 from .errors import FractalError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 HEADS = ("linear", "mlp", "heal", "topk")
 
@@ -38,7 +43,7 @@ class HeadConfig:
     block_norm: bool = False  # linear and mlp: L2-normalise each block of the output
     topk: int = 32  # topk: non-zero units of the sparse code
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         if self.kind not in HEADS:
             raise FractalError(f"unknown head kind '{self.kind}'; use one of {', '.join(HEADS)}")
         if self.n_blocks < 1 or self.block_dim < 1:
@@ -49,7 +54,7 @@ class HeadConfig:
         return self.n_blocks * self.block_dim
 
     @classmethod
-    def from_dims(cls, kind: str = "linear", dim: int = 256, block_dim: int = 64, **kw) -> HeadConfig:
+    def from_dims(cls, kind: str = "linear", dim: int = 256, block_dim: int = 64, **kw: Any) -> HeadConfig:
         """Config from a total output dim; it must be a multiple of ``block_dim``."""
         if block_dim < 1 or dim < block_dim or dim % block_dim:
             raise FractalError(
@@ -61,6 +66,8 @@ class HeadConfig:
 
 class Head(nn.Module):
     """Common contract: ``forward(x) -> embedding (n, dim)``, ``logits(level, e) -> (n, n_classes)``."""
+
+    classifiers: nn.ModuleList  # one per level (set by the subclasses that classify)
 
     def __init__(self, config: HeadConfig, input_dim: int, n_classes: tuple[int, ...]):
         super().__init__()
@@ -98,7 +105,7 @@ class Head(nn.Module):
         return [(self, "lr")]
 
     @torch.no_grad()
-    def transform(self, X, batch_rows: int = 8192):
+    def transform(self, X: np.ndarray, batch_rows: int = 8192) -> np.ndarray:
         """Embed a numpy array of encoder vectors (float32 ``(n, dim)``, no gradient)."""
         import numpy as np
 
@@ -121,6 +128,7 @@ class PrefixHead(Head):
 
     def __init__(self, config: HeadConfig, input_dim: int, n_classes: tuple[int, ...]):
         super().__init__(config, input_dim, n_classes)
+        self.proj: nn.Module
         if config.kind == "mlp":
             self.proj = nn.Sequential(
                 nn.Linear(self.input_dim, config.hidden_dim), nn.GELU(), nn.Linear(config.hidden_dim, config.dim)
@@ -140,7 +148,7 @@ class PrefixHead(Head):
         # the zeroed dims contribute nothing, so only the first j blocks are multiplied (same values
         # and gradients as classifying the zero-padded prefix, at a fraction of the cost)
         keep = j * self.head_config.block_dim
-        cls = self.classifiers[level]
+        cls = cast(nn.Linear, self.classifiers[level])
         return nn.functional.linear(e[:, :keep], cls.weight[:, :keep], cls.bias)
 
 
@@ -164,7 +172,7 @@ class HealHead(Head):
         self.trunk = nn.Sequential(nn.Linear(self.input_dim, config.hidden_dim), nn.GELU())
         self.projectors = nn.ModuleList(nn.Linear(config.hidden_dim, d) for d in self.segments)
         self.ends = [sum(self.segments[: k + 1]) for k in range(len(self.segments))]
-        self.classifiers = nn.ModuleList(nn.Linear(d, c) for d, c in zip(self.ends, self.n_classes))
+        self.classifiers = nn.ModuleList(nn.Linear(d, c) for d, c in zip(self.ends, self.n_classes, strict=True))
 
     def level_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The normalised projection of each level, coarsest first."""
@@ -203,7 +211,7 @@ class TopKHead(Head):
         raise FractalError("the topk (CSR-style) head has no classifiers")
 
 
-def build_head(config: HeadConfig, input_dim: int, n_classes) -> Head:
+def build_head(config: HeadConfig, input_dim: int, n_classes: Iterable[int]) -> Head:
     cls = {"heal": HealHead, "topk": TopKHead}.get(config.kind, PrefixHead)
     return cls(config, input_dim, tuple(n_classes))
 

@@ -29,7 +29,7 @@ class ItemBatch(NamedTuple):
     labels: list[list[str] | None]
 
 
-def check_id(i) -> int | str:
+def check_id(i: Any) -> int | str:
     """An item id as stored: a Python int or a string (bools and other types are refused)."""
     if isinstance(i, (bool, np.bool_)):
         raise ZoomIndexError(f"ids must be ints or strings, got {i!r}")
@@ -40,7 +40,7 @@ def check_id(i) -> int | str:
     raise ZoomIndexError(f"ids must be ints or strings, got {type(i).__name__} {i!r}")
 
 
-def _json_value(value, what: str):
+def _json_value(value: Any, what: str) -> Any:
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError) as e:
@@ -62,10 +62,10 @@ class ItemTable:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def __contains__(self, item_id) -> bool:
+    def __contains__(self, item_id: object) -> bool:
         return item_id in self._rows
 
-    def row_of(self, item_id) -> int:
+    def row_of(self, item_id: int | str) -> int:
         """The row of an id (``KeyError`` when the table has no such id)."""
         return self._rows[item_id]
 
@@ -75,7 +75,7 @@ class ItemTable:
         return {
             "id": self.ids[row],
             "text": self.texts[row],
-            "labels": dict(zip(self.level_names, lab)) if lab is not None else None,
+            "labels": dict(zip(self.level_names, lab, strict=True)) if lab is not None else None,
             "payload": self.payloads[row],
         }
 
@@ -85,7 +85,7 @@ class ItemTable:
         texts: list[str],
         ids: Sequence | None = None,
         payloads: Sequence | None = None,
-        labels: Sequence[Sequence[str]] | None = None,
+        labels: Sequence[Sequence[str] | None] | None = None,
     ) -> ItemBatch:
         """Check a batch of items against the table and each other, without adding it: one string per
         text; ids ints or strings, unique in the table (default: after the largest int id); one JSON
@@ -115,7 +115,7 @@ class ItemTable:
             _json_value(p, f"payload {i}")
         if labels is None:
             labels = [None] * n
-        labels = [
+        label_rows: list[list[str] | None] = [
             None
             if row is None
             else [row]
@@ -123,18 +123,18 @@ class ItemTable:
             else [str(x) for x in (row.tolist() if isinstance(row, np.ndarray) else row)]
             for row in labels
         ]
-        if len(labels) != n:
+        if len(label_rows) != n:
             raise ZoomIndexError(
-                f"{len(labels)} label rows for {n} texts; give one row (class names per level) per text"
+                f"{len(label_rows)} label rows for {n} texts; give one row (class names per level) per text"
             )
         nl = len(self.level_names)
-        for i, row in enumerate(labels):
+        for i, row in enumerate(label_rows):
             if row is not None and len(row) != nl:
                 raise ZoomIndexError(
                     f"label row {i} has {len(row)} names for {nl} levels ({', '.join(self.level_names)}); "
                     "give one class name per level, coarse -> fine"
                 )
-        return ItemBatch(ids, list(texts), payloads, labels)
+        return ItemBatch(ids, list(texts), payloads, label_rows)
 
     def append(self, batch: ItemBatch) -> int:
         """Add a batch from :meth:`check` (made against this table as it is now); returns its first row."""

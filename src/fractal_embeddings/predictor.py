@@ -1,9 +1,9 @@
 """Predict, before training, the steerability S the default method will reach on a taxonomy.
 
 Two quantities are measured without training: the hierarchy's depth ``H(Lf|L0)`` (bits; finest
-level given the coarsest, over all rows of all splits, as in ``TaxonomyDataset.stats``) and the untrained encoder's fine-level k-NN
-accuracy (leave-one-out 5-NN on the scored test rows, the encoder truncated to the head's dims,
-exactly as a run record's ``baseline``). The *product predictor* is their product, and S is
+level given the coarsest, over all rows of all splits, as in ``TaxonomyDataset.stats``) and the untrained
+encoder's fine-level k-NN accuracy (leave-one-out 5-NN on the scored test rows, the encoder truncated to the
+head's dims, exactly as a run record's ``baseline``). The *product predictor* is their product, and S is
 modelled as ``S = a + b * product`` by ordinary least squares over the ``main`` experiment's run
 records of the default method (one point per dataset: the mean S over its seeds).
 
@@ -18,21 +18,27 @@ import hashlib
 import json
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from .errors import FractalError
+
+if TYPE_CHECKING:
+    from .data.taxonomy import TaxonomyDataset
+    from .encoders import Encoder
 
 SCHEMA = "fractal-embeddings/predictor/1"
 FIT_FILE = Path(__file__).parent / "data" / "predictor.json"
 
 
-def _design(x) -> np.ndarray:
+def _design(x: ArrayLike) -> np.ndarray:
     x = np.asarray(x, dtype=float)
     return np.column_stack([np.ones_like(x), x])
 
 
-def ols(x, y) -> dict:
+def ols(x: ArrayLike, y: ArrayLike) -> dict:
     """Least-squares line with what a prediction interval needs."""
     import statsmodels.api as sm
 
@@ -81,7 +87,9 @@ def leave_one_out(points: list[dict]) -> dict:
     return {"mae": round(float(np.mean(errs)), 6), "mean_only_mae": round(float(np.mean(base)), 6), "per_dataset": per}
 
 
-def fit_predictor(results="results", out: str | Path | None = FIT_FILE, method: str | None = None) -> dict:
+def fit_predictor(
+    results: str | Path = "results", out: str | Path | None = FIT_FILE, method: str | None = None
+) -> dict:
     """Fit on ``<results>/main`` (the default method's records) and write the fit file."""
     from . import __version__
     from .objectives import DEFAULT_METHOD
@@ -152,7 +160,13 @@ def load_fit(path: str | Path | None = None) -> dict:
     return fit
 
 
-def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int = 64, eval_rows: int = 2000) -> dict:
+def taxonomy_features(
+    dataset: TaxonomyDataset,
+    encoder: Encoder | str | None = None,
+    n_blocks: int = 4,
+    block_dim: int = 64,
+    eval_rows: int = 2000,
+) -> dict:
     """``H(Lf|L0)``, the untrained encoder's fine-level k-NN accuracy (as in a record's baseline) and
     their product, for a dataset with train and test splits."""
     from .data.taxonomy import conditional_entropy_bits
@@ -179,7 +193,9 @@ def taxonomy_features(dataset, encoder=None, n_blocks: int = 4, block_dim: int =
     }
 
 
-def predict(dataset, encoder=None, fit: dict | str | Path | None = None) -> dict:
+def predict(
+    dataset: TaxonomyDataset, encoder: Encoder | str | None = None, fit: dict | str | Path | None = None
+) -> dict:
     """The predicted S of the default method on ``dataset``, with a 95% interval and the fit's own
     leave-one-dataset-out error."""
     fit = fit if isinstance(fit, dict) else load_fit(fit)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,44 @@ KINDS = ("flat", "hnsw")
 HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
 VECTORS_FILE = "vectors.npy"
 FAISS_TYPES = {"flat": "IndexFlatIP", "hnsw": "IndexHNSWFlat"}
+
+
+def check_params(
+    kind: str,
+    m: int = HNSW_DEFAULTS["M"],
+    ef_construction: int = HNSW_DEFAULTS["ef_construction"],
+    ef_search: int = HNSW_DEFAULTS["ef_search"],
+) -> dict[str, int]:
+    """The index kind and its HNSW parameters, checked (one-line errors): ``{}`` for ``flat``, else
+    ``{"M", "ef_construction", "ef_search"}`` (what ``index.json`` records)."""
+    if kind not in KINDS:
+        raise ZoomIndexError(f"unknown index kind '{kind}'; use flat (exact) or hnsw (approximate)")
+    if kind != "hnsw":
+        return {}
+    for name, v, lo in (("M", m, 2), ("ef_construction", ef_construction, 1), ("ef_search", ef_search, 1)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
+            raise ZoomIndexError(f"HNSW {name} must be an integer >= {lo}, got {v!r}")
+    return {"M": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
+
+
+class RowSubset:
+    """Rows a search is restricted to (sorted), with their FAISS ID selector built once."""
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.rows = np.ascontiguousarray(np.sort(np.asarray(rows, dtype=np.int64)))
+        self._selector: Any = None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def selector(self) -> Any:
+        """A ``faiss.IDSelectorBatch`` of the rows (it copies them into its own set)."""
+        if self._selector is None:
+            import faiss
+
+            self._selector = faiss.IDSelectorBatch(self.rows)
+        return self._selector
 
 
 def prefix_file(d: int) -> str:
@@ -43,26 +82,20 @@ class PrefixIndexes:
     ):
         import faiss
 
-        if kind not in KINDS:
-            raise ZoomIndexError(f"unknown index kind '{kind}'; use flat (exact) or hnsw (approximate)")
-        if kind == "hnsw":
-            for name, v, lo in (("M", m, 2), ("ef_construction", ef_construction, 1), ("ef_search", ef_search, 1)):
-                if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
-                    raise ZoomIndexError(f"HNSW {name} must be an integer >= {lo}, got {v!r}")
-            self.params = {"M": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
-        else:
-            self.params = {}
+        self.params = check_params(kind, m, ef_construction, ef_search)
         self.kind = kind
         self.dims = tuple(int(d) for d in dims)
         self.dim = self.dims[-1]
-        self.indexes = {}
+        self.indexes: dict[int, faiss.Index] = {}
         for d in self.dims:
+            ix: faiss.Index
             if kind == "flat":
                 ix = faiss.IndexFlatIP(d)
             else:
-                ix = faiss.IndexHNSWFlat(d, self.params["M"], faiss.METRIC_INNER_PRODUCT)
-                ix.hnsw.efConstruction = self.params["ef_construction"]
-                ix.hnsw.efSearch = self.params["ef_search"]
+                hnsw = faiss.IndexHNSWFlat(d, self.params["M"], faiss.METRIC_INNER_PRODUCT)
+                hnsw.hnsw.efConstruction = self.params["ef_construction"]
+                hnsw.hnsw.efSearch = self.params["ef_search"]
+                ix = hnsw
             self.indexes[d] = ix
         self._vectors = np.zeros((0, self.dim), dtype=np.float32)
 
@@ -96,25 +129,35 @@ class PrefixIndexes:
             ix.add(unit_rows(E[:, :d]))
         self._vectors = np.concatenate([self._vectors, E], axis=0)
 
-    def search(self, Q: np.ndarray, d: int, k: int, ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, Q: np.ndarray, d: int, k: int, ef_search: int | None = None, *, subset: RowSubset | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` (at most the size) best rows of each query prefix ``Q`` (``(n, d)``, normalised here)
         in the ``d``-dim index: ``(scores, rows)``, each ``(n, k)``; row ``-1`` / score ``-inf`` where
-        an approximate index found fewer. ``ef_search`` (HNSW) overrides the search breadth."""
+        an approximate index found fewer. ``ef_search`` (HNSW) overrides the search breadth.
+        ``subset``: only these rows are candidates (a FAISS ID selector: HNSW walks the whole graph
+        and keeps the selected rows; a flat index still scans every row)."""
         import faiss
 
         Q = unit_rows(Q)
-        k = min(int(k), len(self))
+        k = min(int(k), len(self) if subset is None else len(subset))
         ix = self.indexes[d]
+        sel = None if subset is None else subset.selector
         if self.kind == "hnsw":
             ef = self.params["ef_search"] if ef_search is None else int(ef_search)
             if ef < 1:
                 raise ZoomIndexError(f"ef_search must be >= 1, got {ef}")
-            p = faiss.SearchParametersHNSW()
+            p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
             p.efSearch = max(ef, k)
-            D, I = ix.search(Q, k, params=p)
+            if sel is not None:
+                p.sel = sel
+            D, rows = ix.search(Q, k, params=p)
+        elif sel is not None:
+            params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]  # faiss's stubs lack the sel keyword
+            D, rows = ix.search(Q, k, params=params)
         else:
-            D, I = ix.search(Q, k)
-        return np.where(I >= 0, D, -np.inf).astype(np.float32), I.astype(np.int64)
+            D, rows = ix.search(Q, k)
+        return np.where(rows >= 0, D, -np.inf).astype(np.float32), rows.astype(np.int64)
 
     # ------------------------------------------------------------------ disk
     def write(self, folder: Path) -> list[str]:

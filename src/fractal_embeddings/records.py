@@ -26,11 +26,20 @@ import math
 import os
 import platform
 import sys
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from .errors import FractalError
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from .backbone import TunedHead
+    from .data.taxonomy import TaxonomyDataset
+    from .heads import Head
 
 SCHEMA = "fractal-embeddings/run-record/2"
 # /2 adds fine-tuned runs (encoder "model": "." with its "base"; head "in_model") and one-block heads
@@ -61,10 +70,10 @@ class RunRecordError(FractalError):
     """A run directory, record or weights file that is missing, malformed or doesn't match."""
 
 
-def library_versions() -> dict[str, str]:
+def library_versions() -> dict[str, str | None]:
     from importlib.metadata import PackageNotFoundError, version
 
-    out = {"python": platform.python_version(), "platform": sys.platform}
+    out: dict[str, str | None] = {"python": platform.python_version(), "platform": sys.platform}
     for pkg in (
         "fractal-embeddings",
         "torch",
@@ -82,7 +91,7 @@ def library_versions() -> dict[str, str]:
     return out
 
 
-def canonical_json(obj) -> str:
+def canonical_json(obj: Any) -> str:
     """Sorted keys, 2-space indent, trailing newline: the one way records are written."""
     return json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False, allow_nan=False) + "\n"
 
@@ -95,7 +104,7 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def non_finite_fields(obj, where: str = "") -> list[str]:
+def non_finite_fields(obj: Any, where: str = "") -> list[str]:
     """Dotted paths of the NaN / infinite floats in a JSON-like object (canonical JSON refuses them)."""
     if isinstance(obj, float):
         return [] if math.isfinite(obj) else [where or "(value)"]
@@ -106,7 +115,9 @@ def non_finite_fields(obj, where: str = "") -> list[str]:
     return []
 
 
-def save_run(out_dir: str | os.PathLike, record: dict, head=None, overwrite: bool = False) -> Path:
+def save_run(
+    out_dir: str | os.PathLike, record: dict | RunRecord, head: Head | TunedHead | None = None, overwrite: bool = False
+) -> Path:
     """Write a run directory (``head.safetensors`` when there is a head, then ``record.json``) in one
     step; returns the directory.
 
@@ -206,7 +217,11 @@ def load_weights(run_dir: str | os.PathLike, record: RunRecord) -> dict | None:
 
 
 def check_compatible(
-    record: RunRecord, *, dataset=None, encoder_identity: dict | None = None, encoder_dim: int | None = None
+    record: RunRecord,
+    *,
+    dataset: TaxonomyDataset | None = None,
+    encoder_identity: dict | None = None,
+    encoder_dim: int | None = None,
 ) -> None:
     """Fail with one line when a run's data or encoder differs from the ones given."""
     where = f"run {record.run_id}"
@@ -219,7 +234,8 @@ def check_compatible(
             )
         if record.dataset.fingerprint and dataset.fingerprint() != record.dataset.fingerprint:
             raise RunRecordError(
-                f"{where}: dataset '{dataset.name}' differs from the one it was trained on (texts or labels changed); retrain or pass the original data"
+                f"{where}: dataset '{dataset.name}' differs from the one it was trained on (texts or labels changed); "
+                "retrain or pass the original data"
             )
     enc = record.encoder
     if encoder_identity is not None:
@@ -240,13 +256,13 @@ def check_compatible(
 # Every block keeps the keys it does not model in ``extra``, so ``from_dict(d).to_dict() == d``.
 
 
-def _bad(where: str, key: str, want: str, got) -> RunRecordError:
+def _bad(where: str, key: str, want: str, got: Any) -> RunRecordError:
     return RunRecordError(
         f"{where}.{key} is {got!r}, expected {want}; restore the field (the record was edited?) or train the run again"
     )
 
 
-def _take(d: dict, key: str, where: str, want: str, check) -> object:
+def _take(d: dict, key: str, where: str, want: str, check: Callable[[Any], bool]) -> Any:
     """``d[key]`` checked; ``where`` names the block (``<file>: config.eval``) for the one-line error."""
     if not isinstance(d, dict) or key not in d:
         raise RunRecordError(
@@ -258,27 +274,27 @@ def _take(d: dict, key: str, where: str, want: str, check) -> object:
     return v
 
 
-def _is_int(v) -> bool:
+def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-def _is_num(v) -> bool:
+def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
-def _opt(check):
+def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
     return lambda v: v is None or check(v)
 
 
-def _is_dict(v) -> bool:
+def _is_dict(v: Any) -> bool:
     return isinstance(v, dict)
 
 
-def _is_str(v) -> bool:
+def _is_str(v: Any) -> bool:
     return isinstance(v, str)
 
 
-def _rest(d: dict, known) -> dict:
+def _rest(d: dict, known: Iterable[str]) -> dict:
     return {k: v for k, v in d.items() if k not in known}
 
 
@@ -476,7 +492,7 @@ class HeadInfo:
         """The head lives inside a fine-tuned sentence-transformers model (no separate weights file)."""
         return bool(self.extra.get("in_model"))
 
-    def get(self, key: str, default=None):
+    def get(self, key: str, default: Any = None) -> Any:
         """An architecture field (``hidden_dim``, ``block_norm``, ``input_dim``, ...) by name."""
         return self.to_dict().get(key, default)
 
@@ -584,7 +600,7 @@ class Scores:
     def S(self) -> float:
         return self.steerability["S"]
 
-    def table(self, level_names):
+    def table(self, level_names: Iterable[str]) -> np.ndarray:
         """``acc[j-1, level]`` as an array (prefixes in order of length)."""
         from .evaluation import accuracy_array
 
@@ -641,7 +657,7 @@ class RunRecord:
     extra: dict = field(default_factory=dict)
 
     @classmethod
-    def from_dict(cls, d, where: str = "run record") -> RunRecord:
+    def from_dict(cls, d: Any, where: str = "run record") -> RunRecord:
         """Validate and type a record dict (one line naming the field for an old, edited or damaged one)."""
         if not isinstance(d, dict):
             raise RunRecordError(f"{where}: not a JSON object; pass a record.json written by fractal-embeddings")
@@ -739,5 +755,5 @@ class RunRecord:
         """A ``fractal finetune`` run: the model folder is the run."""
         return self.encoder.in_run
 
-    def replace(self, **changes) -> RunRecord:
+    def replace(self, **changes: Any) -> RunRecord:
         return dc_replace(self, **changes)

@@ -14,6 +14,8 @@ The search is exact (a FAISS flat inner-product index per prefix).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from .errors import FractalError
@@ -34,7 +36,7 @@ def exact_search(queries: np.ndarray, corpus: np.ndarray, k: int) -> np.ndarray:
     return index.search(_unit(queries), k)[1]
 
 
-def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks=KS, map_k: int = MAP_K) -> dict:
+def ranking_metrics(hits: np.ndarray, n_relevant: np.ndarray, ks: Sequence[int] = KS, map_k: int = MAP_K) -> dict:
     """``hits[q, i]`` = the i-th result of query q is relevant; ``n_relevant[q]`` = relevant items."""
     hits = np.asarray(hits, dtype=bool)
     out = {f"R@{k}": float(hits[:, :k].any(axis=1).mean()) for k in ks}
@@ -53,8 +55,8 @@ def prefix_retrieval(
     c_labels: np.ndarray,
     block_dim: int,
     n_blocks: int,
-    level_names,
-    ks=KS,
+    level_names: Sequence[str],
+    ks: Sequence[int] = KS,
     map_k: int = MAP_K,
 ) -> dict:
     """``{dims: {level name: {"R@1", "R@10", "mAP@10"}}}`` for every prefix of ``Q`` against ``C``."""
@@ -64,8 +66,10 @@ def prefix_retrieval(
             f"queries have {Q.shape[1]} dims and the corpus {C.shape[1]}; both need {n_blocks} x {block_dim}"
         )
     depth = max(*ks, map_k)
-    counts = [dict(zip(*np.unique(c_labels[:, lv], return_counts=True))) for lv in range(c_labels.shape[1])]
-    out = {}
+    counts = [
+        dict(zip(*np.unique(c_labels[:, lv], return_counts=True), strict=True)) for lv in range(c_labels.shape[1])
+    ]
+    out: dict[str, dict] = {}
     for j in range(1, n_blocks + 1):
         d = j * block_dim
         found = exact_search(Q[:, :d], C[:, :d], depth)

@@ -14,10 +14,13 @@ and training seed), for the trained head and for the untrained encoder truncated
 from __future__ import annotations
 
 import hashlib
+import os
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +33,7 @@ from .evaluation import (
 )
 from .records import (
     SCHEMA,
+    EncoderInfo,
     RunRecord,
     RunRecordError,
     check_compatible,
@@ -38,6 +42,15 @@ from .records import (
     load_weights,
     save_run,
 )
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+    from .backbone import TunedHead
+    from .data.taxonomy import Split, TaxonomyDataset
+    from .encoders import Encoder
+    from .heads import Head
+    from .training import TrainConfig
 
 
 @dataclass
@@ -50,11 +63,11 @@ class Run:
     identity and :meth:`embed` runs that model (``model``: the in-memory model of a fresh run)."""
 
     record: RunRecord
-    head: object | None = None
+    head: Head | TunedHead | None = None
     path: Path | None = None
-    model: object | None = None  # a fresh fine-tuned SentenceTransformer (finetune.py), not yet saved
+    model: SentenceTransformer | None = None  # a fresh fine-tuned SentenceTransformer (finetune.py), not yet saved
 
-    def save(self, out_dir, overwrite: bool = False) -> Path:
+    def save(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         if self.is_finetuned:
             from .finetune import save_finetuned
 
@@ -66,12 +79,17 @@ class Run:
         """A ``fractal finetune`` run: the model folder is the run."""
         return self.record.is_finetuned
 
-    def encoder(self, device: str | None = "auto"):
+    def encoder(self, device: str | None = "auto") -> Encoder:
         """The encoder whose vectors :meth:`transform` reads (:func:`encoder_for_record`)."""
         return encoder_for_record(self.record, self.path, device=device)
 
     def embed(
-        self, texts, role: str = "query", encoder=None, cache: bool = False, device: str | None = "auto"
+        self,
+        texts: Iterable[str],
+        role: str = "query",
+        encoder: Encoder | None = None,
+        cache: bool = False,
+        device: str | None = "auto",
     ) -> np.ndarray:
         """Texts -> the run's steerable embeddings ``(n, dim)`` (encoder + head)."""
         texts = list(texts)
@@ -105,7 +123,7 @@ SAMPLES = ("stratified", "first")
 
 
 def eval_row_sample(
-    dataset, split: str, eval_rows: int | None, eval_seed: int, sample: str = "stratified"
+    dataset: TaxonomyDataset, split: str, eval_rows: int | None, eval_seed: int, sample: str = "stratified"
 ) -> np.ndarray:
     """The scored rows: a stratified sample (default), or the first ``eval_rows`` rows of the file
     order (``sample="first"``: the seed's protocol, kept to compare with its numbers)."""
@@ -119,7 +137,7 @@ def eval_row_sample(
     return stratified_sample(dataset.split(split).labels[:, -1], eval_rows, eval_seed)
 
 
-def score(E: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names) -> dict:
+def score(E: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names: Sequence[str]) -> dict:
     """Accuracy dict + steerability metrics of embeddings ``E`` (already restricted to the eval rows)."""
     acc = prefix_knn_accuracy(E, labels, block_dim=block_dim, n_blocks=n_blocks, k=k)
     return {"accuracy": accuracy_dict(acc, level_names, block_dim), "steerability": steerability_metrics(acc)}
@@ -130,13 +148,15 @@ def blocks_that_fit(dim: int, block_dim: int, n_blocks: int) -> int:
     return min(n_blocks, dim // block_dim)
 
 
-def score_untrained(X: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names) -> dict:
+def score_untrained(
+    X: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names: Sequence[str]
+) -> dict:
     """:func:`score` of the raw encoder vectors truncated to the same prefixes (as many as fit)."""
     blocks = blocks_that_fit(X.shape[1], block_dim, n_blocks)
     return score(X[:, : blocks * block_dim], labels, block_dim, blocks, k, level_names)
 
 
-def as_encoder(encoder, device: str | None = "auto"):
+def as_encoder(encoder: Encoder | str | None, device: str | None = "auto") -> Encoder:
     if encoder is None or isinstance(encoder, str):
         from .encoders import Encoder
 
@@ -144,7 +164,9 @@ def as_encoder(encoder, device: str | None = "auto"):
     return encoder
 
 
-def encoder_for_record(record: RunRecord, run_dir=None, *, device: str | None = "auto"):
+def encoder_for_record(
+    record: RunRecord, run_dir: str | os.PathLike | None = None, *, device: str | None = "auto"
+) -> Encoder:
     """The encoder a run record was made with: its model, backend, length, normalisation and the
     query prompt the run was encoded with (a custom one included). For a ``fractal finetune`` run
     (encoder ``model`` ``"."``) the encoder is the run directory ``run_dir`` itself."""
@@ -156,7 +178,7 @@ def encoder_for_record(record: RunRecord, run_dir=None, *, device: str | None = 
     return _encoder_of(e, device)
 
 
-def _encoder_of(e, device):
+def _encoder_of(e: EncoderInfo, device: str | None) -> Encoder:
     from .encoders import Encoder
 
     enc = Encoder(
@@ -166,14 +188,14 @@ def _encoder_of(e, device):
     return enc
 
 
-def base_encoder_for_record(record: RunRecord, *, device: str | None = "auto"):
+def base_encoder_for_record(record: RunRecord, *, device: str | None = "auto") -> Encoder:
     """The untrained encoder a run's baseline scores come from (a fine-tuned run: the one it started from)."""
     if record.encoder.base is not None:
         return _encoder_of(record.encoder.base, device)
     return encoder_for_record(record, device=device)
 
 
-def dataset_for_record(record: RunRecord):
+def dataset_for_record(record: RunRecord) -> TaxonomyDataset:
     """The dataset (and subset) a run record was trained on."""
     from .data import load_dataset
 
@@ -185,7 +207,7 @@ def dataset_for_record(record: RunRecord):
     return dataset
 
 
-def embed_split(encoder, split) -> np.ndarray:
+def embed_split(encoder: Encoder, split: Split) -> np.ndarray:
     """Cached vectors of a split. A subset is cut from its full split's vectors when those are
     cached; otherwise only the subset's texts are encoded (and cached)."""
     root, rows = split.source_rows()
@@ -195,7 +217,7 @@ def embed_split(encoder, split) -> np.ndarray:
     return encoder.embed(split.texts)
 
 
-def dataset_block(dataset) -> dict:
+def dataset_block(dataset: TaxonomyDataset) -> dict:
     return {
         "name": dataset.name,
         "load_args": dataset.info.get("load_args"),
@@ -209,11 +231,11 @@ def dataset_block(dataset) -> dict:
 
 
 def train(
-    dataset,
-    method="fractal",
+    dataset: TaxonomyDataset,
+    method: str = "fractal",
     *,
     seed: int = 42,
-    encoder=None,
+    encoder: Encoder | str | None = None,
     n_blocks: int = 4,
     block_dim: int = 64,
     objective_options: dict | None = None,
@@ -224,7 +246,7 @@ def train(
     k: int = 5,
     finetune_layers: int = 0,
     retrieval: bool = False,
-    progress=None,
+    progress: Callable[[dict], None] | None = None,
     device: str | None = "auto",
 ) -> Run:
     """Train ``method`` on ``dataset`` (a :class:`TaxonomyDataset`) and score it; see the module docstring.
@@ -287,7 +309,8 @@ def train(
     Y = {s: dataset.split(s).labels for s in X}
 
     t0 = time.perf_counter()
-    head, fit_result = None, None
+    head: Head | TunedHead | None = None
+    fit_result = None
     if objective.head_kind is not None:
         torch.manual_seed(seed)
         head = build_head(head_cfg, enc_dim, [lv.n_classes for lv in dataset.levels])
@@ -312,7 +335,6 @@ def train(
     t0 = time.perf_counter()
     X_eval, y_eval = np.asarray(X[eval_split])[rows], Y[eval_split][rows]
     head_block = head.config() if head is not None else {"kind": None, "n_blocks": n_blocks, "block_dim": block_dim}
-    run = Run(record=None, head=head)  # the record is made below, once the scores are in
     E_eval = _apply(head, np.asarray(X_fit[eval_split])[rows], n_blocks * block_dim)
     scores = score(E_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
     baseline = score_untrained(X_eval, y_eval, block_dim, n_blocks, k, dataset.level_names)
@@ -331,7 +353,15 @@ def train(
         "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k),
     }
     digest = run_digest(config, ident["fingerprint"], seed)
-    run.record = RunRecord.from_dict(
+    training = None
+    if fit_result is not None:
+        assert head is not None  # a fit needs a head
+        training = {
+            "best_epoch": fit_result.best_epoch,
+            "history": fit_result.history,
+            "n_params": sum(p.numel() for p in head.parameters()),
+        }
+    record = RunRecord.from_dict(
         {
             "schema": SCHEMA,
             "run_id": f"{dataset.name}-{objective.name}-seed{seed}-{digest}",
@@ -343,19 +373,13 @@ def train(
             "versions": library_versions(),
             **scores,
             "baseline": baseline,
-            "training": {
-                "best_epoch": fit_result.best_epoch,
-                "history": fit_result.history,
-                "n_params": sum(p.numel() for p in head.parameters()),
-            }
-            if fit_result
-            else None,
+            "training": training,
             "timing": timing_block(train_s, eval_s, device),
             "weights": None,
             **extra,
         }
     )
-    return run
+    return Run(record=record, head=head)
 
 
 def eval_block(split: str, max_rows: int | None, rows: np.ndarray, sample_seed: int, k: int) -> dict:
@@ -370,7 +394,7 @@ def eval_block(split: str, max_rows: int | None, rows: np.ndarray, sample_seed: 
     }
 
 
-def run_digest(config: dict, encoder_fingerprint, seed: int) -> str:
+def run_digest(config: dict, encoder_fingerprint: str | None, seed: int) -> str:
     """The short hash that ends a run id: of the run's config, its encoder and its seed."""
     return hashlib.sha256(repr((config, encoder_fingerprint, seed)).encode()).hexdigest()[:8]
 
@@ -385,13 +409,25 @@ def timing_block(train_s: float, eval_s: float, device: str) -> dict:
     }
 
 
-def _apply(head, X: np.ndarray, dim: int) -> np.ndarray:
+def _apply(head: Head | TunedHead | None, X: np.ndarray, dim: int) -> np.ndarray:
     """Encoder vectors -> embeddings: the head's, or (no head) the encoder truncated to ``dim``."""
     X = np.asarray(X, dtype=np.float32)
     return head.transform(X) if head is not None else np.ascontiguousarray(X[:, :dim])
 
 
-def _retrieval(head, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks, block_dim, level_names) -> dict:
+def _retrieval(
+    head: Head | TunedHead | None,
+    E_eval: np.ndarray,
+    X_eval: np.ndarray,
+    X: dict[str, np.ndarray],
+    X_fit: dict[str, np.ndarray],
+    eval_split: str,
+    q_labels: np.ndarray,
+    Y: dict[str, np.ndarray],
+    n_blocks: int,
+    block_dim: int,
+    level_names: Sequence[str],
+) -> dict:
     """Retrieval metrics of the trained head and of the untrained encoder (queries: the scored rows,
     already embedded: ``E_eval`` by the head, ``X_eval`` by the encoder)."""
     from .retrieval import prefix_retrieval
@@ -415,7 +451,7 @@ def _retrieval(head, E_eval, X_eval, X, X_fit, eval_split, q_labels, Y, n_blocks
     }
 
 
-def load_run(run_dir) -> Run:
+def load_run(run_dir: str | os.PathLike) -> Run:
     """A saved run (record + head), with the weights checked against the record."""
     from .heads import head_from_config
 
@@ -430,6 +466,7 @@ def load_run(run_dir) -> Run:
         expected = {k: tuple(v.shape) for k, v in head.state_dict().items()}
         got = {k: tuple(v.shape) for k, v in state.items()}
         if expected != got:
+            assert record.weights is not None  # load_weights found the weights file
             raise RunRecordError(f"{path / record.weights.file}: tensor shapes {got} don't fit head {cfg}")
         head.load_state_dict(state)
         head.eval()
@@ -437,9 +474,9 @@ def load_run(run_dir) -> Run:
 
 
 def evaluate(
-    run,
-    dataset=None,
-    encoder=None,
+    run: Run | str | os.PathLike,
+    dataset: TaxonomyDataset | None = None,
+    encoder: Encoder | str | None = None,
     *,
     eval_rows: int | None | str = "record",
     eval_seed: int | None = None,
@@ -468,6 +505,7 @@ def evaluate(
         )
     check_seed(seed, "eval_seed")
     check_sizes(dataset, None, ev.split, rows_n, k)
+    assert not isinstance(rows_n, str)  # check_sizes refused anything but an integer or None
     rows = eval_row_sample(dataset, ev.split, rows_n, seed, sample)
     X = np.asarray(embed_split(encoder, dataset.split(ev.split)))
     check_compatible(rec, encoder_dim=X.shape[1])
@@ -488,18 +526,18 @@ def evaluate(
 SEED_LIMIT = 2**32  # numpy's seeds are 32-bit
 
 
-def _is_int(v) -> bool:
+def _is_int(v: Any) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def check_seed(seed, name: str = "seed") -> int:
+def check_seed(seed: Any, name: str = "seed") -> int:
     """Raise unless ``seed`` is an integer in [0, 2**32) (what numpy and torch take)."""
     if not _is_int(seed) or not 0 <= seed < SEED_LIMIT:
         raise FractalError(f"{name} must be an integer in [0, 2**32) (0 to {SEED_LIMIT - 1}), got {seed!r}")
     return int(seed)
 
 
-def check_sizes(dataset, cfg, eval_split: str, eval_rows, k: int) -> None:
+def check_sizes(dataset: TaxonomyDataset, cfg: TrainConfig | None, eval_split: str, eval_rows: Any, k: int) -> None:
     """Raise (one line, saying what is needed) unless every split a run reads is big enough: training
     rows, more than ``cfg.k`` validation rows for the best-epoch k-NN (``cfg``: the trainer's config,
     None when nothing is trained), more than ``k`` scored rows for the leave-one-out k-NN of the
@@ -532,7 +570,7 @@ def check_sizes(dataset, cfg, eval_split: str, eval_rows, k: int) -> None:
             )
 
 
-def _record_name(run) -> str:
+def _record_name(run: Run) -> str:
     path = getattr(run, "path", None)
     return f"{path}/record.json" if path is not None else f"record.json of run {run.record.run_id}"
 
@@ -543,8 +581,8 @@ def scored_as_record(record: RunRecord, rescored: dict) -> bool:
     return all(a.get(key) == b.get(key) for key in ("split", "n_rows", "rows_sha256", "k"))
 
 
-def _flat_scores(d, prefix: str = "") -> dict:
-    out = {}
+def _flat_scores(d: dict | None, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, v in (d or {}).items():
         name = f"{prefix} {key}".strip()
         if isinstance(v, dict):
@@ -575,7 +613,8 @@ def compare_scores(record: RunRecord, rescored: dict, tol: float = 1e-9) -> list
     ):
         a, b = _flat_scores(mine, section), _flat_scores(theirs, section)
         for key in sorted(set(a) | set(b)):
-            x, y = a.get(key), b.get(key)
+            x: Any = a.get(key)  # numbers, or whatever else a damaged record holds
+            y: Any = b.get(key)
             numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
             same = abs(x - y) <= tol if numbers else x == y
             if not same:

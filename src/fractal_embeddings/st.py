@@ -33,7 +33,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import warnings
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -43,6 +44,14 @@ from torch import nn
 
 from .errors import FractalError
 from .heads import HEADS, Head, HeadConfig, build_head
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.base.model import BaseModel
+
+    from .data.taxonomy import TaxonomyDataset
+    from .objectives import Objective
 
 HEAD_INPUT = "fractal_head_input"  # the features key holding the head's input (what objectives read)
 
@@ -61,7 +70,7 @@ CITATION = """@inproceedings{khosla2020supervised,
     year={2022},
     eprint={2205.13147},
     archivePrefix={arXiv},
-}"""
+}"""  # noqa: E501 (BibTeX entries as published: one author list per line)
 
 
 class FractalHead(Module):
@@ -85,14 +94,14 @@ class FractalHead(Module):
     def __init__(
         self,
         in_features: int,
-        n_classes,
+        n_classes: Iterable[int],
         kind: str = "mlp",
         n_blocks: int = 4,
         block_dim: int = 64,
         hidden_dim: int = 512,
         block_norm: bool = True,
         topk: int = 32,
-    ):
+    ) -> None:
         super().__init__()
         if kind not in HEADS:
             raise FractalError(f"unknown head kind {kind!r}; use one of {', '.join(HEADS)}")
@@ -116,11 +125,11 @@ class FractalHead(Module):
     def for_method(
         cls,
         in_features: int,
-        n_classes,
-        method: str = "fractal",
+        n_classes: Iterable[int],
+        method: str | Objective = "fractal",
         n_blocks: int = 4,
         block_dim: int = 64,
-        **objective_options,
+        **objective_options: Any,
     ) -> FractalHead:
         """The head ``method`` trains (its kind, hidden width and block norm), untrained."""
         from .objectives import get_objective
@@ -144,7 +153,7 @@ class FractalHead(Module):
     block_norm = property(lambda self: self.head_config.block_norm)
     topk = property(lambda self: self.head_config.topk)
 
-    def forward(self, features: dict[str, Any], **kwargs) -> dict[str, Any]:
+    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
         x = features["sentence_embedding"]
         features[HEAD_INPUT] = x
         features["sentence_embedding"] = self.head(x)
@@ -155,7 +164,7 @@ class FractalHead(Module):
 
     get_sentence_embedding_dimension = get_embedding_dimension
 
-    def save(self, output_path: str, *args, safe_serialization: bool = True, **kwargs) -> None:
+    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
         self.save_config(output_path)
         self.save_torch_weights(output_path, safe_serialization=safe_serialization)
 
@@ -168,16 +177,17 @@ class FractalHead(Module):
         cache_folder: str | None = None,
         revision: str | None = None,
         local_files_only: bool = False,
-        **kwargs,
+        init_defaults: dict[str, Any] | None = None,  # the base signature's; the saved config names every argument
+        **kwargs: Any,
     ) -> FractalHead:
-        hub = {
-            "subfolder": subfolder,
-            "token": token,
-            "cache_folder": cache_folder,
-            "revision": revision,
-            "local_files_only": local_files_only,
-        }
-        config = cls.load_config(model_name_or_path, **hub)
+        config = cls.load_config(
+            model_name_or_path,
+            subfolder=subfolder,
+            token=token,
+            cache_folder=cache_folder,
+            revision=revision,
+            local_files_only=local_files_only,
+        )
         missing = [k for k in ("in_features", "n_classes") if k not in config]
         if missing:
             raise FractalError(
@@ -185,7 +195,15 @@ class FractalHead(Module):
                 f"the folder is not one this library wrote"
             )
         module = cls(**{k: v for k, v in config.items() if k in cls.config_keys})
-        return cls.load_torch_weights(model_name_or_path, model=module, **hub)
+        return cls.load_torch_weights(
+            model_name_or_path,
+            subfolder=subfolder,
+            token=token,
+            cache_folder=cache_folder,
+            revision=revision,
+            local_files_only=local_files_only,
+            model=module,
+        )
 
     def __repr__(self) -> str:
         c = self.head_config
@@ -196,7 +214,7 @@ class FractalHead(Module):
 
 
 @contextlib.contextmanager
-def quiet_loaders():
+def quiet_loaders() -> Iterator[None]:
     """No progress bars, loader chatter or warnings from transformers / sentence-transformers while
     models are built, saved and loaded (export, saving a fine-tuned run); restored afterwards."""
     from transformers.utils import logging as hf_logging
@@ -212,13 +230,13 @@ def quiet_loaders():
             warnings.simplefilter("ignore")
             yield
     finally:
-        for lg, lv in zip(loggers, levels):
+        for lg, lv in zip(loggers, levels, strict=True):
             lg.setLevel(lv)
         if bars:
             hf_logging.enable_progress_bar()
 
 
-def find_head(model) -> FractalHead | None:
+def find_head(model: Iterable[Any]) -> FractalHead | None:
     """The model's :class:`FractalHead` (its last one), or None."""
     heads = [m for m in model if isinstance(m, FractalHead)]
     return heads[-1] if heads else None
@@ -240,21 +258,25 @@ class FractalLoss(nn.Module):
 
     def __init__(
         self,
-        model,
-        n_classes=None,
-        method: str = "fractal",
+        model: SentenceTransformer,
+        n_classes: Sequence[int] | None = None,
+        method: str | Objective = "fractal",
         *,
         n_blocks: int = 4,
         block_dim: int = 64,
-        level_names=None,
+        level_names: Iterable[str] | None = None,
         seed: int = 0,
-        **objective_options,
-    ):
+        **objective_options: Any,
+    ) -> None:
         super().__init__()
         from .objectives import get_objective
 
         self.model = model
         self.objective = get_objective(method, **objective_options)
+        if hasattr(self.objective, "fused"):
+            # the per-term loss of objectives/fractal.py: under an encoder the head's loss is a sliver of
+            # a step, so fusing saves nothing here, and fine-tuned runs stay as recorded
+            self.objective.fused = False
         if self.objective.head_kind is None:
             raise FractalError(f"method {self.objective.name} trains no head, so it has no loss; choose e.g. fractal")
         if self.objective.step_dependent:
@@ -293,9 +315,13 @@ class FractalLoss(nn.Module):
 
     @property
     def head(self) -> FractalHead:
-        return find_head(self.model)
+        head = find_head(self.model)
+        assert head is not None  # __init__ appended one when the model had none
+        return head
 
-    def forward(self, sentence_features, labels: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, sentence_features: Sequence[dict[str, torch.Tensor]], labels: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         features = self.model(sentence_features[0])
         x = features[HEAD_INPUT]
         head = self.head.head
@@ -327,16 +353,16 @@ class SteerabilityEvaluator(BaseEvaluator):
 
     def __init__(
         self,
-        texts,
-        labels,
+        texts: Iterable[str],
+        labels: ArrayLike,
         *,
         block_dim: int = 64,
         k: int = 5,
-        level_names=None,
+        level_names: Iterable[str] | None = None,
         name: str = "",
         batch_size: int = 64,
         primary_metric: str = "S",
-    ):
+    ) -> None:
         super().__init__()
         self.texts = list(texts)
         self.labels = np.asarray(labels, dtype=np.int64)
@@ -357,7 +383,9 @@ class SteerabilityEvaluator(BaseEvaluator):
         self.greater_is_better = True
 
     @classmethod
-    def from_dataset(cls, dataset, split: str = "val", max_rows: int | None = 2000, seed: int = 0, **kw):
+    def from_dataset(
+        cls, dataset: TaxonomyDataset, split: str = "val", max_rows: int | None = 2000, seed: int = 0, **kw: Any
+    ) -> SteerabilityEvaluator:
         """An evaluator over a stratified sample (finest level) of a dataset split."""
         from .evaluation import stratified_sample
 
@@ -365,7 +393,7 @@ class SteerabilityEvaluator(BaseEvaluator):
         rows = stratified_sample(sp.labels[:, -1], max_rows, seed)
         return cls([sp.texts[i] for i in rows], sp.labels[rows], level_names=dataset.level_names, **kw)
 
-    def scores(self, model) -> dict:
+    def scores(self, model: SentenceTransformer) -> dict:
         """``{"accuracy": {dims: {level: acc}}, "steerability": {...}}`` of the model's output."""
         from .runs import score
 
@@ -384,8 +412,10 @@ class SteerabilityEvaluator(BaseEvaluator):
             raise FractalError(f"the model outputs {E.shape[1]} dims, fewer than one block of {self.block_dim}")
         return score(E[:, : n_blocks * self.block_dim], self.labels, self.block_dim, n_blocks, self.k, self.level_names)
 
-    def __call__(self, model, output_path: str | None = None, epoch: int = -1, steps: int = -1) -> dict[str, float]:
-        res = self.scores(model)
+    def __call__(
+        self, model: BaseModel, output_path: str | None = None, epoch: int = -1, steps: int = -1
+    ) -> dict[str, float]:
+        res = self.scores(cast("SentenceTransformer", model))  # the base type is any model; this one embeds
         metrics = {k: float(v) for k, v in res["steerability"].items() if v is not None}
         for dims, row in res["accuracy"].items():
             for level, acc in row.items():

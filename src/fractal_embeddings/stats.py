@@ -26,12 +26,13 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from .errors import FractalError
 
 
-def _arr(x, name="values") -> np.ndarray:
+def _arr(x: ArrayLike, name: str = "values") -> np.ndarray:
     a = np.asarray(x, dtype=float)
     if a.ndim != 1:
         raise FractalError(f"{name} must be one-dimensional, got shape {a.shape}")
@@ -43,7 +44,7 @@ def hedges_correction(df: int) -> float:
     return 1.0 - 3.0 / (4.0 * df - 1.0) if df > 0 else float("nan")
 
 
-def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
+def paired_test(a: ArrayLike, b: ArrayLike) -> dict:
     """Paired comparison of ``a`` vs ``b`` (e.g. aligned vs MRL, one value per seed)."""
     a, b = _arr(a, "a"), _arr(b, "b")
     if a.shape != b.shape or len(a) < 2:
@@ -69,7 +70,7 @@ def paired_test(a: Sequence[float], b: Sequence[float]) -> dict:
     }
 
 
-def holm(pvalues: Sequence[float]) -> np.ndarray:
+def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (same order as given)."""
     from statsmodels.stats.multitest import multipletests
 
@@ -84,7 +85,7 @@ def d_variance(d: float, n: int) -> float:
     return 1.0 / n + d * d / (2.0 * n)
 
 
-def random_effects(effects: Sequence[float], variances: Sequence[float], alpha: float = 0.05) -> dict:
+def random_effects(effects: ArrayLike, variances: ArrayLike, alpha: float = 0.05) -> dict:
     """DerSimonian-Laird random-effects pooling of per-study effects with known variances."""
     from statsmodels.stats.meta_analysis import combine_effects
 
@@ -125,7 +126,7 @@ def random_effects(effects: Sequence[float], variances: Sequence[float], alpha: 
     return out
 
 
-def sign_test(diffs: Sequence[float], alternative: str = "greater") -> dict:
+def sign_test(diffs: ArrayLike, alternative: str = "greater") -> dict:
     """Exact sign test of ``diffs`` > 0 (zeros dropped)."""
     d = _arr(diffs, "differences")
     d = d[d != 0]
@@ -134,7 +135,7 @@ def sign_test(diffs: Sequence[float], alternative: str = "greater") -> dict:
     return {"positive": k, "n": n, "p": p, "alternative": alternative}
 
 
-def correlation(x: Sequence[float], y: Sequence[float]) -> dict:
+def correlation(x: ArrayLike, y: ArrayLike) -> dict:
     """Spearman rho and Pearson r with their p-values."""
     x, y = _arr(x, "x"), _arr(y, "y")
     if len(x) != len(y) or len(x) < 3:
@@ -149,7 +150,7 @@ def correlation(x: Sequence[float], y: Sequence[float]) -> dict:
     }
 
 
-def leave_one_out(x: Sequence[float], y: Sequence[float], names: Sequence[str]) -> list[dict]:
+def leave_one_out(x: ArrayLike, y: ArrayLike, names: Sequence[str]) -> list[dict]:
     """:func:`correlation` with each point left out in turn (needs >= 4 points)."""
     x, y = _arr(x, "x"), _arr(y, "y")
     out = []
@@ -160,8 +161,8 @@ def leave_one_out(x: Sequence[float], y: Sequence[float], names: Sequence[str]) 
 
 
 def bootstrap_ci(
-    x: Sequence[float],
-    y: Sequence[float],
+    x: ArrayLike,
+    y: ArrayLike,
     statistic: Callable | str = "spearman",
     n_resamples: int = 10_000,
     seed: int = 0,
@@ -182,7 +183,11 @@ def bootstrap_ci(
             vals = (xc * yc).sum(axis=1) / np.sqrt((xc**2).sum(axis=1) * (yc**2).sum(axis=1))
         estimate = correlation(x, y)[kind] if len(x) >= 3 else float("nan")
     else:
-        vals = np.array([statistic(a, b) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan for a, b in zip(xs, ys)])
+        if isinstance(statistic, str):
+            raise FractalError(f"unknown statistic {statistic!r}; use 'spearman', 'pearson' or a function of (x, y)")
+        vals = np.array(
+            [statistic(a, b) if np.ptp(a) > 0 and np.ptp(b) > 0 else np.nan for a, b in zip(xs, ys, strict=True)]
+        )
         estimate = float(statistic(x, y))
     ok = vals[np.isfinite(vals)]
     q = (1 - level) / 2
@@ -197,7 +202,7 @@ def bootstrap_ci(
     }
 
 
-def cooks_distance(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
+def cooks_distance(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Cook's distance of each point in the least-squares fit y ~ x."""
     import statsmodels.api as sm
 
@@ -206,7 +211,7 @@ def cooks_distance(x: Sequence[float], y: Sequence[float]) -> np.ndarray:
     return np.asarray(fit.get_influence().cooks_distance[0])
 
 
-def quadratic_fit(x: Sequence[float], y: Sequence[float]) -> dict:
+def quadratic_fit(x: ArrayLike, y: ArrayLike) -> dict:
     """Least-squares y = a x^2 + b x + c; R^2 and the vertex x* = -b / 2a (a peak when a < 0)."""
     x, y = _arr(x, "x"), _arr(y, "y")
     if len(x) < 4:

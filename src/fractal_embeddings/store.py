@@ -20,9 +20,13 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .errors import FractalError
-from .records import RECORD_FILE, load_record
+from .records import RECORD_FILE, RunRecord, load_record
+
+if TYPE_CHECKING:
+    from .runs import Run
 
 TMP_MARK = ".tmp-"
 
@@ -34,7 +38,7 @@ def store_dir(out: str | Path, name: str, quick: bool = False) -> Path:
 
 
 class RunStore:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike) -> None:
         self.root = Path(root)
 
     def path(self, key: str) -> Path:
@@ -45,7 +49,7 @@ class RunStore:
     def has(self, key: str) -> bool:
         return (self.path(key) / RECORD_FILE).exists()
 
-    def put(self, key: str, run) -> bool:
+    def put(self, key: str, run: Run) -> bool:
         """Save ``run`` (a :class:`~fractal_embeddings.runs.Run`) under ``key``; False when the key
         was already taken (by an earlier or a concurrent sweep) and this run was discarded."""
         target = self.path(key)
@@ -77,7 +81,7 @@ class RunStore:
             if TMP_MARK not in p.parent.as_posix()
         )
 
-    def records(self, prefix: str = "") -> Iterator[tuple[str, dict]]:
+    def records(self, prefix: str = "") -> Iterator[tuple[str, RunRecord]]:
         """``(key, record)`` of every finished run whose key starts with ``prefix``."""
         for key in self.keys():
             if key.startswith(prefix):

@@ -8,8 +8,9 @@ caller's overrides win over both.
 
 Speed: training runs on tensors already in memory: the rows are shuffled once per epoch so a batch
 is a view, every random draw is made before the loop, the parameters live in one flat buffer per
-learning rate (one gradient norm and one fused AdamW call per step), and torch runs single-threaded, which is fastest
-for these tiny matmuls. At batch 16 a step is bound by its matrix products (bench/train_speed.py).
+learning rate (one gradient norm and one fused AdamW kernel call per step, without torch.optim's
+overhead), and torch runs single-threaded, which is fastest for these tiny matmuls. At batch 16 a
+step is bound by its matrix products (bench/train_speed.py).
 Deterministic: the same seed gives the same weights on the same machine and torch build.
 """
 
@@ -18,7 +19,9 @@ from __future__ import annotations
 import contextlib
 import math
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields, replace
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -26,12 +29,15 @@ import torch
 from .errors import FractalError
 from .evaluation import knn_neighbours, stratified_sample, vote
 
+if TYPE_CHECKING:
+    from .objectives import Objective
 
-def _is_int(v) -> bool:
+
+def _is_int(v: object) -> bool:
     return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
 
 
-def _is_real(v) -> bool:
+def _is_real(v: object) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
@@ -49,7 +55,7 @@ class TrainConfig:
     threads: int = 1
     encoder_lr: float | None = None  # fine-tuned encoder layers only (backbone.py); None elsewhere
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         # every numeric field: the right type and a finite value in range (an inf lr or a NaN clip would
         # only show as a NaN loss, a 2.5-epoch run as a crash deep inside the loop)
         for name in ("epochs", "batch_size", "k", "threads"):
@@ -98,7 +104,7 @@ class FitResult:
 
 
 @contextlib.contextmanager
-def torch_threads(n: int):
+def torch_threads(n: int) -> Iterator[None]:
     before = torch.get_num_threads()
     torch.set_num_threads(n)
     try:
@@ -107,10 +113,10 @@ def torch_threads(n: int):
         torch.set_num_threads(before)
 
 
-class _FlatParams:
+class FlatParams:
     """Rebind a module's parameters (and their gradients) as views of one flat buffer."""
 
-    def __init__(self, module: torch.nn.Module):
+    def __init__(self, module: torch.nn.Module) -> None:
         self.params = [p for p in module.parameters() if p.requires_grad]
         self.flat = torch.cat([p.detach().reshape(-1) for p in self.params])
         self.grad = torch.zeros_like(self.flat)
@@ -129,14 +135,55 @@ class _FlatParams:
             p.grad = None
 
 
-def _grad_norm(flats: list[_FlatParams]) -> torch.Tensor:
+class FusedAdamW:
+    """AdamW over the flat buffers with torch's fused kernel, called directly.
+
+    ``torch.optim.AdamW(fused=True)`` runs the same kernel (``torch._fused_adamw_``) with the same
+    state (float32 step counters on the parameters' device), so the weights are bit-identical
+    (tests/test_training.py), without the ``torch.optim.Optimizer`` machinery: that imports
+    ``torch._dynamo`` on first use (about 1.5 s of every fresh process) and costs Python time every
+    step. Devices without the fused kernel use ``torch.optim.AdamW``."""
+
+    FUSED_DEVICES = ("cpu", "cuda")
+
+    def __init__(
+        self, flats: list[FlatParams], weight_decay: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
+        self.flats, self.weight_decay, (self.beta1, self.beta2), self.eps = flats, weight_decay, betas, eps
+        self.exp_avg = [torch.zeros_like(f.flat) for f in flats]
+        self.exp_avg_sq = [torch.zeros_like(f.flat) for f in flats]
+        self.steps = [torch.zeros((), dtype=torch.float32, device=f.flat.device) for f in flats]
+
+    def step(self, lrs: list[float]) -> None:
+        for i, (f, lr) in enumerate(zip(self.flats, lrs, strict=True)):
+            self.steps[i].add_(1)
+            torch._fused_adamw_(
+                [f.flat], [f.grad], [self.exp_avg[i]], [self.exp_avg_sq[i]], [], [self.steps[i]],
+                lr=lr, beta1=self.beta1, beta2=self.beta2, weight_decay=self.weight_decay, eps=self.eps,
+                amsgrad=False, maximize=False, grad_scale=None, found_inf=None,
+            )  # fmt: skip
+
+
+class TorchAdamW:
+    """``torch.optim.AdamW`` behind the same ``step(lrs)`` (devices without the fused kernel)."""
+
+    def __init__(self, flats: list[FlatParams], weight_decay: float) -> None:
+        self.opt = torch.optim.AdamW([{"params": [f.flat]} for f in flats], weight_decay=weight_decay)
+
+    def step(self, lrs: list[float]) -> None:
+        for group, lr in zip(self.opt.param_groups, lrs, strict=True):
+            group["lr"] = lr
+        self.opt.step()
+
+
+def _grad_norm(flats: list[FlatParams]) -> torch.Tensor:
     """The global gradient norm over every flat buffer."""
     if len(flats) == 1:
         return torch.linalg.vector_norm(flats[0].grad)
     return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(f.grad) for f in flats]))
 
 
-def _check_finite(epoch: int, mean_loss: float, flats: list[_FlatParams], base_lr: list[float]) -> None:
+def _check_finite(epoch: int, mean_loss: float, flats: list[FlatParams], base_lr: list[float]) -> None:
     """Stop a diverging run: a NaN / infinite loss or weights after an epoch is a one-line error (checked
     once per epoch, not per step: no extra device sync in the loop)."""
     weights_ok = all(bool(torch.isfinite(f.flat).all()) for f in flats)
@@ -149,7 +196,7 @@ def _check_finite(epoch: int, mean_loss: float, flats: list[_FlatParams], base_l
     )
 
 
-def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels: tuple[int, ...]) -> float:
+def validation_score(head: Any, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels: tuple[int, ...]) -> float:
     """The sum over ``levels`` (``Objective.selection_levels``: coarsest + finest by default) of the
     full vector's k-NN accuracy (the best-epoch criterion); neighbours are found once for all levels."""
     neighbours = knn_neighbours(head.transform(X_val), k)
@@ -160,15 +207,15 @@ def validation_score(head, X_val: np.ndarray, Y_val: np.ndarray, k: int, levels:
 
 
 def fit(
-    head,
-    objective,
+    head: Any,  # a heads.Head, or a backbone.TunedHead (the same interface, partly borrowed from Head)
+    objective: Objective,
     X: np.ndarray,
     Y: np.ndarray,
     X_val: np.ndarray,
     Y_val: np.ndarray,
     config: TrainConfig,
     seed: int,
-    progress=None,
+    progress: Callable[[dict], None] | None = None,
     device: str = "cpu",
 ) -> FitResult:
     """Train ``head`` in place with ``objective``; returns the history and the chosen epoch.
@@ -195,18 +242,15 @@ def fit(
     with torch_threads(config.threads):
         # one flat buffer per learning rate: the head's, and (backbone.py) the fine-tuned encoder layers'
         groups = head.param_groups()
-        flats = [_FlatParams(module) for module, _ in groups]
+        flats = [FlatParams(module) for module, _ in groups]
         base_lr = []
         for _, key in groups:
             lr = getattr(config, key)
             if lr is None:
                 raise FractalError(f"training encoder layers needs {key}; set it in the training options")
             base_lr.append(lr)
-        opt = torch.optim.AdamW(
-            [{"params": [f.flat], "lr": lr} for f, lr in zip(flats, base_lr)],
-            weight_decay=config.weight_decay,
-            fused=device.split(":")[0] in ("cpu", "cuda"),
-        )
+        fused = device.split(":")[0] in FusedAdamW.FUSED_DEVICES
+        opt = (FusedAdamW if fused else TorchAdamW)(flats, config.weight_decay)
         head.train()
         step = 0
         for epoch in range(1, config.epochs + 1):
@@ -226,9 +270,9 @@ def fit(
                     for f in flats:
                         f.grad.mul_(scale)
                 if config.lr_schedule == "cosine":
-                    for group, lr in zip(opt.param_groups, base_lr):
-                        group["lr"] = lr * 0.5 * (1.0 + math.cos(math.pi * step / total))
-                opt.step()
+                    opt.step([lr * 0.5 * (1.0 + math.cos(math.pi * step / total)) for lr in base_lr])
+                else:
+                    opt.step(base_lr)
                 loss_sum += loss.detach()
                 step += 1
             _check_finite(epoch, float(loss_sum) / steps_per_epoch, flats, base_lr)
@@ -243,7 +287,7 @@ def fit(
             if progress is not None:
                 progress(entry)
         if best_state is not None:
-            for f, state in zip(flats, best_state):
+            for f, state in zip(flats, best_state, strict=True):
                 f.flat.data.copy_(state)
         for f in flats:
             f.release()

@@ -13,11 +13,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from ..errors import DatasetNotFoundError, TaxonomyError
 from . import loaders, online
 from .home import RemoteFile, ensure_files, get_data_home
-from .taxonomy import TaxonomyDataset, build_dataset
+from .taxonomy import DUPLICATES, TaxonomyDataset, build_dataset
 
 
 @dataclass(frozen=True)
@@ -168,7 +169,7 @@ def load_dataset(
     val_fraction: float = 0.1,
     seed: int = 0,
     progress: bool = False,
-    **options,
+    **options: Any,
 ) -> TaxonomyDataset:
     """Load a built-in dataset by name, or a user file by path.
 
@@ -215,23 +216,21 @@ def load_dataset(
 
 
 def _load(
-    name_s,
-    levels,
+    name_s: str,
+    levels: Sequence[str] | None,
     *,
-    data_home,
-    download,
-    base_url,
-    text,
-    on_conflict,
-    empty,
-    on_duplicates,
-    val_fraction,
-    seed,
-    progress,
-    **options,
+    data_home: str | os.PathLike | None,
+    download: bool,
+    base_url: str | None,
+    text: str,
+    on_conflict: str,
+    empty: str,
+    on_duplicates: str,
+    val_fraction: float,
+    seed: int,
+    progress: bool,
+    **options: Any,
 ) -> TaxonomyDataset:
-    from .tabular import DUPLICATES
-
     if on_duplicates not in DUPLICATES:
         raise TaxonomyError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
     if name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists()):
@@ -239,7 +238,8 @@ def _load(
 
         if not levels:
             raise TaxonomyError(
-                f"{name_s}: name the label columns, coarse -> fine (levels=['domain', 'intent'] / --levels domain,intent)"
+                f"{name_s}: name the label columns, coarse -> fine "
+                "(levels=['domain', 'intent'] / --levels domain,intent)"
             )
         raw = read_table(Path(name_s), text=text, levels=levels, empty=empty, on_duplicates=on_duplicates)
         return build_dataset(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ class RawData:
     """``rows[split] = (texts, label_rows)``; ``levels`` names the columns of ``label_rows``."""
 
     levels: tuple[str, ...]
-    rows: dict[str, tuple[list[str], list[tuple[str, ...]]]]
+    rows: Mapping[str, tuple[Sequence[str | None], Sequence[Sequence[str]]]]  # None: a row without text
     class_order: list[list[str] | None] | None = None
     info: dict = field(default_factory=dict)
 
@@ -71,7 +72,7 @@ def _read_text(path: Path, encoding: str = "utf-8") -> str:
 
 
 @contextmanager
-def utf8_errors(path: Path):
+def utf8_errors(path: Path) -> Iterator[None]:
     """Turn a ``UnicodeDecodeError`` while reading ``path`` into the one-line error that names its line and byte."""
     try:
         yield

@@ -12,7 +12,9 @@ import io
 import json
 import tarfile
 import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from ..errors import InputDataError
 from .home import RemoteFile
@@ -23,7 +25,7 @@ TEST_FRACTION = 0.2  # for sources without a published test split
 SPLIT_SEED = 0
 
 
-def _holdout(texts: list[str], labels: list[tuple[str, ...]], note: str) -> tuple[dict, dict]:
+def _holdout(texts: Sequence[str], labels: Sequence[Sequence[str]], note: str) -> tuple[dict, dict]:
     rows = holdout_rows(texts, labels, TEST_FRACTION, SPLIT_SEED)
     return rows, {"test_split": {"fraction": TEST_FRACTION, "seed": SPLIT_SEED, "note": note}}
 
@@ -76,7 +78,7 @@ def read_wos(folder: Path) -> RawData:
         texts, yl1, y = lines("X.txt"), lines("YL1.txt"), lines("Y.txt")
     if not len(texts) == len(yl1) == len(y):
         raise InputDataError(f"wos: X/YL1/Y have {len(texts)}/{len(yl1)}/{len(y)} lines; expected equal counts")
-    labels = [(f"domain_{a.strip()}", f"area_{b.strip()}") for a, b in zip(yl1, y)]
+    labels = [(f"domain_{a.strip()}", f"area_{b.strip()}") for a, b in zip(yl1, y, strict=True)]
     rows, info = _holdout(texts, labels, "WOS has no published split")
     return RawData(("domain", "area"), rows, info=info)
 
@@ -103,7 +105,10 @@ def read_yahoo_answers(folder: Path) -> RawData:
             m = next((m for m in tar.getmembers() if m.name.endswith(name)), None)
             if m is None:
                 raise InputDataError(f"yahoo-answers: the archive has no {name}")
-            return tar.extractfile(m).read().decode("utf-8", errors="replace")
+            f = tar.extractfile(m)
+            if f is None:
+                raise InputDataError(f"yahoo-answers: {m.name} in the archive is not a file")
+            return f.read().decode("utf-8", errors="replace")
 
         classes = member("classes.txt").split("\n")
         rows = {}
@@ -152,7 +157,7 @@ def read_arxiv(folder: Path, max_rows: int = 200_000) -> RawData:
     return RawData(("group", "category"), rows, info=info)
 
 
-def specs(spec_cls) -> list:
+def specs(spec_cls: Callable[..., Any]) -> list:
     """Catalogue entries of the online-only datasets."""
     return [
         spec_cls(

@@ -9,19 +9,19 @@ from __future__ import annotations
 
 import csv
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..errors import InputDataError, TaxonomyError
 from .loaders import RawData, decode_error
-from .taxonomy import holdout_rows
+from .taxonomy import DUPLICATES, holdout_rows
 
 TEST_FRACTION = 0.2
 SPLIT_SEED = 0
-DUPLICATES = ("warn", "error")
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 
@@ -117,17 +117,17 @@ _NON_SCALAR = {
 _NON_SCALAR_TYPES = tuple(_NON_SCALAR)
 
 
-def _non_scalar(v) -> str | None:
+def _non_scalar(v: Any) -> str | None:
     if not isinstance(v, _NON_SCALAR_TYPES):
         return None
     return next(name for cls, name in _NON_SCALAR.items() if isinstance(v, cls))
 
 
-def _missing(v) -> bool:
+def _missing(v: Any) -> bool:
     return v is None or (not isinstance(v, str) and bool(pd.isna(v)))
 
 
-def cell_text(v) -> str:
+def cell_text(v: Any) -> str:
     """A scalar cell as a label string ("" for a missing value); numbers keep pandas' spelling (``1.0``)."""
     if _missing(v):
         return ""
@@ -153,7 +153,7 @@ def check_scalar_columns(df: pd.DataFrame, columns: Sequence, path: Path, rows: 
                 )
 
 
-def describe_columns(columns, limit: int = 20) -> str:
+def describe_columns(columns: Iterable[Any], limit: int = 20) -> str:
     """Column names for a one-line message (names with unprintable characters quoted and escaped)."""
     names = [c if isinstance(c, str) and c.isprintable() and c.strip() == c and c else repr(c) for c in columns]
     more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
@@ -187,7 +187,7 @@ def read_table(
         )
     rows_at = RowNames(path, len(df))
     check_scalar_columns(df, [text, *levels] + (["split"] if "split" in df.columns else []), path, rows_at)
-    texts = []
+    texts: list[str | None] = []  # None: no text (a missing cell)
     for i, t in enumerate(df[text].tolist()):
         if _missing(t):
             t = None
@@ -199,7 +199,7 @@ def read_table(
         texts.append(t)
     has_text = [t is not None and bool(t.strip()) for t in texts]
     columns = [[cell_text(v).strip() for v in df[lv].tolist()] for lv in levels]
-    labels = list(zip(*columns))
+    labels = list(zip(*columns, strict=True))
     for i, lab in enumerate(labels):
         if has_text[i] and "" in lab:
             lv = levels[lab.index("")]
@@ -235,12 +235,20 @@ def read_table(
     )
 
 
-def _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates) -> None:
+def _check_duplicates(
+    path: Path,
+    texts: Sequence[str | None],
+    labels: Sequence[Sequence[str]],
+    has_text: Sequence[bool],
+    levels: Sequence[str],
+    rows_at: Callable[[int], str],
+    on_duplicates: str,
+) -> None:
     """Texts that appear more than once with different labels (at some level): warn, or refuse."""
     first: dict[str, int] = {}
     conflicts: dict[str, tuple[int, int]] = {}
     for i, t in enumerate(texts):
-        if not has_text[i]:
+        if not has_text[i] or t is None:  # has_text is False for a missing text
             continue
         key = t.strip()
         j = first.setdefault(key, i)

@@ -25,12 +25,14 @@ import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from ..errors import TaxonomyError
 
 SPLIT_ORDER = ("train", "val", "test")
+DUPLICATES = ("warn", "error")  # what a reader does with rows that repeat a text: on_duplicates
 
 
 @dataclass(frozen=True)
@@ -117,6 +119,7 @@ class TaxonomyDataset:
         if k == 0:
             raise TaxonomyError(f"level '{self.levels[0].name}' is the coarsest level; it has no parents")
         parents = self.parents[k]
+        assert parents is not None  # every level below the coarsest has its parent map
         up = self.levels[k - 1].classes
         return {c: up[int(parents[i])] for i, c in enumerate(self.levels[k].classes)}
 
@@ -142,10 +145,12 @@ class TaxonomyDataset:
         if idx == list(range(self.n_levels)):
             return self
         parents: list[np.ndarray | None] = [None]
-        for a, b in zip(idx, idx[1:]):
+        for a, b in zip(idx, idx[1:], strict=False):  # consecutive pairs
             p = np.arange(self.levels[b].n_classes)
             for k in range(b, a, -1):
-                p = self.parents[k][p]
+                up = self.parents[k]
+                assert up is not None  # k > a >= 0: a level below the coarsest
+                p = up[p]
             parents.append(p)
         return TaxonomyDataset(
             name=self.name,
@@ -250,7 +255,7 @@ def stratified_sample(strata: np.ndarray, max_rows: int | None = 2000, seed: int
     for i in order[: max_rows - int(take.sum())]:
         take[i] += 1
     rng = np.random.default_rng(seed)
-    rows = [rng.permutation(np.flatnonzero(strata == c))[:t] for c, t in zip(classes, take)]
+    rows = [rng.permutation(np.flatnonzero(strata == c))[:t] for c, t in zip(classes, take, strict=True)]
     return np.sort(np.concatenate(rows))
 
 
@@ -292,10 +297,10 @@ def _clean_texts(split: str, texts: Sequence, empty: str) -> tuple[list[str], np
             f"{split}: {n_empty} empty or whitespace-only texts (first at row {first}); remove them or "
             "pass empty='drop'"
         )
-    return [t for t, k in zip(out, keep) if k], keep
+    return [t for t, k in zip(out, keep, strict=True) if k], keep
 
 
-def _q(value, limit: int = 60) -> str:
+def _q(value: Any, limit: int = 60) -> str:
     """A user's label or name inside a one-line message: quoted, escaped (no raw newlines), shortened."""
     r = repr(str(value))
     return r if len(r) <= limit else r[: limit - 4] + "...'"
@@ -303,7 +308,7 @@ def _q(value, limit: int = 60) -> str:
 
 def build_dataset(
     name: str,
-    rows: Mapping[str, tuple[Sequence[str], Sequence[Sequence]]],
+    rows: Mapping[str, tuple[Sequence[str | None], Sequence[Sequence]]],
     level_names: Sequence[str],
     *,
     class_order: Sequence[Sequence[str] | None] | None = None,
@@ -345,12 +350,12 @@ def build_dataset(
             if len(row) != n_levels:
                 raise TaxonomyError(f"{split} row {i}: {len(row)} labels for {n_levels} levels")
             for k, v in enumerate(row):
-                if v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == "":
-                    if keep[i]:
-                        raise TaxonomyError(
-                            f"{split} row {i}: empty label at level '{level_names[k]}'; every row needs a "
-                            "label at every level"
-                        )
+                empty_label = v is None or (isinstance(v, float) and math.isnan(v)) or str(v).strip() == ""
+                if empty_label and keep[i]:
+                    raise TaxonomyError(
+                        f"{split} row {i}: empty label at level '{level_names[k]}'; every row needs a "
+                        "label at every level"
+                    )
                 lab[i, k] = str(v).strip() if v is not None else ""
         texts[split] = kept_texts
         labels[split] = lab[keep]
@@ -368,7 +373,7 @@ def build_dataset(
     # 2. parent maps, validated level by level (coarse labels may be rewritten under "majority")
     all_lab = np.concatenate([labels[s] for s in labels], axis=0)
     for k in range(1, n_levels):
-        pairs = Counter(zip(all_lab[:, k], all_lab[:, k - 1]))
+        pairs = Counter(zip(all_lab[:, k], all_lab[:, k - 1], strict=True))
         by_child: dict[str, Counter] = {}
         for (child, parent), n in pairs.items():
             by_child.setdefault(child, Counter())[parent] = n
@@ -387,15 +392,15 @@ def build_dataset(
         # majority parent (ties -> the parent name that sorts first), rewrite every coarser level
         fixed = {c: sorted(cnt.items(), key=lambda kv: (-kv[1], kv[0]))[0][0] for c, cnt in conflicts.items()}
         # levels above k-1 are already consistent: a rewritten parent brings its own ancestors
-        ancestors = [dict(zip(all_lab[:, kk], all_lab[:, kk - 1])) for kk in range(1, k)]
+        ancestors = [dict(zip(all_lab[:, kk], all_lab[:, kk - 1], strict=True)) for kk in range(1, k)]
         n_rows = 0
         for lab in labels.values():
-            for row in lab:
-                if row[k] in fixed and row[k - 1] != fixed[row[k]]:
+            for lab_row in lab:
+                if lab_row[k] in fixed and lab_row[k - 1] != fixed[lab_row[k]]:
                     n_rows += 1
-                    row[k - 1] = fixed[row[k]]
+                    lab_row[k - 1] = fixed[lab_row[k]]
                     for kk in range(k - 1, 0, -1):
-                        row[kk - 1] = ancestors[kk - 1][row[kk]]
+                        lab_row[kk - 1] = ancestors[kk - 1][lab_row[kk]]
         warnings.warn(
             f"{name}: {len(fixed)} {level_names[k]} classes had several {level_names[k - 1]} parents; "
             f"kept the majority parent and relabelled {n_rows} rows",
@@ -419,8 +424,8 @@ def build_dataset(
             classes = tuple(sorted(present))
         if len(classes) < 2:
             raise TaxonomyError(
-                f"level {_q(lname)} has {len(classes)} class ({', '.join(map(_q, classes))}); a level needs >= 2 classes: "
-                "drop it from the levels or fix the column"
+                f"level {_q(lname)} has {len(classes)} class ({', '.join(map(_q, classes))}); "
+                "a level needs >= 2 classes: drop it from the levels or fix the column"
             )
         index = {c: i for i, c in enumerate(classes)}
         for s, lab in labels.items():
@@ -439,8 +444,8 @@ def build_dataset(
     if "val" not in splits and "train" in splits:
         tr = splits["train"]
         mask = stratified_split(tr.labels[:, -1], val_fraction, seed)
-        splits["train"] = Split(tuple(t for t, m in zip(tr.texts, mask) if not m), tr.labels[~mask])
-        splits["val"] = Split(tuple(t for t, m in zip(tr.texts, mask) if m), tr.labels[mask])
+        splits["train"] = Split(tuple(t for t, m in zip(tr.texts, mask, strict=True) if not m), tr.labels[~mask])
+        splits["val"] = Split(tuple(t for t, m in zip(tr.texts, mask, strict=True) if m), tr.labels[mask])
         info["val_split"] = {"from": "train", "fraction": val_fraction, "seed": seed, "stratified_by": level_names[-1]}
     ordered = {s: splits[s] for s in SPLIT_ORDER if s in splits}
     ordered.update({s: sp for s, sp in splits.items() if s not in ordered})
@@ -457,13 +462,19 @@ def rows_from_records(records: Iterable[tuple[str, Sequence[str]]]) -> tuple[lis
 
 
 def holdout_rows(
-    texts: Sequence[str], labels: Sequence[Sequence[str]], fraction: float, seed: int, name: str = "test"
+    texts: Sequence[str | None], labels: Sequence[Sequence[str]], fraction: float, seed: int, name: str = "test"
 ) -> dict[str, tuple[list, list]]:
     """``{"train": ..., name: ...}``: a seeded stratified split (by the finest label) of raw rows, for
     sources that publish no test split."""
     codes = np.unique([str(lab[-1]) for lab in labels], return_inverse=True)[1]
     out = stratified_split(codes, fraction, seed)
     return {
-        "train": ([t for t, m in zip(texts, out) if not m], [lab for lab, m in zip(labels, out) if not m]),
-        name: ([t for t, m in zip(texts, out) if m], [lab for lab, m in zip(labels, out) if m]),
+        "train": (
+            [t for t, m in zip(texts, out, strict=True) if not m],
+            [lab for lab, m in zip(labels, out, strict=True) if not m],
+        ),
+        name: (
+            [t for t, m in zip(texts, out, strict=True) if m],
+            [lab for lab, m in zip(labels, out, strict=True) if m],
+        ),
     }

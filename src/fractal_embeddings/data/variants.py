@@ -6,13 +6,17 @@ reused) and records what it did in ``info["variant"]``, which run records keep.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from ..errors import TaxonomyError
 from .taxonomy import Level, Split, TaxonomyDataset
 
 
-def with_coarse_noise(ds: TaxonomyDataset, fraction: float, seed: int, splits=("train",)) -> TaxonomyDataset:
+def with_coarse_noise(
+    ds: TaxonomyDataset, fraction: float, seed: int, splits: Sequence[str] = ("train",)
+) -> TaxonomyDataset:
     """Replace the coarsest label of a random ``fraction`` of the rows of ``splits`` by another
     coarse class drawn uniformly (the finer labels are kept, so those rows disagree with the
     parent map: that is the noise). Validation and test rows stay clean."""

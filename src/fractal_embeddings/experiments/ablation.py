@@ -12,6 +12,9 @@ Config: CLINC150 x 5 seeds, TREC and HWU64 x 3 seeds. ``--quick``: CLINC150 and 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "ablation"
@@ -19,10 +22,12 @@ SEEDS = {"clinc150": (42, 123, 456, 789, 1024), "trec": (42, 123, 456), "hwu64":
 PAPER = ("v5-paper", "inverted", "no-prefix", "uhmt", "mrl")
 FRACTAL = {"fractal": "aligned", "fractal inverted": "inverted", "fractal uniform": "uniform", "fractal-mrl": "finest"}
 CAP = {"train": 10_000, "test": 2_000}  # the seed's per-dataset caps, as in main
-QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {"datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else tuple(SEEDS))
     cap = QUICK["cap"] if quick else CAP
     out = []

@@ -13,6 +13,9 @@ otherwise (batch 16, 5 epochs, head lr 1e-4, encoder lr 2e-5). Training rows are
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import RunSpec
 
 NAME = "backbone-control"
@@ -22,10 +25,12 @@ METHODS = ("v5-paper", "mrl")
 LAYERS = 2
 ENCODER_LR = 2e-5
 CAP = {"train": 5_000, "test": 2_000}
-QUICK = {"datasets": ("clinc150",), "seeds": (42,), "cap": {"train": 600, "val": 300, "test": 400}}
+QUICK: dict[str, Any] = {"datasets": ("clinc150",), "seeds": (42,), "cap": {"train": 600, "val": 300, "test": 400}}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
     cap = QUICK["cap"] if quick else CAP

@@ -7,6 +7,9 @@ HWU64 and GoEmotions; ``v5-paper`` and ``fractal``; 3 seeds; the seed's caps.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "capacity"
@@ -15,10 +18,12 @@ DATASETS = ("clinc150", "trec", "hwu64", "goemotions")
 METHODS = ("v5-paper", "fractal")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"blocks": (16, 64), "datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {"blocks": (16, 64), "datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     blocks = QUICK["blocks"] if quick else BLOCKS
     cap = QUICK["cap"] if quick else CAP
     return [

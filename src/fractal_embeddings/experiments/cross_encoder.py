@@ -9,6 +9,8 @@ other encoders instead. ``--quick``: TREC, the two MiniLM-L6 builds, one seed, s
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
+from typing import Any
 
 from .sweep import QUICK_CAP, RunSpec
 
@@ -18,7 +20,12 @@ DATASETS = ("clinc150", "trec")
 METHODS = ("v5-paper", "fractal", "mrl")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"encoders": ("minilm-l6", "minilm-l6-int8"), "datasets": ("trec",), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {
+    "encoders": ("minilm-l6", "minilm-l6-int8"),
+    "datasets": ("trec",),
+    "seeds": (42,),
+    "cap": QUICK_CAP,
+}
 
 
 def encoders(quick: bool = False) -> tuple[str, ...]:
@@ -28,7 +35,9 @@ def encoders(quick: bool = False) -> tuple[str, ...]:
     return QUICK["encoders"] if quick else ENCODERS
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     cap = QUICK["cap"] if quick else CAP
     return [
         RunSpec(NAME, d, m, s, variant=f"{m} @ {e}", encoder=e, cap=cap, tags={"base_method": m, "encoder": e})

@@ -16,6 +16,9 @@ Config: CLINC150, TREC and HWU64 x 3 seeds, main's caps. ``--quick``: CLINC150, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from ..objectives.fractal import Fractal
 from .sweep import QUICK_CAP, RunSpec
 
@@ -23,7 +26,7 @@ NAME = "dual-encoder"
 DATASETS = ("clinc150", "trec", "hwu64")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"datasets": ("clinc150",), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {"datasets": ("clinc150",), "seeds": (42,), "cap": QUICK_CAP}
 FRACTAL_HEAD = {k: v for k, v in Fractal().head_options().items() if k != "kind"} | {"head": "mlp"}
 FRACTAL_TRAINER = dict(Fractal.trainer_defaults)
 ARMS = {
@@ -36,7 +39,9 @@ ARMS = {
 }
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
     cap = QUICK["cap"] if quick else CAP

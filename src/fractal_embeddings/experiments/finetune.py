@@ -14,6 +14,9 @@ test rows. ``--quick``: CLINC150, 1 seed, a 300-row subset, 1 epoch.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import RunSpec
 
 NAME = "finetune"
@@ -23,10 +26,17 @@ METHODS = ("fractal", "fractal-mrl")
 EPOCHS = 2
 ENCODER_LR = 2e-5
 CAP = {"train": 2_000, "test": 2_000}
-QUICK = {"datasets": ("clinc150",), "seeds": (42,), "cap": {"train": 300, "val": 150, "test": 300}, "epochs": 1}
+QUICK: dict[str, Any] = {
+    "datasets": ("clinc150",),
+    "seeds": (42,),
+    "cap": {"train": 300, "val": 150, "test": 300},
+    "epochs": 1,
+}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
     cap = QUICK["cap"] if quick else CAP

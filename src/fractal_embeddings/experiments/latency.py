@@ -21,8 +21,10 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -36,7 +38,7 @@ SCHEMA = "fractal-embeddings/latency/1"
 HNSW = {"M": 32, "efConstruction": 80}
 EF_SEARCH = (16, 32, 64, 128, 256, 512)
 FULL = {"real_rows": 10_000, "synthetic_rows": 100_000, "queries_b1": 300, "batches_b64": 20}
-QUICK = {"real_rows": 2_000, "synthetic_rows": 5_000, "queries_b1": 100, "batches_b64": 5}
+QUICK: dict[str, Any] = {"real_rows": 2_000, "synthetic_rows": 5_000, "queries_b1": 100, "batches_b64": 5}
 
 
 def model_spec(quick: bool) -> RunSpec:
@@ -44,7 +46,7 @@ def model_spec(quick: bool) -> RunSpec:
     return RunSpec(NAME, "clinc150", "fractal", 42, cap=cap)
 
 
-def _timings(index, queries: np.ndarray, k: int, n_b1: int, n_b64: int) -> dict:
+def _timings(index: Any, queries: np.ndarray, k: int, n_b1: int, n_b64: int) -> dict:
     """p50/p99 microseconds: per query at batch 1, per batch at batch 64."""
     b1 = []
     for q in queries[:n_b1]:
@@ -62,7 +64,13 @@ def _timings(index, queries: np.ndarray, k: int, n_b1: int, n_b64: int) -> dict:
 
 
 def measure(
-    corpus: np.ndarray, queries: np.ndarray, name: str, block_dim: int, cfg: dict, log=print, k: int = 10
+    corpus: np.ndarray,
+    queries: np.ndarray,
+    name: str,
+    block_dim: int,
+    cfg: dict,
+    log: Callable[[str], None] = print,
+    k: int = 10,
 ) -> list[dict]:
     """Every (prefix, index type, efSearch) measurement of one corpus."""
     import faiss
@@ -86,7 +94,7 @@ def measure(
         for ef in EF_SEARCH:
             hnsw.hnsw.efSearch = ef
             found = hnsw.search(Q, k)[1]
-            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth)]))
+            recall = float(np.mean([len(set(a) & set(b)) / k for a, b in zip(found, truth, strict=True)]))
             out.append(
                 {
                     "corpus": name,
@@ -106,7 +114,7 @@ def measure(
     return out
 
 
-def _real_vectors(root: Path, quick: bool, log) -> tuple[np.ndarray, np.ndarray, str]:
+def _real_vectors(root: Path, quick: bool, log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, str]:
     """The CLINC150 corpus and queries through a fractal head (trained once, kept in the store)."""
     from ..runs import embed_split, load_run
     from ..store import RunStore
@@ -123,7 +131,7 @@ def _real_vectors(root: Path, quick: bool, log) -> tuple[np.ndarray, np.ndarray,
     return corpus, queries, run.record.run_id
 
 
-def run(root, quick: bool = False, log=print) -> Path:
+def run(root: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> Path:
     """Measure and write ``<root>/latency.json``; returns its path."""
     import faiss
 

@@ -7,6 +7,9 @@ validation rows are capped by the trainer). ``--quick``: CLINC150 and TREC, 2 se
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import RunSpec
 
 NAME = "main"
@@ -14,10 +17,16 @@ DATASETS = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
 METHODS = ("v5-paper", "fractal", "mrl")
 SEEDS = (42, 123, 456, 789, 1024)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42, 123), "cap": {"train": 3_000, "val": 600, "test": 1_000}}
+QUICK: dict[str, Any] = {
+    "datasets": ("clinc150", "trec"),
+    "seeds": (42, 123),
+    "cap": {"train": 3_000, "val": 600, "test": 1_000},
+}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
     cap = QUICK["cap"] if quick else CAP

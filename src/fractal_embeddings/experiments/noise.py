@@ -8,6 +8,9 @@ uniformly from the other coarse classes; validation and test stay clean). Aligne
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "noise"
@@ -15,10 +18,12 @@ LEVELS = (0.0, 0.1, 0.2, 0.3, 0.5)
 METHODS = ("v5-paper", "fractal")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"levels": (0.0, 0.3), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {"levels": (0.0, 0.3), "seeds": (42,), "cap": QUICK_CAP}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     levels = QUICK["levels"] if quick else LEVELS
     cap = QUICK["cap"] if quick else CAP
     return [

@@ -6,24 +6,30 @@ matched MRL control (same objective, head, trainer and data; the finest level at
 points already done (a killed study resumes where it stopped). ``docs/objective-study.md`` is
 generated from those records only (:mod:`fractal_embeddings.report.objective_study`).
 
-Selection rule (written here before the grid was run; variants were designed from single-seed CLINC150 probes): the winner is the aligned variant with
-the highest mean S over the five datasets, subject to its full-length fine-level k-NN accuracy being
-within 1 pp of its matched MRL control on every dataset (means over seeds); ties go to the cheaper
-one (median training seconds). The winner's configuration is the library's default method
+Selection rule (written here before the grid was run; variants were designed from single-seed CLINC150 probes):
+the winner is the aligned variant with the highest mean S over the five datasets, subject to its full-length
+fine-level k-NN accuracy being within 1 pp of its matched MRL control on every dataset (means over seeds); ties go
+to the cheaper one (median training seconds). The winner's configuration is the library's default method
 ``fractal``; ``v5-paper`` stays available unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from .sweep import RunSpec, slug
 
 NAME = "objective-study"
 DATASETS = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
 SEEDS = (42, 123, 456, 789, 1024)
-QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42,), "subset": {"train": 2000, "val": 500, "test": 500}}
+QUICK: dict[str, Any] = {
+    "datasets": ("clinc150", "trec"),
+    "seeds": (42,),
+    "subset": {"train": 2000, "val": 500, "test": 500},
+}
 
 
 @dataclass(frozen=True)
@@ -37,7 +43,7 @@ class Variant:
     note: str = ""
 
 
-def _pair(name: str, method: str, control: str, note: str, **options) -> list[Variant]:
+def _pair(name: str, method: str, control: str, note: str, **options: Any) -> list[Variant]:
     train = options.pop("train_options", {})
     return [
         Variant(name, method, dict(options), dict(train), None, None, note),
@@ -137,13 +143,17 @@ def variant(name: str) -> Variant:
     raise KeyError(name)
 
 
-def grid(datasets=DATASETS, seeds=SEEDS, variants=VARIANTS) -> list[tuple[str, Variant, int]]:
+def grid(
+    datasets: Sequence[str] = DATASETS, seeds: Sequence[int] = SEEDS, variants: Sequence[Variant] = VARIANTS
+) -> list[tuple[str, Variant, int]]:
     """Seed by seed (so a study cut short still covers every dataset), the largest corpus last."""
     points = [(d, v, s) for s in seeds for d in datasets for v in variants if v.datasets is None or d in v.datasets]
     return sorted(points, key=lambda p: p[0] == "newsgroups20")  # stable: keeps the seed-major order
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     """The grid as run specs for the sweep runner (``<results>/objective-study/<dataset>/<variant>/seed<N>``)."""
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
@@ -168,7 +178,7 @@ def run_dir(out: Path, dataset: str, v: Variant, seed: int) -> Path:
     return Path(out) / dataset / slug(v.name) / f"seed{seed}"
 
 
-def after(root: str | Path, quick: bool = False, log=print) -> None:
+def after(root: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> None:
     """After the grid: re-score the CLINC150 runs under each evaluation protocol."""
     if not quick:
         protocol(root, "clinc150", log=log)
@@ -181,7 +191,9 @@ PROTOCOLS = {
 }
 
 
-def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc150", log=print) -> Path:
+def protocol(
+    out: str | Path = "results/objective-study", dataset: str = "clinc150", log: Callable[[str], None] = print
+) -> Path:
     """Re-score every finished run of ``dataset`` under each of ``PROTOCOLS``; one JSON file per run
     in ``<out>/protocol/<dataset>/<variant>/seed<N>.json`` (skipped when present)."""
     from ..cache import atomic_write_bytes
@@ -201,7 +213,7 @@ def protocol(out: str | Path = "results/objective-study", dataset: str = "clinc1
 
                 ds, enc = load_dataset(dataset), Encoder()
             run = load_run(rec_path.parent)
-            res = {
+            res: dict[str, Any] = {
                 "variant": v.name,
                 "seed": run.record.seed,
                 "dataset": dataset,

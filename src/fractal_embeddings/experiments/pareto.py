@@ -12,16 +12,22 @@ records (:func:`~fractal_embeddings.analysis.routing_curve`).
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
 from ..analysis import ALPHAS, routing_curve  # noqa: F401 - re-exported: the curve lives in analysis
 from . import retrieval
+from .sweep import RunSpec
 
 NAME = "pareto"
 STORE = retrieval.NAME  # the runs live in the retrieval experiment's store
 
 
-def specs(quick: bool = False, datasets=None, seeds=None):
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     return retrieval.specs(quick=quick, datasets=datasets, seeds=seeds)
 
 
-def after(root, quick: bool = False, log=print) -> None:
+def after(root: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> None:
     log("pareto: routing curves are computed from the retrieval runs by `fractal report`")

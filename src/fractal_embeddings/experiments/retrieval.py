@@ -11,6 +11,9 @@ TREC, 1 seed, subsets. The ``pareto`` experiment reads the same runs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "retrieval"
@@ -18,10 +21,12 @@ DATASETS = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
 METHODS = ("fractal", "v5-paper", "mrl")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {"datasets": ("clinc150", "trec"), "seeds": (42,), "cap": QUICK_CAP}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     ds = datasets or (QUICK["datasets"] if quick else DATASETS)
     sd = seeds or (QUICK["seeds"] if quick else SEEDS)
     cap = QUICK["cap"] if quick else CAP

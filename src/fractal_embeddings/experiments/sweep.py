@@ -16,11 +16,17 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from ..executors import LocalExecutor, get_executor, orphaned
+from ..executors import LocalExecutor, RayExecutor, get_executor, orphaned
 from ..store import RunStore
+
+if TYPE_CHECKING:
+    from ..data.taxonomy import TaxonomyDataset
+    from ..encoders import Encoder
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,9 @@ class RunSpec:
         return asdict(self)
 
 
-def methods_grid(experiment: str, seeds_by_dataset: dict, methods, cap: dict | None) -> list[RunSpec]:
+def methods_grid(
+    experiment: str, seeds_by_dataset: Mapping[str, Iterable[int]], methods: Iterable[str], cap: dict | None
+) -> list[RunSpec]:
     """Every method on every dataset with that dataset's seeds (seed-major within a dataset)."""
     return [
         RunSpec(experiment, d, m, s, cap=cap) for d, seeds in seeds_by_dataset.items() for s in seeds for m in methods
@@ -87,7 +95,7 @@ _DATA: dict = {}
 _ENCODERS: dict = {}
 
 
-def load_spec_dataset(spec: RunSpec):
+def load_spec_dataset(spec: RunSpec) -> TaxonomyDataset:
     """The dataset of a spec, after its cap / noise / synthetic coarse level (cached per process)."""
     from ..data import load_dataset
     from ..data.variants import with_coarse_noise, with_random_coarse
@@ -108,7 +116,7 @@ def load_spec_dataset(spec: RunSpec):
     return _DATA[key]
 
 
-def shared_encoder(name: str | None):
+def shared_encoder(name: str | None) -> Encoder:
     """The encoder ``name`` (default: the library's default encoder), built once per process and shared."""
     from ..encoders import Encoder
 
@@ -164,7 +172,7 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
     }
 
 
-def prepare(specs: list[RunSpec], log=print) -> None:
+def prepare(specs: list[RunSpec], log: Callable[[str], None] = print) -> None:
     """Encode, once and here, every split the specs will read (fills the cache for the workers)."""
     from ..runs import embed_split
 
@@ -188,7 +196,12 @@ def prepare(specs: list[RunSpec], log=print) -> None:
 
 
 def run_sweep(
-    specs: list[RunSpec], store: RunStore | str | Path, executor=None, *, log=print, progress: bool = True
+    specs: list[RunSpec],
+    store: RunStore | str | Path,
+    executor: LocalExecutor | RayExecutor | None = None,
+    *,
+    log: Callable[[str], None] = print,
+    progress: bool = True,
 ) -> list[dict]:
     """Run every spec not yet in ``store``; returns the summaries of the runs done now."""
     from tqdm.auto import tqdm
@@ -224,13 +237,13 @@ def run_sweep(
 
 
 def sweep(
-    specs,
-    out,
+    specs: list[RunSpec],
+    out: RunStore | str | Path,
     *,
     executor: str = "local",
     workers: int = 1,
     ray_address: str | None = None,
-    log=print,
+    log: Callable[[str], None] = print,
     progress: bool = True,
 ) -> list[dict]:
     """:func:`run_sweep` with an executor built from its name (and closed afterwards)."""

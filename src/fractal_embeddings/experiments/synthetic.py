@@ -9,6 +9,9 @@ train / 2,000 test rows). The report fits S = a H(L0)^2 + b H(L0) + c and gives 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "synthetic"
@@ -16,10 +19,12 @@ K0 = (2, 3, 5, 10, 15, 25, 50, 75)
 METHODS = ("v5-paper", "fractal", "mrl")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}
-QUICK = {"k0": (2, 10, 50), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {"k0": (2, 10, 50), "seeds": (42,), "cap": QUICK_CAP}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     k0s = QUICK["k0"] if quick else K0
     cap = QUICK["cap"] if quick else CAP
     out = []

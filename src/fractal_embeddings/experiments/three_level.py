@@ -9,6 +9,9 @@ on CLINC150, 3 on GoEmotions; the report gives per-level curves and S_02 (L0 vs 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from .sweep import QUICK_CAP, RunSpec, methods_grid
 
 NAME = "three-level"
@@ -16,10 +19,12 @@ SEEDS = {"clinc150-3level": (42, 123, 456, 789, 1024), "goemotions-3level": (42,
 METHODS = ("v5-paper", "fractal", "mrl")
 CAP = {"train": 10_000, "test": 2_000}
 DEFAULT_SEEDS = (42, 123, 456)
-QUICK = {"datasets": ("clinc150-3level",), "seeds": (42,), "cap": QUICK_CAP}
+QUICK: dict[str, Any] = {"datasets": ("clinc150-3level",), "seeds": (42,), "cap": QUICK_CAP}
 
 
-def specs(quick: bool = False, datasets=None, seeds=None) -> list[RunSpec]:
+def specs(
+    quick: bool = False, datasets: Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> list[RunSpec]:
     names = datasets or (QUICK["datasets"] if quick else tuple(SEEDS))
     by = {d: seeds or (QUICK["seeds"] if quick else SEEDS.get(d, DEFAULT_SEEDS)) for d in names}
     return methods_grid(NAME, by, METHODS, QUICK["cap"] if quick else CAP)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ..errors import FractalError
 from .base import Objective
@@ -41,7 +42,7 @@ def list_methods() -> list[str]:
     return list(OBJECTIVES)
 
 
-def get_objective(method: str | Objective, **options) -> Objective:
+def get_objective(method: str | Objective, **options: Any) -> Objective:
     """An objective instance by method name; ``options`` set its config fields."""
     if isinstance(method, Objective):
         return dataclasses.replace(method, **options) if options else method

@@ -6,7 +6,8 @@ An objective is a small dataclass (its fields are its config) with:
 * ``trainer_defaults``: trainer settings the method's recipe changes (e.g. HEAL's lr 1e-3);
 * ``plan(n_steps, batch_size, n_blocks, n_levels, generator)``: every random draw of a run, made up front as
   tensors (no per-step Python RNG calls, and the draws depend only on the seed);
-* ``loss(head, x, y, step, plan)``: the loss of one batch (``x`` encoder vectors, ``y`` the
+* ``loss(head, x, y, step, plan)`` (``head``: typed ``Any``, since each objective reads the methods
+  of the head kind it declares): the loss of one batch (``x`` encoder vectors, ``y`` the
   ``(batch, n_levels)`` labels, ``step`` the global step index into ``plan``);
 * optionally ``loss_terms(...)``: the same loss as ``(level, weighted term)`` pairs whose sum, in
   order, is ``loss`` (bit for bit); :meth:`Objective.loss_parts` groups them per level, which is what
@@ -15,8 +16,9 @@ An objective is a small dataclass (its fields are its config) with:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 
@@ -35,14 +37,15 @@ class Objective:
     def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int, generator: torch.Generator) -> dict:
         return {}
 
-    def loss(self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
-        total = 0.0
-        for _, term in self.loss_terms(head, x, y, step, plan):
+    def loss(self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
+        terms = [term for _, term in self.loss_terms(head, x, y, step, plan)]
+        total = terms[0]
+        for term in terms[1:]:
             total = total + term
         return total
 
     def loss_terms(
-        self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict
+        self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict
     ) -> list[tuple[int | None, torch.Tensor]]:
         """``(level, weighted term)`` pairs of the batch loss (level ``None``: not one level's).
         Objectives override :meth:`loss` or this; each default falls back on the other."""
@@ -51,7 +54,13 @@ class Objective:
         return [(None, self.loss(head, x, y, step, plan))]
 
     def loss_parts(
-        self, head, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict, level_names=None
+        self,
+        head: Any,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        step: int,
+        plan: dict,
+        level_names: Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor]:
         """The batch loss split per level: ``{level name: sum of its terms}`` (``"loss"`` for terms of
         no single level); the values sum to :meth:`loss` (up to the order of additions)."""

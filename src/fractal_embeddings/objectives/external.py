@@ -16,8 +16,9 @@ Trainer defaults: ``smec`` the seed's recipe (like ``v5-paper``); ``csr`` lr 1e-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 
 from .base import Objective
@@ -41,16 +42,18 @@ class SMEC(Objective):
     head_kind: ClassVar[str] = "linear"
     step_dependent: ClassVar[bool] = True  # its stages follow the run's steps
 
-    def plan(self, n_steps, batch_size, n_blocks, n_levels, generator) -> dict:
+    def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int, generator: torch.Generator) -> dict:
         stages = smec_stages(n_blocks)
         stage_of_step = [min(len(stages) - 1, s * len(stages) // max(1, n_steps)) for s in range(n_steps)]
         return {"stages": stages, "stage": stage_of_step}
 
-    def loss(self, head, x, y, step, plan):
+    def loss(self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
         e = head(x)
         fine = y.shape[1] - 1
         active = plan["stages"][: plan["stage"][step] + 1]
-        return sum(F.cross_entropy(head.prefix_logits(fine, e, j), y[:, fine]) for j in active) / len(active)
+        total = sum(F.cross_entropy(head.prefix_logits(fine, e, j), y[:, fine]) for j in active)
+        assert isinstance(total, torch.Tensor)  # every stage trains >= 1 prefix
+        return total / len(active)
 
 
 @dataclass
@@ -67,7 +70,7 @@ class CSR(Objective):
     def head_options(self) -> dict:
         return {"kind": "topk", "topk": self.topk}
 
-    def loss(self, head, x, y, step, plan):
+    def loss(self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
         h = head(x)
         loss = F.mse_loss(head.decode(h), x)
         if self.contrastive_weight:

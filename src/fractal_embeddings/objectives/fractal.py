@@ -36,14 +36,19 @@ epochs (contrastive losses need batches with positives).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .base import Objective
-from .losses import infonce_margin, supervised_contrastive
+from .losses import (
+    infonce_margin,
+    positive_pairs,
+    supervised_contrastive,
+    supervised_contrastive_stack,
+)
 from .prefix import default_prefix_probs, schedule_weights
 
 CONTRASTIVE = ("supcon", "infonce-margin")
@@ -56,6 +61,9 @@ class Fractal(Objective):
     name: ClassVar[str] = "fractal"
     head_kind: ClassVar[str] = "mlp"
     trainer_defaults: ClassVar[dict] = {"lr": 1e-3, "batch_size": 128, "epochs": 10}
+    # the fused loss (fused_terms) where it applies: block norm + supcon; False forces the per-term path
+    # (the reference the tests and bench/train_speed.py compare against; not part of the config)
+    fused: ClassVar[bool] = True
     schedule: str = "aligned"
     prefix_weight: float = 0.6
     prefix_probs: tuple[float, ...] | None = None
@@ -111,19 +119,26 @@ class Fractal(Objective):
             if self.refine:
                 frozen = j - 1
             elif self.stop_grad:
-                while frozen < j and owner[frozen] is not None and owner[frozen] < lv:
+                while frozen < j and (own := owner[frozen]) is not None and own < lv:
                     frozen += 1
             result.append((j, lv, float(w), frozen))
         return result
 
-    def plan(self, n_steps, batch_size, n_blocks, n_levels, generator) -> dict:
-        plan = {"terms": self.terms(n_blocks, n_levels)}
+    def plan(self, n_steps: int, batch_size: int, n_blocks: int, n_levels: int, generator: torch.Generator) -> dict:
+        plan: dict[str, Any] = {"terms": self.terms(n_blocks, n_levels)}
         if self.contrastive_weight and self.contrastive == "infonce-margin":  # draws only when used
             plan["positive_seeds"] = torch.randint(0, 2**62, (n_steps,), generator=generator)
         return plan
 
-    def loss_terms(self, head, x, y, step, plan):
+    def loss_terms(
+        self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict
+    ) -> list[tuple[int | None, torch.Tensor]]:
         e = head(x)
+        # the fused loss needs block norm, supcon, and a trainable block in every term's prefix (a term
+        # whose whole prefix is detached -- a one-block head -- takes the per-term path)
+        fusable = self.fused and head.head_config.block_norm and self.contrastive == "supcon"
+        if fusable and all(frozen < j for j, _, _, frozen in plan["terms"]):
+            return self.fused_terms(head, e, y, plan["terms"])
         block_dim = head.head_config.block_dim
         gen = None
         if "positive_seeds" in plan:
@@ -143,6 +158,56 @@ class Fractal(Objective):
                     c = infonce_margin(z, y[:, level], self.temperature, self.margin, gen)
                 term = term + self.contrastive_weight * c
             out.append((level, w * term))
+        return out
+
+    def fused_terms(
+        self, head: Any, e: torch.Tensor, y: torch.Tensor, terms: list[tuple[int, int, float, int]]
+    ) -> list[tuple[int | None, torch.Tensor]]:
+        """The same loss as the per-term path, every prefix's products built from per-block ones.
+
+        With block norm every block has unit norm, so prefix j has norm sqrt(j) and its cosine matrix
+        is the mean of the j per-block Gram matrices; a prefix's classifier logits are the bias plus
+        the sum of the per-block partial logits. So one batched product per quantity serves every term
+        (the per-term path pays for 1 + 2 + ... blocks), and the terms of one level that detach the same
+        blocks are scored together from cumulative sums: one cross-entropy and one contrastive call
+        over a stack of prefixes. A detached block enters as the detached Gram matrix / the partial
+        logits of the detached block (the classifier still learns from it, as on the per-term path).
+        Equal to the per-term path up to float rounding (tests/test_objectives.py); returns one
+        ``(level, weighted sum of its terms)`` pair per level and detached-block count."""
+        n, (n_blocks, block_dim) = len(e), (head.head_config.n_blocks, head.head_config.block_dim)
+        blocks = e.view(n, n_blocks, block_dim).transpose(0, 1)  # (blocks, rows, block_dim)
+        groups: dict[tuple[int, int], dict[int, float]] = {}  # (level, detached blocks) -> {prefix j: weight}
+        for j, level, w, frozen in terms:
+            group = groups.setdefault((level, frozen), {})
+            group[j] = group.get(j, 0.0) + w  # the full-vector term and the last prefix's share one score
+        contrast_all = self.contrastive_on == "all"
+        gram = torch.bmm(blocks, blocks.transpose(1, 2)) if self.contrastive_weight else None
+        out: list[tuple[int | None, torch.Tensor]] = []
+        for (level, frozen), group in groups.items():
+            js = sorted(group)
+            at = torch.tensor([j - frozen - 1 for j in js], device=e.device)
+            weights = torch.tensor([group[j] for j in js], dtype=e.dtype, device=e.device)
+            cls = head.classifiers[level]
+            wb = cls.weight.view(-1, n_blocks, block_dim).permute(1, 2, 0)  # (blocks, block_dim, classes)
+            every = js == list(range(frozen + 1, js[-1] + 1))  # every prefix: no selection needed
+            logits = torch.bmm(blocks[frozen : js[-1]], wb[frozen : js[-1]]).cumsum(0)
+            logits = (logits if every else logits[at]) + cls.bias
+            if frozen:
+                logits = logits + torch.bmm(blocks[:frozen].detach(), wb[:frozen]).sum(0)
+            labels = y[:, level]
+            losses = F.cross_entropy(logits.flatten(0, 1), labels.repeat(len(js)), reduction="none")
+            losses = losses.view(len(js), n).mean(1)
+            keep = [i for i, j in enumerate(js) if contrast_all or j in (1, n_blocks)]
+            if gram is not None and keep:
+                sims = gram[frozen : js[-1]].cumsum(0)
+                if not (every and len(keep) == len(js)):
+                    sims = sims[at[keep]]
+                if frozen:
+                    sims = sims + gram[:frozen].detach().sum(0)
+                scale = torch.tensor([js[i] * self.temperature for i in keep], dtype=e.dtype, device=e.device)
+                c = supervised_contrastive_stack(sims / scale[:, None, None], positive_pairs(labels))
+                losses = losses.index_add(0, at.new_tensor(keep), self.contrastive_weight * c)
+            out.append((level, (weights * losses).sum()))
         return out
 
 

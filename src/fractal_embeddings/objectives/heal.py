@@ -20,7 +20,7 @@ batches so the contrastive loss sees positives): lr 1e-3, batch 64, 20 epochs.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -45,13 +45,14 @@ class Heal(Objective):
 
         heal_segments(n_blocks, n_levels)
 
-    def loss(self, head, x, y, step, plan):
+    def loss(self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
         zs = head.level_outputs(x)
         e = torch.cat(zs, dim=1)
-        total = 0.0
+        total: torch.Tensor | float = 0.0
         for level in range(len(zs)):
             z = F.normalize(e[:, : head.ends[level]], dim=1)
             total = total + supervised_contrastive(z, y[:, level], self.temperature)
             if self.ce_weight:
                 total = total + self.ce_weight * F.cross_entropy(head.logits(level, e), y[:, level])
+        assert isinstance(total, torch.Tensor)  # one term per level, and there are >= 2 levels
         return total

@@ -24,7 +24,7 @@ gets block dropout: block b is kept with probability ``block_keep[b]`` (default 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -113,7 +113,9 @@ class PrefixSupervision(Objective):
         terms = {jj: self.terms(jj, n_blocks, n_levels) for jj in range(1, n_blocks + 1)}
         return {"j": j.tolist(), "block_mask": masks.to(torch.float32), "terms": terms}
 
-    def loss_terms(self, head, x, y, step, plan):
+    def loss_terms(
+        self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict
+    ) -> list[tuple[int | None, torch.Tensor]]:
         e = head(x)
         n_blocks, block_dim = head.head_config.n_blocks, head.head_config.block_dim
         if "block_mask" in plan:

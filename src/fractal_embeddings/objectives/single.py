@@ -11,8 +11,9 @@ with its short prefix (coarse) and its full vector (fine).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 
 from ..errors import FractalError
@@ -44,6 +45,6 @@ class SingleLevel(Objective):
         if self.head not in ("linear", "mlp"):
             raise FractalError(f"single-level trains the linear or mlp head, got {self.head!r}")
 
-    def loss(self, head, x, y, step, plan):
+    def loss(self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:
         level = self.level % head.n_levels
         return F.cross_entropy(head.logits(level, head(x)), y[:, level])

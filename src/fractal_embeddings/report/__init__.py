@@ -8,8 +8,11 @@ table (:mod:`.claims`), whose rows for experiments not run yet say so.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
+
+import pandas as pd
 
 from ..errors import FractalError
 from .claims import claims_table
@@ -21,19 +24,25 @@ FORMATS = ("md", "latex")
 
 def _latency(results: Path) -> dict | None:
     """``latency.json`` of the latency experiment (a full run beats a quick one)."""
+    from ..analysis import LATENCY_NAME, LATENCY_RESULT_FILE
+
+    return _measurements(results, LATENCY_NAME, LATENCY_RESULT_FILE)
+
+
+def _measurements(results: Path, name: str, file: str) -> dict | None:
+    """The measurements file of an experiment that measures rather than trains (a full run beats a quick one)."""
     import json
 
-    from ..analysis import LATENCY_NAME, LATENCY_RESULT_FILE
     from ..store import store_dir
 
     for quick in (False, True):
-        path = store_dir(results, LATENCY_NAME, quick) / LATENCY_RESULT_FILE
+        path = store_dir(results, name, quick) / file
         if path.is_file():
             return json.loads(path.read_text(encoding="utf-8"))
     return None
 
 
-def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section], dict, object]:
+def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section], dict, pd.DataFrame]:
     df = load_frame(results)
     sections, facts = [], {}
     for name, fn in SECTIONS.items():
@@ -42,6 +51,10 @@ def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section]
             g = g.reset_index(drop=True)
             if name == "latency":  # measurements, not run records: read beside them
                 g.attrs["latency"] = _latency(Path(results))
+            if name == "search":
+                from ..analysis import SEARCH_NAME, SEARCH_RESULT_FILE
+
+                g.attrs["search"] = _measurements(Path(results), SEARCH_NAME, SEARCH_RESULT_FILE)
             sec = fn(g, fig_dir, root)
             if bool(g["quick"].any()):
                 sec.title += " (quick run: subsets, fewer seeds)"
@@ -50,7 +63,9 @@ def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section]
     return sections, facts, df
 
 
-def write_report(results: str | Path = "results", out: str | Path | None = None, formats=("md",)) -> Path:
+def write_report(
+    results: str | Path = "results", out: str | Path | None = None, formats: Iterable[str] = ("md",)
+) -> Path:
     """Write the report of every experiment under ``results``; returns the Markdown path."""
     from .. import __version__
 

@@ -1,5 +1,6 @@
 """The claims table: one row per claim of the seed (C1..C24, read from the seed's ``claims.md``,
-see :func:`claims_file`) with the seed's value, ours (from the run records, via the report sections' facts) and a verdict.
+see :func:`claims_file`) with the seed's value, ours (from the run records, via the report sections' facts) and a
+verdict.
 
 Verdicts: ``reproduced``, ``not reproduced``, ``not testable here`` (with the reason), or
 ``not run yet`` (the experiment that tests it is not in this results directory). Each claim's
@@ -11,7 +12,9 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +23,8 @@ from ..errors import FractalError
 from .tables import Table, num, pval
 
 ALPHA = 0.05
+Verdict = tuple[str, str, str]  # (ours, verdict, verdict rule)
+Rule = Callable[[dict, str], Verdict]  # (report facts, the seed's value) -> Verdict
 
 
 CLAIMS_ENV = "FRACTAL_CLAIMS"
@@ -49,15 +54,23 @@ def seed_claims(path: str | Path | None = None) -> dict[str, tuple[str, str]]:
     return out
 
 
-def _sd(a) -> float:
+def _sd(a: Any) -> float:
     return float(np.std(a, ddof=1)) if len(a) > 1 else float("nan")
 
 
+def _number(pattern: str, s: str, group: int = 0) -> float:
+    """The number ``pattern`` finds in a seed's value (one line naming the value when there is none)."""
+    m = re.search(pattern, s)
+    if m is None:
+        raise FractalError(f"the seed's value {s!r} has no number where its claim's rule reads one; check claims.md")
+    return float(m.group(group))
+
+
 def _first_number(s: str) -> float:
-    return float(re.search(r"[-+]?\d*\.\d+|[-+]?\d+", s).group())
+    return _number(r"[-+]?\d*\.\d+|[-+]?\d+", s)
 
 
-def _S(facts, variant, dataset):
+def _S(facts: dict, variant: str, dataset: str) -> Any:
     return facts["main"]["S"].get(variant, {}).get(dataset)
 
 
@@ -65,7 +78,7 @@ def _pending(exp: str) -> tuple[str, str, str]:
     return "-", "not run yet", f"needs the `{exp}` experiment in this results directory"
 
 
-def c1(f, seed):
+def c1(f: dict, seed: str) -> Verdict:
     m = f.get("main")
     if not m:
         return _pending("main")
@@ -77,8 +90,8 @@ def c1(f, seed):
     return ours, "reproduced" if ok else "not reproduced", "mean S of v5-paper above mrl's on every dataset run (>= 3)"
 
 
-def per_dataset(dataset):
-    def rule(f, seed):
+def per_dataset(dataset: str) -> Rule:
+    def rule(f: dict, seed: str) -> Verdict:
         m = f.get("main")
         if not m or _S(f, "v5-paper", dataset) is None:
             return _pending("main") if not m else ("-", "not run yet", f"{dataset} not in the main experiment")
@@ -102,17 +115,17 @@ def per_dataset(dataset):
     return rule
 
 
-def c6(f, seed):
+def c6(f: dict, seed: str) -> Verdict:
     return "-", "not testable here", "Yahoo Answers, arXiv, DBPedia Classes and WOS are not reachable from this machine"
 
 
-def c7(f, seed):
-    m = f.get("main")
-    fam = (m or {}).get("families", {}).get("v5-paper", {})
+def c7(f: dict, seed: str) -> Verdict:
+    m = f.get("main") or {}
+    fam = m.get("families", {}).get("v5-paper", {})
     if not fam.get("meta"):
         return _pending("main")
     p = fam["meta"]["pooled"]
-    seed_d = float(re.search(r"\bd\s+([-+]?[\d.]+)", seed).group(1))
+    seed_d = _number(r"\bd\s+([-+]?[\d.]+)", seed, 1)
     ours = (
         f"pooled d {p['pooled']:.2f} [{p['ci'][0]:.2f}, {p['ci'][1]:.2f}], p = {pval(p['p'])}, "
         f"I² = {100 * p['I2']:.0f}% ({p['k']} datasets)"
@@ -128,7 +141,7 @@ def c7(f, seed):
     )
 
 
-def c8(f, seed):
+def c8(f: dict, seed: str) -> Verdict:
     fam = (f.get("main") or {}).get("families", {}).get("v5-paper")
     if not fam:
         return _pending("main")
@@ -141,16 +154,17 @@ def c8(f, seed):
     )
 
 
-def c9(f, seed):
+def c9(f: dict, seed: str) -> Verdict:
     sc = (f.get("main") or {}).get("scaling", {}).get("v5-paper")
     if not sc:
         return _pending("main")
     h, pr = sc["H"], sc["product"]
     ours = (
-        f"ρ(S, H) {h['spearman']:+.2f}, p {pval(h['spearman_p'])} (bootstrap CI [{h['bootstrap']['ci'][0]:+.2f}, {h['bootstrap']['ci'][1]:+.2f}]); "
+        f"ρ(S, H) {h['spearman']:+.2f}, p {pval(h['spearman_p'])} "
+        f"(bootstrap CI [{h['bootstrap']['ci'][0]:+.2f}, {h['bootstrap']['ci'][1]:+.2f}]); "
         f"product: ρ {pr['spearman']:+.2f}, r {pr['pearson']:+.2f} ({h['n']} datasets)"
     )
-    seed_rho = float(re.search(r"=\s*([-+]?[\d.]+)", seed).group(1))
+    seed_rho = _number(r"=\s*([-+]?[\d.]+)", seed, 1)
     ok = (
         h["spearman"] > 0 and h["spearman_p"] < ALPHA and h["bootstrap"]["ci"][0] <= seed_rho <= h["bootstrap"]["ci"][1]
     )
@@ -158,13 +172,14 @@ def c9(f, seed):
         ours,
         "reproduced" if ok else "not reproduced",
         (
-            f"for v5-paper, ρ(S, H(L1|L0)) > 0 with p < {ALPHA} and the seed's ρ ({seed_rho:.2f}) inside our bootstrap CI"
+            f"for v5-paper, ρ(S, H(L1|L0)) > 0 with p < {ALPHA} "
+            f"and the seed's ρ ({seed_rho:.2f}) inside our bootstrap CI"
         ),
     )
 
 
-def ablation(dataset):
-    def rule(f, seed):
+def ablation(dataset: str) -> Rule:
+    def rule(f: dict, seed: str) -> Verdict:
         a = (f.get("ablation") or {}).get("v5-paper", {}).get(dataset)
         if not a:
             return _pending("ablation")
@@ -187,7 +202,7 @@ def ablation(dataset):
     return rule
 
 
-def c19(f, seed):
+def c19(f: dict, seed: str) -> Verdict:
     rob = (f.get("main") or {}).get("robustness", {}).get("v5-paper")
     if not rob:
         return _pending("main")
@@ -208,7 +223,7 @@ def c19(f, seed):
     )
 
 
-def c24(f, seed):
+def c24(f: dict, seed: str) -> Verdict:
     m = f.get("main")
     if not m:
         return _pending("main")
@@ -233,13 +248,13 @@ def c24(f, seed):
     )
 
 
-def c12(f, seed):
+def c12(f: dict, seed: str) -> Verdict:
     sy = f.get("synthetic")
     if not sy or "v5-paper" not in sy.get("fits", {}):
         return _pending("synthetic")
     fit = sy["fits"]["v5-paper"]
 
-    def shape(ft):
+    def shape(ft: dict) -> str:
         kind = "peak" if ft["is_peak"] else "minimum (convex)"
         where = f"K0 ≈ {ft['peak_K0']:.1f}" + ("" if ft.get("vertex_inside", True) else " (outside the K0 range run)")
         return f"{kind} at {where}, R² {ft['r2']:.3f}"
@@ -263,7 +278,7 @@ def c12(f, seed):
     )
 
 
-def c13(f, seed):
+def c13(f: dict, seed: str) -> Verdict:
     ce = f.get("cross-encoder")
     reason = "BGE-small, E5-small and Qwen3-0.6B need the Hugging Face hub, not reachable here"
     if not ce:
@@ -275,7 +290,7 @@ def c13(f, seed):
     return "V5-MRL gap " + ours, "not testable here", reason + "; our offline encoders shown for comparison"
 
 
-def c18(f, seed):
+def c18(f: dict, seed: str) -> Verdict:
     tl = next((v for k, v in (f.get("three-level") or {}).items() if k.startswith("clinc150")), None)
     if not tl or "v5-paper" not in tl or "mrl" not in tl or "S_02" not in tl["v5-paper"]:
         return _pending("three-level")
@@ -296,7 +311,7 @@ def c18(f, seed):
     )
 
 
-def c20(f, seed):
+def c20(f: dict, seed: str) -> Verdict:
     nz = (f.get("noise") or {}).get("v5-paper")
     if not nz or 0.1 not in nz or 0.5 not in nz:
         return _pending("noise")
@@ -308,7 +323,7 @@ def c20(f, seed):
     return ours, "reproduced" if ok else "not reproduced", "v5-paper keeps >= 70% of S at 10% noise, less at 50%"
 
 
-def c21(f, seed):
+def c21(f: dict, seed: str) -> Verdict:
     cap = (f.get("capacity") or {}).get("v5-paper")
     if not cap:
         return _pending("capacity")
@@ -324,7 +339,7 @@ def c21(f, seed):
     )
 
 
-def c23(f, seed):
+def c23(f: dict, seed: str) -> Verdict:
     ex = (f.get("external") or {}).get("clinc150")
     if not ex or not all(m in ex for m in ("heal", "v5-paper", "csr", "smec")):
         return _pending("external")
@@ -337,7 +352,7 @@ def c23(f, seed):
     )
 
 
-def c22(f, seed):
+def c22(f: dict, seed: str) -> Verdict:
     bb = f.get("backbone-control") or {}
     need = (("v5-paper", "head-only"), ("mrl", "fine-tuned"))
     have = {d: v for d, v in bb.items() if all(k in v for k in need)}
@@ -357,7 +372,7 @@ def c22(f, seed):
     )
 
 
-def c14(f, seed):
+def c14(f: dict, seed: str) -> Verdict:
     r = ((f.get("retrieval") or {}).get("retrieval") or {}).get("clinc150") or {}
     if "v5-paper" not in r or "mrl" not in r:
         return _pending("retrieval")
@@ -374,12 +389,12 @@ def c14(f, seed):
     )
 
 
-def c15(f, seed):
+def c15(f: dict, seed: str) -> Verdict:
     p = ((f.get("retrieval") or {}).get("pareto") or {}).get("clinc150") or {}
     if "v5-paper" not in p:
         return _pending("pareto")
 
-    def say(m):
+    def say(m: str) -> str:
         c = p[m]["crossover"]
         return f"{m} crossover {'none' if c is None else f'{c:.2f}'}, {p[m]['gain_half_pp']:+.1f} pp at alpha 0.5"
 
@@ -390,12 +405,13 @@ def c15(f, seed):
         "CLINC150: " + ours,
         "reproduced" if ok else "not reproduced",
         (
-            "CLINC150: v5-paper routing is at least as accurate as mrl at full length for every alpha >= a crossover <= 0.35"
+            "CLINC150: v5-paper routing is at least as accurate as mrl at full length "
+            "for every alpha >= a crossover <= 0.35"
         ),
     )
 
 
-def c16(f, seed):
+def c16(f: dict, seed: str) -> Verdict:
     lat = f.get("latency") or {}
     if not lat:
         return _pending("latency")
@@ -410,12 +426,13 @@ def c16(f, seed):
         ours,
         "reproduced" if ok else "not reproduced",
         (
-            "batch-1 p50 latency 256d / 64d >= 3x on HNSW at recall@10 >= 0.95, on every corpus where that recall is reached"
+            "batch-1 p50 latency 256d / 64d >= 3x on HNSW at recall@10 >= 0.95, "
+            "on every corpus where that recall is reached"
         ),
     )
 
 
-def c17(f, seed):
+def c17(f: dict, seed: str) -> Verdict:
     d = (f.get("dual-encoder") or {}).get("clinc150")
     if not d or "v5-paper" not in d:
         return _pending("dual-encoder")
@@ -432,15 +449,15 @@ def c17(f, seed):
     )
 
 
-def not_here(reason):
-    def rule(f, seed):
+def not_here(reason: str) -> Rule:
+    def rule(f: dict, seed: str) -> Verdict:
         return "-", "not testable here", reason
 
     return rule
 
 
-def pending(exp):
-    def rule(f, seed):
+def pending(exp: str) -> Rule:
+    def rule(f: dict, seed: str) -> Verdict:
         return _pending(exp)
 
     return rule

@@ -4,8 +4,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 COLORS = {
     "fractal": "#1b9e77",
@@ -22,7 +27,7 @@ COLORS = {
 }
 
 
-def _plt():
+def _plt() -> ModuleType:  # matplotlib.pyplot on the Agg backend
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,7 +36,7 @@ def _plt():
     return plt
 
 
-def _save(fig, out_dir: Path, stem: str) -> Path:
+def _save(fig: Figure, out_dir: Path, stem: str) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_dir / f"{stem}.png", dpi=130, bbox_inches="tight")
     fig.savefig(out_dir / f"{stem}.pdf", bbox_inches="tight", metadata={"CreationDate": None})  # same bytes each run
@@ -81,10 +86,10 @@ def forest(families: dict, out_dir: Path, stem: str = "forest") -> Path:
         figsize=(5.2 * len(families), 0.5 * max(len(f["studies"]) for f in families.values()) + 1.8),
         squeeze=False,
     )
-    for ax, (label, fam) in zip(axes[0], families.items()):
+    for ax, (label, fam) in zip(axes[0], families.items(), strict=True):
         studies = fam["studies"]
         ys = np.arange(len(studies), 0, -1)
-        for y, (name, d, var) in zip(ys, studies):
+        for y, (_name, d, var) in zip(ys, studies, strict=True):
             half = 1.96 * np.sqrt(var)
             ax.errorbar(d, y, xerr=half, fmt="s", color="black", ms=5, capsize=3)
         pooled = fam["pooled"]
@@ -135,9 +140,9 @@ def scatter_fit(panels: list[dict], out_dir: Path, stem: str, ylabel: str = "ste
     """``panels[i] = {"x", "y", "labels", "xlabel", "title", "fit": "linear"|"quadratic"|None}``."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
-    for ax, p in zip(axes[0], panels):
+    for ax, p in zip(axes[0], panels, strict=True):
         x, y = np.asarray(p["x"], float), np.asarray(p["y"], float)
-        for s, (xx, yy, lab) in enumerate(zip(x, y, p.get("labels") or [""] * len(x))):
+        for s, (xx, yy, lab) in enumerate(zip(x, y, p.get("labels") or [""] * len(x), strict=True)):
             if p.get("legend"):  # one colour and legend entry per point (close points stay readable)
                 ax.scatter(xx, yy, color=color(lab, s), zorder=3, label=lab, s=45)
                 continue
@@ -146,7 +151,7 @@ def scatter_fit(panels: list[dict], out_dir: Path, stem: str, ylabel: str = "ste
                 ax.annotate(lab, (xx, yy), textcoords="offset points", xytext=(4, 4), fontsize=8)
         if p.get("legend"):
             ax.legend(fontsize=8)
-        deg = {"linear": 1, "quadratic": 2}.get(p.get("fit"))
+        deg = {"linear": 1, "quadratic": 2}.get(p.get("fit") or "")
         if deg and len(x) > deg:
             grid = np.linspace(x.min(), x.max(), 100)
             ax.plot(grid, np.polyval(np.polyfit(x, y, deg), grid), color="black", lw=1, label=f"{p['fit']} fit")
@@ -169,7 +174,7 @@ def line_panels(panels: list[dict], out_dir: Path, stem: str) -> Path:
     ``"points": [(x, y, label)]`` (single markers), ``"logy"``, ``"xticks"``."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.5), squeeze=False)
-    for ax, p in zip(axes[0], panels):
+    for ax, p in zip(axes[0], panels, strict=True):
         for i, (x, y, lab) in enumerate(p.get("series", [])):  # "v5-paper routing" is coloured as v5-paper
             ax.plot(x, y, marker="o", ms=3, color=color(str(lab).split()[0], i), label=lab)
         for i, (x, y, lab) in enumerate(p.get("points", [])):
@@ -183,5 +188,52 @@ def line_panels(panels: list[dict], out_dir: Path, stem: str) -> Path:
         ax.set_title(p.get("title", ""), fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)
+
+
+def recall_vs_latency(panels: list[dict], out_dir: Path, stem: str = "search_modes") -> Path:
+    """One panel per dict ``{"title", "series": [(latency_us, recall, method, mode), ...], "exact": [(x, y,
+    method)], "hnsw": [(x, y, method)]}``: each (method, mode) a line over its candidates (colour: method,
+    marker: mode), exact full-vector search a star, HNSW on the full vector a cross; log latency axis;
+    one legend below the panels."""
+    from matplotlib.ticker import NullFormatter
+
+    plt = _plt()
+    markers = {
+        "zoom@64": "v",
+        "funnel": "o",
+        "routed": "s",
+        "routed top-2": "D",
+        "funnel hnsw": "^",
+        "routed hnsw": "P",
+    }
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.6 * len(panels), 4.0), squeeze=False)
+    handles: dict = {}
+    for ax, p in zip(axes[0], panels, strict=True):
+        for i, (x, y, method, mode) in enumerate(p["series"]):
+            (line,) = ax.plot(
+                x,
+                y,
+                marker=markers.get(mode, "o"),
+                ms=4,
+                lw=1,
+                ls="-" if "hnsw" not in mode else ":",
+                color=color(method, i),
+            )
+            handles.setdefault(f"{method} {mode}", line)
+        for key, marker, size in (("exact", "*", 160), ("hnsw", "X", 70)):
+            for i, (x, y, method) in enumerate(p.get(key, [])):
+                pt = ax.scatter(
+                    [x], [y], marker=marker, s=size, color=color(method, i), edgecolor="black", linewidths=0.6, zorder=3
+                )
+                handles.setdefault(f"{method} {'exact (flat)' if key == 'exact' else 'HNSW'} 256-d", pt)
+        ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())  # decades only: minor labels overlap
+        ax.set_xlabel("median latency per query, batch 1 (us)")
+        ax.set_ylabel("recall@10 vs exact full-vector search")
+        ax.set_title(p.get("title", ""), fontsize=10)
+        ax.grid(alpha=0.3)
+    fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=8)
     fig.tight_layout()
     return _save(fig, out_dir, stem)

@@ -11,11 +11,13 @@ untrained encoder's ``base_L{level}@j{prefix}``, retrieval metrics when the reco
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import pandas as pd
 
 from ..errors import FractalError
+from ..records import RunRecord
 from ..store import RunStore
 
 
@@ -30,7 +32,7 @@ def _acc_columns(acc: dict, block_dim: int, levels: list[str], prefix: str = "")
     return out
 
 
-def record_row(rec, experiment: str, key: str = "") -> dict:
+def record_row(rec: RunRecord, experiment: str, key: str = "") -> dict:
     """One table row of a :class:`~fractal_embeddings.records.RunRecord`."""
     head = rec.head
     bd = head.block_dim
@@ -73,7 +75,7 @@ def record_row(rec, experiment: str, key: str = "") -> dict:
     return row
 
 
-def load_frame(results: str | Path, experiments=None) -> pd.DataFrame:
+def load_frame(results: str | Path, experiments: Collection[str] | None = None) -> pd.DataFrame:
     """Every run record under ``results/<experiment>/`` (or under ``results`` itself when it is one
     experiment's store)."""
     results = Path(results)

@@ -9,17 +9,22 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..experiments import objective_study as study
 
+if TYPE_CHECKING:
+    from ..records import RunRecord
+
 TIE = 0.005  # mean-S differences below this count as ties (then the cheaper variant wins)
 TAX_PP = 1.0  # allowed full-length fine-accuracy loss vs the matched MRL control, in points
 
 
-def load_records(results: str | Path) -> list:
+def load_records(results: str | Path) -> list[RunRecord]:
     from ..records import load_record
 
     out = []
@@ -31,22 +36,23 @@ def load_records(results: str | Path) -> list:
     return out
 
 
-def _fine_full(rec) -> float:
+def _fine_full(rec: RunRecord) -> float:
     return float(rec.scores.table(rec.level_names)[-1, -1])
 
 
-def _coarse_short(rec) -> float:
+def _coarse_short(rec: RunRecord) -> float:
     return float(rec.scores.table(rec.level_names)[0, 0])
 
 
-def _base_fine_full(rec) -> float:
+def _base_fine_full(rec: RunRecord) -> float:
     return float(rec.baseline.table(rec.level_names)[-1, -1])
 
 
-def summarise(records: list) -> dict:
+def summarise(records: list[RunRecord]) -> dict:
     """``cells[(dataset, variant)]`` = per-seed values and their mean / SD."""
     cells: dict = defaultdict(lambda: defaultdict(list))
     for r in records:
+        assert r.tags is not None  # load_records keeps tagged records only
         c = cells[(r.dataset.name, r.tags["variant"])]
         c["seed"].append(r.seed)
         c["S"].append(r.steerability["S"])
@@ -60,23 +66,23 @@ def summarise(records: list) -> dict:
     return out
 
 
-def _m(a) -> float:
+def _m(a: Any) -> float:
     return float(np.mean(a))
 
 
-def _sd(a) -> float:
+def _sd(a: Any) -> float:
     return float(np.std(a, ddof=1)) if len(a) > 1 else float("nan")
 
 
-def select(cells: dict, datasets) -> tuple[str | None, list[dict]]:
+def select(cells: dict, datasets: Sequence[str]) -> tuple[str | None, list[dict]]:
     """Apply the selection rule; returns the winner and one row per aligned variant."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for v in study.VARIANTS:
         if v.control_of is not None or v.datasets is not None:
             continue
         control = f"{v.name} [mrl]"
         have = [d for d in datasets if (d, v.name) in cells and (d, control) in cells]
-        row = {"variant": v.name, "datasets": have, "complete": len(have) == len(datasets)}
+        row: dict[str, Any] = {"variant": v.name, "datasets": have, "complete": len(have) == len(datasets)}
         if not have:
             rows.append(row)
             continue
@@ -96,11 +102,11 @@ def select(cells: dict, datasets) -> tuple[str | None, list[dict]]:
     return min(tied, key=lambda r: r["cost_s"])["variant"], rows
 
 
-def _fmt(a, digits=3) -> str:
+def _fmt(a: Any, digits: int = 3) -> str:
     return f"{_m(a):+.{digits}f} ± {_sd(a):.{digits}f}" if len(a) > 1 else f"{_m(a):+.{digits}f}"
 
 
-def _figure(cells: dict, datasets, path: Path) -> None:
+def _figure(cells: dict, datasets: Sequence[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -251,16 +257,16 @@ def write_report(results: str | Path = "results/objective-study", out: str | Pat
     return out
 
 
-def _targets(cells: dict, winner: str | None, datasets) -> list[str]:
+def _targets(cells: dict, winner: str | None, datasets: Sequence[str]) -> list[str]:
     if winner is None:
         return ["No winner yet, so the targets are not evaluated."]
     c = cells.get(("clinc150", winner))
     k = cells.get(("clinc150", f"{winner} [mrl]"))
     heal = cells.get(("clinc150", "heal"))
-    v5 = {d: cells.get((d, "v5-paper")) for d in datasets}
+    v5: dict[str, Any] = {d: cells.get((d, "v5-paper")) for d in datasets}
     lines = ["| target | measured | met |", "|---|---|---|"]
 
-    def row(name, measured, ok):
+    def row(name: str, measured: str, ok: bool) -> None:
         lines.append(f"| {name} | {measured} | {'yes' if ok else 'no'} |")
 
     if c is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -13,10 +14,10 @@ class Table:
     name: str  # file stem of the LaTeX export, e.g. "main_steerability"
     caption: str
     columns: list[str]
-    rows: list[list] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
     align: str | None = None  # one of l/r per column; default: first column left, the rest right
 
-    def add(self, *cells) -> None:
+    def add(self, *cells: Any) -> None:
         if len(cells) != len(self.columns):
             raise ValueError(f"table {self.name}: {len(cells)} cells for {len(self.columns)} columns")
         self.rows.append([_cell(c) for c in cells])
@@ -71,7 +72,7 @@ class Table:
         )
 
 
-def _cell(c) -> str:
+def _cell(c: Any) -> str:
     if c is None:
         return "-"
     if isinstance(c, (float, np.floating)):
@@ -79,7 +80,7 @@ def _cell(c) -> str:
     return str(c)
 
 
-def pm(values, digits: int = 3, signed: bool = True) -> str:
+def pm(values: Any, digits: int = 3, signed: bool = True) -> str:
     """``mean ± SD`` over seeds (just the mean for one value)."""
     a = np.asarray(values, dtype=float)
     if len(a) == 0:
@@ -89,13 +90,13 @@ def pm(values, digits: int = 3, signed: bool = True) -> str:
     return f"{m} ± {a.std(ddof=1):.{digits}f}" if len(a) > 1 else m
 
 
-def num(x, digits: int = 3, signed: bool = False) -> str:
+def num(x: Any, digits: int = 3, signed: bool = False) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "-"
     return f"{x:{'+' if signed else ''}.{digits}f}"
 
 
-def pval(p) -> str:
+def pval(p: Any) -> str:
     if p is None or (isinstance(p, float) and math.isnan(p)):
         return "-"
     return f"{p:.2e}" if p < 1e-3 else f"{p:.4f}"
