@@ -13,6 +13,8 @@ from fractal_embeddings.records import SCHEMA, RunRecord, RunRecordError, load_r
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "results" / "main" / "trec" / "fractal" / "seed42" / "record.json"
+# a committed record written under the first schema (v5-paper's arithmetic has not changed since)
+SAMPLE_V1 = REPO / "results" / "main" / "trec" / "v5-paper" / "seed42" / "record.json"
 
 
 def test_every_committed_record_loads_typed_and_round_trips():
@@ -58,8 +60,9 @@ def test_edited_fields_fail_in_one_line_naming_the_field(tmp_path, path, value, 
 
 
 def test_schemas(tmp_path):
-    d = json.loads(SAMPLE.read_text())
+    d = json.loads(SAMPLE_V1.read_text())
     assert d["schema"] == "fractal-embeddings/run-record/1" and SCHEMA.endswith("/2")
+    assert load_record(SAMPLE_V1).to_dict() == d  # a /1 record loads, and round-trips as written
     new = copy.deepcopy(d) | {"schema": SCHEMA}
     assert RunRecord.from_dict(new).to_dict() == new
     for schema, msg in (
