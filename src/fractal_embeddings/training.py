@@ -9,8 +9,9 @@ caller's overrides win over both.
 Speed: training runs on tensors already in memory: the rows are shuffled once per epoch so a batch
 is a view, every random draw is made before the loop, the parameters live in one flat buffer per
 learning rate (one gradient norm and one fused AdamW kernel call per step, without torch.optim's
-overhead), and torch runs single-threaded, which is fastest for these tiny matmuls. At batch 16 a
-step is bound by its matrix products (bench/train_speed.py).
+overhead), and torch runs single-threaded, which is fastest for these tiny matmuls. A step still
+costs a few times its matrix products (the floor bench/train_speed.py measures): at batch 16 the
+per-step overhead dominates.
 Deterministic: the same seed gives the same weights on the same machine and torch build.
 """
 
@@ -141,7 +142,7 @@ class FusedAdamW:
     ``torch.optim.AdamW(fused=True)`` runs the same kernel (``torch._fused_adamw_``) with the same
     state (float32 step counters on the parameters' device), so the weights are bit-identical
     (tests/test_training.py), without the ``torch.optim.Optimizer`` machinery: that imports
-    ``torch._dynamo`` on first use (about 1.5 s of every fresh process) and costs Python time every
+    ``torch._dynamo`` on first use (1.6 s of a profiled ``fractal train`` here) and costs Python time every
     step. Devices without the fused kernel use ``torch.optim.AdamW``."""
 
     FUSED_DEVICES = ("cpu", "cuda")
