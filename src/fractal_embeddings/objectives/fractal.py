@@ -150,7 +150,7 @@ class Fractal(Objective):
                 p = torch.cat([p[:, : frozen * block_dim].detach(), p[:, frozen * block_dim :]], dim=1)
             term = head.prefix_logits(level, p, j)
             term = F.cross_entropy(term, y[:, level])
-            if self.contrastive_weight and (self.contrastive_on == "all" or j in (1, head.head_config.n_blocks)):
+            if self.contrasts(j, head.head_config.n_blocks):
                 z = F.normalize(p, dim=1)
                 if self.contrastive == "supcon":
                     c = supervised_contrastive(z, y[:, level], self.temperature)
@@ -159,6 +159,10 @@ class Fractal(Objective):
                 term = term + self.contrastive_weight * c
             out.append((level, w * term))
         return out
+
+    def contrasts(self, j: int, n_blocks: int) -> bool:
+        """Whether prefix j's terms carry the contrastive loss (both paths ask this)."""
+        return bool(self.contrastive_weight) and (self.contrastive_on == "all" or j in (1, n_blocks))
 
     def fused_terms(
         self, head: Any, e: torch.Tensor, y: torch.Tensor, terms: list[tuple[int, int, float, int]]
@@ -180,7 +184,6 @@ class Fractal(Objective):
         for j, level, w, frozen in terms:
             group = groups.setdefault((level, frozen), {})
             group[j] = group.get(j, 0.0) + w  # the full-vector term and the last prefix's share one score
-        contrast_all = self.contrastive_on == "all"
         gram = torch.bmm(blocks, blocks.transpose(1, 2)) if self.contrastive_weight else None
         out: list[tuple[int | None, torch.Tensor]] = []
         for (level, frozen), group in groups.items():
@@ -197,7 +200,7 @@ class Fractal(Objective):
             labels = y[:, level]
             losses = F.cross_entropy(logits.flatten(0, 1), labels.repeat(len(js)), reduction="none")
             losses = losses.view(len(js), n).mean(1)
-            keep = [i for i, j in enumerate(js) if contrast_all or j in (1, n_blocks)]
+            keep = [i for i, j in enumerate(js) if self.contrasts(j, n_blocks)]
             if gram is not None and keep:
                 sims = gram[frozen : js[-1]].cumsum(0)
                 if not (every and len(keep) == len(js)):

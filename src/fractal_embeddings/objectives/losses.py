@@ -17,7 +17,7 @@ def supervised_contrastive(z: torch.Tensor, labels: torch.Tensor, temperature: f
     self_mask = torch.eye(n, dtype=torch.bool, device=z.device)
     sim = sim.masked_fill(self_mask, float("-inf"))
     log_prob = sim - torch.logsumexp(sim, dim=1, keepdim=True)
-    pos = (labels[:, None] == labels[None, :]) & ~self_mask
+    pos = positive_pairs(labels)
     n_pos = pos.sum(dim=1)
     has = n_pos > 0
     if not bool(has.any()):
