@@ -70,7 +70,7 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 @datasets_app.command("list")
 def datasets_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
-    """The built-in datasets, their levels and whether their files are in the data home."""
+    """The built-in datasets, their levels, their data's license and whether their files are in the data home."""
     home = get_data_home()
     rows: list[dict[str, Any]] = []
     for s in list_datasets():
@@ -83,6 +83,7 @@ def datasets_list(as_json: bool = typer.Option(False, "--json", help="Print JSON
                 "all_levels": list(s.levels),
                 "flat": s.is_flat,
                 "online_only": s.online_only,
+                "license": s.license or None,
                 "files_present": present,
             }
         )
@@ -90,10 +91,16 @@ def datasets_list(as_json: bool = typer.Option(False, "--json", help="Print JSON
         _print_json({"data_home": str(home), "datasets": rows})
         return
     t = Table(title=f"datasets (data home: {home})")
-    for c in ("name", "levels", "files", "description"):
+    for c in ("name", "levels", "files", "license", "description"):
         t.add_column(c)
     for r in rows:
-        t.add_row(r["name"], " -> ".join(r["levels"]), "yes" if r["files_present"] else "no", r["title"])
+        t.add_row(
+            r["name"],
+            " -> ".join(r["levels"]),
+            "yes" if r["files_present"] else "no",
+            r["license"] or ("see its source" if r["online_only"] else "none stated"),
+            r["title"],
+        )
     out.print(t)
 
 

@@ -35,10 +35,59 @@ class DatasetSpec:
     online_only: bool = False
     options: dict = field(default_factory=dict)
     note: str = ""
+    license: str = ""  # of the data, as its source states it ("" when the source states none)
 
     @property
     def is_flat(self) -> bool:
         return len(self.default_levels) < 2
+
+
+SOC_LEVELS = ("major_group", "sub_major_group", "minor_group", "unit_group")
+#: The derived taxonomies (one CSV each, made from files inside PyPI/Debian packages; see each folder's
+#: SOURCE.md): (name, folder/file stem, title, levels coarse -> fine, default levels (None: all), license).
+DERIVED = (
+    (
+        "wordnet-nouns",
+        "wordnet-nouns",
+        "WordNet 3.0 nouns: lexicographer file -> depth-7 hypernym",
+        ("lexname", "hypernym"),
+        None,
+        "WordNet 3.0 License",
+    ),
+    ("soc2010", "soc2010", "UK SOC 2010 job titles: major -> sub-major group", SOC_LEVELS, SOC_LEVELS[:2], "OGL v3.0"),
+    (
+        "soc2010-4level",
+        "soc2010",
+        "UK SOC 2010 job titles, 4 levels (9 -> 25 -> 90 -> 369)",
+        SOC_LEVELS,
+        None,
+        "OGL v3.0",
+    ),
+    (
+        "go-mf",
+        "go-mf",
+        "Gene Ontology molecular function: class -> subclass",
+        ("function_class", "function_subclass"),
+        None,
+        "CC BY 4.0",
+    ),
+    (
+        "naics",
+        "naics",
+        "NAICS 2022 industries: sector -> subsector (small)",
+        ("sector", "subsector"),
+        None,
+        "US Government work",
+    ),
+    (
+        "emoji",
+        "emoji",
+        "Unicode emoji names: group -> subgroup (short texts)",
+        ("group", "subgroup"),
+        None,
+        "Unicode License v3",
+    ),
+)
 
 
 @lru_cache(maxsize=1)
@@ -61,6 +110,7 @@ def _specs() -> dict[str, DatasetSpec]:
             ("super_domain", "domain", "intent"),
             ("domain", "intent"),
             pub["clinc150"],
+            license="CC BY 3.0",
         ),
         DatasetSpec(
             "clinc150-3level",
@@ -70,6 +120,7 @@ def _specs() -> dict[str, DatasetSpec]:
             ("super_domain", "domain", "intent"),
             ("super_domain", "domain", "intent"),
             pub["clinc150"],
+            license="CC BY 3.0",
         ),
         DatasetSpec(
             "trec",
@@ -97,6 +148,7 @@ def _specs() -> dict[str, DatasetSpec]:
             ("sentiment", "ekman", "emotion"),
             ("sentiment", "emotion"),
             pub["goemotions"],
+            license="Apache-2.0",
         ),
         DatasetSpec(
             "goemotions-3level",
@@ -106,6 +158,7 @@ def _specs() -> dict[str, DatasetSpec]:
             ("sentiment", "ekman", "emotion"),
             ("sentiment", "ekman", "emotion"),
             pub["goemotions"],
+            license="Apache-2.0",
         ),
         DatasetSpec(
             "hwu64",
@@ -115,6 +168,7 @@ def _specs() -> dict[str, DatasetSpec]:
             ("scenario", "intent"),
             ("scenario", "intent"),
             pub["hwu64"],
+            license="CC BY 4.0",
         ),
         DatasetSpec(
             "banking77",
@@ -124,8 +178,24 @@ def _specs() -> dict[str, DatasetSpec]:
             ("intent",),
             ("intent",),
             pub["banking77"],
+            license="CC BY 4.0",
             note="flat; refused for training",
         ),
+    ]
+    specs += [
+        DatasetSpec(
+            name,
+            title,
+            base,
+            loaders.read_taxonomy_csv,
+            levels,
+            default or levels,
+            pub[base],
+            options={"file": f"{base}.csv", "levels": levels},
+            license=lic,
+            note="derived taxonomy; seeded stratified test split",
+        )
+        for name, base, title, levels, default, lic in DERIVED
     ]
     specs += online.specs(DatasetSpec)
     return {s.name: s for s in specs}

@@ -29,7 +29,8 @@ DOWNLOAD_TIMEOUT_S = 60
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """A raw file of a dataset: path inside the dataset folder, canonical URL, size and sha256.
+    """A raw file of a dataset: path inside the dataset folder, canonical URL (``""`` for a derived file
+    that no public URL serves: only a mirror set by ``$FRACTAL_DATA_URL`` can fetch it), size and sha256.
 
     ``sha256``/``bytes`` are ``None`` for online-only datasets whose files could not be fetched when
     this library was written; those downloads are reported as unverified.
@@ -116,6 +117,11 @@ def ensure_files(
     hint = f"put them in {folder} or set {DATA_ENV} to a folder that holds {folder.name}/"
     if not download:
         raise DataFilesMissingError(f"{dataset}: missing {names}; {hint}")
+    if not base_url and not all(rf.url for rf in missing):
+        raise DataFilesMissingError(
+            f"{dataset}: missing {names}, a derived file with no public URL (its SOURCE.md says how it was made); "
+            f"{hint}, or set {URL_ENV} to a mirror"
+        )
     from tqdm.auto import tqdm
 
     with tqdm(total=len(missing), desc=f"download {dataset}", unit="file", disable=not progress, leave=False) as bar:

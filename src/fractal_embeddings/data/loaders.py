@@ -239,3 +239,30 @@ def read_newsgroups20(folder: Path) -> RawData:
             labels.append((group_subject[group], group))
         rows[split] = (texts, labels)
     return RawData(("subject", "newsgroup"), rows)
+
+
+# ------------------------------------------------------- derived taxonomy CSVs
+def read_taxonomy_csv(folder: Path, file: str, levels: Sequence[str]) -> RawData:
+    """One derived taxonomy CSV (``text`` then one column per level, coarse -> fine; see the folder's
+    ``SOURCE.md``). No split is published: a seeded stratified test split (by the finest level) is made,
+    the same rule as for a user file without a ``split`` column."""
+    from .taxonomy import SPLIT_SEED, TEST_FRACTION, holdout_rows
+
+    path = folder / file
+    with utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in ("text", *levels) if c not in (reader.fieldnames or ())]
+        if missing:
+            raise InputDataError(
+                f"{path}: no column {', '.join(map(repr, missing))}; the file is not the published one "
+                "(compare its sha256 with SOURCE.md)"
+            )
+        recs = list(reader)
+    texts = [r["text"] for r in recs]
+    labels = [tuple(r[lv] for lv in levels) for r in recs]
+    rows = holdout_rows(texts, labels, TEST_FRACTION, SPLIT_SEED)
+    return RawData(
+        tuple(levels),
+        rows,
+        info={"file": file, "test_split": {"fraction": TEST_FRACTION, "seed": SPLIT_SEED, "stratified_by": levels[-1]}},
+    )

@@ -19,10 +19,7 @@ from typing import Any
 from ..errors import InputDataError
 from .home import RemoteFile
 from .loaders import RawData, utf8_errors
-from .taxonomy import holdout_rows
-
-TEST_FRACTION = 0.2  # for sources without a published test split
-SPLIT_SEED = 0
+from .taxonomy import SPLIT_SEED, TEST_FRACTION, holdout_rows
 
 
 def _holdout(texts: Sequence[str], labels: Sequence[Sequence[str]], note: str) -> tuple[dict, dict]:

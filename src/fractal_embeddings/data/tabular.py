@@ -18,10 +18,8 @@ import pandas as pd
 
 from ..errors import InputDataError, TaxonomyError
 from .loaders import RawData, decode_error
-from .taxonomy import DUPLICATES, holdout_rows
+from .taxonomy import DUPLICATES, SPLIT_SEED, TEST_FRACTION, holdout_rows
 
-TEST_FRACTION = 0.2
-SPLIT_SEED = 0
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 
 

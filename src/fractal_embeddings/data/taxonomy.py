@@ -461,6 +461,12 @@ def rows_from_records(records: Iterable[tuple[str, Sequence[str]]]) -> tuple[lis
     return texts, labs
 
 
+#: Sources that publish no test split (derived taxonomies, user files without a ``split`` column, some
+#: online datasets) get a seeded stratified one: this fraction of the rows, by the finest label.
+TEST_FRACTION = 0.2
+SPLIT_SEED = 0
+
+
 def holdout_rows(
     texts: Sequence[str | None], labels: Sequence[Sequence[str]], fraction: float, seed: int, name: str = "test"
 ) -> dict[str, tuple[list, list]]:

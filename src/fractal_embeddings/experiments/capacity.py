@@ -1,7 +1,8 @@
 """``capacity``: does the block size (prefix capacity) change steerability?
 
 Four blocks of b dims, b in {16, 32, 48, 64, 96, 128} (so 64..512-d embeddings), on CLINC150, TREC,
-HWU64 and GoEmotions; ``v5-paper`` and ``fractal``; 3 seeds; the seed's caps.
+HWU64 and GoEmotions (the seed's four) and the five derived taxonomies of ``main``; ``v5-paper`` and
+``fractal``; 3 seeds; the seed's caps.
 ``--quick``: b in {16, 64}, CLINC150 and TREC, one seed, subsets.
 """
 
@@ -10,11 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from .main import DERIVED
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "capacity"
 BLOCKS = (16, 32, 48, 64, 96, 128)
-DATASETS = ("clinc150", "trec", "hwu64", "goemotions")
+DATASETS = ("clinc150", "trec", "hwu64", "goemotions", *DERIVED)
 METHODS = ("v5-paper", "fractal")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}

@@ -1,5 +1,7 @@
-"""``main``: the seed's main comparison on every shipped two-level dataset.
+"""``main``: the seed's main comparison on ten two-level taxonomies.
 
+The five published ones (CLINC150, TREC, HWU64, GoEmotions, 20 Newsgroups) and the five derived ones
+(WordNet nouns, UK SOC 2010 at major -> sub-major group, GO molecular function, NAICS, emoji).
 Config: datasets x {``v5-paper``, the default method ``fractal``, ``mrl``} x 5 seeds, with the seed's
 per-dataset caps (at most 10,000 training and 2,000 test rows, stratified by the finest level;
 validation rows are capped by the trainer). ``--quick``: CLINC150 and TREC, 2 seeds, smaller caps.
@@ -13,7 +15,9 @@ from typing import Any
 from .sweep import RunSpec
 
 NAME = "main"
-DATASETS = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
+PUBLISHED = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
+DERIVED = ("wordnet-nouns", "soc2010", "go-mf", "naics", "emoji")
+DATASETS = PUBLISHED + DERIVED
 METHODS = ("v5-paper", "fractal", "mrl")
 SEEDS = (42, 123, 456, 789, 1024)
 CAP = {"train": 10_000, "test": 2_000}
