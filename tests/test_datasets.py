@@ -101,6 +101,59 @@ def test_goemotions_rule_and_counts(data_home):
     assert sub.parent_map("emotion")["grief"] == "sadness"
 
 
+DERIVED = ("wordnet-nouns", "soc2010", "go-mf", "naics", "emoji")
+
+
+def _source_counts(folder):
+    """Rows and classes per level as the folder's SOURCE.md states them."""
+    import re
+
+    text = (folder / "SOURCE.md").read_text(encoding="utf-8")
+    n_rows = int(re.search(r"\| `[^`]+\.csv` \|[^|]*\|[^|]*\| (\d+) \|", text).group(1))
+    levels = re.search(r"Levels \(classes\): (.+?)\.", text).group(1)
+    return n_rows, [(m.group(1), int(m.group(2))) for m in re.finditer(r"(\w+) \((\d+)\)", levels)]
+
+
+@pytest.mark.parametrize("name", DERIVED)
+def test_derived_taxonomies_load_as_their_source_states(data_home, name):
+    from fractal_embeddings.data.catalog import get_spec
+
+    n_rows, levels = _source_counts(data_home / name)
+    spec = get_spec(name)
+    ds = load_dataset(name, levels=spec.levels)  # every level the file has
+    assert sum(rows(ds).values()) == n_rows
+    assert [(lv.name, lv.n_classes) for lv in ds.levels] == levels
+    assert spec.license and spec.license != "none stated"
+    # a seeded stratified test split (20%) by the finest level, and a val split from train: every fine class trains
+    test_share = len(ds.split("test")) / n_rows
+    assert 0.17 < test_share < 0.23
+    assert len(set(ds.split("train").labels[:, -1].tolist())) == ds.levels[-1].n_classes
+    again = load_dataset(name, levels=spec.levels)
+    assert again.fingerprint() == ds.fingerprint()  # the split is deterministic
+
+
+def test_soc2010_views_share_their_rows(data_home):
+    two, four = load_dataset("soc2010"), load_dataset("soc2010-4level")
+    assert two.level_names == ("major_group", "sub_major_group") and four.n_levels == 4
+    assert two.split("test").texts == four.split("test").texts
+    assert (two.split("test").labels == four.split("test").labels[:, :2]).all()
+
+
+def test_derived_file_without_mirror_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.delenv("FRACTAL_DATA_URL", raising=False)
+    with pytest.raises(DataFilesMissingError) as e:
+        load_dataset("emoji", data_home=tmp_path)
+    msg = str(e.value)
+    assert "no public URL" in msg and "FRACTAL_DATA" in msg and "\n" not in msg
+    assert not (tmp_path / "emoji").exists() or not any((tmp_path / "emoji").iterdir())
+
+
+def test_derived_file_downloads_from_a_mirror(data_home, serve, tmp_path, monkeypatch):
+    monkeypatch.setenv("FRACTAL_DATA_URL", serve(data_home))
+    ds = load_dataset("naics", data_home=tmp_path)
+    assert ds.fingerprint() == load_dataset("naics").fingerprint()
+
+
 def test_unknown_dataset_is_one_line():
     with pytest.raises(DatasetNotFoundError) as e:
         load_dataset("clinc15")

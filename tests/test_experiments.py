@@ -87,13 +87,14 @@ def test_report_from_quick_records(results):
         "Synthetic hierarchies (Goldilocks)",
         "Noisy coarse labels",
         "Prefix capacity",
-        "Three levels",
+        "Three and more levels",
         "Across encoders",
         "External baselines",
         "Alignment or capacity (backbone control)",
         "Retrieval and adaptive routing",
         "One aligned model vs a dual encoder",
         "Query latency per prefix length",
+        "Induced coarse levels (`fractal taxonomy induce`)",
     ):
         assert f"## {title} (quick run" in text
     ids = list(seed_claims())

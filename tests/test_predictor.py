@@ -10,7 +10,16 @@ import pytest
 
 from fractal_embeddings import load_dataset
 from fractal_embeddings.errors import FractalError
-from fractal_embeddings.predictor import FIT_FILE, leave_one_out, load_fit, ols, predict, predict_value
+from fractal_embeddings.predictor import (
+    FEATURES,
+    FIT_FILE,
+    candidates,
+    leave_one_out,
+    load_fit,
+    ols,
+    predict,
+    predict_value,
+)
 
 
 def test_prediction_interval_matches_statsmodels():
@@ -40,6 +49,37 @@ def test_leave_one_out_refits_without_each_point():
     assert leave_one_out(pts)["per_dataset"][2]["predicted"] == pytest.approx(0.2)
 
 
+def _points(n=10, seed=0):
+    rng = np.random.default_rng(seed)
+    pts = []
+    for i in range(n):
+        p = {"dataset": f"d{i}", **{f: float(rng.uniform(0, 3)) for f in FEATURES}}
+        pts.append(p)
+    return pts
+
+
+def test_the_rule_picks_the_feature_that_predicts_and_nested_loo_redoes_the_choice():
+    pts = _points()
+    for p in pts:  # S is a line in H0 plus a little noise: H0 alone must win
+        p["S"] = 0.1 + 0.05 * p["H0"] + 0.001 * np.sin(7 * p["H"])
+    cands = candidates(pts)
+    assert cands[0]["features"] == ["H0"]
+    assert [c["loo_mae"] for c in cands] == sorted(c["loo_mae"] for c in cands)
+    assert len(cands) == len(FEATURES) + len(FEATURES) * (len(FEATURES) - 1) // 2
+    # the closed-form LOO error equals refitting without each point
+    assert leave_one_out(pts, ["H0"])["mae"] == pytest.approx(cands[0]["loo_mae"], abs=1e-6)
+    nested = leave_one_out(pts, select=True)
+    assert all("H0" in r["features"] for r in nested["per_dataset"])
+    assert nested["mae"] < 0.01 and 0.0 <= nested["coverage"] <= 1.0
+    # S unrelated to any feature: the nested error is no better than predicting the mean
+    rng = np.random.default_rng(1)
+    for p in pts:
+        p["S"] = float(rng.normal(0.3, 0.1))
+    noise = leave_one_out(pts, select=True)
+    assert noise["mae"] > 0.5 * noise["mean_only_mae"]
+    assert noise["worst"] in {p["dataset"] for p in pts}
+
+
 def test_shipped_fit_is_generated_from_main_records():
     from pathlib import Path
 
@@ -53,7 +93,8 @@ def test_shipped_fit_is_generated_from_main_records():
         pytest.skip("results/main is not in this checkout")
     again = fit_predictor(results, out=None)  # refit from the committed records: the same fit
     assert again["points"] == fit["points"]  # rounded inputs: equal to the bit
-    for key in ("coef", "loo", "sigma2", "xtx_inv"):  # least squares: equal up to the BLAS build's rounding
+    assert again["features"] == fit["features"] and len(fit["points"]) >= 10
+    for key in ("coef", "loo", "nested_loo", "selection", "sigma2", "xtx_inv"):  # up to the BLAS build's rounding
         assert _approx(again[key], fit[key]), key
     assert again["provenance"]["records_sha256"] == fit["provenance"]["records_sha256"]
 
@@ -69,7 +110,10 @@ def test_predict_on_real_data(data_home, encoder, tmp_path):
     flat = train(ds, "flat", encoder=encoder)
     assert f["untrained_fine_acc"] == flat.record.to_dict()["baseline"]["accuracy"]["256"][ds.level_names[-1]]
     fit = load_fit()
-    assert res["predicted_S"] == pytest.approx(fit["coef"][0] + fit["coef"][1] * f["product"], abs=1e-4)
+    assert f["product"] == pytest.approx(f["H"] * f["base_fine"], abs=1e-5)
+    assert f["base_coarse"] == flat.record.to_dict()["baseline"]["accuracy"]["256"][ds.level_names[0]]
+    expected = fit["coef"][0] + sum(c * f[k] for c, k in zip(fit["coef"][1:], fit["features"], strict=True))
+    assert res["predicted_S"] == pytest.approx(expected, abs=1e-4)
     assert res["encoder_matches_fit"] is True
     bad = tmp_path / "fit.json"
     bad.write_text(json.dumps({"schema": "other"}))

@@ -41,6 +41,18 @@ def env(data_home, cache_dir, monkeypatch):
     return {**os.environ, "FRACTAL_CACHE": str(cache_dir)}
 
 
+@pytest.fixture(scope="module")
+def ray_session(data_home):
+    """One local Ray for this module's Ray tests: starting Ray and warming its workers costs tens of
+    seconds on 2 cores, and the executors reuse a running Ray (leaving it up when they close)."""
+    pytest.importorskip("ray")
+    from fractal_embeddings.executors import RayExecutor
+
+    ex = RayExecutor(num_cpus=2)
+    yield ex
+    ex.close()
+
+
 def test_store_put_is_first_writer_wins(env, tmp_path):
     spec = GRID[0]
     out = run_sweep([spec], tmp_path, progress=False, log=lambda *_: None)
@@ -99,8 +111,7 @@ def test_two_concurrent_sweeps_share_a_store(env, tmp_path):
     assert not list(store.root.rglob("*.tmp-*"))
 
 
-def test_local_and_ray_executors_write_identical_records(env, tmp_path):
-    pytest.importorskip("ray")
+def test_local_and_ray_executors_write_identical_records(env, ray_session, tmp_path):
     sweep(GRID, tmp_path / "local", executor="local", workers=2, progress=False, log=lambda *_: None)
     sweep(GRID, tmp_path / "ray", executor="ray", workers=2, progress=False, log=lambda *_: None)
     local, ray_ = RunStore(tmp_path / "local"), RunStore(tmp_path / "ray")
@@ -113,9 +124,9 @@ def test_local_and_ray_executors_write_identical_records(env, tmp_path):
 
 
 @pytest.mark.parametrize("executor", ["local", "ray"])
-def test_sharded_embedding_equals_the_local_cache(data_home, tmp_path, executor):
+def test_sharded_embedding_equals_the_local_cache(data_home, tmp_path, executor, request):
     if executor == "ray":
-        pytest.importorskip("ray")
+        request.getfixturevalue("ray_session")
     from fractal_embeddings.data import load_dataset
     from fractal_embeddings.encoders import Encoder, embed_sharded
     from fractal_embeddings.executors import get_executor

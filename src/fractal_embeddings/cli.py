@@ -31,6 +31,8 @@ datasets_app = typer.Typer(no_args_is_help=True, help="List and describe dataset
 app.add_typer(datasets_app, name="datasets")
 index_app = typer.Typer(no_args_is_help=True, help="Zoom indexes: nearest-neighbour search at a chosen prefix.")
 app.add_typer(index_app, name="index")
+taxonomy_app = typer.Typer(no_args_is_help=True, help="Derived taxonomies: induce a coarse level from flat labels.")
+app.add_typer(taxonomy_app, name="taxonomy")
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
 
@@ -138,6 +140,79 @@ def datasets_stats(
         _print_json(st)
     else:
         out.print(stats_table(st))
+
+
+@taxonomy_app.command("induce")
+def taxonomy_induce(
+    name: str = typer.Argument(..., help="Built-in name or a .csv/.jsonl/.parquet file."),
+    out_path: str = typer.Option(..., "--out", help="The .csv file to write (text, split, every level)."),
+    k: str = typer.Option(..., "--k", help="Number of groups, or 'auto' (the stated silhouette rule)."),
+    level: str | None = typer.Option(None, "--level", help="The level to group [default: the finest]."),
+    method: str = typer.Option("ward", "--method", help="ward (on normalised centroids) or average (cosine)."),
+    column: str | None = typer.Option(None, "--name", help="Name of the new column [default: LEVEL_groupK]."),
+    text: str = TextOpt,
+    levels: str | None = LevelsOpt,
+    on_conflict: str = ConflictOpt,
+    model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    device: str = DeviceOpt,
+) -> None:
+    """Group the classes of a level into K coarse groups by clustering their train-split centroids
+    under the frozen encoder; write the dataset with the induced level as a new column."""
+    device = _device(device)
+    from .data.induce import (
+        METHODS,
+        check_output_file,
+        induce_level,
+        induced_columns,
+        with_induced_level,
+        write_induced_csv,
+    )
+    from .encoders import Encoder
+
+    k_value: int | str = k.strip().lower()
+    if k_value != "auto":
+        try:
+            k_value = int(k)
+        except ValueError:
+            raise FractalError(f"--k must be a number of groups or 'auto', got {k!r}") from None
+    if method not in METHODS:
+        raise FractalError(f"unknown --method {method!r}; use one of {', '.join(METHODS)}")
+    check_output_file(out_path, overwrite)  # before the encoding
+    ds = _load(name, text, levels, on_conflict)
+    enc = Encoder(model, device=device)
+    induced = induce_level(ds, level=level, k=k_value, method=method, encoder=enc, name=column)
+    info = with_induced_level(ds, induced).info["variant"]
+    path = write_induced_csv(ds, induced, out_path, overwrite=overwrite)
+    report = {
+        "dataset": ds.name,
+        "out": str(path),
+        "rows": {s: len(sp) for s, sp in ds.splits.items()},
+        "columns": induced_columns(ds, induced),
+        **info,
+    }
+    if as_json:
+        _print_json(report)
+        return
+    auto = f" (auto: best mean silhouette {max(induced.auto['silhouette'].values()):.3f})" if induced.auto else ""
+    out.print(
+        f"{ds.name}: {induced.level} ({len(induced.fine_classes)} classes, {induced.train_rows:,} train rows) -> "
+        f"{induced.name}: k = {induced.k}{auto}, {method} linkage; group sizes {induced.sizes()}",
+        soft_wrap=True,
+        markup=False,
+    )
+    for up, a in info["agreement"].items():
+        out.print(f"  agreement with the published level {up}: ARI {a['ari']:.3f}, NMI {a['nmi']:.3f}", markup=False)
+    for g, members in list(info["groups"].items())[:5]:
+        more = f", ... (+{len(members) - 6})" if len(members) > 6 else ""
+        out.print(f"  {g}: {', '.join(members[:6])}{more}", soft_wrap=True, markup=False)
+    out.print(
+        f"wrote {path} ({sum(report['rows'].values()):,} rows); train on it with `fractal train {path} "
+        f"--levels {induced.name},{induced.level}`",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @app.command("embed")
@@ -897,7 +972,9 @@ def predict_cmd(
     on_conflict: str = ConflictOpt,
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder: short name, hub id or folder."),
     fit_file: str | None = typer.Option(None, "--fit", help="A predictor fit file (default: the shipped one)."),
-    refit: str | None = typer.Option(None, "--refit", help="Fit the predictor on RESULTS/main and write --out."),
+    refit: str | None = typer.Option(
+        None, "--refit", help="Fit (and choose) the predictor on RESULTS/main and write --out."
+    ),
     out_path: str | None = typer.Option(
         None, "--out", help="--refit: where to write the fit (default: the shipped file)."
     ),
@@ -909,10 +986,12 @@ def predict_cmd(
 
     if refit:
         fit = fit_predictor(refit, out_path or FIT_FILE)
+        nl = fit["nested_loo"]
         out.print(
-            f"fitted on {len(fit['points'])} datasets ({fit['provenance']['records']} records): S = "
-            f"{fit['coef'][0]:+.4f} + {fit['coef'][1]:.4f} x product; leave-one-dataset-out MAE "
-            f"{fit['loo']['mae']:.3f} -> {out_path or FIT_FILE}",
+            f"fitted on {len(fit['points'])} taxonomies ({fit['provenance']['records']} records): {fit['model']}, "
+            f"coef {', '.join(f'{c:+.4f}' for c in fit['coef'])}; leave-one-taxonomy-out MAE {fit['loo']['mae']:.3f}, "
+            f"nested (selection redone each time) {nl['mae']:.3f}, worst {nl['max_error']:.3f} ({nl['worst']}), "
+            f"95% interval coverage {nl['coverage']:.0%} -> {out_path or FIT_FILE}",
             soft_wrap=True,
         )
         return
@@ -929,9 +1008,13 @@ def predict_cmd(
         soft_wrap=True,
     )
     out.print(
-        f"  from H(Lf|L0) = {x['H']:.3f} bits x untrained fine k-NN accuracy {x['untrained_fine_acc']:.3f} "
-        f"({x['scored_rows']} {x['scored_split']} rows) = {x['product']:.3f}"
-        + ("  [outside the fitted range: extrapolating]" if res["extrapolating"] else ""),
+        f"  from {', '.join(f'{k} = {x[k]:.3f}' for k in f['features'])} "
+        f"({x['scored_rows']} {x['scored_split']} rows scored)"
+        + (
+            f"  [outside the fitted range of {', '.join(res['outside_fitted_range'])}: extrapolating]"
+            if res["extrapolating"]
+            else ""
+        ),
         soft_wrap=True,
     )
     if not res["encoder_matches_fit"]:
@@ -940,8 +1023,9 @@ def predict_cmd(
             f"{x['encoder']}: treat the estimate as a rough guide"
         )
     out.print(
-        f"  fit on {', '.join(f['datasets'])}; leave-one-dataset-out MAE {f['loo_mae']:.3f} "
-        f"(predicting the mean: {f['mean_only_mae']:.3f})",
+        f"  model {f['model']}, fit on {len(f['datasets'])} taxonomies; leave-one-taxonomy-out MAE "
+        f"{f['nested_loo_mae']:.3f} with the model choice redone each time (worst {f['nested_loo_max_error']:.3f}, "
+        f"interval coverage {f['nested_loo_coverage']:.0%}; predicting the mean: {f['mean_only_mae']:.3f})",
         soft_wrap=True,
     )
 

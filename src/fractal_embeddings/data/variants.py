@@ -52,9 +52,26 @@ def with_random_coarse(ds: TaxonomyDataset, n_groups: int, seed: int) -> Taxonom
     parent = np.empty(fine.n_classes, dtype=np.int64)
     parent[rng.permutation(fine.n_classes)] = np.arange(fine.n_classes) % n_groups
     coarse = Level(f"group{n_groups}", tuple(f"g{i}" for i in range(n_groups)))
+    return with_coarse_level(ds, coarse, parent, {"kind": "random-coarse", "n_groups": n_groups, "seed": seed})
+
+
+def with_coarse_level(
+    ds: TaxonomyDataset, coarse: Level, parent: np.ndarray, variant: dict, level: int = -1
+) -> TaxonomyDataset:
+    """A two-level taxonomy: ``coarse`` above level ``level`` of ``ds`` (default: the finest), whose
+    class ``c`` goes to coarse class ``parent[c]``; same texts and splits (cached vectors are reused),
+    ``variant`` recorded in ``info["variant"]``."""
+    li = ds.level_index(level)
+    fine = ds.levels[li]
+    parent = np.asarray(parent, dtype=np.int64)
+    if parent.shape != (fine.n_classes,) or parent.min() < 0 or parent.max() >= coarse.n_classes:
+        raise TaxonomyError(
+            f"parent map must give each of the {fine.n_classes} '{fine.name}' classes a code in "
+            f"[0, {coarse.n_classes - 1}]"
+        )
     new = {}
     for name, sp in ds.splits.items():
-        f = sp.labels[:, -1]
+        f = sp.labels[:, li]
         new[name] = Split(sp.texts, np.stack([parent[f], f], axis=1), origin=sp.origin)
-    info = {**ds.info, "variant": {"kind": "random-coarse", "n_groups": n_groups, "seed": seed}}
+    info = {**ds.info, "variant": variant}
     return TaxonomyDataset(ds.name, (coarse, fine), new, (None, parent), info)

@@ -36,6 +36,7 @@ EXPERIMENTS = {
     "latency": "latency",
     "search": "search",
     "objective-study": "objective_study",
+    "induced": "induced",
 }
 # long measurements with their own command, left out of `all`
 NOT_IN_ALL = ("objective-study", "search")

@@ -45,6 +45,9 @@ class RunSpec:
     cap: dict | None = None  # max rows per split, stratified (e.g. the seed's 10,000 train / 2,000 test)
     coarse_noise: float | None = None  # fraction of training rows with a wrong coarse label
     random_coarse: int | None = None  # replace the coarse level by a random partition into this many groups
+    # replace the coarse level by one induced from the finest (data/induce.py): {"k": int | "auto",
+    # "method": "ward" | "average", "control": None | "random" (a seeded random grouping of the same sizes)}
+    induced_coarse: dict | None = None
     encoder: str | None = None
     n_blocks: int = 4
     block_dim: int = 64
@@ -69,7 +72,14 @@ class RunSpec:
             self.coarse_noise,
             self.random_coarse,
             self.seed if (self.coarse_noise or self.random_coarse) else None,
+            *self._induced_key(),
         )
+
+    def _induced_key(self) -> tuple:
+        ic = self.induced_coarse
+        if not ic:
+            return ()
+        return (tuple(sorted(ic.items())), self.encoder, self.seed if ic.get("control") else None)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -110,10 +120,28 @@ def load_spec_dataset(spec: RunSpec) -> TaxonomyDataset:
             ds = ds.subset(spec.cap, seed=0)
         if spec.random_coarse:
             ds = with_random_coarse(ds, spec.random_coarse, seed=spec.seed)
+        if spec.induced_coarse:
+            ds = induced_dataset(ds, spec)
         if spec.coarse_noise:
             ds = with_coarse_noise(ds, spec.coarse_noise, seed=spec.seed)
         _DATA[key] = ds
     return _DATA[key]
+
+
+def induced_dataset(ds: TaxonomyDataset, spec: RunSpec) -> TaxonomyDataset:
+    """``spec.induced_coarse`` applied to ``ds`` (already capped): its finest level grouped from the
+    train split's vectors of the sweep's shared encoder, or (``control: "random"``) a seeded random
+    grouping of the same sizes."""
+    from ..data.induce import induce_level, random_grouping_like, with_induced_level
+
+    ic = dict(spec.induced_coarse or {})
+    unknown = sorted(set(ic) - {"k", "method", "control"})
+    if unknown or ic.get("control") not in (None, "random"):
+        raise ValueError(f"induced_coarse takes k, method and control (None or 'random'), got {ic}")
+    induced = induce_level(ds, k=ic["k"], method=ic.get("method", "ward"), encoder=shared_encoder(spec.encoder))
+    if ic.get("control") == "random":
+        return random_grouping_like(ds, induced, seed=spec.seed)
+    return with_induced_level(ds, induced)
 
 
 def shared_encoder(name: str | None) -> Encoder:

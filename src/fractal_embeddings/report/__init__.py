@@ -49,12 +49,17 @@ def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section]
         g = df[df["experiment"] == name]
         if len(g):
             g = g.reset_index(drop=True)
+            g.attrs["results"] = Path(results)  # for sections that refit from the records (the predictor)
             if name == "latency":  # measurements, not run records: read beside them
                 g.attrs["latency"] = _latency(Path(results))
             if name == "search":
                 from ..analysis import SEARCH_NAME, SEARCH_RESULT_FILE
 
                 g.attrs["search"] = _measurements(Path(results), SEARCH_NAME, SEARCH_RESULT_FILE)
+            if name == "induced":  # the records' groupings and the after-hook's published-level scores
+                from .induced import attach
+
+                attach(g, results)
             sec = fn(g, fig_dir, root)
             if bool(g["quick"].any()):
                 sec.title += " (quick run: subsets, fewer seeds)"

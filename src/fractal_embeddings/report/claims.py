@@ -331,6 +331,9 @@ def c21(f: dict, seed: str) -> Verdict:
     fr = (f.get("capacity") or {}).get("fractal")
     if fr:
         ours += "; fractal: " + ", ".join(f"{d} b={v['peak']}" for d, v in fr.items())
+    rho = ((f.get("capacity") or {}).get("rho_at_smallest") or {}).get("v5-paper")
+    if rho:
+        ours += f"; at b={rho['block']}, ρ(S, H(L1|L0)) {rho['spearman']:+.2f} over {rho['n']} datasets"
     ok = all(v["peak"] == min(v["S"]) for v in cap.values())
     return (
         ours,

@@ -264,7 +264,58 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             ]
     sec.facts = facts
     scaling(df, sec, fig_dir, root)
+    if df.attrs.get("results") is not None and not bool(df["quick"].any()):
+        predictor_table(Path(df.attrs["results"]), sec)
     return sec
+
+
+def predictor_table(results: Path, sec: Section) -> None:
+    """The steerability predictor refitted on these ``main`` records (``predictor.fit_predictor``, the model
+    chosen by its stated rule) and its leave-one-taxonomy-out predictions."""
+    from ..errors import FractalError
+    from ..predictor import RULE, fit_predictor
+
+    try:
+        fit = fit_predictor(results, out=None)
+    except FractalError:
+        return
+    nl, lo, pr = fit["nested_loo"], fit["loo"], fit["product_loo"]
+    sec.facts["predictor"] = {k: fit[k] for k in ("features", "coef", "loo", "nested_loo", "product_loo")}
+    sec.text += [
+        f"**Steerability predictor.** Rule, fixed before fitting: {RULE}. Chosen on these {len(fit['points'])} "
+        f"taxonomies: `{fit['model']}` with {', '.join(fit['features'])} (coefficients "
+        f"{', '.join(f'{c:+.4f}' for c in fit['coef'])}). Leave-one-taxonomy-out MAE {lo['mae']:.3f} "
+        f"(worst {lo['max_error']:.3f}, {lo['worst']}); with the model choice redone without each taxonomy "
+        f"(nested) {nl['mae']:.3f} (worst {nl['max_error']:.3f}, {nl['worst']}; 95% prediction intervals "
+        f"cover {nl['coverage']:.0%}); the seed's product predictor alone {pr['mae']:.3f}; predicting the "
+        f"others' mean {nl['mean_only_mae']:.3f}.",
+        "",
+    ]
+    t = Table(
+        "main_predictor",
+        "Steerability predictor, leave one taxonomy out (nested: the model is re-chosen on the other taxonomies)",
+        ["dataset", "S", "product-only prediction", "nested prediction", "features chosen", "95% interval", "covered"],
+    )
+    prod = {r["dataset"]: r for r in pr["per_dataset"]}
+    for r in nl["per_dataset"]:
+        t.add(
+            r["dataset"],
+            num(r["S"], 3, True),
+            num(prod[r["dataset"]]["predicted"], 3, True),
+            num(r["predicted"], 3, True),
+            ", ".join(r["features"]),
+            f"[{r['interval'][0]:+.3f}, {r['interval'][1]:+.3f}]",
+            "yes" if r["covered"] else "no",
+        )
+    sec.add_table(t)
+    c = Table(
+        "main_predictor_candidates",
+        "Predictor candidates by leave-one-taxonomy-out MAE (best five)",
+        ["features", "LOO MAE"],
+    )
+    for cand in fit["selection"]["candidates"][:5]:
+        c.add(", ".join(cand["features"]), f"{cand['loo_mae']:.4f}")
+    sec.add_table(c)
 
 
 def scaling(df: pd.DataFrame, sec: Section, fig_dir: Path, root: Path) -> None:
@@ -508,9 +559,24 @@ def capacity_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         for d, gd in g.groupby("dataset", sort=False):
             means = gd.groupby("block_dim")["S"].mean()
             peak = int(means.idxmax())
-            facts.setdefault(m, {})[d] = {"peak": peak, "S": {int(k): float(v) for k, v in means.items()}}
+            facts.setdefault(m, {})[d] = {
+                "peak": peak,
+                "S": {int(k): float(v) for k, v in means.items()},
+                "H": float(gd["H_L1|L0"].mean()),
+            }
             t.add(d, *[pm(gd[gd["block_dim"] == b]["S"]) for b in blocks], f"b={peak}")
             series.append((list(means.index), list(means.values), d))
+        per = facts[m]
+        if len(per) >= 3:  # S at the smallest block vs the hierarchy's depth, across datasets
+            b0 = int(blocks[0])
+            x = [v["H"] for v in per.values() if b0 in v["S"]]
+            y = [v["S"][b0] for v in per.values() if b0 in v["S"]]
+            c = stats.correlation(x, y)
+            facts.setdefault("rho_at_smallest", {})[m] = {"block": b0, **c}
+            t.caption += (
+                f"; at b={b0}, S vs H(L1|L0) across the {c['n']} datasets: Spearman ρ {c['spearman']:+.2f} "
+                f"(p {pval(c['spearman_p'])})"
+            )
         sec.add_table(t)
         panels.append({"x": [], "y": [], "xlabel": "block size b (dims)", "title": m, "fit": None, "series": series})
     sec.add_figure(
@@ -521,28 +587,32 @@ def capacity_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
 
 
 def three_level_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
-    sec = Section("Three levels")
+    sec = Section("Three and more levels")
     variants = _order(df["variant"].unique())
-    cols = [c for c in ("S_02", "S_01", "S_12") if c in df.columns] or ["S"]  # S_02 is S with three levels
+    # S: coarsest vs finest level (S_02 with three levels); S_ab: levels a and b, shown for adjacent pairs
+    pairs = sorted(c for c in df.columns if len(c) == 4 and c.startswith("S_") and c[2:].isdigit())
+    adjacent = [c for c in pairs if int(c[3]) == int(c[2]) + 1]
+    cols = ["S", *adjacent]
     t = Table(
         "three_level",
-        "Three-level steerability (mean ± SD): S_ab compares levels a and b",
-        ["dataset", "method", "n", *cols],
-        align="llr" + "r" * len(cols),
+        "Steerability with three and four levels (mean ± SD): S compares the coarsest and finest level, "
+        "S_ab levels a and b",
+        ["dataset", "levels", "method", "n", *cols],
+        align="lrlr" + "r" * len(cols),
     )
     facts: dict = {}
     for d, g in df.groupby("dataset", sort=False):
         for v in variants:
             gv = g[g["variant"] == v]
             if len(gv):
-                t.add(d, v, len(gv), *[pm(gv[c].dropna()) for c in cols])
-                facts.setdefault(d, {})[v] = {c: gv[c].dropna().to_numpy() for c in cols}
+                t.add(d, int(gv["n_levels"].iloc[0]), v, len(gv), *[pm(gv[c].dropna()) for c in cols])
+                facts.setdefault(d, {})[v] = {c: gv[c].dropna().to_numpy() for c in ["S", *pairs]}
     sec.add_table(t)
     sec.add_figure(
         figures.accuracy_vs_prefix(
-            prefix_curves(df, variants), fig_dir, "three_level_curves", "k-NN accuracy per prefix, three levels"
+            prefix_curves(df, variants), fig_dir, "three_level_curves", "k-NN accuracy per prefix, 3-4 levels"
         ),
-        "Per-level accuracy of each prefix with three levels (mean ± SD; dashed: untrained)",
+        "Per-level accuracy of each prefix with three and four levels (mean ± SD; dashed: untrained)",
         root,
     )
     sec.facts = facts
@@ -1289,3 +1359,7 @@ def search_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
 
 
 SECTIONS["search"] = search_section
+
+from .induced import induced_section  # noqa: E402 - a section in its own module (it reads Section from here)
+
+SECTIONS["induced"] = induced_section
