@@ -24,7 +24,7 @@ CAP = {"train": 10_000, "test": 2_000}
 QUICK: dict[str, Any] = {
     "datasets": ("clinc150", "trec"),
     "seeds": (42, 123),
-    "cap": {"train": 3_000, "val": 600, "test": 1_000},
+    "cap": {"train": 1_500, "val": 400, "test": 800},
 }
 
 

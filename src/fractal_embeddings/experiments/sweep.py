@@ -99,7 +99,7 @@ def slug(name: str) -> str:
 
 
 # rows per split of a --quick grid point (a smoke run: minutes for a whole experiment on 2 cores)
-QUICK_CAP = {"train": 2_000, "val": 400, "test": 600}
+QUICK_CAP = {"train": 1_000, "val": 300, "test": 600}
 
 _DATA: dict = {}
 _ENCODERS: dict = {}
