@@ -172,20 +172,8 @@ def test_cli_induce_on_a_user_file_then_train(clinc_small, tmp_path, encoder):
     src = tmp_path / "flat.csv"
     pd.DataFrame(rows).to_csv(src, index=False)
     out = tmp_path / "induced.csv"
-    r = fractal(
-        "taxonomy",
-        "induce",
-        str(src),
-        "--text",
-        "utterance",
-        "--levels",
-        "intent",
-        "--k",
-        "10",
-        "--out",
-        str(out),
-        "--json",
-    )
+    induce = ("taxonomy", "induce", str(src), "--text", "utterance", "--levels", "intent", "--k")
+    r = fractal(*induce, "10", "--out", str(out), "--json")
     assert r.returncode == 0, r.stderr
     rep = json.loads(r.stdout)
     assert rep["k"] == 10 and rep["agreement"] == {} and rep["columns"] == ["text", "split", "intent_group10", "intent"]
@@ -200,23 +188,9 @@ def test_cli_induce_on_a_user_file_then_train(clinc_small, tmp_path, encoder):
         g: sorted(m) for g, m in expected.items()
     }
     assert {s: len(sp) for s, sp in written.splits.items()} == SMALL  # the split column kept the splits
-    again = fractal(
-        "taxonomy", "induce", str(src), "--text", "utterance", "--levels", "intent", "--k", "10", "--out", str(out)
-    )
+    again = fractal(*induce, "10", "--out", str(out))
     assert again.returncode == 2 and "already exists" in again.stderr and again.stderr.strip().count("\n") == 0
-    bad = fractal(
-        "taxonomy",
-        "induce",
-        str(src),
-        "--text",
-        "utterance",
-        "--levels",
-        "intent",
-        "--k",
-        "150",
-        "--out",
-        str(tmp_path / "b.csv"),
-    )
+    bad = fractal(*induce, "150", "--out", str(tmp_path / "b.csv"))
     assert bad.returncode == 2 and "error: k must be in [2, 149]" in bad.stderr and not (tmp_path / "b.csv").exists()
 
     run = fractal(
