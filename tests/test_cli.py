@@ -178,12 +178,20 @@ def test_experiment_list_names_every_experiment_and_unknown_is_one_line(data_hom
 
 
 def test_predict_json_and_errors(data_home, cache_dir):
+    from fractal_embeddings.predictor import FIT_FILE
+
     r = fractal("predict", "trec", "--json", env_extra={"FRACTAL_CACHE": str(cache_dir)})
     assert r.returncode == 0, r.stderr
     res = json.loads(r.stdout)
     lo, hi = res["interval"]
     assert lo < res["predicted_S"] < hi and res["method"] == "fractal"
     assert res["fit"]["loo_mae"] > 0 and "trec" in res["fit"]["datasets"]
+    # whether the fit beat the held-out taxonomies' mean out of sample is stated, from the fit file
+    fit = json.loads(FIT_FILE.read_text())
+    assert res["fit"]["beats_mean"] == (fit["nested_loo"]["mae"] < fit["nested_loo"]["mean_only_mae"])
+    text = fractal("predict", "trec", env_extra={"FRACTAL_CACHE": str(cache_dir)})
+    assert text.returncode == 0 and "predicted S for `fractal`" in text.stdout
+    assert ("worse than their mean" in text.stderr) == (not res["fit"]["beats_mean"])
     flat = fractal("predict", "banking77")
     assert flat.returncode == 2 and "flat" in flat.stderr and len(flat.stderr.strip().splitlines()) == 1
     none = fractal("predict")

@@ -146,6 +146,11 @@ def test_bad_input_is_one_line_before_any_work(clinc_small):
         ({"k": 5, "method": "single"}, "unknown method 'single'"),
         ({"k": 5, "level": "nope"}, "has no level 'nope'"),
         ({"k": 5, "name": "domain"}, "already has a level 'domain'"),
+        ({"k": 5, "name": "split"}, "also a column of the written file"),
+        ({"k": 5, "name": "text"}, "also a column of the written file"),
+        ({"k": 5, "name": "a,b"}, "has a comma or surrounding spaces"),
+        ({"k": 5, "name": " g "}, "has a comma or surrounding spaces"),
+        ({"k": 5, "name": " "}, "name is empty"),
     ]
     for kwargs, msg in cases:
         with pytest.raises(TaxonomyError) as e:

@@ -70,7 +70,7 @@ def test_the_rule_picks_the_feature_that_predicts_and_nested_loo_redoes_the_choi
     assert leave_one_out(pts, ["H0"])["mae"] == pytest.approx(cands[0]["loo_mae"], abs=1e-6)
     nested = leave_one_out(pts, select=True)
     assert all("H0" in r["features"] for r in nested["per_dataset"])
-    assert nested["mae"] < 0.01 and 0.0 <= nested["coverage"] <= 1.0
+    assert nested["mae"] < 0.01
     # S unrelated to any feature: the nested error is no better than predicting the mean
     rng = np.random.default_rng(1)
     for p in pts:

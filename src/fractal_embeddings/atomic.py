@@ -48,7 +48,7 @@ class OutputPathError(FractalError):
 
 
 # ------------------------------------------------------------------ checks
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: Path) -> Path:
     for p in (path, *path.parents):
         if os.path.lexists(p):
             return p
@@ -81,7 +81,7 @@ def check_output_dir(
     absolute = Path(os.path.abspath(out))
     if absolute.parent == absolute:
         raise error(f"{out} is the root folder; choose another {option}")
-    existing = _nearest_existing(absolute)
+    existing = nearest_existing(absolute)
     if not existing.is_dir():
         where = f"{out}" if existing == absolute else f"{out}: {existing}"
         raise error(f"{where} is a file, not a directory; choose another {option} (a new or empty folder)")

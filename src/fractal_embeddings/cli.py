@@ -179,6 +179,8 @@ def taxonomy_induce(
             raise FractalError(f"--k must be a number of groups or 'auto', got {k!r}") from None
     if method not in METHODS:
         raise FractalError(f"unknown --method {method!r}; use one of {', '.join(METHODS)}")
+    if Path(name).exists() and Path(out_path).resolve() == Path(name).resolve():
+        raise FractalError(f"--out {out_path} is the input file; write the induced file under another name")
     check_output_file(out_path, overwrite)  # before the encoding
     ds = _load(name, text, levels, on_conflict)
     enc = Encoder(model, device=device)
@@ -1021,6 +1023,11 @@ def predict_cmd(
         err.print(
             f"[yellow]warning:[/yellow] the predictor was fitted on {', '.join(f['encoder'])} records, not "
             f"{x['encoder']}: treat the estimate as a rough guide"
+        )
+    if not f["beats_mean"]:
+        err.print(
+            "[yellow]warning:[/yellow] out of sample (nested leave-one-taxonomy-out), this model predicted the "
+            "held-out taxonomies worse than their mean did: treat the estimate as a rough guide"
         )
     out.print(
         f"  model {f['model']}, fit on {len(f['datasets'])} taxonomies; leave-one-taxonomy-out MAE "

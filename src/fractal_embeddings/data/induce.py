@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ..encoders import Encoder
 
 METHODS = ("ward", "average")
+RESERVED_COLUMNS = ("text", "split")  # columns of the written file besides the levels
 AUTO_RULE = (
     "K in [2, min(n-1, 2*ceil(sqrt(n)))] maximising the mean cosine silhouette of the class centroids "
     "under the chosen linkage; ties -> smaller K"
@@ -102,6 +103,28 @@ def _check_k(k: int | str, n: int, level: str) -> None:
         raise TaxonomyError(f"k must be in [2, {n - 1}] for the {n} classes of level '{level}', got {k}")
 
 
+def check_level_name(name: str, dataset: TaxonomyDataset) -> None:
+    """Refuse (one line, before any encoding) a name the induced level can't have: empty, padded with
+    spaces, holding a comma (``--levels a,b`` splits on commas), a column of the written file (text,
+    split), or a level the dataset already has (its own levels are checked against text and split too)."""
+    if not name.strip():
+        raise TaxonomyError("the induced level's name is empty; give a name (--name)")
+    if name != name.strip() or "," in name:
+        raise TaxonomyError(
+            f"the induced level's name {name!r} has a comma or surrounding spaces, which --levels can't name; "
+            "give another name (--name)"
+        )
+    if name in dataset.level_names:
+        raise TaxonomyError(
+            f"{dataset.name} already has a level '{name}'; give the induced level another name (--name)"
+        )
+    clash = [c for c in (*dataset.level_names, name) if c in RESERVED_COLUMNS]
+    if clash:
+        raise TaxonomyError(
+            f"level name {clash[0]!r} is also a column of the written file (text, split); rename the level (--name)"
+        )
+
+
 def auto_range(n: int) -> range:
     """The candidate Ks of ``k="auto"`` for ``n`` classes: 2 .. min(n - 1, 2 * ceil(sqrt(n)))."""
     return range(2, min(n - 1, 2 * math.ceil(math.sqrt(n))) + 1)
@@ -135,10 +158,7 @@ def induce_level(
         raise TaxonomyError(f"level '{lv.name}' has {n} classes; grouping them needs at least 3")
     _check_k(k, n, lv.name)
     new_name = name if name is not None else f"{lv.name}_group{k}"
-    if not str(new_name).strip():
-        raise TaxonomyError("the induced level's name is empty; give a name (--name)")
-    if new_name in dataset.level_names:
-        raise TaxonomyError(f"{dataset.name} already has a level '{new_name}'; give the induced level another name")
+    check_level_name(str(new_name), dataset)
     if "train" not in dataset.splits or len(dataset.split("train")) == 0:
         raise TaxonomyError(f"{dataset.name} has no train rows; the induced level is computed from the train split")
     train = dataset.split("train")
@@ -176,8 +196,7 @@ def induce_level(
         k_int = int(best)
         if name is None:
             new_name = f"{lv.name}_group{k_int}"
-        if new_name in dataset.level_names:
-            raise TaxonomyError(f"{dataset.name} already has a level '{new_name}'; give the induced level a name")
+            check_level_name(new_name, dataset)
     else:
         k_int = int(k)
     raw = cut_tree(Z, n_clusters=k_int).ravel()
@@ -287,7 +306,6 @@ def random_grouping_like(dataset: TaxonomyDataset, induced: InducedLevel, seed: 
 
 
 # ------------------------------------------------------------------ the file `fractal taxonomy induce` writes
-RESERVED_COLUMNS = ("text", "split")
 
 
 def induced_columns(dataset: TaxonomyDataset, induced: InducedLevel) -> list[str]:
@@ -321,7 +339,7 @@ def induced_frame(dataset: TaxonomyDataset, induced: InducedLevel) -> pd.DataFra
 def check_output_file(path: str | os.PathLike, overwrite: bool = False, option: str = "--out") -> Path:
     """Raise (one line) unless ``path`` may become the CSV file written: a ``.csv`` name, not a folder,
     an existing file only with ``overwrite``, a writable folder. Creates nothing."""
-    from ..atomic import OutputPathError, _nearest_existing
+    from ..atomic import OutputPathError, nearest_existing
 
     out = Path(path)
     if str(path) == "" or out.suffix.lower() != ".csv":
@@ -331,7 +349,7 @@ def check_output_file(path: str | os.PathLike, overwrite: bool = False, option: 
         raise OutputPathError(f"{out} is a directory; give {option} a .csv file name")
     if absolute.exists() and not overwrite:
         raise OutputPathError(f"{out} already exists; choose another {option} or pass --overwrite to replace it")
-    existing = _nearest_existing(absolute.parent)
+    existing = nearest_existing(absolute.parent)
     if not existing.is_dir():
         raise OutputPathError(f"{out}: {existing} is a file, not a directory; choose another {option}")
     if not os.access(existing, os.W_OK | os.X_OK):
@@ -344,9 +362,27 @@ def write_induced_csv(
 ) -> Path:
     """:func:`induced_frame` written to ``path`` (UTF-8 CSV) in one step: a temporary file in the same
     folder, renamed into place (:func:`~fractal_embeddings.cache.atomic_write_bytes`)."""
+    from ..atomic import OutputPathError
     from ..cache import atomic_write_bytes
 
     out = check_output_file(path, overwrite)
-    frame = induced_frame(dataset, induced)
-    atomic_write_bytes(Path(os.path.abspath(out)), frame.to_csv(index=False).encode("utf-8"))
+    data = induced_frame(dataset, induced).to_csv(index=False).encode("utf-8")
+    target = Path(os.path.abspath(out))
+    if overwrite:
+        atomic_write_bytes(target, data)
+        return out
+    # no replacing: write a temporary file, then link it to the name (fails if the name appeared meanwhile)
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        atomic_write_bytes(tmp, data)
+        try:
+            os.link(tmp, target)
+        except FileExistsError:
+            raise OutputPathError(
+                f"{out} already exists; choose another --out or pass --overwrite to replace it"
+            ) from None
+        except OSError:  # a file system without hard links: the check above is all there is
+            os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out

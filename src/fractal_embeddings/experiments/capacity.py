@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from .main import DERIVED
+from .main import DERIVED_TAXONOMIES
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "capacity"
 BLOCKS = (16, 32, 48, 64, 96, 128)
-DATASETS = ("clinc150", "trec", "hwu64", "goemotions", *DERIVED)
+DATASETS = ("clinc150", "trec", "hwu64", "goemotions", *DERIVED_TAXONOMIES)
 METHODS = ("v5-paper", "fractal")
 SEEDS = (42, 123, 456)
 CAP = {"train": 10_000, "test": 2_000}

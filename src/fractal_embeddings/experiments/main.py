@@ -16,8 +16,8 @@ from .sweep import RunSpec
 
 NAME = "main"
 PUBLISHED = ("clinc150", "trec", "hwu64", "goemotions", "newsgroups20")
-DERIVED = ("wordnet-nouns", "soc2010", "go-mf", "naics", "emoji")
-DATASETS = PUBLISHED + DERIVED
+DERIVED_TAXONOMIES = ("wordnet-nouns", "soc2010", "go-mf", "naics", "emoji")
+DATASETS = PUBLISHED + DERIVED_TAXONOMIES
 METHODS = ("v5-paper", "fractal", "mrl")
 SEEDS = (42, 123, 456, 789, 1024)
 CAP = {"train": 10_000, "test": 2_000}

@@ -202,7 +202,7 @@ def _flat_tables(sec: Section, d: str, g: pd.DataFrame, variants: dict, nb: int,
             ]
         lines += [f"Example groups of `{first['variant'].iloc[0]}` (K = {v['k']}, from the record):", ""]
         for name, members in list(v["groups"].items())[:EXAMPLE_GROUPS]:
-            more = f", ... ({len(members)} intents)" if len(members) > EXAMPLE_MEMBERS else ""
+            more = f", ... ({len(members)} {v.get('level', 'classe')}s)" if len(members) > EXAMPLE_MEMBERS else ""
             lines.append(f"- **{name}**: {', '.join(members[:EXAMPLE_MEMBERS])}{more}")
         lines.append("")
     return lines
