@@ -91,8 +91,9 @@ def test_banking77_stats_work_but_it_is_flat(data_home):
 def test_train_json_record_then_eval_reproduces_it(data_home, cache_dir, tmp_path):
     from fractal_embeddings import load_dataset
 
-    # a user file made of real TREC rows: the same path a user with their own taxonomy takes
-    trec = load_dataset("trec")
+    # a user file made of real TREC rows (a stratified 1,500 of the training rows and the whole test
+    # split): the same path a user with their own taxonomy takes
+    trec = load_dataset("trec").subset({"train": 1_500}, seed=0)
     rows = [
         {"question": t, "kind": trec.levels[0].classes[a], "detail": trec.levels[1].classes[b], "split": s}
         for s in ("train", "test")
