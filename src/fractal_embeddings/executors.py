@@ -105,29 +105,43 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
 
 
 class LocalExecutor:
+    """A pool of ``workers`` spawned processes on this machine (or this process when ``workers`` is 1).
+
+    The pool starts with the first parallel :meth:`imap_unordered` and is kept for the next ones until
+    :meth:`close`: the sweeps of ``fractal experiment all`` share their workers (each spawned worker
+    imports torch and the library and builds its datasets and encoders once, not once per sweep)."""
+
     name = "local"
 
     def __init__(self, workers: int = 1):
         if workers < 1:
             raise FractalError(f"--workers must be >= 1, got {workers}")
         self.workers = workers
+        self._pool: Any = None
+
+    def _get_pool(self) -> Any:
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # spawn, not fork: a forked child of a process whose onnxruntime / OpenMP thread pools are
+            # running can deadlock; a spawned worker starts clean (and imports the library once)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=mp.get_context("spawn"),
+                initializer=_worker_init,
+                initargs=(os.getpid(),),
+            )
+        return self._pool
 
     def imap_unordered(self, fn: Callable, tasks: Sequence[tuple]) -> Iterator:
         if self.workers == 1 or len(tasks) <= 1:
             for args in tasks:
                 yield fn(*args)
             return
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor, as_completed
+        from concurrent.futures import as_completed
 
-        # spawn, not fork: a forked child of a process whose onnxruntime / OpenMP thread pools are
-        # running can deadlock; a spawned worker starts clean (and imports the library once)
-        pool = ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=mp.get_context("spawn"),
-            initializer=_worker_init,
-            initargs=(os.getpid(),),
-        )
+        pool = self._get_pool()
         finished = False
         try:
             futures = [pool.submit(fn, *args) for args in tasks]
@@ -135,13 +149,15 @@ class LocalExecutor:
                 yield f.result()
             finished = True
         finally:
-            if finished:
-                pool.shutdown(wait=True)
-            else:  # the caller stopped early (an error, Ctrl+C, a closed generator): no queued task runs on
+            if not finished:  # the caller stopped early (an error, Ctrl+C, a closed generator): no queued
+                self._pool = None  # task runs on, and a later call starts a fresh pool
                 _stop_pool(pool)
 
     def close(self) -> None:
-        pass
+        """End the workers (after the tasks they run)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 class RayExecutor:
