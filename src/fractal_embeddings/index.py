@@ -73,7 +73,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
@@ -321,9 +321,37 @@ class RunIndex:
         if encoder is not None:
             self.encoder = encoder
 
+    backend: ClassVar[str]  # what ``index.json`` names: faiss or qdrant
+    level_names: Sequence[str]  # the levels the items' label rows name, coarse -> fine
+
+    def __len__(self) -> int:  # items in the index
+        raise NotImplementedError
+
     @property
     def identity(self) -> dict:
         return run_identity(self.run)
+
+    def describe(self, schema: str, **parts: Any) -> dict:
+        """An index's metadata (JSON-ready, what ``index.json`` holds): the schema, backend, size, run,
+        encoder and head every index shares, ``parts`` (the store's own: ``index``, ...), then the roles
+        and level names."""
+        return {
+            "schema": schema,
+            "backend": self.backend,
+            "size": len(self),
+            "run": self.identity,
+            "encoder": self.run.record.encoder.to_dict(),
+            "head": {
+                "n_blocks": self.n_blocks,
+                "block_dim": self.block_dim,
+                "dim": self.dim,
+                "kind": self.run.record.head.kind,
+            },
+            **parts,
+            "corpus_role": self.corpus_role,
+            "query_role": "query",
+            "level_names": list(self.level_names),
+        }
 
     def close(self) -> None:
         """Release what the index holds open (a FAISS index holds nothing; a Qdrant index its client)."""
@@ -515,19 +543,9 @@ class ZoomIndex(RunIndex):
 
     def info(self) -> dict:
         """The index metadata without the per-item columns (JSON-ready)."""
-        return {
-            "schema": SCHEMA,
-            "backend": self.backend,
-            "size": len(self),
-            "run": self.identity,
-            "encoder": self.run.record.encoder.to_dict(),
-            "head": {
-                "n_blocks": self.n_blocks,
-                "block_dim": self.block_dim,
-                "dim": self.dim,
-                "kind": self.run.record.head.kind,
-            },
-            "index": {
+        return self.describe(
+            SCHEMA,
+            index={
                 "kind": self.kind,
                 "faiss_type": self.faiss_type,
                 "metric": "cosine (inner product of L2-normalised prefixes)",
@@ -535,10 +553,7 @@ class ZoomIndex(RunIndex):
                 "params": dict(self.params),
                 "files": self.prefixes.files(),
             },
-            "corpus_role": self.corpus_role,
-            "query_role": "query",
-            "level_names": list(self.level_names),
-        }
+        )
 
     # --------------------------------------------------------------- build
     @classmethod

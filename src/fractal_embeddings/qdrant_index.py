@@ -601,30 +601,17 @@ class QdrantIndex(RunIndex):
 
     def info(self) -> dict:
         """The index metadata (JSON-ready): what ``index.json`` holds."""
-        return {
-            "schema": SCHEMA,
-            "backend": self.backend,
-            "size": self.size,
-            "run": self.identity,
-            "encoder": self.run.record.encoder.to_dict(),
-            "head": {
-                "n_blocks": self.n_blocks,
-                "block_dim": self.block_dim,
-                "dim": self.dim,
-                "kind": self.run.record.head.kind,
-            },
-            "index": {
+        return self.describe(
+            SCHEMA,
+            index={
                 "kind": self.kind,
                 "metric": "cosine (named vector per prefix length, each L2-normalised)",
                 "prefix_dims": list(self.dims),
                 "vectors": {str(d): vector_name(d) for d in self.dims},
                 "params": dict(self.params),
             },
-            "collection": self.target.to_dict(),
-            "corpus_role": self.corpus_role,
-            "query_role": "query",
-            "level_names": list(self.level_names),
-        }
+            collection=self.target.to_dict(),
+        )
 
     def save(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the index directory (``index.json`` naming the collection, and ``run/``) atomically.
