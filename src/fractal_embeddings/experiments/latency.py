@@ -41,6 +41,18 @@ FULL = {"real_rows": 10_000, "synthetic_rows": 100_000, "queries_b1": 300, "batc
 QUICK: dict[str, Any] = {"real_rows": 2_000, "synthetic_rows": 5_000, "queries_b1": 100, "batches_b64": 5}
 
 
+def machine_info() -> dict:
+    """What a measurement file says of the machine it was measured on (cores, processor, Python, FAISS)."""
+    import faiss
+
+    return {
+        "cpus": os.cpu_count(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "faiss": faiss.__version__,
+    }
+
+
 def model_spec(quick: bool) -> RunSpec:
     cap = {"train": 2_000, "val": 400, "test": 600} if quick else {"train": 10_000, "test": 2_000}
     return RunSpec(NAME, "clinc150", "fractal", 42, cap=cap)
@@ -133,7 +145,6 @@ def _real_vectors(root: Path, quick: bool, log: Callable[[str], None]) -> tuple[
 
 def run(root: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> Path:
     """Measure and write ``<root>/latency.json``; returns its path."""
-    import faiss
 
     from ..cache import atomic_write_bytes
     from ..records import canonical_json
@@ -159,12 +170,7 @@ def run(root: str | Path, quick: bool = False, log: Callable[[str], None] = prin
         "ef_search": list(EF_SEARCH),
         "target_recall": TARGET_RECALL,
         "search_threads": 1,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "faiss": faiss.__version__,
-        },
+        "machine": machine_info(),
         "config": cfg,
         "results": rows,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

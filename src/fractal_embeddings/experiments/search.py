@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -48,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis import SEARCH_NAME, SEARCH_RESULT_FILE
+from .latency import machine_info
 from .sweep import RunSpec
 
 NAME = SEARCH_NAME
@@ -190,9 +190,6 @@ def clinc_corpus(cfg: dict, encoder: Any) -> SearchCorpus:
     ds = load_dataset("clinc150")
     tr, te = ds.split("train"), ds.split("test")
 
-    def names(sp: Any) -> list[list[str]]:
-        return [[ds.levels[k].classes[c] for k, c in enumerate(r)] for r in sp.labels.tolist()]
-
     X, Xq = np.asarray(encoder.embed(tr.texts)), np.asarray(encoder.embed(te.texts))
     n, nq = cfg["clinc_items"] or len(tr), cfg["clinc_queries"] or len(te)
     return SearchCorpus(
@@ -201,10 +198,10 @@ def clinc_corpus(cfg: dict, encoder: Any) -> SearchCorpus:
         f"CLINC150 training utterances ({n:,}) as the corpus, test utterances ({nq:,}) as queries",
         list(tr.texts)[:n],
         X[:n],
-        names(tr)[:n],
+        ds.label_names("train")[:n],
         tuple(ds.level_names),
         Xq[:nq],
-        names(te)[:nq],
+        ds.label_names("test")[:nq],
     )
 
 
@@ -452,7 +449,6 @@ def measure_qdrant(
 
 def search_record(rows: list[dict], corpora: dict, runs: dict, cfg: dict, quick: bool) -> dict:
     """The ``search.json`` document: the measurements, what was measured and on what machine."""
-    import faiss
 
     return {
         "schema": SCHEMA,
@@ -463,12 +459,7 @@ def search_record(rows: list[dict], corpora: dict, runs: dict, cfg: dict, quick:
         "runs": runs,
         "hnsw": HNSW,
         "search_threads": 1,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "processor": platform.processor() or platform.machine(),
-            "python": platform.python_version(),
-            "faiss": faiss.__version__,
-        },
+        "machine": machine_info(),
         "config": {k: list(v) if isinstance(v, tuple) else v for k, v in cfg.items()},
         "results": rows,
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
