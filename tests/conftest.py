@@ -94,6 +94,21 @@ def clinc_3k_run(clinc_3k, zoom_encoder):
     return train(clinc_3k, "fractal", seed=0, encoder=zoom_encoder, train_options={"epochs": 5}, eval_rows=600)
 
 
+@pytest.fixture(scope="session")
+def clinc_3k_corpus(clinc_3k, zoom_encoder, clinc_3k_run):
+    """The training split of that subset as an index corpus: texts, label names, label codes and the
+    run's head vectors (shared by the zoom index and search-mode tests)."""
+    from fractal_embeddings.runs import embed_split
+
+    sp = clinc_3k.split("train")
+    return {
+        "texts": list(sp.texts),
+        "labels": clinc_3k.label_names("train"),
+        "codes": sp.labels,
+        "vectors": clinc_3k_run.transform(embed_split(zoom_encoder, sp)),
+    }
+
+
 def free_port() -> int:
     import socket
 

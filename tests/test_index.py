@@ -21,19 +21,9 @@ def run(clinc_3k_run):
     return clinc_3k_run
 
 
-def _names(ds, codes):
-    return [[ds.levels[k].classes[c] for k, c in enumerate(row)] for row in codes.tolist()]
-
-
 @pytest.fixture(scope="module")
-def corpus(clinc_3k, zoom_encoder, run):
-    sp = clinc_3k.split("train")
-    return {
-        "texts": list(sp.texts),
-        "labels": _names(clinc_3k, sp.labels),
-        "codes": sp.labels,
-        "vectors": run.transform(embed_split(zoom_encoder, sp)),
-    }
+def corpus(clinc_3k_corpus):
+    return clinc_3k_corpus
 
 
 @pytest.fixture(scope="module")
@@ -261,7 +251,7 @@ def test_cli_index_build_and_search(run, clinc_3k, zoom_encoder, tmp_path, capsy
 
     run_dir = run.save(tmp_path / "run")
     sp = clinc_3k.split("test")
-    names = _names(clinc_3k, sp.labels[:200])
+    names = clinc_3k.label_names("test")[:200]
     pd.DataFrame(
         {
             "text": sp.texts[:200],

@@ -30,10 +30,6 @@ pytestmark = pytest.mark.slow
 K = 10
 
 
-def _names(ds, codes):
-    return [[ds.levels[k].classes[c] for k, c in enumerate(row)] for row in codes.tolist()]
-
-
 def _one_line(e) -> str:
     msg = str(e.value)
     assert "\n" not in msg and msg, msg
@@ -50,19 +46,14 @@ def run(clinc_3k_run):
 
 
 @pytest.fixture(scope="module")
-def corpus(clinc_3k, zoom_encoder, run):
-    sp = clinc_3k.split("train")
-    return {
-        "texts": list(sp.texts),
-        "labels": _names(clinc_3k, sp.labels),
-        "vectors": run.transform(embed_split(zoom_encoder, sp)),
-    }
+def corpus(clinc_3k_corpus):
+    return clinc_3k_corpus
 
 
 @pytest.fixture(scope="module")
 def queries(clinc_3k, zoom_encoder, run):
     sp = clinc_3k.split("test")
-    return {"labels": _names(clinc_3k, sp.labels), "vectors": run.transform(embed_split(zoom_encoder, sp))}
+    return {"labels": clinc_3k.label_names("test"), "vectors": run.transform(embed_split(zoom_encoder, sp))}
 
 
 @pytest.fixture(scope="module")

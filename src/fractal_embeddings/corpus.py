@@ -98,13 +98,11 @@ def read_corpus(
     sp = ds.split(split)
     if len(sp) == 0:
         raise ZoomIndexError(f"empty corpus: split '{split}' of {ds.name} has no rows")
-    classes = [lv.classes for lv in ds.levels]
-    labels = [[classes[k][c] for k, c in enumerate(row)] for row in sp.labels.tolist()]
     return Corpus(
         list(sp.texts),
         list(range(len(sp))),
         [None] * len(sp),
-        labels,
+        ds.label_names(split),
         ds.level_names,
         {"kind": "dataset", "name": ds.name, "split": split, "fingerprint": ds.fingerprint()},
     )

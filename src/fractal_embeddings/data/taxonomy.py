@@ -102,6 +102,11 @@ class TaxonomyDataset:
         except KeyError:
             raise TaxonomyError(f"{self.name} has no split '{name}'; available: {', '.join(self.splits)}") from None
 
+    def label_names(self, split: str) -> list[list[str]]:
+        """The class names of every row of ``split``, one per level (coarse -> fine)."""
+        classes = [lv.classes for lv in self.levels]
+        return [[classes[k][c] for k, c in enumerate(row)] for row in self.split(split).labels.tolist()]
+
     def level_index(self, level: str | int) -> int:
         if isinstance(level, int):
             if not -self.n_levels <= level < self.n_levels:
