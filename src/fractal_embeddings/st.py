@@ -180,14 +180,14 @@ class FractalHead(Module):
         init_defaults: dict[str, Any] | None = None,  # the base signature's; the saved config names every argument
         **kwargs: Any,
     ) -> FractalHead:
-        config = cls.load_config(
-            model_name_or_path,
-            subfolder=subfolder,
-            token=token,
-            cache_folder=cache_folder,
-            revision=revision,
-            local_files_only=local_files_only,
-        )
+        hub: dict[str, Any] = {  # where the folder is (a path or a hub id), for both reads below
+            "subfolder": subfolder,
+            "token": token,
+            "cache_folder": cache_folder,
+            "revision": revision,
+            "local_files_only": local_files_only,
+        }
+        config = cls.load_config(model_name_or_path, **hub)
         missing = [k for k in ("in_features", "n_classes") if k not in config]
         if missing:
             raise FractalError(
@@ -195,15 +195,7 @@ class FractalHead(Module):
                 f"the folder is not one this library wrote"
             )
         module = cls(**{k: v for k, v in config.items() if k in cls.config_keys})
-        return cls.load_torch_weights(
-            model_name_or_path,
-            subfolder=subfolder,
-            token=token,
-            cache_folder=cache_folder,
-            revision=revision,
-            local_files_only=local_files_only,
-            model=module,
-        )
+        return cls.load_torch_weights(model_name_or_path, **hub, model=module)
 
     def __repr__(self) -> str:
         c = self.head_config
