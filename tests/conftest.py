@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# two xdist workers, their sweep pools and CLI subprocesses share 2 cores: idle OpenMP / onnxruntime
+# threads sleep instead of spinning (read when torch is first imported: set before any test imports it)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,6 +120,28 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """``fractal ARGS`` in this process: the console script's ``main(argv)``, with ``env`` added to the
+    environment meanwhile; returns the exit status, stdout and stderr as ``subprocess.run`` would,
+    without a fresh interpreter's seconds of imports (tests that need a real process -- the entry
+    point, a kill -- start one)."""
+    from fractal_embeddings.cli import main
+
+    saved = {k: os.environ.get(k) for k in env or {}}
+    os.environ.update(env or {})
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            rc = main([str(a) for a in args])
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return subprocess.CompletedProcess(["fractal", *args], rc, out.getvalue(), err.getvalue())
 
 
 @contextlib.contextmanager

@@ -2,24 +2,26 @@
 
 import json
 import math
-import os
 import subprocess
 import sys
 
 import pandas as pd
 
+from conftest import run_cli
+
 
 def fractal(*args, env_extra=None):
-    env = {**os.environ, **(env_extra or {})}
-    return subprocess.run(
-        [sys.executable, "-m", "fractal_embeddings.cli", *args], capture_output=True, text=True, env=env, timeout=600
-    )
+    """The CLI in this process (:func:`conftest.run_cli`); ``test_version`` runs the real entry point."""
+    return run_cli(*args, env=env_extra)
 
 
 def test_version():
+    """The installed entry point in a fresh interpreter (``python -m fractal_embeddings.cli``)."""
     from fractal_embeddings import __version__
 
-    r = fractal("--version")
+    r = subprocess.run(
+        [sys.executable, "-m", "fractal_embeddings.cli", "--version"], capture_output=True, text=True, timeout=600
+    )
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == f"fractal-embeddings {__version__}"
     assert __version__ != "0.0.0"  # read from the installed package's metadata

@@ -379,6 +379,24 @@ def test_abandoned_iteration_stops_the_workers_at_once():
                 w.kill()
 
 
+def test_pool_workers_wait_passively_unless_the_environment_says_otherwise(monkeypatch):
+    """Workers that share the cores sleep when idle (OMP_WAIT_POLICY=PASSIVE, set before they import
+    torch); a value the caller set is kept."""
+    from fractal_embeddings.executors import LocalExecutor
+
+    for policy, want in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        if policy is None:
+            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+        else:
+            monkeypatch.setenv("OMP_WAIT_POLICY", policy)
+        ex = LocalExecutor(2)
+        try:
+            seen = list(ex.imap_unordered(os.getenv, [("OMP_WAIT_POLICY",), ("OMP_WAIT_POLICY",)]))
+        finally:
+            ex.close()
+        assert seen == [want, want], policy
+
+
 RAY_SCRIPT = """
 import signal, sys, time
 

@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from conftest import run_cli
 from fractal_embeddings import load_dataset
 from fractal_embeddings.data.induce import (
     AUTO_RULE,
@@ -29,13 +27,7 @@ SMALL = {"train": 750, "val": 150, "test": 300}  # 5 / 1 / 2 rows per intent
 
 
 def fractal(*args):
-    return subprocess.run(
-        [sys.executable, "-m", "fractal_embeddings.cli", *args],
-        capture_output=True,
-        text=True,
-        env=dict(os.environ),
-        timeout=600,
-    )
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")

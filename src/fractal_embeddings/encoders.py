@@ -490,28 +490,46 @@ def export_onnx(folder: Path, dest: Path) -> Path:
     return dest
 
 
+def onnx_graph(enc: Encoder) -> Path:
+    """The ONNX graph the ``onnx`` backend runs for ``enc``'s model: the packaged one, or the one
+    exported into ``<cache>/onnx/`` (exported now when it is not there yet)."""
+    rm = enc.resolved
+    if rm.onnx_path is not None:
+        return rm.onnx_path
+    fp = _fingerprint(_model_files(rm))
+    path = enc.cache.root / "onnx" / f"{fp[:32]}.onnx"
+    if not path.is_file():
+        assert rm.folder is not None  # a model without a packaged graph is a folder (Encoder checked)
+        t0 = time.perf_counter()
+        export_onnx(rm.folder, path)
+        atomic_write_bytes(
+            path.with_suffix(".json"),
+            json.dumps(
+                {"model": rm.name, "fingerprint": fp, "export_seconds": round(time.perf_counter() - t0, 2)}
+            ).encode(),
+        )
+    return path
+
+
+def passive_waiting() -> bool:
+    """``OMP_WAIT_POLICY=PASSIVE``: the idle threads of torch's OpenMP pool sleep instead of spinning,
+    and so do onnxruntime's here. Spinning is fastest for one process alone; when several share the
+    cores (a sweep's pool workers, parallel tests) it burns the CPU the others need. The pool
+    workers of :mod:`~fractal_embeddings.executors` set it unless the environment says otherwise."""
+    return os.environ.get("OMP_WAIT_POLICY", "").strip().upper() == "PASSIVE"
+
+
 class _OnnxRunner:
     def __init__(self, enc: Encoder):
         import onnxruntime as ort
         from tokenizers import Tokenizer
 
         rm = enc.resolved
-        path = rm.onnx_path
-        if path is None:
-            fp = _fingerprint(_model_files(rm))
-            path = enc.cache.root / "onnx" / f"{fp[:32]}.onnx"
-            if not path.is_file():
-                assert rm.folder is not None  # a model without a packaged graph is a folder (Encoder checked)
-                t0 = time.perf_counter()
-                export_onnx(rm.folder, path)
-                atomic_write_bytes(
-                    path.with_suffix(".json"),
-                    json.dumps(
-                        {"model": rm.name, "fingerprint": fp, "export_seconds": round(time.perf_counter() - t0, 2)}
-                    ).encode(),
-                )
+        path = onnx_graph(enc)
         so = ort.SessionOptions()
         so.intra_op_num_threads = enc.num_threads
+        if passive_waiting():  # threads that sleep when idle: other processes share the cores
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         providers: list[str | tuple[str, dict[str, int]]] = ["CPUExecutionProvider"]
         if enc.device.startswith("cuda") and "CUDAExecutionProvider" in ort.get_available_providers():
@@ -595,6 +613,8 @@ def embed_sharded(
     n_shards = max(1, min(n_shards or 8, n_batches))
     order = np.argsort([-len(t) for t in texts], kind="stable")
     cuts = [round(i * n_batches / n_shards) * bs for i in range(n_shards + 1)]
+    if encoder.backend == "onnx":  # export a missing graph once, here, not in every worker at the same time
+        onnx_graph(encoder)
     settings = {
         "model": encoder.model,
         "backend": encoder.backend,

@@ -77,9 +77,17 @@ def _watch_parent() -> None:
             os._exit(1)  # noqa: SLF001 - no cleanup: the driver that wanted the results is gone
 
 
+# a worker shares the cores with the other workers: idle OpenMP / onnxruntime threads sleep instead of
+# spinning (read by OpenMP when torch is first imported, so set before that; the caller's value wins)
+WORKER_ENV = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
 def _worker_init(parent_pid: int) -> None:
-    """Pool worker initializer: die with the parent (kernel signal on Linux, a pid watchdog everywhere)."""
+    """Pool worker initializer: die with the parent (kernel signal on Linux, a pid watchdog everywhere),
+    and wait passively (:data:`WORKER_ENV`; the worker has not imported torch yet)."""
     global _PARENT_PID
+    for k, v in WORKER_ENV.items():
+        os.environ.setdefault(k, v)
     _PARENT_PID = parent_pid
     if sys.platform.startswith("linux"):
         _die_with_parent_linux()
@@ -174,7 +182,7 @@ class RayExecutor:
         self._previous_sigterm: Any = None
         self._sigterm_installed = False
         previous = self._current_sigterm()
-        env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+        env = {**WORKER_ENV, **{k: os.environ[k] for k in (*FORWARDED_ENV, *WORKER_ENV) if k in os.environ}}
         if not ray.is_initialized():
             os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # no token files for a local throwaway cluster
             kwargs: dict[str, Any] = {

@@ -35,6 +35,7 @@ epochs (contrastive losses need batches with positives).
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -180,38 +181,85 @@ class Fractal(Objective):
         ``(level, weighted sum of its terms)`` pair per level and detached-block count."""
         n, (n_blocks, block_dim) = len(e), (head.head_config.n_blocks, head.head_config.block_dim)
         blocks = e.view(n, n_blocks, block_dim).transpose(0, 1)  # (blocks, rows, block_dim)
-        groups: dict[tuple[int, int], dict[int, float]] = {}  # (level, detached blocks) -> {prefix j: weight}
-        for j, level, w, frozen in terms:
-            group = groups.setdefault((level, frozen), {})
-            group[j] = group.get(j, 0.0) + w  # the full-vector term and the last prefix's share one score
+        contrasts = tuple(self.contrasts(j, n_blocks) for j in range(1, n_blocks + 1))
+        groups = fused_groups(tuple(terms), contrasts, self.temperature, e.device, e.dtype)
         gram = torch.bmm(blocks, blocks.transpose(1, 2)) if self.contrastive_weight else None
         out: list[tuple[int | None, torch.Tensor]] = []
-        for (level, frozen), group in groups.items():
-            js = sorted(group)
-            at = torch.tensor([j - frozen - 1 for j in js], device=e.device)
-            weights = torch.tensor([group[j] for j in js], dtype=e.dtype, device=e.device)
-            cls = head.classifiers[level]
+        for g in groups:
+            frozen, last = g.frozen, g.js[-1]
+            cls = head.classifiers[g.level]
             wb = cls.weight.view(-1, n_blocks, block_dim).permute(1, 2, 0)  # (blocks, block_dim, classes)
-            every = js == list(range(frozen + 1, js[-1] + 1))  # every prefix: no selection needed
-            logits = torch.bmm(blocks[frozen : js[-1]], wb[frozen : js[-1]]).cumsum(0)
-            logits = (logits if every else logits[at]) + cls.bias
+            logits = torch.bmm(blocks[frozen:last], wb[frozen:last]).cumsum(0)
+            logits = (logits if g.every else logits[g.at]) + cls.bias
             if frozen:
                 logits = logits + torch.bmm(blocks[:frozen].detach(), wb[:frozen]).sum(0)
-            labels = y[:, level]
-            losses = F.cross_entropy(logits.flatten(0, 1), labels.repeat(len(js)), reduction="none")
-            losses = losses.view(len(js), n).mean(1)
-            keep = [i for i, j in enumerate(js) if self.contrasts(j, n_blocks)]
-            if gram is not None and keep:
-                sims = gram[frozen : js[-1]].cumsum(0)
-                if not (every and len(keep) == len(js)):
-                    sims = sims[at[keep]]
+            labels = y[:, g.level]
+            losses = F.cross_entropy(logits.flatten(0, 1), labels.repeat(len(g.js)), reduction="none")
+            losses = losses.view(len(g.js), n).mean(1)
+            if gram is not None and g.keep is not None and g.scale is not None:
+                sims = gram[frozen:last].cumsum(0)
+                if g.keep_at is not None:
+                    sims = sims[g.keep_at]
                 if frozen:
                     sims = sims + gram[:frozen].detach().sum(0)
-                scale = torch.tensor([js[i] * self.temperature for i in keep], dtype=e.dtype, device=e.device)
-                c = supervised_contrastive_stack(sims / scale[:, None, None], positive_pairs(labels))
-                losses = losses.index_add(0, at.new_tensor(keep), self.contrastive_weight * c)
-            out.append((level, (weights * losses).sum()))
+                c = supervised_contrastive_stack(sims / g.scale, positive_pairs(labels))
+                losses = losses.index_add(0, g.keep, self.contrastive_weight * c)
+            out.append((g.level, (g.weights * losses).sum()))
         return out
+
+
+@dataclass(frozen=True)
+class FusedGroup:
+    """The constants of one (level, detached blocks) group of :meth:`Fractal.fused_terms`: the same for
+    every step of a run, so they are built once (:func:`fused_groups`), not per step."""
+
+    level: int
+    frozen: int  # detached blocks
+    js: tuple[int, ...]  # the prefixes scored, ascending
+    at: torch.Tensor  # their places in the cumulative sums over blocks frozen+1..js[-1]
+    every: bool  # js is every prefix frozen+1..js[-1]: no selection needed
+    weights: torch.Tensor  # each prefix's summed term weight
+    keep: torch.Tensor | None  # positions in js whose terms carry the contrastive loss (None: none)
+    keep_at: torch.Tensor | None  # their places in the cumulative sums (None: all of them, in order)
+    scale: torch.Tensor | None  # (kept, 1, 1): prefix j's cosine is its Gram sum / j, then / temperature
+
+
+@functools.lru_cache(maxsize=64)
+def fused_groups(
+    terms: tuple[tuple[int, int, float, int], ...],
+    contrasts: tuple[bool, ...],
+    temperature: float,
+    device: torch.device,
+    dtype: torch.dtype,
+) -> tuple[FusedGroup, ...]:
+    """:class:`FusedGroup` s of ``terms`` (``Fractal.terms``), in first-seen order; ``contrasts[j - 1]``:
+    whether prefix j carries the contrastive loss."""
+    grouped: dict[tuple[int, int], dict[int, float]] = {}  # (level, detached blocks) -> {prefix j: weight}
+    for j, level, w, frozen in terms:
+        group = grouped.setdefault((level, frozen), {})
+        group[j] = group.get(j, 0.0) + w  # the full-vector term and the last prefix's share one score
+    out = []
+    for (level, frozen), group in grouped.items():
+        js = sorted(group)
+        at = torch.tensor([j - frozen - 1 for j in js], device=device)
+        every = js == list(range(frozen + 1, js[-1] + 1))
+        keep = [i for i, j in enumerate(js) if contrasts[j - 1]]
+        out.append(
+            FusedGroup(
+                level=level,
+                frozen=frozen,
+                js=tuple(js),
+                at=at,
+                every=every,
+                weights=torch.tensor([group[j] for j in js], dtype=dtype, device=device),
+                keep=at.new_tensor(keep) if keep else None,
+                keep_at=None if (every and len(keep) == len(js)) or not keep else at[at.new_tensor(keep)],
+                scale=torch.tensor([js[i] * temperature for i in keep], dtype=dtype, device=device)[:, None, None]
+                if keep
+                else None,
+            )
+        )
+    return tuple(out)
 
 
 @dataclass

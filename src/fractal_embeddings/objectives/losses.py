@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 
@@ -44,11 +46,16 @@ def supervised_contrastive_stack(sim: torch.Tensor, pos: torch.Tensor) -> torch.
     has = n_pos > 0
     if not bool(has.any()):  # no anchor has a positive: zero, still connected to the graph
         return sim.sum(dim=(-2, -1)) * 0.0
-    n = sim.shape[-1]
-    no_self = torch.zeros(n, n, dtype=sim.dtype, device=sim.device).fill_diagonal_(float("-inf"))
-    lse = torch.logsumexp(sim + no_self, dim=-1)  # (T, n)
+    lse = torch.logsumexp(sim + minus_inf_diagonal(sim.shape[-1], sim.dtype, sim.device), dim=-1)  # (T, n)
     pos_mean = (sim * (pos / n_pos.clamp(min=1)[:, None])).sum(dim=-1)  # (T, n)
     return (lse - pos_mean)[:, has].mean(dim=-1)
+
+
+@functools.lru_cache(maxsize=16)
+def minus_inf_diagonal(n: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(n, n)``: ``-inf`` on the diagonal, 0 elsewhere (added to a similarity matrix to leave each row
+    out of its own softmax); built once per shape, never written to."""
+    return torch.zeros(n, n, dtype=dtype, device=device).fill_diagonal_(float("-inf"))
 
 
 def infonce_margin(
