@@ -42,6 +42,7 @@ bench: install
 	$(BIN)/python bench/knn_speed.py
 	$(BIN)/python bench/train_speed.py
 	$(BIN)/python bench/stacked_seeds.py
+	$(BIN)/python bench/recipe_cost.py
 	$(BIN)/python bench/sweep_main.py
 	$(BIN)/python bench/quick_grids.py
 
