@@ -9,7 +9,6 @@ first, so CLI subprocesses start training at once) and the offline default encod
 from __future__ import annotations
 
 import contextlib
-import io
 import json
 import math
 import os
@@ -24,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from conftest import run_cli
 from fractal_embeddings.errors import FractalError
 
 LEVELS = ("domain", "intent")
@@ -33,13 +33,10 @@ PROPS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCh
 
 # ---------------------------------------------------------------- helpers
 def cli(*argv) -> tuple[int, str, str]:
-    """``fractal_embeddings.cli.main(argv)`` in this process: (exit status, stdout, stderr)."""
-    from fractal_embeddings.cli import main
-
-    o, e = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(o), contextlib.redirect_stderr(e):
-        rc = main([str(a) for a in argv])
-    return rc, o.getvalue(), e.getvalue()
+    """``fractal_embeddings.cli.main(argv)`` in this process (:func:`conftest.run_cli`): (exit status, stdout,
+    stderr)."""
+    r = run_cli(*argv)
+    return r.returncode, r.stdout, r.stderr
 
 
 @contextlib.contextmanager

@@ -118,10 +118,16 @@ def check_level_name(name: str, dataset: TaxonomyDataset) -> None:
         raise TaxonomyError(
             f"{dataset.name} already has a level '{name}'; give the induced level another name (--name)"
         )
+    check_not_reserved(dataset, name, fix=" (--name)")
+
+
+def check_not_reserved(dataset: TaxonomyDataset, name: str, fix: str = "") -> None:
+    """Refuse (one line) a level of ``dataset`` or the induced level ``name`` named like a column of the
+    written file besides the levels (:data:`RESERVED_COLUMNS`); ``fix`` ends the message."""
     clash = [c for c in (*dataset.level_names, name) if c in RESERVED_COLUMNS]
     if clash:
         raise TaxonomyError(
-            f"level name {clash[0]!r} is also a column of the written file (text, split); rename the level (--name)"
+            f"level name {clash[0]!r} is also a column of the written file (text, split); rename the level{fix}"
         )
 
 
@@ -311,11 +317,7 @@ def random_grouping_like(dataset: TaxonomyDataset, induced: InducedLevel, seed: 
 def induced_columns(dataset: TaxonomyDataset, induced: InducedLevel) -> list[str]:
     """The columns of :func:`induced_frame`: text, split, the levels with the induced one before its level."""
     li = _fine_index(dataset, induced)
-    clash = [c for c in (*dataset.level_names, induced.name) if c in RESERVED_COLUMNS]
-    if clash:
-        raise TaxonomyError(
-            f"level name {clash[0]!r} is also a column of the written file (text, split); rename the level"
-        )
+    check_not_reserved(dataset, induced.name)  # a grouping built without induce_level was never checked
     return ["text", "split", *dataset.level_names[:li], induced.name, *dataset.level_names[li:]]
 
 
