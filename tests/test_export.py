@@ -9,11 +9,12 @@ import dataclasses
 import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from fractal_embeddings import load_dataset
+from fractal_embeddings import fractal_head, load_dataset
 from fractal_embeddings.errors import FractalError
 from fractal_embeddings.export import (
     EXPORT_FILE,
@@ -82,7 +83,9 @@ def test_default_export_is_exact_at_every_prefix(runs, exports, texts, encoder, 
     ``normalize_embeddings=True`` gives the library's normalised prefix, for every head kind."""
     run, out = runs[method][0], exports[method]
     types = [m["type"] for m in json.loads((out / "modules.json").read_text())]
-    assert types[-1] == "fractal_embeddings.st.FractalHead" and not list(out.rglob("*.py"))
+    assert types[-1] == "fractal_head.FractalHead"  # the code file at the root: no package needed
+    assert [p.relative_to(out).as_posix() for p in out.rglob("*.py")] == ["fractal_head.py"]
+    assert (out / "fractal_head.py").read_bytes() == (Path(fractal_head.__file__)).read_bytes()
     Z = run.transform(encoder.encode(texts))
     for p in (64, 128, 192, 256):
         got = _st(out, trust_remote_code=True, truncate_dim=p).encode(texts, normalize_embeddings=True)
@@ -94,23 +97,27 @@ def test_default_export_is_exact_at_every_prefix(runs, exports, texts, encoder, 
 
 
 def test_default_export_needs_trust_remote_code_and_survives_round_trips(runs, exports, texts, encoder, tmp_path):
-    """save -> load -> save -> load keeps the model loadable and its vectors (the class is imported
-    from the installed package, so nothing moves between saves)."""
+    """save -> load -> save -> load keeps the model loadable and its vectors: sentence-transformers
+    imports the root fractal_head.py (a dynamic module), and the module's save() puts that file at
+    the new root again (sentence-transformers itself copies it into the module's subfolder only).
+    The library's own loader reads every re-saved folder too (the copies are byte-identical)."""
+    from fractal_embeddings.trust import load_model_folder
+
     out = exports["fractal"]
     with pytest.raises(ValueError, match="trust_remote_code=True"):
         _st(out)
     Z = runs["fractal"][0].transform(encoder.encode(texts))
     m = _st(out, trust_remote_code=True)
+    assert type(m[-1]).__module__.startswith("transformers_modules.")  # the folder's file, not the package's
     for i in range(2):
         m.save(str(tmp_path / f"re{i}"))
         m = _st(tmp_path / f"re{i}", trust_remote_code=True)
         assert np.abs(m.encode(texts) - Z).max() <= TOL, i
-        assert (
-            json.loads((tmp_path / f"re{i}" / "modules.json").read_text())[-1]["type"]
-            == "fractal_embeddings.st.FractalHead"
-        )
+        assert json.loads((tmp_path / f"re{i}" / "modules.json").read_text())[-1]["type"] == "fractal_head.FractalHead"
+        assert (tmp_path / f"re{i}" / "fractal_head.py").read_bytes() == Path(fractal_head.__file__).read_bytes()
+        assert np.abs(load_model_folder(tmp_path / f"re{i}").encode(texts) - Z).max() <= TOL, i
     card = (out / "README.md").read_text()
-    assert "trust_remote_code=True" in card and "pip install fractal-embeddings" in card
+    assert "trust_remote_code=True" in card and "without fractal-embeddings" in card
     assert "| 64 | domain |" in card and "| 256 | intent |" in card  # the zoom levels: which dims serve which level
     cfg = json.loads((out / "config_sentence_transformers.json").read_text())
     assert cfg.get("truncate_dim") is None  # no default zoom: the caller picks one per call
@@ -327,4 +334,4 @@ def test_cli_export(runs, exports, encoder, tmp_path, capsys):
     )
     assert r.exit_code == 0, r.output
     assert "256-d" in r.stdout and "trust_remote_code=True" in r.stdout
-    assert json.loads((target / "modules.json").read_text())[-1]["type"] == "fractal_embeddings.st.FractalHead"
+    assert json.loads((target / "modules.json").read_text())[-1]["type"] == "fractal_head.FractalHead"

@@ -172,7 +172,7 @@ def test_devices(data_home, tmp_path, capsys):
 
 def test_cpu_records_stay_bit_identical(data_home, encoder):
     """A committed `main` record (default method and the seed's recipe) trained again on the CPU gives
-    the same accuracies, steerability and loss history, to the last digit (NAICS: the smallest
+    the same accuracies and steerability, to the last digit, and the same loss history to 1e-5 (NAICS: the smallest
     taxonomy of `main`, so the check costs seconds)."""
     from fractal_embeddings.experiments.sweep import RunSpec, load_spec_dataset
     from fractal_embeddings.runs import train
@@ -183,7 +183,15 @@ def test_cpu_records_stay_bit_identical(data_home, encoder):
         run = train(load_spec_dataset(spec), method, seed=42, encoder=encoder, device="cpu")
         for key in ("accuracy", "steerability", "baseline"):
             assert run.record.to_dict()[key] == rec[key], (method, key)
-        assert run.record.to_dict()["training"]["history"] == rec["training"]["history"], method
+        # the loss history to 1e-5: the accuracies above are exact, but a float sum's last bits follow the
+        # CPU's kernels (seen: 10.723192 on an AMX Xeon for the committed 10.72319); a changed recipe moves
+        # the losses far more than that
+        got = run.record.to_dict()["training"]["history"]
+        want = rec["training"]["history"]
+        assert [sorted(e) for e in got] == [sorted(e) for e in want], method
+        for g, w in zip(got, want, strict=True):
+            for key in w:
+                assert g[key] == pytest.approx(w[key], abs=1e-5, rel=0), (method, g["epoch"], key)
 
         def no_topk(config: dict) -> dict:  # topk: a head field added after some committed records
             return {**config, "head": {k: v for k, v in config["head"].items() if k != "topk"}}

@@ -43,7 +43,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cache import EmbeddingCache, atomic_write_bytes, default_cache_dir, texts_sha256
-from .errors import EncoderError
+from .errors import EncoderError, FractalError
+from .trust import check_model_folder, load_model_folder
 
 if TYPE_CHECKING:
     import torch
@@ -136,7 +137,10 @@ def _modules(folder: Path) -> list[dict]:
 
 
 def _folder_model(name: str, folder: Path) -> ResolvedModel:
-    types = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in _modules(folder)]
+    types = [  # a built-in's class name (any other type is refused before loading: trust.py)
+        t.rsplit(".", 1)[-1] if t.startswith("sentence_transformers.") else t
+        for t in (str(m.get("type", "")) for m in _modules(folder))
+    ]
     pool_cfg = read_json_or_empty(folder / "1_Pooling" / "config.json")
     pooling = "cls" if pool_cfg.get("pooling_mode_cls_token") else "mean"
     plain = (
@@ -210,22 +214,6 @@ def _hash_files(paths: tuple[str, ...], stamp: tuple) -> str:  # noqa: ARG001 - 
                 while block := f.read(1 << 22):
                     h.update(block)
     return h.hexdigest()
-
-
-def module_types(folder: Path) -> list[str]:
-    """The module classes a sentence-transformers folder's ``modules.json`` lists, in order."""
-    return [str(m.get("type", "")) for m in _modules(folder)]
-
-
-OWN_MODULES = "fractal_embeddings."
-
-
-def trusts_own_modules(folder: Path) -> bool:
-    """``trust_remote_code`` for sentence-transformers: True only when the folder's only modules from
-    outside sentence-transformers are this library's (:mod:`fractal_embeddings.st`), which are imported
-    from the installed package, never from the folder."""
-    custom = [t for t in module_types(folder) if not t.startswith("sentence_transformers.")]
-    return bool(custom) and all(t.startswith(OWN_MODULES) for t in custom)
 
 
 def _module_weight_files(folder: Path) -> list[str]:
@@ -323,6 +311,8 @@ class Encoder:
             )
         if backend == "sentence-transformers" and rm.folder is None:
             raise EncoderError(f"{rm.name}: ships as ONNX only; use backend='onnx'")
+        if rm.folder is not None:  # before any work: only module types whose code the library ships
+            check_model_folder(rm.folder)
         self.backend = backend
         self.batch_size = batch_size
         self.max_seq_length = int(max_seq_length or rm.max_seq_length)
@@ -416,13 +406,11 @@ class Encoder:
 class _STRunner:
     def __init__(self, enc: Encoder):
         try:
-            from sentence_transformers import SentenceTransformer
-
             folder = enc.resolved.folder
             assert folder is not None  # Encoder refuses sentence-transformers for a model without a folder
-            self.model = SentenceTransformer(
-                str(folder), device=enc.device, trust_remote_code=trusts_own_modules(folder)
-            )
+            self.model = load_model_folder(folder, device=enc.device)
+        except FractalError:
+            raise
         except Exception as e:
             raise EncoderError(f"cannot load {enc.resolved.name} with sentence-transformers ({str(e)[:160]})") from None
         self.model.max_seq_length = enc.max_seq_length

@@ -196,12 +196,16 @@ def build_model(head: Head, encoder: Encoder, dims: int, portable: bool = False)
     vectors, then the head -- a :class:`~fractal_embeddings.st.FractalHead` (default) or, ``portable``,
     built-in ``Dense`` layers cut to ``dims``."""
     import torch
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
+    from .trust import load_model_folder
+
     rm = encoder.resolved
+    assert rm.folder is not None  # _encoder refused encoders without a sentence-transformers folder
     try:
-        model = SentenceTransformer(str(rm.folder), device="cpu", local_files_only=True)
+        model = load_model_folder(rm.folder)
+    except FractalError:
+        raise
     except Exception as ex:  # noqa: BLE001 - any loader failure becomes one line
         raise ExportError(f"cannot load encoder {rm.name} with sentence-transformers ({str(ex)[:160]})") from None
     foreign = [
@@ -270,17 +274,9 @@ def _finish(model: SentenceTransformer, encoder: Encoder) -> SentenceTransformer
 def load_exported(folder: str | os.PathLike, truncate_dim: int | None = None) -> SentenceTransformer:
     """``SentenceTransformer(folder, trust_remote_code=..., truncate_dim=...)`` as a user loads an
     export: ``trust_remote_code`` only when the folder holds this library's modules."""
-    from sentence_transformers import SentenceTransformer
+    from .trust import load_model_folder
 
-    from .encoders import trusts_own_modules
-
-    return SentenceTransformer(
-        str(folder),
-        device="cpu",
-        local_files_only=True,
-        truncate_dim=truncate_dim,
-        trust_remote_code=trusts_own_modules(Path(folder)),
-    )
+    return load_model_folder(folder, truncate_dim=truncate_dim)
 
 
 def check_export(
@@ -345,6 +341,52 @@ def _architecture(h: HeadInfo, dims: int, portable: bool) -> str:
     )
 
 
+def _loading_section(levels: list[str], block: int, dims: int, portable: bool) -> list[str]:
+    """How to load the folder, with and without fractal-embeddings, what ``trust_remote_code`` means
+    here, which dims serve which level, and what re-saving with ``truncate_dim`` does."""
+    L = ["", "## Loading", ""]
+    if portable:
+        L.append(
+            "Built-in sentence-transformers modules only: no `trust_remote_code`, no other package. "
+            "fractal-embeddings loads the folder the same way."
+        )
+    else:
+        L += [
+            (
+                "**With sentence-transformers (>= 6) alone**, without fractal-embeddings: "
+                "`SentenceTransformer(path, trust_remote_code=True)`. The flag lets sentence-transformers import "
+                "`fractal_head.py` from this folder: the head's module, which needs only torch and "
+                "sentence-transformers (read it before you trust it; without the flag the folder is refused). "
+                "Saving the loaded model again writes that file to the new folder's root too, so copies of copies "
+                "load the same way."
+            ),
+            "",
+            (
+                "**With fractal-embeddings installed** (the library that wrote this folder): "
+                "`fractal_embeddings.trust.load_model_folder(path)` loads it *without* `trust_remote_code`: the "
+                "library checks that `fractal_head.py` is byte-identical to the file it ships, uses its own "
+                "installed class, and refuses a folder whose code differs."
+            ),
+        ]
+    finest = levels[-1] if dims > block else levels[0]
+    L += [
+        "",
+        (
+            f"Which dims serve which level: the first {block} dims `{levels[0]}`, all {dims} dims `{finest}` (every "
+            f"prefix: the zoom table below). Pick the zoom per call (`model.encode(texts, truncate_dim={block}, "
+            f"normalize_embeddings=True)`) or per model (`SentenceTransformer(path, truncate_dim={block})`)."
+        ),
+        "",
+        (
+            f'Re-saving: a model loaded with `truncate_dim=d` and saved again keeps `"truncate_dim": d` in the '
+            f"copy's `config_sentence_transformers.json`, so the copy outputs only d dims by default (`encode(..., "
+            f"truncate_dim={dims})` still gives the full vector), while this card, copied unchanged, describes all "
+            f"{dims} dims. To keep a copy whole, load it without `truncate_dim` and pass the zoom per call."
+        ),
+    ]
+    return L
+
+
 def model_card(
     record: RunRecord,
     dims: int,
@@ -391,16 +433,6 @@ def model_card(
         f"the first {block} dims carry the coarsest level (`{levels[0]}`)"
     )
     L += [intro + (f", the full {dims} dims the finest level (`{levels[-1]}`)." if dims == full else "."), ""]
-    if not portable:
-        L += [
-            (
-                "Loading needs `pip install fractal-embeddings` and `trust_remote_code=True`: the head is the "
-                "module class `fractal_embeddings.st.FractalHead`, imported from that installed package (no code "
-                "in this folder is run). Every prefix below is exact: `truncate_dim` cuts the head's output and "
-                "`normalize_embeddings=True` normalises the cut."
-            ),
-            "",
-        ]
     if dims < full:
         why = (
             f"The run's head L2-normalises each {block}-d block of its {full}-d output, which built-in "
@@ -448,6 +480,7 @@ def model_card(
             "L2-normalised prefixes."
         ),
     ]
+    L += _loading_section(levels, block, dims, portable)
 
     subset = ""
     if ds.subset:
@@ -610,7 +643,8 @@ def export_sentence_transformers(
         head = run.head
     from .atomic import atomic_dir
     from .heads import Head
-    from .st import quiet_loaders
+    from .st import make_self_contained, quiet_loaders
+    from .trust import check_no_links
 
     # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
     with atomic_dir(
@@ -619,14 +653,21 @@ def export_sentence_transformers(
         with quiet_loaders():
             if finetuned:
                 assert run_dir is not None  # checked above
+                check_no_links(run_dir, "fine-tuned run")  # load_run checked it; the copy never follows a link
                 shutil.copytree(
-                    run_dir, tmp, ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"), dirs_exist_ok=True
+                    run_dir,
+                    tmp,
+                    ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"),
+                    dirs_exist_ok=True,
+                    symlinks=True,
                 )
             else:
                 # export_dims refused runs without a head and runs with encoder layers
                 assert isinstance(head, Head) and encoder is not None
                 build_model(head, encoder, dims, portable).save(str(tmp), create_model_card=False)
                 ref = head.transform(encoder.encode(list(PROBE_TEXTS)))
+            if not portable:  # loads without fractal-embeddings: the head's code file at the root
+                make_self_contained(tmp)
             check = check_export(tmp, ref, dims, block)
         worst = max(check.items(), key=lambda kv: kv[1])
         if not worst[1] <= TOLERANCE:

@@ -65,8 +65,9 @@ def _require_trainer() -> None:
 
 def _st_model(encoder: Encoder, device: str) -> SentenceTransformer:
     """The encoder's sentence-transformers model on ``device`` (checked: a folder, no prompts)."""
-    from sentence_transformers import SentenceTransformer
     from sentence_transformers.base.modules.normalize import Normalize
+
+    from .trust import load_model_folder
 
     rm = encoder.resolved
     if rm.folder is None or not (rm.folder / "modules.json").is_file():
@@ -77,7 +78,9 @@ def _st_model(encoder: Encoder, device: str) -> SentenceTransformer:
     if any(encoder.prompts.values()):
         raise EncoderError(f"{rm.name} adds prompts to its inputs; fine-tuning supports models without prompts only")
     try:
-        model = SentenceTransformer(str(rm.folder), device=device, local_files_only=True)
+        model = load_model_folder(rm.folder, device=device)
+    except FractalError:
+        raise
     except Exception as e:  # noqa: BLE001 - any loader failure becomes one line
         raise EncoderError(f"cannot load {rm.name} with sentence-transformers ({str(e)[:160]})") from None
     model.max_seq_length = encoder.max_seq_length
@@ -382,7 +385,8 @@ def save_finetuned(out_dir: str | os.PathLike, run: Run, overwrite: bool = False
     from .atomic import atomic_dir
     from .encoders import folder_fingerprint
     from .records import RECORD_FILE, canonical_json
-    from .st import quiet_loaders
+    from .st import make_self_contained, quiet_loaders
+    from .trust import check_no_links
 
     out = Path(out_dir)
     # atomic_dir gives the files the umask's modes before the swap (safetensors writes 0o600)
@@ -390,9 +394,13 @@ def save_finetuned(out_dir: str | os.PathLike, run: Run, overwrite: bool = False
         if run.model is not None:
             run.model.save(str(tmp), create_model_card=False)
         elif run.path is not None:
-            shutil.copytree(run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"), dirs_exist_ok=True)
+            check_no_links(run.path, "fine-tuned run")
+            shutil.copytree(
+                run.path, tmp, ignore=shutil.ignore_patterns(RECORD_FILE, "*.tmp"), dirs_exist_ok=True, symlinks=True
+            )
         else:
             raise FractalError(f"run {run.record.run_id} holds no model to save")
+        make_self_contained(tmp)  # the run folder loads with sentence-transformers alone, too
         record = run.record.replace(encoder=dc_replace(run.record.encoder, fingerprint=folder_fingerprint(tmp)))
         (tmp / RECORD_FILE).write_text(canonical_json(record.to_dict()), encoding="utf-8")
     run.record, run.path = record, out

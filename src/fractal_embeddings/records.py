@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import FractalError
+from .trust import file_inside
 
 if TYPE_CHECKING:
     import numpy as np
@@ -191,7 +192,7 @@ def load_weights(run_dir: str | os.PathLike, record: RunRecord) -> dict | None:
     run_dir = Path(run_dir)
     if record.weights is None:
         return None
-    path = run_dir / record.weights.file
+    path = file_inside(run_dir, record.weights.file, "weights file")  # never a path out of the run folder
     if not path.exists():
         raise RunRecordError(f"{path}: weights file missing; the run directory is incomplete, train again")
     if file_sha256(path) != record.weights.sha256:

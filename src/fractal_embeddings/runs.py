@@ -42,6 +42,7 @@ from .records import (
     load_weights,
     save_run,
 )
+from .trust import check_model_folder, check_no_links
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -458,6 +459,9 @@ def load_run(run_dir: str | os.PathLike) -> Run:
     record = load_record(run_dir)
     path = Path(run_dir)
     path = path.parent if path.is_file() else path
+    if record.is_finetuned:  # the folder is the model: no link out of it, no code but ours (before any work)
+        check_no_links(path, "fine-tuned run")
+        check_model_folder(path)
     state = load_weights(path, record)
     head = None
     if state is not None:

@@ -31,19 +31,23 @@ save -> load round trips, where a module file copied into the folder would not.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import os
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
-from sentence_transformers.base.modules.module import Module
 from torch import nn
 
+from . import fractal_head
 from .errors import FractalError
-from .heads import HEADS, Head, HeadConfig, build_head
+from .fractal_head import HEAD_INPUT
+from .heads import HeadConfig
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -53,7 +57,6 @@ if TYPE_CHECKING:
     from .data.taxonomy import TaxonomyDataset
     from .objectives import Objective
 
-HEAD_INPUT = "fractal_head_input"  # the features key holding the head's input (what objectives read)
 
 CITATION = """@inproceedings{khosla2020supervised,
     title={Supervised Contrastive Learning},
@@ -73,53 +76,17 @@ CITATION = """@inproceedings{khosla2020supervised,
 }"""  # noqa: E501 (BibTeX entries as published: one author list per line)
 
 
-class FractalHead(Module):
+class FractalHead(fractal_head.FractalHead):
     """A steerable head as a sentence-transformers module: ``sentence_embedding`` -> head output.
 
     Any head kind of :mod:`fractal_embeddings.heads` (``linear``, ``mlp``, ``heal``, ``topk``), with
     its per-level classifiers (used by :class:`FractalLoss`; they don't touch the embedding). The
-    defaults are the default method's head: ``mlp`` (hidden 512), 4 x 64 dims, block norm."""
+    defaults are the default method's head: ``mlp`` (hidden 512), 4 x 64 dims, block norm.
 
-    config_keys: list[str] = [
-        "in_features",
-        "n_classes",
-        "kind",
-        "n_blocks",
-        "block_dim",
-        "hidden_dim",
-        "block_norm",
-        "topk",
-    ]
+    The module of :mod:`fractal_embeddings.fractal_head` (the file exported folders carry), with the
+    library's checks: a bad configuration raises :class:`~fractal_embeddings.errors.FractalError`."""
 
-    def __init__(
-        self,
-        in_features: int,
-        n_classes: Iterable[int],
-        kind: str = "mlp",
-        n_blocks: int = 4,
-        block_dim: int = 64,
-        hidden_dim: int = 512,
-        block_norm: bool = True,
-        topk: int = 32,
-    ) -> None:
-        super().__init__()
-        if kind not in HEADS:
-            raise FractalError(f"unknown head kind {kind!r}; use one of {', '.join(HEADS)}")
-        self.head: Head = build_head(
-            HeadConfig(kind, int(n_blocks), int(block_dim), int(hidden_dim), bool(block_norm), int(topk)),
-            int(in_features),
-            tuple(int(c) for c in n_classes),
-        )
-
-    @classmethod
-    def from_head(cls, head: Head) -> FractalHead:
-        """A module holding a copy of a trained :class:`~fractal_embeddings.heads.Head`."""
-        c = head.head_config
-        module = cls(
-            head.input_dim, head.n_classes, c.kind, c.n_blocks, c.block_dim, c.hidden_dim, c.block_norm, c.topk
-        )
-        module.head.load_state_dict(head.state_dict())
-        return module
+    head_config_class = HeadConfig
 
     @classmethod
     def for_method(
@@ -139,70 +106,33 @@ class FractalHead(Module):
             raise FractalError(f"method {objective.name} trains no head; choose one that does (see `fractal methods`)")
         return cls(in_features, n_classes, n_blocks=n_blocks, block_dim=block_dim, **objective.head_options())
 
-    # -- the head's architecture, read by the config and the model card
-    @property
-    def head_config(self) -> HeadConfig:
-        return self.head.head_config
 
-    in_features = property(lambda self: self.head.input_dim)
-    n_classes = property(lambda self: list(self.head.n_classes))
-    kind = property(lambda self: self.head_config.kind)
-    n_blocks = property(lambda self: self.head_config.n_blocks)
-    block_dim = property(lambda self: self.head_config.block_dim)
-    hidden_dim = property(lambda self: self.head_config.hidden_dim)
-    block_norm = property(lambda self: self.head_config.block_norm)
-    topk = property(lambda self: self.head_config.topk)
+PACKAGE_TYPE = f"{FractalHead.__module__}.{FractalHead.__name__}"  # what model.save() names this class
 
-    def forward(self, features: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        x = features["sentence_embedding"]
-        features[HEAD_INPUT] = x
-        features["sentence_embedding"] = self.head(x)
-        return features
 
-    def get_embedding_dimension(self) -> int:
-        return self.head.dim
-
-    get_sentence_embedding_dimension = get_embedding_dimension
-
-    def save(self, output_path: str, *args: Any, safe_serialization: bool = True, **kwargs: Any) -> None:
-        self.save_config(output_path)
-        self.save_torch_weights(output_path, safe_serialization=safe_serialization)
-
-    @classmethod
-    def load(
-        cls,
-        model_name_or_path: str,
-        subfolder: str = "",
-        token: bool | str | None = None,
-        cache_folder: str | None = None,
-        revision: str | None = None,
-        local_files_only: bool = False,
-        init_defaults: dict[str, Any] | None = None,  # the base signature's; the saved config names every argument
-        **kwargs: Any,
-    ) -> FractalHead:
-        hub: dict[str, Any] = {  # where the folder is (a path or a hub id), for both reads below
-            "subfolder": subfolder,
-            "token": token,
-            "cache_folder": cache_folder,
-            "revision": revision,
-            "local_files_only": local_files_only,
-        }
-        config = cls.load_config(model_name_or_path, **hub)
-        missing = [k for k in ("in_features", "n_classes") if k not in config]
-        if missing:
-            raise FractalError(
-                f"{model_name_or_path}/{subfolder}: FractalHead config lacks {', '.join(missing)}; "
-                f"the folder is not one this library wrote"
-            )
-        module = cls(**{k: v for k, v in config.items() if k in cls.config_keys})
-        return cls.load_torch_weights(model_name_or_path, **hub, model=module)
-
-    def __repr__(self) -> str:
-        c = self.head_config
-        return (
-            f"FractalHead({self.in_features} -> {c.kind}, {c.n_blocks} x {c.block_dim}"
-            f"{', block norm' if c.block_norm else ''}, levels {self.n_classes})"
-        )
+def make_self_contained(folder: str | os.PathLike) -> Path:
+    """Make a saved model folder load without fractal-embeddings installed: its FractalHead's type in
+    ``modules.json`` becomes ``fractal_head.FractalHead`` and ``fractal_head.py`` (the module's code,
+    torch + sentence-transformers only) goes to the folder's root, where
+    ``SentenceTransformer(folder, trust_remote_code=True)`` imports it. ``fractal export`` and ``fractal
+    finetune`` do this; after training with :class:`FractalLoss`, call it on the folder ``model.save()``
+    wrote. Returns the folder."""
+    folder = Path(folder)
+    path = folder / "modules.json"
+    try:
+        modules = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise FractalError(f"{path}: not a readable modules.json ({e}); pass the folder model.save() wrote") from None
+    types = [m.get("type") for m in modules if isinstance(m, dict)]
+    if PACKAGE_TYPE not in types and fractal_head.MODULE_TYPE not in types:
+        raise FractalError(f"{folder}: holds no FractalHead; pass the folder of a model with a steerable head")
+    fractal_head.write_code_file(folder)
+    if PACKAGE_TYPE in types:
+        for m in modules:
+            if isinstance(m, dict) and m.get("type") == PACKAGE_TYPE:
+                m["type"] = fractal_head.MODULE_TYPE
+        path.write_text(json.dumps(modules, indent=2), encoding="utf-8")
+    return folder
 
 
 @contextlib.contextmanager
@@ -228,9 +158,9 @@ def quiet_loaders() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def find_head(model: Iterable[Any]) -> FractalHead | None:
+def find_head(model: Iterable[Any]) -> fractal_head.FractalHead | None:
     """The model's :class:`FractalHead` (its last one), or None."""
-    heads = [m for m in model if isinstance(m, FractalHead)]
+    heads = [m for m in model if isinstance(m, fractal_head.FractalHead)]
     return heads[-1] if heads else None
 
 
@@ -306,7 +236,7 @@ class FractalLoss(nn.Module):
         self.generator = torch.Generator().manual_seed(seed)
 
     @property
-    def head(self) -> FractalHead:
+    def head(self) -> fractal_head.FractalHead:
         head = find_head(self.model)
         assert head is not None  # __init__ appended one when the model had none
         return head
@@ -424,4 +354,12 @@ class SteerabilityEvaluator(BaseEvaluator):
         return {"block_dim": self.block_dim, "k": self.k, "n_texts": len(self.texts), "levels": self.level_names}
 
 
-__all__ = ["CITATION", "FractalHead", "FractalLoss", "SteerabilityEvaluator", "find_head", "quiet_loaders"]
+__all__ = [
+    "CITATION",
+    "FractalHead",
+    "FractalLoss",
+    "SteerabilityEvaluator",
+    "find_head",
+    "make_self_contained",
+    "quiet_loaders",
+]
