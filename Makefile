@@ -12,14 +12,14 @@ endif
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: demo test lint install bench clean
+.PHONY: demo test test-install lint install bench clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(BIN)/pip install -q "$(TORCH)" -e ".[test,train,encoders,ray,explore,lint,qdrant]"
+	$(BIN)/pip install -q "$(TORCH)" -e ".[all,test,lint]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -29,7 +29,13 @@ demo: install
 
 # one pytest-xdist worker per core; a test file stays on one worker, so its module fixtures are built once
 test: install
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not install"
+
+# what a user without the full install gets: an export loaded in a venv with torch + sentence-transformers
+# only (no fractal_embeddings), and the built wheel installed without extras (size, imports, one-line errors);
+# builds two throwaway venvs (torch pinned as above), so it is a step of its own in .ci/run
+test-install: install
+	$(BIN)/python -m pytest -q -m install tests/test_install.py
 
 # ruff (lint + format check) over src/tests/bench, mypy over src/ (settings in pyproject.toml)
 lint: install

@@ -335,3 +335,104 @@ def test_cli_export(runs, exports, encoder, tmp_path, capsys):
     assert r.exit_code == 0, r.output
     assert "256-d" in r.stdout and "trust_remote_code=True" in r.stdout
     assert json.loads((target / "modules.json").read_text())[-1]["type"] == "fractal_head.FractalHead"
+
+
+def test_resaving_with_truncate_dim_keeps_it_and_the_card_says_so(runs, exports, texts, encoder, tmp_path):
+    """A model loaded with truncate_dim=64 and saved again keeps 64 as its default output (so
+    sentence-transformers writes it); the full vector is still one argument away, and the card,
+    copied unchanged, says what happened."""
+    out = exports["fractal"]
+    Z = runs["fractal"][0].transform(encoder.encode(texts))
+    _st(out, trust_remote_code=True, truncate_dim=64).save(str(tmp_path / "coarse"))
+    assert json.loads((tmp_path / "coarse" / "config_sentence_transformers.json").read_text())["truncate_dim"] == 64
+    m = _st(tmp_path / "coarse", trust_remote_code=True)
+    assert m.encode(texts).shape == (50, 64)
+    assert np.abs(m.encode(texts, truncate_dim=256) - Z).max() <= TOL
+    card = (tmp_path / "coarse" / "README.md").read_text()
+    assert card == (out / "README.md").read_text()  # copied unchanged, so it must say what re-saving does
+    assert 'keeps `"truncate_dim": d`' in card and "outputs only d dims by default" in card
+    assert "`encode(..., truncate_dim=256)` still gives the full vector" in card
+
+
+def _tampered(src, dst, marker, *, type_=None, code=None, extra_file=None):
+    """A copy of an export whose head code or module type was changed; running the code would
+    create ``marker``."""
+    shutil.copytree(src, dst)
+    payload = f"\nimport pathlib\npathlib.Path({str(marker)!r}).write_text('ran')\n"
+    if code is not None:
+        (dst / "fractal_head.py").write_text(code + payload)
+    if type_ is not None:
+        modules = json.loads((dst / "modules.json").read_text())
+        modules[-1]["type"] = type_
+        (dst / "modules.json").write_text(json.dumps(modules))
+    if extra_file is not None:
+        (dst / extra_file).write_text(payload)
+    return dst
+
+
+def test_a_folder_whose_head_code_was_swapped_never_runs_it(exports, encoder, tmp_path, capsys):
+    """Every path that loads a model folder refuses, in one line and before any work, a head code
+    file that is not byte-identical to the one the package ships, and any module type outside
+    sentence-transformers' built-ins and the library's own head; the planted code never runs."""
+    from fractal_embeddings.cli import main
+    from fractal_embeddings.encoders import Encoder
+    from fractal_embeddings.trust import UntrustedFolderError, load_model_folder
+
+    src = exports["fractal"]
+    marker = tmp_path / "ran.txt"
+    code = (src / "fractal_head.py").read_text()
+    cases = {
+        "swapped code": _tampered(src, tmp_path / "a", marker, code=code),
+        "package name shadowed": _tampered(
+            src, tmp_path / "b", marker, type_="fractal_embeddings.FractalHead", extra_file="fractal_embeddings.py"
+        ),
+        "foreign type": _tampered(src, tmp_path / "c", marker, type_="evil.Module", extra_file="evil.py"),
+        "code copy in the module folder": _tampered(src, tmp_path / "d", marker),
+    }
+    sub = json.loads((cases["code copy in the module folder"] / "modules.json").read_text())[-1]["path"]
+    (cases["code copy in the module folder"] / sub / "fractal_head.py").write_text(code + "\nraise SystemExit\n")
+    for what, folder in cases.items():
+        with pytest.raises(UntrustedFolderError, match="runs no code from a model folder"):
+            load_model_folder(folder)
+        with pytest.raises(UntrustedFolderError):
+            Encoder(str(folder), backend="sentence-transformers")
+        assert main(["embed", "trec", "--model", str(folder), "--backend", "sentence-transformers"]) == 2, what
+        e = capsys.readouterr().err.strip()
+        assert e.startswith("error: ") and "\n" not in e and "runs no code from a model folder" in e, (what, e)
+    # a config.json asking transformers for custom model code is refused too
+    auto = shutil.copytree(src, tmp_path / "e")
+    cfg = json.loads((auto / "config.json").read_text())
+    (auto / "config.json").write_text(json.dumps({**cfg, "auto_map": {"AutoModel": "evil.Model"}}))
+    with pytest.raises(UntrustedFolderError, match="auto_map"):
+        load_model_folder(auto)
+    assert not marker.exists()
+    # the untouched export loads through the same path, without trust_remote_code
+    assert load_model_folder(src).encode(["hello"]).shape == (1, 256)
+
+
+def test_record_paths_stay_inside_the_run_folder(runs, tmp_path, capsys):
+    """weights.file in record.json names a file inside the run folder: a path out of it, a device or
+    a folder is refused in one line (it used to be read, to hang on /dev/zero, or to give a traceback)."""
+    from fractal_embeddings.cli import main
+    from fractal_embeddings.runs import load_run
+
+    run_dir = runs["v5-paper"][1]
+    other = tmp_path / "other"
+    shutil.copytree(run_dir, other)
+    for i, bad in enumerate(("/dev/zero", "../other/head.safetensors", "/etc", "..", "sub/head.safetensors")):
+        d = tmp_path / f"r{i}"
+        shutil.copytree(run_dir, d)
+        rec = json.loads((d / "record.json").read_text())
+        rec["weights"]["file"] = bad
+        (d / "record.json").write_text(json.dumps(rec))
+        with pytest.raises(FractalError, match="not a file name inside the run folder"):
+            load_run(d)
+        assert main(["eval", str(d)]) == 2, bad
+        e = capsys.readouterr().err.strip()
+        assert e.startswith("error: ") and "\n" not in e and "inside the run folder" in e, e
+    link = tmp_path / "linked"
+    shutil.copytree(run_dir, link)
+    (link / "head.safetensors").unlink()
+    (link / "head.safetensors").symlink_to(other / "head.safetensors")
+    with pytest.raises(FractalError, match="is a link or not a regular file"):
+        load_run(link)

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -206,3 +207,50 @@ def test_killed_finetune_leaves_nothing(csv_file, cache_dir, tmp_path):
     assert subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
     assert (out / "record.json").is_file() and (out / "3_FractalHead" / "model.safetensors").is_file()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # temporary siblings cleaned
+
+
+def test_finetuned_run_folder_is_self_contained_and_checked(ft_run, csv_file, cache_dir, tmp_path, capsys, monkeypatch):
+    """A fine-tuned run folder carries fractal_head.py at its root (it loads with sentence-transformers
+    alone). A copy whose head code was swapped (fingerprint rewritten to match), or that holds a link
+    (to a private file, or dangling), is refused in one line by eval, export and index build before
+    any work: the code never runs, nothing is copied, no output folder appears."""
+    import shutil
+
+    from fractal_embeddings import fractal_head
+    from fractal_embeddings.cli import main
+    from fractal_embeddings.encoders import folder_fingerprint
+
+    monkeypatch.setenv("FRACTAL_CACHE", str(cache_dir))
+    modules = json.loads((ft_run / "modules.json").read_text())
+    assert modules[-1]["type"] == "fractal_head.FractalHead"
+    assert (ft_run / "fractal_head.py").read_bytes() == Path(fractal_head.__file__).read_bytes()
+
+    marker = tmp_path / "ran.txt"
+    swapped = shutil.copytree(ft_run, tmp_path / "swapped")
+    code = (swapped / "fractal_head.py").read_text()
+    (swapped / "fractal_head.py").write_text(
+        code + f"\nimport pathlib\npathlib.Path({str(marker)!r}).write_text('x')\n"
+    )
+    private = tmp_path / "private.txt"
+    private.write_text("secret")
+    linked = shutil.copytree(ft_run, tmp_path / "linked")
+    (linked / "notes.txt").symlink_to(private)
+    dangling = shutil.copytree(ft_run, tmp_path / "dangling")
+    (dangling / "gone.txt").symlink_to(tmp_path / "no-such-file")
+    for folder in (swapped, linked, dangling):
+        rec = json.loads((folder / "record.json").read_text())
+        rec["encoder"]["fingerprint"] = folder_fingerprint(folder)  # the tamperer makes the record agree
+        (folder / "record.json").write_text(json.dumps(rec))
+
+    cases = [(swapped, "runs no code from a model folder"), (linked, "symbolic link"), (dangling, "symbolic link")]
+    for folder, msg in cases:
+        for args in (
+            ["eval", str(folder)],
+            ["export", str(folder), str(tmp_path / "exp")],
+            ["index", "build", str(folder), str(csv_file), "--levels", "domain,intent", "--out", str(tmp_path / "ix")],
+        ):
+            assert main(args) == 2, (folder.name, args[0])
+            e = capsys.readouterr().err.strip()
+            assert e.startswith("error: ") and "\n" not in e and msg in e, (folder.name, args[0], e)
+            assert not (tmp_path / "exp").exists() and not (tmp_path / "ix").exists()
+    assert not marker.exists()

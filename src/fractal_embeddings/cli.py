@@ -21,6 +21,7 @@ from rich.table import Table
 from . import __version__
 from .data import get_data_home, list_datasets, load_dataset
 from .errors import FractalError
+from .extras import extra_of, require
 
 if TYPE_CHECKING:
     from .data.taxonomy import TaxonomyDataset
@@ -161,6 +162,7 @@ def taxonomy_induce(
     """Group the classes of a level into K coarse groups by clustering their train-split centroids
     under the frozen encoder; write the dataset with the induced level as a new column."""
     device = _device(device)
+    require("data", "fractal taxonomy induce (it writes a CSV table)", ("pandas",))
     from .data.induce import (
         METHODS,
         check_output_file,
@@ -629,6 +631,7 @@ def report_cmd(
     fmt: str = typer.Option("md", "--format", help="md, or latex: also every table as LaTeX (booktabs) in tables/."),
 ) -> None:
     """Write a report (tables + figures) generated from run records only."""
+    require("report", "fractal report")
     if target == "objective-study":
         from .report.objective_study import write_report
 
@@ -735,6 +738,7 @@ def index_build(
     check_target(out_dir, overwrite)  # before the encoding, not after
     if backend not in BACKENDS:
         raise FractalError(f"unknown --backend {backend!r}; use faiss (the default) or qdrant")
+    require(*(("qdrant", "--backend qdrant") if backend == "qdrant" else ("index", "a FAISS zoom index")))
     if kind not in KINDS:
         raise FractalError(f"unknown --kind {kind!r}; use flat (exact) or hnsw (approximate)")
     if split is not None and not split.strip():
@@ -983,6 +987,7 @@ def predict_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Estimate, before training, the S the default method will reach on a taxonomy."""
+    require("report", "fractal predict (its fit is a statsmodels regression)", ("statsmodels",))
     from .encoders import Encoder
     from .predictor import FIT_FILE, fit_predictor, predict
 
@@ -1083,6 +1088,14 @@ def main(argv: list[str] | None = None) -> int:
         code = app(args=argv, prog_name="fractal", standalone_mode=False)
     except FractalError as e:
         _error(str(e))
+        return 2
+    except ModuleNotFoundError as e:  # an optional dependency no check above caught: name its extra
+        extra = extra_of(e.name or "")
+        if extra is None:
+            raise
+        _error(
+            f'this command needs {e.name}, which the core install leaves out: pip install "fractal-embeddings[{extra}]"'
+        )
         return 2
     except _click_classes("NoArgsIsHelpError") as e:  # `fractal` or `fractal index` alone: the help
         err.print(e.format_message(), markup=False, highlight=False)

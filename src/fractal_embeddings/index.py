@@ -80,6 +80,7 @@ import numpy as np
 from .atomic import atomic_dir, check_output_dir
 from .corpus import TABLE_SUFFIXES, TEXT_SUFFIXES, Corpus, read_corpus
 from .errors import ZoomIndexError
+from .extras import require
 from .index_items import COLUMNS as ITEM_COLUMNS
 from .index_items import ItemTable
 from .prefix_index import HNSW_DEFAULTS, KINDS, VECTORS_FILE, PrefixIndexes
@@ -504,6 +505,7 @@ class ZoomIndex(RunIndex):
         corpus_role: str = "query",
         device: str | None = "auto",
     ) -> None:
+        require("index", "a FAISS zoom index")
         super().__init__(run, encoder=None, corpus_role=corpus_role, device=device)
         self.prefixes = PrefixIndexes(self.dims, kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
         self.items = ItemTable(level_names if level_names is not None else self.run.level_names)
@@ -763,6 +765,7 @@ class ZoomIndex(RunIndex):
         from .records import RunRecordError, file_sha256
         from .runs import load_run
 
+        require("index", "a FAISS zoom index")
         d = Path(index_dir)
         fix = REBUILD_FIX
         meta = read_index_meta(d)

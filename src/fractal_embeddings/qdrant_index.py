@@ -71,6 +71,7 @@ import numpy as np
 from .atomic import atomic_dir
 from .errors import ZoomIndexError
 from .evaluation import unit_rows
+from .extras import require
 from .index import (
     META_FILE,
     REBUILD_FIX,
@@ -140,6 +141,7 @@ class QdrantTarget:
     timeout: int = 60
 
     def __post_init__(self) -> None:
+        require("qdrant", "the Qdrant backend")
         if not isinstance(self.collection, str) or not _NAME.match(self.collection):
             raise ZoomIndexError(
                 f"collection name {self.collection!r} is not valid; use 1-255 letters, digits, '_', '-' or '.'"

@@ -31,6 +31,7 @@ from .evaluation import (
     steerability_metrics,
     stratified_sample,
 )
+from .extras import require
 from .records import (
     SCHEMA,
     EncoderInfo,
@@ -286,6 +287,8 @@ def train(
     check_seed(seed)
     check_seed(eval_seed, "eval_seed")
     check_sizes(dataset, cfg if objective.head_kind is not None else None, eval_split, eval_rows, k)  # before any work
+    if retrieval:
+        require("index", "retrieval metrics (FAISS exact search)")
     rows = eval_row_sample(dataset, eval_split, eval_rows, eval_seed)
     from .devices import resolve_device
 

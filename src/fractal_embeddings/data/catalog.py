@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DatasetNotFoundError, TaxonomyError
+from ..extras import require_table_reader
 from . import loaders, online
 from .home import RemoteFile, ensure_files, get_data_home
 from .taxonomy import DUPLICATES, TaxonomyDataset, build_dataset
@@ -306,6 +307,7 @@ def _load(
     if on_duplicates not in DUPLICATES:
         raise TaxonomyError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
     if name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists()):
+        require_table_reader(name_s)
         from .tabular import read_table
 
         if not levels:
