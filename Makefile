@@ -35,7 +35,7 @@ test: install
 # only (no fractal_embeddings), and the built wheel installed without extras (size, imports, one-line errors);
 # builds two throwaway venvs (torch pinned as above), so it is a step of its own in .ci/run
 test-install: install
-	$(BIN)/python -m pytest -q -m install tests/test_install.py
+	$(BIN)/python -m pytest -q -rP -m install tests/test_install.py
 
 # ruff (lint + format check) over src/tests/bench, mypy over src/ (settings in pyproject.toml)
 lint: install

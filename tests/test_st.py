@@ -139,6 +139,10 @@ def test_readme_recipe_runs_as_written(data_home, tmp_path, monkeypatch):
     scope: dict = {}
     exec(compile(code, "README recipe", "exec"), scope)  # noqa: S102 - the README's own code
     assert (tmp_path / "model" / "modules.json").is_file() and not (tmp_path / "checkpoints" / "checkpoint-1").exists()
+    # self-contained: the head's code at the root, the type sentence-transformers finds it by
+    assert json.loads((tmp_path / "model" / "modules.json").read_text())[-1]["type"] == "fractal_head.FractalHead"
+    assert (tmp_path / "model" / "fractal_head.py").is_file()
+    assert type(scope["coarse"][-1]).__module__.startswith("transformers_modules.")  # loaded from the folder
     texts = ["what's my checking balance", "book a flight to boston", "tell me a joke about cats"]
     full = scope["model"].encode(texts)
     got = scope["coarse"].encode(texts, normalize_embeddings=True)

@@ -12,15 +12,15 @@ Two layouts:
   ``Pooling``, ...), a ``Normalize`` when the head reads L2-normalised encoder vectors, then the
   trained head as :class:`~fractal_embeddings.st.FractalHead`. ``truncate_dim`` slices the head's
   output and ``normalize_embeddings=True`` normalises the slice: the library's normalised prefix, at
-  64, 128, ... dims, block norm included. ``FractalHead`` is not a built-in class, so loading needs
-  ``trust_remote_code=True`` (sentence-transformers >= 6 asks for it for any non-built-in class, even
-  from an installed package) and ``pip install fractal-embeddings``: the class is imported from the
-  installed package (``modules.json`` names ``fractal_embeddings.st.FractalHead``), not from a file
-  in the folder. A module file in the folder would let users without the package load it, but
-  sentence-transformers moves such a file into the module's subfolder when the loaded model is
-  saved again, and the re-saved folder no longer loads; the package import survives any number of
-  save -> load round trips (tested). ``config_sentence_transformers.json`` keeps no default
-  ``truncate_dim``: the full vector is the fine level, and the zoom is the caller's choice per call.
+  64, 128, ... dims, block norm included. The folder is self-contained
+  (:func:`~fractal_embeddings.st.make_self_contained`): ``fractal_head.py``, the head's module (torch +
+  sentence-transformers only), sits at its root and ``modules.json`` names ``fractal_head.FractalHead``,
+  so ``SentenceTransformer(OUT, trust_remote_code=True)`` loads it without fractal-embeddings, and
+  re-saved copies keep loading (the module's ``save`` writes the file to each new root; tested in a
+  venv without the package). fractal-embeddings loads it without ``trust_remote_code``, after checking
+  the file is byte-identical to its own (:mod:`~fractal_embeddings.trust`).
+  ``config_sentence_transformers.json`` keeps no default ``truncate_dim``: the full vector is the fine
+  level, and the zoom is the caller's choice per call.
 * ``portable=True`` (``fractal export --portable``): built-in modules only (no
   ``trust_remote_code``, no package needed): the head as ``Dense`` layers --
   ``linear``: ``Dense(in, dim, Identity)``; ``mlp``: ``Dense(in, hidden, GELU)`` + ``Dense(hidden, dim,

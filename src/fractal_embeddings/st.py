@@ -21,11 +21,14 @@ level (coarse -> fine), so the trainer hands the loss a ``(batch, n_levels)`` in
 :class:`FractalHead` is a sentence-transformers ``Module`` (``save``/``load``, ``config_keys``,
 ``get_config_dict``) wrapping any head of :mod:`fractal_embeddings.heads`: it replaces
 ``sentence_embedding`` by the head's output, so ``truncate_dim`` cuts the steerable vector and
-``normalize_embeddings=True`` normalises the cut, exactly the library's normalised prefix. Because it
-is not a built-in class, sentence-transformers (>= 6) loads a folder holding it only with
-``trust_remote_code=True``; the class comes from the installed ``fractal_embeddings`` package (its
-``modules.json`` type is ``fractal_embeddings.st.FractalHead``), which survives any number of
-save -> load round trips, where a module file copied into the folder would not.
+``normalize_embeddings=True`` normalises the cut, exactly the library's normalised prefix. It is the
+module of :mod:`fractal_embeddings.fractal_head` (one file, torch + sentence-transformers only) with
+the library's checks. Because it is not a built-in class, sentence-transformers (>= 6) loads a folder
+holding it only with ``trust_remote_code=True``. :func:`make_self_contained` (applied by ``fractal
+export`` and ``fractal finetune``) puts ``fractal_head.py`` at a saved folder's root and names the
+type ``fractal_head.FractalHead``, so the folder loads without this package, and re-saved copies too
+(the module's ``save`` writes the file to each new root). The library itself loads such folders
+without ``trust_remote_code`` (:func:`fractal_embeddings.trust.load_model_folder`).
 """
 
 from __future__ import annotations
