@@ -606,6 +606,10 @@ def experiment_cmd(
             doc = doc.replace(f"``{n}``: ", "").replace("``", "")
             out.print(f"[bold]{n}[/bold]: {doc}", soft_wrap=True)
         return
+    # the programme's grids encode with the offline encoders; the search-side ones search with FAISS
+    require("encoders", f"fractal experiment {name}")
+    if name in ("all", "retrieval", "pareto", "search", "latency"):
+        require("index", f"fractal experiment {name}")
     ds = tuple(x.strip() for x in datasets.split(",")) if datasets else None
     sd = _seed_list(seeds) if seeds else None
     run_experiment(

@@ -36,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .errors import FractalError
+from .extras import require
 
 if TYPE_CHECKING:
     from .data.taxonomy import TaxonomyDataset
@@ -77,6 +78,7 @@ def _design(x: ArrayLike) -> np.ndarray:
 def ols(x: ArrayLike, y: ArrayLike) -> dict:
     """Least squares with an intercept on ``x`` (one feature per column, or a 1-d array), with what a
     prediction interval needs."""
+    require("report", "the steerability predictor's fit", ("statsmodels",))
     import statsmodels.api as sm
 
     X, y = _design(x), np.asarray(y, float)

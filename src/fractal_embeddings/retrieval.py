@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import FractalError
 from .evaluation import unit_rows as _unit
+from .extras import require
 
 KS = (1, 10)
 MAP_K = 10
@@ -27,6 +28,7 @@ MAP_K = 10
 
 def exact_search(queries: np.ndarray, corpus: np.ndarray, k: int) -> np.ndarray:
     """Indices ``(n_queries, k)`` of the k most cosine-similar corpus rows, nearest first."""
+    require("index", "exact search (retrieval metrics)")
     import faiss
 
     if k > len(corpus):

@@ -30,6 +30,7 @@ from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from .errors import FractalError
+from .extras import require
 
 
 def _arr(x: ArrayLike, name: str = "values") -> np.ndarray:
@@ -72,6 +73,7 @@ def paired_test(a: ArrayLike, b: ArrayLike) -> dict:
 
 def holm(pvalues: ArrayLike) -> np.ndarray:
     """Holm-Bonferroni adjusted p-values (same order as given)."""
+    require("report", "Holm-adjusted p-values", ("statsmodels",))
     from statsmodels.stats.multitest import multipletests
 
     p = _arr(pvalues, "p-values")
@@ -87,6 +89,7 @@ def d_variance(d: float, n: int) -> float:
 
 def random_effects(effects: ArrayLike, variances: ArrayLike, alpha: float = 0.05) -> dict:
     """DerSimonian-Laird random-effects pooling of per-study effects with known variances."""
+    require("report", "the random-effects meta-analysis", ("statsmodels",))
     from statsmodels.stats.meta_analysis import combine_effects
 
     y, v = _arr(effects, "effects"), _arr(variances, "variances")
@@ -204,6 +207,7 @@ def bootstrap_ci(
 
 def cooks_distance(x: ArrayLike, y: ArrayLike) -> np.ndarray:
     """Cook's distance of each point in the least-squares fit y ~ x."""
+    require("report", "Cook's distances", ("statsmodels",))
     import statsmodels.api as sm
 
     x, y = _arr(x, "x"), _arr(y, "y")

@@ -63,10 +63,8 @@ def _check_code_files(folder: Path, modules: list[dict[str, Any]]) -> None:
     ours = HEAD_CODE.read_bytes()
     subs = {str(m.get("path") or "") for m in modules}
     for sub in sorted(subs):
-        path = folder / sub / HEAD_CODE.name
-        if (path.exists() or path.is_symlink()) and (
-            path.is_symlink() or not path.is_file() or path.read_bytes() != ours
-        ):
+        path = folder / sub / HEAD_CODE.name  # read through a link (a hub snapshot's files are links to blobs)
+        if (path.exists() or path.is_symlink()) and (not path.is_file() or path.read_bytes() != ours):
             raise UntrustedFolderError(
                 f"{path}: differs from the fractal_head.py this fractal-embeddings ships, and {TRUST_NOTE}; "
                 f"export the run again with this version (or load the folder with sentence-transformers "

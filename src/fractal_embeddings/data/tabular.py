@@ -14,11 +14,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from ..errors import InputDataError, TaxonomyError
+from ..extras import MissingExtraError
 from .loaders import RawData, decode_error
 from .taxonomy import DUPLICATES, SPLIT_SEED, TEST_FRACTION, holdout_rows
+
+try:
+    import pandas as pd
+except ImportError:  # user files are an extra: one line naming it, never a bare ModuleNotFoundError
+    raise MissingExtraError(
+        'reading CSV / JSONL / Parquet files needs pandas: pip install "fractal-embeddings[data]"'
+    ) from None
 
 _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
 

@@ -12,9 +12,15 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pandas as pd
-
 from ..errors import FractalError
+from ..extras import MissingExtraError
+
+try:
+    import pandas as pd
+except ImportError:  # the report is an extra: one line naming it, never a bare ModuleNotFoundError
+    raise MissingExtraError(
+        'fractal_embeddings.report needs pandas, matplotlib and statsmodels: pip install "fractal-embeddings[report]"'
+    ) from None
 from .claims import claims_table
 from .frame import load_frame
 from .sections import SECTIONS, Section
