@@ -405,6 +405,13 @@ def test_a_folder_whose_head_code_was_swapped_never_runs_it(exports, encoder, tm
     (auto / "config.json").write_text(json.dumps({**cfg, "auto_map": {"AutoModel": "evil.Model"}}))
     with pytest.raises(UntrustedFolderError, match="auto_map"):
         load_model_folder(auto)
+    # a module path out of the folder is refused before anything is read there
+    out = shutil.copytree(src, tmp_path / "f")
+    modules = json.loads((out / "modules.json").read_text())
+    modules[-1]["path"] = "../a"
+    (out / "modules.json").write_text(json.dumps(modules))
+    with pytest.raises(UntrustedFolderError, match="leaves the model folder"):
+        load_model_folder(out)
     assert not marker.exists()
     # the untouched export loads through the same path, without trust_remote_code
     assert load_model_folder(src).encode(["hello"]).shape == (1, 256)

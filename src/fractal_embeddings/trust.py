@@ -55,6 +55,12 @@ def _read_modules(folder: Path) -> list[dict[str, Any]]:
         isinstance(m, dict) and isinstance(m.get("type"), str) and isinstance(m.get("path", ""), str) for m in modules
     ):
         raise UntrustedFolderError(f"{path}: not a list of modules with a type and a path; save the model again")
+    for m in modules:
+        sub = str(m.get("path") or "")
+        if Path(sub).is_absolute() or ".." in Path(sub).parts or "\\" in sub:
+            raise UntrustedFolderError(
+                f"{path}: module path {sub!r} leaves the model folder; a module's files sit in a subfolder of it"
+            )
     return modules
 
 
