@@ -160,6 +160,8 @@ print(json.dumps(out))
 def test_export_loads_without_the_package_and_survives_two_resaves(venv, exported):
     r = _run([str(venv), "-c", NO_PACKAGE, str(exported["root"]), str(exported["export"])], exported["root"])
     loads = json.loads(r.stdout.strip().splitlines()[-1])
+    for name, diffs in zip(("export", "re-saved once", "re-saved twice"), loads, strict=False):
+        print(f"without the package, {name}: max abs difference " + ", ".join(f"{k} {v:.1e}" for k, v in diffs.items()))
     assert len(loads) == 3
     for i, diffs in enumerate(loads):
         assert max(diffs.values()) <= TOL, (i, diffs)
