@@ -341,7 +341,8 @@ def test_fractal_index_build_killed_leaves_the_old_or_the_new_index(corpus_csv, 
 def test_atomic_dir_replaces_only_what_it_may(tmp_path):
     """The shared helper: a new folder appears whole; a failure inside leaves nothing; a folder without
     the marker is never replaced; with a marker it is replaced only with overwrite."""
-    from fractal_embeddings.atomic import OutputPathError, atomic_dir
+    from fractal_embeddings.atomic import atomic_dir
+    from fractal_embeddings.errors import OutputPathError
 
     target = tmp_path / "out"
     with pytest.raises(RuntimeError), atomic_dir(target, marker="done.json", what="a result") as tmp:
@@ -372,7 +373,8 @@ def test_atomic_dir_replaces_only_what_it_may(tmp_path):
 
 # ------------------------------------- 4. bad --out paths are refused before any work
 def test_check_output_dir_names_the_problem(tmp_path):
-    from fractal_embeddings.atomic import OutputPathError, check_output_dir
+    from fractal_embeddings.errors import OutputPathError
+    from fractal_embeddings.validation import check_output_dir
 
     f = tmp_path / "file.txt"
     f.write_text("x")

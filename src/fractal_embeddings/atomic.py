@@ -11,8 +11,9 @@ never written in place:
   the new one; where the kernel or file system can't exchange, the old folder is renamed aside
   (``.<name>.old-<pid>-<random>``), the new one renamed in, the old one deleted. A writer that fails
   (an exception) deletes its temporary folder and leaves the target as it was.
-* :func:`check_output_dir` is the one check of a target, made by commands before they encode or
-  train and again by :func:`atomic_dir` right before the swap: the path (or a folder above it) must
+* :func:`~fractal_embeddings.validation.check_output_dir` is the one check of a target, made by
+  commands before they encode or train and again by :func:`atomic_dir` right before the swap: the path
+  (or a folder above it) must
   not be a file, it must be writable, and an existing non-empty folder must hold what this writer
   makes (its ``marker`` file) and may then be replaced only with ``overwrite``. A folder holding
   anything else is never replaced, ``overwrite`` or not.
@@ -37,83 +38,11 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from .errors import FractalError
+from .errors import FractalError, OutputPathError
+from .validation import check_output_dir
 
 _AT_FDCWD = -100
 _RENAME_EXCHANGE = 2
-
-
-class OutputPathError(FractalError):
-    """An output folder that can't receive what a command writes (one line: the problem and the fix)."""
-
-
-# ------------------------------------------------------------------ checks
-def nearest_existing(path: Path) -> Path:
-    for p in (path, *path.parents):
-        if os.path.lexists(p):
-            return p
-    return Path(os.sep)
-
-
-def check_output_dir(
-    path: str | os.PathLike,
-    *,
-    overwrite: bool = False,
-    marker: str | None = None,
-    what: str = "a run",
-    option: str = "--out",
-    partial: Iterable[str] = (),
-    error: type[FractalError] = OutputPathError,
-) -> Path:
-    """Raise ``error`` (one line naming the fix) unless ``path`` may become the folder a writer makes.
-
-    Accepted: a path that does not exist yet (its parent folders are created by the writer), an empty
-    folder, or a folder holding ``marker`` (what this writer makes: ``record.json`` for a run,
-    ``index.json`` for an index, ...) when ``overwrite``. Refused: the path or a folder above it is a
-    file; the folder it would be written in is not writable; a non-empty folder without ``marker``
-    (``overwrite`` never deletes it) unless it holds only ``partial`` files (what an interrupted
-    writer of the same kind leaves, e.g. ``head.safetensors``), which ``overwrite`` may replace.
-    ``what`` names the content with its article ("a run"), ``option`` the command's flag. Creates
-    nothing; returns ``Path(path)``."""
-    out = Path(path)
-    if str(path) == "":
-        raise error(f"{option} is empty; give the folder to write")
-    absolute = Path(os.path.abspath(out))
-    if absolute.parent == absolute:
-        raise error(f"{out} is the root folder; choose another {option}")
-    existing = nearest_existing(absolute)
-    if not existing.is_dir():
-        where = f"{out}" if existing == absolute else f"{out}: {existing}"
-        raise error(f"{where} is a file, not a directory; choose another {option} (a new or empty folder)")
-    if existing == absolute:
-        entries = sorted(p.name for p in absolute.iterdir())
-        if entries:
-            name = what.split(" ", 1)[-1]
-            if marker is not None and marker in entries:
-                if not overwrite:
-                    raise error(
-                        f"{out} already holds {what}; choose another {option} or pass --overwrite to replace it"
-                    )
-            elif set(entries) <= set(partial):
-                if not overwrite:
-                    raise error(
-                        f"{out} holds an unfinished {name} (no {marker}); pass --overwrite to replace it or "
-                        f"choose another {option}"
-                    )
-            else:
-                held = f" ({marker} missing)" if marker else ""
-                raise error(
-                    f"{out} is not empty and holds no {name}{held}; choose another {option} (a new or "
-                    f"empty folder): --overwrite never deletes other files"
-                )
-        writable_in = absolute.parent
-    else:
-        writable_in = existing
-    if not os.access(writable_in, os.W_OK | os.X_OK):
-        raise error(
-            f"can't write in {writable_in} (permission denied or a read-only file system); choose another {option}"
-        )
-    return out
 
 
 # ----------------------------------------------------------------- writing

@@ -165,13 +165,13 @@ def taxonomy_induce(
     require("data", "fractal taxonomy induce (it writes a CSV table)", ("pandas",))
     from .data.induce import (
         METHODS,
-        check_output_file,
         induce_level,
         induced_columns,
         with_induced_level,
         write_induced_csv,
     )
     from .encoders import Encoder
+    from .validation import check_output_file
 
     k_value: int | str = k.strip().lower()
     if k_value != "auto":
@@ -335,8 +335,8 @@ def _check_train_options(method: str, overrides: dict) -> None:
 
 def _check_run_dir(path: str | os.PathLike, overwrite: bool) -> Path:
     """``--out`` of a run, checked before any work (:func:`~fractal_embeddings.atomic.check_output_dir`)."""
-    from .atomic import check_output_dir
     from .records import PARTIAL_FILES, RECORD_FILE
+    from .validation import check_output_dir
 
     return check_output_dir(path, overwrite=overwrite, marker=RECORD_FILE, what="a run", partial=PARTIAL_FILES)
 
@@ -448,11 +448,10 @@ def finetune_cmd(
 ) -> None:
     """Fine-tune the encoder and a steerable head end to end (sentence-transformers' trainer); the run
     directory is a sentence-transformers folder plus a run record."""
-    from .atomic import check_output_dir
     from .finetune import finetune
     from .heads import HeadConfig
     from .records import RECORD_FILE
-    from .runs import check_seed
+    from .validation import check_output_dir, check_seed
 
     device = _device(device)
     check_seed(seed)
@@ -577,7 +576,7 @@ def _log(message: str) -> None:
 
 
 def _seed_list(text: str) -> tuple[int, ...]:
-    from .runs import check_seed
+    from .validation import check_seed
 
     try:
         values = tuple(int(x) for x in text.split(","))

@@ -38,9 +38,9 @@ class EncoderError(FractalError, RuntimeError):
     """An encoder cannot be loaded or run."""
 
 
-class CacheError(FractalError, RuntimeError):
-    """An embedding cache entry is unusable (reported, then rebuilt by the cache itself)."""
-
-
 class ZoomIndexError(FractalError):
     """A zoom index that cannot be built, loaded or searched as asked (one line: problem and fix)."""
+
+
+class OutputPathError(FractalError):
+    """An output folder or file that can't receive what a command writes (one line: the problem and the fix)."""

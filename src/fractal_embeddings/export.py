@@ -157,7 +157,7 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
                 f"{out} is not empty and holds no exported model ({EXPORT_FILE}), so --overwrite "
                 f"won't delete it; choose an empty or new folder"
             )
-    from .atomic import check_output_dir
+    from .validation import check_output_dir
 
     # the rest (a file above it, a folder it can't write in), before any work
     check_output_dir(

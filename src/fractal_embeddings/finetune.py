@@ -110,7 +110,6 @@ def finetune(
     from .records import SCHEMA, RunRecord, library_versions
     from .runs import (
         Run,
-        check_seed,
         check_sizes,
         dataset_block,
         embed_split,
@@ -123,6 +122,7 @@ def finetune(
     )
     from .st import FractalLoss
     from .training import TrainConfig
+    from .validation import check_seed
 
     require("train", "fine-tuning (sentence-transformers' trainer)")
     check_seed(seed)

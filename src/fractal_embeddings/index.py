@@ -77,7 +77,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from .atomic import atomic_dir, check_output_dir
+from .atomic import atomic_dir
 from .corpus import TABLE_SUFFIXES, TEXT_SUFFIXES, Corpus, read_corpus
 from .errors import ZoomIndexError
 from .extras import require
@@ -85,6 +85,7 @@ from .index_items import COLUMNS as ITEM_COLUMNS
 from .index_items import ItemTable
 from .prefix_index import HNSW_DEFAULTS, KINDS, VECTORS_FILE, PrefixIndexes
 from .search_modes import MODES, ClassPartition, Route, SearchMode, SearchPlan, merge_top_k, plan_search, rerank
+from .validation import check_output_dir
 
 if TYPE_CHECKING:
     from .qdrant_index import QdrantIndex

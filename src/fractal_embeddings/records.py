@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from .errors import FractalError
 from .trust import file_inside
+from .validation import is_int
 
 if TYPE_CHECKING:
     import numpy as np
@@ -275,10 +276,6 @@ def _take(d: dict, key: str, where: str, want: str, check: Callable[[Any], bool]
     return v
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_num(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
@@ -330,13 +327,13 @@ class DatasetInfo:
             lambda v: (
                 isinstance(v, list)
                 and len(v) >= 1
-                and all(isinstance(x, dict) and _is_str(x.get("name")) and _is_int(x.get("n_classes")) for x in v)
+                and all(isinstance(x, dict) and _is_str(x.get("name")) and is_int(x.get("n_classes")) for x in v)
             ),
         )
         return cls(
             name=_take(d, "name", w, "a string", _is_str),
             levels=tuple(LevelInfo(x["name"], x["n_classes"]) for x in levels),
-            rows=_take(d, "rows", w, "rows per split", lambda v: _is_dict(v) and all(map(_is_int, v.values()))),
+            rows=_take(d, "rows", w, "rows per split", lambda v: _is_dict(v) and all(map(is_int, v.values()))),
             fingerprint=d.get("fingerprint"),
             load_args=_take(d, "load_args", w, "an object or null", _opt(_is_dict)) if "load_args" in d else None,
             subset=_take(
@@ -344,7 +341,7 @@ class DatasetInfo:
                 "subset",
                 w,
                 "null or {rows: {split: n}, seed}",
-                _opt(lambda v: _is_dict(v) and _is_dict(v.get("rows")) and _is_int(v.get("seed"))),
+                _opt(lambda v: _is_dict(v) and _is_dict(v.get("rows")) and is_int(v.get("seed"))),
             )
             if "subset" in d
             else None,
@@ -417,9 +414,9 @@ class EncoderInfo:
             backend=_take(d, "backend", w, "a backend name", _is_str),
             pooling=_take(d, "pooling", w, "mean or cls", _is_str),
             normalize=_take(d, "normalize", w, "true or false", lambda v: isinstance(v, bool)),
-            max_seq_length=_take(d, "max_seq_length", w, "an integer", _is_int),
+            max_seq_length=_take(d, "max_seq_length", w, "an integer", is_int),
             prompt=d.get("prompt", ""),
-            dim=_take(d, "dim", w, "an integer", _opt(_is_int)),
+            dim=_take(d, "dim", w, "an integer", _opt(is_int)),
             model=d.get("model"),
             base=cls.from_dict(base, where, f"{_block}.base") if base is not None else None,
             extra=_rest(d, cls.KEYS),
@@ -467,8 +464,8 @@ class HeadInfo:
         w = f"{where}: config.head"
         return cls(
             kind=_take(d, "kind", w, "a head kind or null", _opt(_is_str)),
-            n_blocks=_take(d, "n_blocks", w, "an integer >= 1", lambda v: _is_int(v) and v >= 1),
-            block_dim=_take(d, "block_dim", w, "an integer >= 1", lambda v: _is_int(v) and v >= 1),
+            n_blocks=_take(d, "n_blocks", w, "an integer >= 1", lambda v: is_int(v) and v >= 1),
+            block_dim=_take(d, "block_dim", w, "an integer >= 1", lambda v: is_int(v) and v >= 1),
             extra=_rest(d, cls.KEYS),
         )
 
@@ -513,16 +510,16 @@ class EvalSpec:
     @classmethod
     def from_dict(cls, d: dict, where: str) -> EvalSpec:
         w = f"{where}: config.eval"
-        n_rows = _take(d, "n_rows", w, "a number of rows >= 2", lambda v: _is_int(v) and v >= 2)
+        n_rows = _take(d, "n_rows", w, "a number of rows >= 2", lambda v: is_int(v) and v >= 2)
         k = _take(
-            d, "k", w, f"an integer >= 1 and below the {n_rows} rows scored", lambda v: _is_int(v) and 1 <= v < n_rows
+            d, "k", w, f"an integer >= 1 and below the {n_rows} rows scored", lambda v: is_int(v) and 1 <= v < n_rows
         )
         return cls(
             split=_take(d, "split", w, "a split name such as 'test'", lambda v: _is_str(v) and v != ""),
-            max_rows=_take(d, "max_rows", w, "null (all rows) or an integer > k", _opt(lambda v: _is_int(v) and v > k)),
+            max_rows=_take(d, "max_rows", w, "null (all rows) or an integer > k", _opt(lambda v: is_int(v) and v > k)),
             n_rows=n_rows,
             k=k,
-            sample_seed=_take(d, "sample_seed", w, "an integer in [0, 2**32)", lambda v: _is_int(v) and 0 <= v < 2**32),
+            sample_seed=_take(d, "sample_seed", w, "an integer in [0, 2**32)", lambda v: is_int(v) and 0 <= v < 2**32),
             rows_sha256=_take(d, "rows_sha256", w, "a sha256", _is_str),
             extra=_rest(d, ("split", "max_rows", "n_rows", "sample_seed", "k", "rows_sha256")),
         )
@@ -686,7 +683,7 @@ class RunRecord:
             schema=schema,
             run_id=_take(d, "run_id", top, "a string", _is_str),
             method=_take(d, "method", top, "a method name", _is_str),
-            seed=_take(d, "seed", top, "an integer seed", _is_int),
+            seed=_take(d, "seed", top, "an integer seed", is_int),
             dataset=DatasetInfo.from_dict(_take(d, "dataset", top, "an object", _is_dict), where),
             encoder=EncoderInfo.from_dict(_take(d, "encoder", top, "an object", _is_dict), where),
             config=RunConfig.from_dict(_take(d, "config", top, "an object", _is_dict), where),

@@ -44,6 +44,7 @@ from .records import (
     save_run,
 )
 from .trust import check_model_folder, check_no_links
+from .validation import check_seed, is_int
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -530,26 +531,12 @@ def evaluate(
 
 
 # ------------------------------------------------------------------ checks made before the work
-SEED_LIMIT = 2**32  # numpy's seeds are 32-bit
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def check_seed(seed: Any, name: str = "seed") -> int:
-    """Raise unless ``seed`` is an integer in [0, 2**32) (what numpy and torch take)."""
-    if not _is_int(seed) or not 0 <= seed < SEED_LIMIT:
-        raise FractalError(f"{name} must be an integer in [0, 2**32) (0 to {SEED_LIMIT - 1}), got {seed!r}")
-    return int(seed)
-
-
 def check_sizes(dataset: TaxonomyDataset, cfg: TrainConfig | None, eval_split: str, eval_rows: Any, k: int) -> None:
     """Raise (one line, saying what is needed) unless every split a run reads is big enough: training
     rows, more than ``cfg.k`` validation rows for the best-epoch k-NN (``cfg``: the trainer's config,
     None when nothing is trained), more than ``k`` scored rows for the leave-one-out k-NN of the
     scores. Made before anything is encoded or trained."""
-    if not _is_int(k) or k < 1:
+    if not is_int(k) or k < 1:
         raise FractalError(f"k must be an integer >= 1, got {k!r}")
     name = dataset.name
     if cfg is not None:
@@ -563,7 +550,7 @@ def check_sizes(dataset: TaxonomyDataset, cfg: TrainConfig | None, eval_split: s
                 f"needs at least {cfg.k + 1}: give the file a 'split' column with that many 'val' rows, or "
                 f"more rows per class (the automatic val split takes 10 % of each class, rounded)"
             )
-    if eval_rows is not None and (not _is_int(eval_rows) or eval_rows <= k):
+    if eval_rows is not None and (not is_int(eval_rows) or eval_rows <= k):
         raise FractalError(
             f"eval_rows (--eval-rows) must be 'all' (None) or at least {k + 1}: leave-one-out {k}-NN needs "
             f"{k} neighbours besides each scored row; got {eval_rows!r}"

@@ -56,6 +56,7 @@ import numpy as np
 from .errors import ZoomIndexError
 from .evaluation import unit_rows
 from .prefix_index import RowSubset
+from .validation import is_int
 
 __all__ = [
     "CANDIDATES_PER_HIT",
@@ -99,10 +100,6 @@ class SearchPlan:
     route_classes: int = 1
 
 
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-
 def check_mode(mode: object) -> SearchMode:
     """``mode`` as a :class:`SearchMode` (a one-line error naming the modes otherwise)."""
     if isinstance(mode, SearchMode):
@@ -125,7 +122,7 @@ def plan_search(
     """Check a request against an index with prefix lengths ``dims`` (``zoom`` already one of them);
     raise a one-line :class:`~fractal_embeddings.errors.ZoomIndexError` naming the fix, before any work."""
     m = check_mode(mode)
-    if not _is_int(k) or k < 1:
+    if not is_int(k) or k < 1:
         raise ZoomIndexError(f"k must be an integer >= 1, got {k!r}")
     first = int(dims[0])
     if m is SearchMode.ZOOM:
@@ -138,7 +135,7 @@ def plan_search(
         return SearchPlan(m, int(k), int(zoom), first)
     if candidates is None:
         candidates = CANDIDATES_PER_HIT * int(k)
-    if not _is_int(candidates) or candidates < k:
+    if not is_int(candidates) or candidates < k:
         raise ZoomIndexError(
             f"candidates ({candidates!r}) must be an integer >= k ({k}): the first pass must return at least "
             "the k hits asked for; raise --candidates or lower -k"
@@ -153,7 +150,7 @@ def plan_search(
                 f"use --zoom fine (or a longer prefix: {longer})"
             )
     else:
-        if route_classes not in (1, 2) or not _is_int(route_classes):
+        if route_classes not in (1, 2) or not is_int(route_classes):
             raise ZoomIndexError(
                 f"route_classes must be 1 or 2 (2: the runner-up too when close), got {route_classes!r}"
             )

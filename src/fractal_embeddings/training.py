@@ -29,17 +29,10 @@ import torch
 
 from .errors import FractalError
 from .evaluation import knn_neighbours, stratified_sample, vote
+from .validation import is_int, is_real
 
 if TYPE_CHECKING:
     from .objectives import Objective
-
-
-def _is_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
-
-
-def _is_real(v: object) -> bool:
-    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -61,17 +54,17 @@ class TrainConfig:
         # only show as a NaN loss, a 2.5-epoch run as a crash deep inside the loop)
         for name in ("epochs", "batch_size", "k", "threads"):
             v = getattr(self, name)
-            if not _is_int(v) or v < 1:
+            if not is_int(v) or v < 1:
                 raise FractalError(f"{name} must be an integer >= 1, got {v!r}")
         for name, optional in (("lr", False), ("encoder_lr", True)):
             v = getattr(self, name)
-            if not (optional and v is None) and (not _is_real(v) or not math.isfinite(v) or v <= 0):
+            if not (optional and v is None) and (not is_real(v) or not math.isfinite(v) or v <= 0):
                 raise FractalError(f"{name} must be a finite number > 0, got {v!r}")
         for name, optional in (("weight_decay", False), ("grad_clip", True)):  # grad_clip None or 0: no clipping
             v = getattr(self, name)
-            if not (optional and v is None) and (not _is_real(v) or not math.isfinite(v) or v < 0):
+            if not (optional and v is None) and (not is_real(v) or not math.isfinite(v) or v < 0):
                 raise FractalError(f"{name} must be a finite number >= 0, got {v!r}")
-        if self.val_rows is not None and (not _is_int(self.val_rows) or self.val_rows <= self.k):
+        if self.val_rows is not None and (not is_int(self.val_rows) or self.val_rows <= self.k):
             raise FractalError(
                 f"val_rows must be None (all) or an integer > k: leave-one-out {self.k}-NN validation "
                 f"needs at least {self.k + 1} rows, got {self.val_rows!r}"

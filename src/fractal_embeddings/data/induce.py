@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import TaxonomyError
+from ..errors import OutputPathError, TaxonomyError
+from ..validation import check_output_file
 from .taxonomy import Level, TaxonomyDataset
 from .variants import with_coarse_level
 
@@ -338,33 +339,11 @@ def induced_frame(dataset: TaxonomyDataset, induced: InducedLevel) -> pd.DataFra
     return pd.DataFrame(cols)
 
 
-def check_output_file(path: str | os.PathLike, overwrite: bool = False, option: str = "--out") -> Path:
-    """Raise (one line) unless ``path`` may become the CSV file written: a ``.csv`` name, not a folder,
-    an existing file only with ``overwrite``, a writable folder. Creates nothing."""
-    from ..atomic import OutputPathError, nearest_existing
-
-    out = Path(path)
-    if str(path) == "" or out.suffix.lower() != ".csv":
-        raise OutputPathError(f"{option} must name a .csv file, got {str(path)!r}")
-    absolute = Path(os.path.abspath(out))
-    if absolute.is_dir():
-        raise OutputPathError(f"{out} is a directory; give {option} a .csv file name")
-    if absolute.exists() and not overwrite:
-        raise OutputPathError(f"{out} already exists; choose another {option} or pass --overwrite to replace it")
-    existing = nearest_existing(absolute.parent)
-    if not existing.is_dir():
-        raise OutputPathError(f"{out}: {existing} is a file, not a directory; choose another {option}")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputPathError(f"can't write in {existing} (permission denied or read-only); choose another {option}")
-    return out
-
-
 def write_induced_csv(
     dataset: TaxonomyDataset, induced: InducedLevel, path: str | os.PathLike, overwrite: bool = False
 ) -> Path:
     """:func:`induced_frame` written to ``path`` (UTF-8 CSV) in one step: a temporary file in the same
     folder, renamed into place (:func:`~fractal_embeddings.cache.atomic_write_bytes`)."""
-    from ..atomic import OutputPathError
     from ..cache import atomic_write_bytes
 
     out = check_output_file(path, overwrite)
