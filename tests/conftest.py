@@ -103,7 +103,7 @@ def clinc_3k_run(clinc_3k, zoom_encoder):
 def clinc_3k_corpus(clinc_3k, zoom_encoder, clinc_3k_run):
     """The training split of that subset as an index corpus: texts, label names, label codes and the
     run's head vectors (shared by the zoom index and search-mode tests)."""
-    from fractal_embeddings.runs import embed_split
+    from fractal_embeddings.encoders import embed_split
 
     sp = clinc_3k.split("train")
     return {

@@ -101,7 +101,7 @@ def test_default_export_needs_trust_remote_code_and_survives_round_trips(runs, e
     imports the root fractal_head.py (a dynamic module), and the module's save() puts that file at
     the new root again (sentence-transformers itself copies it into the module's subfolder only).
     The library's own loader reads every re-saved folder too (the copies are byte-identical)."""
-    from fractal_embeddings.trust import load_model_folder
+    from fractal_embeddings.st import load_model_folder
 
     out = exports["fractal"]
     with pytest.raises(ValueError, match="trust_remote_code=True"):
@@ -376,7 +376,8 @@ def test_a_folder_whose_head_code_was_swapped_never_runs_it(exports, encoder, tm
     sentence-transformers' built-ins and the library's own head; the planted code never runs."""
     from fractal_embeddings.cli import main
     from fractal_embeddings.encoders import Encoder
-    from fractal_embeddings.trust import UntrustedFolderError, load_model_folder
+    from fractal_embeddings.st import load_model_folder
+    from fractal_embeddings.trust import UntrustedFolderError
 
     src = exports["fractal"]
     marker = tmp_path / "ran.txt"

@@ -182,7 +182,8 @@ def cache_env(monkeypatch, cache_dir):
 def test_overwrite_that_fails_keeps_the_old_run_whole(two_runs, tmp_path):
     """Defect 1: new weights replaced the old ones before the record was written; a failure between the
     two left the old record with the new weights. Here the new record can't be written (a NaN)."""
-    from fractal_embeddings.records import RunRecordError, save_run
+    from fractal_embeddings.records import RunRecordError
+    from fractal_embeddings.weights import save_run
 
     old, new = two_runs
     target = old.save(tmp_path / "run")
@@ -639,8 +640,9 @@ def test_eval_compares_with_the_record(run_dir, two_runs, tmp_path, cache_env):
     """Defect 9: `fractal eval` re-scored the run but never said whether it matched the record."""
     import shutil
 
+    from fractal_embeddings.evaluation import compare_scores
     from fractal_embeddings.records import RunRecord
-    from fractal_embeddings.runs import compare_scores, evaluate
+    from fractal_embeddings.runs import evaluate
 
     rc, out, err = cli("eval", run_dir, "--json")
     assert rc == 0, err

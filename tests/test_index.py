@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from fractal_embeddings import load_dataset
+from fractal_embeddings.encoders import embed_split
 from fractal_embeddings.errors import FractalError
 from fractal_embeddings.index import ZoomIndex, ZoomIndexError, read_corpus
-from fractal_embeddings.runs import embed_split, train
+from fractal_embeddings.runs import train
 
 pytestmark = pytest.mark.slow
 HNSW = {"m": 16, "ef_construction": 64, "ef_search": 64}  # smaller graph than the defaults: a quick build

@@ -173,7 +173,7 @@ import numpy as np
 import torch
 import fractal_embeddings
 from fractal_embeddings.st import FractalHead, FractalLoss, SteerabilityEvaluator
-from fractal_embeddings.trust import load_model_folder
+from fractal_embeddings.st import load_model_folder
 root, export = sys.argv[1], sys.argv[2]
 for name in fractal_embeddings.__all__:
     getattr(fractal_embeddings, name)

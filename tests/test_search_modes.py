@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fractal_embeddings.encoders import embed_split
 from fractal_embeddings.index import ZoomIndex, ZoomIndexError, load_index
 from fractal_embeddings.qdrant_index import QdrantIndex, QdrantTarget, point_id
-from fractal_embeddings.runs import embed_split, train
+from fractal_embeddings.runs import train
 from fractal_embeddings.search_modes import route
 
 pytestmark = pytest.mark.slow
@@ -348,7 +349,7 @@ def test_search_experiment_measures_and_reports(run, clinc_3k, corpus, queries, 
     Qdrant) and the report section generated from its record and the run's record."""
     from fractal_embeddings.experiments import search as S
     from fractal_embeddings.report import write_report
-    from fractal_embeddings.runs import Run
+    from fractal_embeddings.runs import HeadRun as Run
     from fractal_embeddings.store import RunStore
 
     n = 1000  # items: a quick build of both index kinds and the embedded Qdrant

@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .cache import texts_sha256
+from .encoders import Encoder, read_json_or_empty
 from .errors import EncoderError, FractalError
 from .heads import Head
 
@@ -36,7 +38,6 @@ if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
     from .data.taxonomy import Split
-    from .encoders import Encoder
 
 
 def load_transformer(encoder: Encoder) -> Any:  # a BERT-style transformers model (model.encoder.layer)
@@ -114,8 +115,6 @@ def compute_token_states(encoder: Encoder, texts: Iterable[str], n_layers: int, 
 
 def token_states(encoder: Encoder, texts: Iterable[str], n_layers: int) -> np.ndarray:
     """:func:`compute_token_states`, through the embedding cache (a hit is a read-only memory map)."""
-    from .cache import texts_sha256
-
     texts = list(texts)
     ident = {**encoder.identity().as_dict(), "token_states_for_last_layers": int(n_layers)}
     key = encoder.cache.key(ident, texts_sha256(texts))
@@ -135,8 +134,6 @@ def split_states(encoder: Encoder, split: Split, n_layers: int) -> np.ndarray:
 
 
 def _hidden_size(encoder: Encoder) -> int:
-    from .encoders import read_json_or_empty
-
     assert encoder.resolved.folder is not None  # token states exist only for folder models (load_transformer)
     size = read_json_or_empty(encoder.resolved.folder / "config.json").get("hidden_size")
     if not size:

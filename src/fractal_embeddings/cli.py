@@ -501,7 +501,8 @@ def eval_cmd(
     device = _device(device)
     from rich.markup import escape
 
-    from .runs import compare_scores, evaluate, load_run, scored_as_record
+    from .evaluation import compare_scores, scored_as_record
+    from .runs import evaluate, load_run
 
     run = load_run(run_dir)
     res = evaluate(run, eval_rows="record" if eval_rows is None else _eval_rows(eval_rows), device=device)

@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .cache import EmbeddingCache, atomic_write_bytes, default_cache_dir, texts_sha256
+from .devices import resolve_device
 from .errors import EncoderError, FractalError
 from .extras import EXTRAS, MissingExtraError, missing, require
 from .trust import check_model_folder, load_model_folder
@@ -50,7 +51,7 @@ from .trust import check_model_folder, load_model_folder
 if TYPE_CHECKING:
     import torch
 
-    from .data.taxonomy import TaxonomyDataset
+    from .data.taxonomy import Split, TaxonomyDataset
     from .executors import LocalExecutor, RayExecutor
 
 DEFAULT_MODEL = "minilm-l6"
@@ -293,8 +294,6 @@ class Encoder:
         device: str | None = "auto",
         name: str | None = None,
     ):
-        from .devices import resolve_device
-
         if backend not in ("auto", "onnx", "sentence-transformers"):
             raise EncoderError(f"unknown backend '{backend}'; use auto, onnx or sentence-transformers")
         if batch_size < 1:
@@ -656,3 +655,20 @@ def embed_dataset(
     encoder = encoder or Encoder()
     names = list(splits) if splits is not None else list(dataset.splits)
     return {s: encoder.embed(dataset.split(s).texts, show_progress=show_progress) for s in names}
+
+
+def as_encoder(encoder: Encoder | str | None, device: str | None = "auto") -> Encoder:
+    """``encoder`` itself, or the :class:`Encoder` of a model name (``None``: the default model) on ``device``."""
+    if encoder is None or isinstance(encoder, str):
+        return Encoder(encoder, device=device) if encoder else Encoder(device=device)
+    return encoder
+
+
+def embed_split(encoder: Encoder, split: Split) -> np.ndarray:
+    """Cached vectors of a dataset split. A subset is cut from its full split's vectors when those are
+    cached; otherwise only the subset's texts are encoded (and cached)."""
+    root, rows = split.source_rows()
+    full = encoder.cached(root.texts) if rows is not None else None
+    if full is not None:
+        return np.asarray(full)[rows]
+    return encoder.embed(split.texts)

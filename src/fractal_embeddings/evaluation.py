@@ -11,6 +11,11 @@ Leave-one-out k-NN (default k=5) with cosine similarity on L2-normalised vectors
 found once per prefix and shared by the levels. The search is exact and vectorised: blocked matrix
 products + ``torch.topk``.
 
+:func:`score` is what a run record holds for a set of embeddings (accuracy per prefix and level +
+steerability); :func:`score_untrained` scores the raw encoder truncated to the same prefixes (the
+record's ``baseline``); :func:`eval_block` describes the scored rows; :func:`compare_scores` checks a
+re-score against a record.
+
 Steerability metrics (``A[j, l]`` = accuracy of prefix j at level l; c = coarsest level, f = finest,
 B = number of prefixes; see :func:`steerability_metrics`):
 
@@ -34,12 +39,15 @@ the same rows (:func:`stratified_sample`).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
 
 from .data.taxonomy import stratified_sample  # noqa: F401  (re-exported: the evaluation sample)
+from .records import RunRecord, accuracy_array  # noqa: F401  (accuracy_array re-exported: the record form's inverse)
 
 BLOCK_ROWS = 2048
 
@@ -67,8 +75,8 @@ def knn_neighbours(X: np.ndarray, k: int = 5, block_rows: int = BLOCK_ROWS) -> n
         cs = np.take_along_axis(sims, cand, axis=1)
         order = np.lexsort((cand, -cs), axis=1)  # by similarity desc, then index asc
         out[start:stop] = np.take_along_axis(cand, order, axis=1)
-        # a tie at the k-th similarity (e.g. duplicate texts): argpartition may pick any of the tied
-        # rows, so those rows are redone with a full sort to keep "lower index first" exact
+        # a tie at the k-th similarity (e.g. duplicate texts): topk may pick any of the tied rows,
+        # so those rows are redone with a full sort to keep "lower index first" exact
         tied = np.flatnonzero((sims >= cs.min(axis=1, keepdims=True)).sum(axis=1) > k)
         for r in tied:
             out[start + r] = np.lexsort((np.arange(n), -sims[r]))[:k]
@@ -149,7 +157,81 @@ def accuracy_dict(acc: np.ndarray, level_names: Sequence[str], block_dim: int) -
     }
 
 
-def accuracy_array(table: dict, level_names: Sequence[str]) -> np.ndarray:
-    """Inverse of :func:`accuracy_dict`."""
-    dims = sorted(table, key=int)
-    return np.array([[table[d][name] for name in level_names] for d in dims])
+def score(E: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names: Sequence[str]) -> dict:
+    """Accuracy dict + steerability metrics of embeddings ``E`` (already restricted to the eval rows)."""
+    acc = prefix_knn_accuracy(E, labels, block_dim=block_dim, n_blocks=n_blocks, k=k)
+    return {"accuracy": accuracy_dict(acc, level_names, block_dim), "steerability": steerability_metrics(acc)}
+
+
+def blocks_that_fit(dim: int, block_dim: int, n_blocks: int) -> int:
+    """How many of the head's prefixes the raw encoder (``dim`` wide) can be truncated to."""
+    return min(n_blocks, dim // block_dim)
+
+
+def score_untrained(
+    X: np.ndarray, labels: np.ndarray, block_dim: int, n_blocks: int, k: int, level_names: Sequence[str]
+) -> dict:
+    """:func:`score` of the raw encoder vectors truncated to the same prefixes (as many as fit)."""
+    blocks = blocks_that_fit(X.shape[1], block_dim, n_blocks)
+    return score(X[:, : blocks * block_dim], labels, block_dim, blocks, k, level_names)
+
+
+def eval_block(split: str, max_rows: int | None, rows: np.ndarray, sample_seed: int, k: int) -> dict:
+    """A record's ``config.eval``: the scored split, the sample asked for and drawn, k, the rows' sha256."""
+    return {
+        "split": split,
+        "max_rows": max_rows,
+        "n_rows": len(rows),
+        "sample_seed": sample_seed,
+        "k": k,
+        "rows_sha256": hashlib.sha256(np.asarray(rows).astype(np.int64).tobytes()).hexdigest(),
+    }
+
+
+def scored_as_record(record: RunRecord, rescored: dict) -> bool:
+    """Whether a re-score used the record's protocol: same split, rows and k."""
+    a, b = record.eval.to_dict(), rescored.get("eval", {})
+    return all(a.get(key) == b.get(key) for key in ("split", "n_rows", "rows_sha256", "k"))
+
+
+def _flat_scores(d: dict | None, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, v in (d or {}).items():
+        name = f"{prefix} {key}".strip()
+        if isinstance(v, dict):
+            out.update(_flat_scores(v, name))
+        else:
+            out[name] = v
+    return out
+
+
+def compare_scores(record: RunRecord, rescored: dict, tol: float = 1e-9) -> list[str]:
+    """Differences between a run record's scores and a re-score of the run
+    (:func:`~fractal_embeddings.runs.evaluate`): accuracy, steerability and the untrained baseline's,
+    each value equal within ``tol`` (the same rows, k and weights give the same numbers up to float
+    rounding). One string per difference, e.g. ``"accuracy 64 domain: record 0.91, re-score 0.66"``;
+    ``[]`` when they agree. A re-score on other rows than the record's gives one difference saying so."""
+    if not scored_as_record(record, rescored):
+        a, b = record.eval.to_dict(), rescored.get("eval", {})
+        return [
+            f"scored rows: record {a.get('n_rows')} {a.get('split')} rows (k={a.get('k')}), re-score "
+            f"{b.get('n_rows')} {b.get('split')} rows (k={b.get('k')})"
+        ]
+    diffs = []
+    for section, mine, theirs in (
+        ("accuracy", record.accuracy, rescored.get("accuracy")),
+        ("steerability", record.steerability, rescored.get("steerability")),
+        ("baseline accuracy", record.baseline.accuracy, (rescored.get("baseline") or {}).get("accuracy")),
+        ("baseline steerability", record.baseline.steerability, (rescored.get("baseline") or {}).get("steerability")),
+    ):
+        a, b = _flat_scores(mine, section), _flat_scores(theirs, section)
+        for key in sorted(set(a) | set(b)):
+            x: Any = a.get(key)  # numbers, or whatever else a damaged record holds
+            y: Any = b.get(key)
+            numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (x, y))
+            same = abs(x - y) <= tol if numbers else x == y
+            if not same:
+                mine_s = "missing" if key not in a else x
+                theirs_s = "missing" if key not in b else y
+                diffs.append(f"{key}: record {mine_s}, re-score {theirs_s}")
+    return diffs

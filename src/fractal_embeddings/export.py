@@ -198,7 +198,7 @@ def build_model(head: Head, encoder: Encoder, dims: int, portable: bool = False)
     import torch
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-    from .trust import load_model_folder
+    from .st import load_model_folder
 
     rm = encoder.resolved
     assert rm.folder is not None  # _encoder refused encoders without a sentence-transformers folder
@@ -274,7 +274,7 @@ def _finish(model: SentenceTransformer, encoder: Encoder) -> SentenceTransformer
 def load_exported(folder: str | os.PathLike, truncate_dim: int | None = None) -> SentenceTransformer:
     """``SentenceTransformer(folder, trust_remote_code=..., truncate_dim=...)`` as a user loads an
     export: ``trust_remote_code`` only when the folder holds this library's modules."""
-    from .trust import load_model_folder
+    from .st import load_model_folder
 
     return load_model_folder(folder, truncate_dim=truncate_dim)
 

@@ -31,33 +31,85 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
 from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules.normalize import Normalize
 
+from .atomic import atomic_dir
+from .devices import resolve_device
+from .encoders import Encoder, embed_split, folder_fingerprint
 from .errors import EncoderError, FractalError
+from .evaluation import eval_block, score, score_untrained, stratified_sample
 from .extras import require
+from .objectives import Objective, get_objective
+from .recording import build_record, check_sizes, eval_row_sample
+from .records import RECORD_FILE, RunRecord, canonical_json
+from .run import Run, encoder_of
+from .st import FractalLoss, find_head, load_model_folder, make_self_contained, quiet_loaders
+from .training import TrainConfig
+from .trust import check_no_links
+from .validation import check_matrix, check_seed, check_texts
 
 if TYPE_CHECKING:
     from datasets import Dataset
-    from sentence_transformers import SentenceTransformer
 
     from .data.taxonomy import TaxonomyDataset
-    from .encoders import Encoder
-    from .records import RunRecord
-    from .runs import Run
-    from .st import FractalLoss
-    from .training import TrainConfig
+
+
+@dataclass
+class FinetunedRun(Run):
+    """A whole fine-tuned sentence-transformers model whose last module is the trained head: the run
+    folder is the model (``path``), or ``model`` holds it in memory (a fresh run, not saved yet).
+    :meth:`transform` is the identity: the model's output is the run's embedding."""
+
+    model: SentenceTransformer | None = None  # a fresh fine-tuned model (finetune()), not yet saved
+
+    def save(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
+        return save_finetuned(out_dir, self, overwrite=overwrite)
+
+    def encoder(self, device: str | None = "auto") -> Encoder:
+        return model_encoder(self.record, self.path, device=device)
+
+    def baseline_encoder(self, device: str | None = "auto") -> Encoder | None:
+        base = self.record.encoder.base
+        if base is None:
+            raise FractalError(
+                f"run {self.record.run_id}: a fine-tuned run's record names the encoder it started from "
+                f"(encoder.base); restore the field or fine-tune again"
+            )
+        return encoder_of(base, device)
+
+    def embed(
+        self,
+        texts: Iterable[str],
+        role: str = "query",
+        encoder: Encoder | None = None,
+        cache: bool = False,
+        device: str | None = "auto",
+    ) -> np.ndarray:
+        if encoder is None and self.model is not None and self.path is None:  # fresh, not saved: the model itself
+            return _encode(self.model, check_texts(texts))
+        return super().embed(texts, role=role, encoder=encoder, cache=cache, device=device)
+
+    def transform(self, X: Any) -> np.ndarray:
+        return check_matrix(X, "X", width=self.dim)
+
+
+def _encode(model: SentenceTransformer, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    out = model.encode(
+        texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
+    )
+    return np.asarray(out, dtype=np.float32)
 
 
 def _st_model(encoder: Encoder, device: str) -> SentenceTransformer:
     """The encoder's sentence-transformers model on ``device`` (checked: a folder, no prompts)."""
-    from sentence_transformers.base.modules.normalize import Normalize
-
-    from .trust import load_model_folder
-
     rm = encoder.resolved
     if rm.folder is None or not (rm.folder / "modules.json").is_file():
         raise EncoderError(
@@ -100,36 +152,73 @@ def finetune(
     show_progress: bool = True,
 ) -> Run:
     """Fine-tune ``model`` + a steerable head on ``dataset`` with the trainer; returns an unsaved
-    :class:`~fractal_embeddings.runs.Run` (``run.save(DIR)`` writes the model folder + record)."""
-    import torch
-
-    from .devices import resolve_device
-    from .encoders import Encoder
-    from .evaluation import stratified_sample
-    from .objectives import get_objective
-    from .records import SCHEMA, RunRecord, library_versions
-    from .runs import (
-        Run,
-        check_sizes,
-        dataset_block,
-        embed_split,
-        eval_block,
-        eval_row_sample,
-        run_digest,
-        score,
-        score_untrained,
-        timing_block,
-    )
-    from .st import FractalLoss
-    from .training import TrainConfig
-    from .validation import check_seed
-
+    :class:`FinetunedRun` (``run.save(DIR)`` writes the model folder + record)."""
     require("train", "fine-tuning (sentence-transformers' trainer)")
     check_seed(seed)
     # the trainer's settings, checked as `fractal train` checks its own (types, finite, in range)
     cfg = TrainConfig(lr=lr, encoder_lr=encoder_lr, epochs=epochs, batch_size=batch_size, select="last")
     if max_train_rows is not None and max_train_rows < 2:
         raise FractalError(f"max_train_rows must be >= 2, got {max_train_rows}")
+    objective = _check_finetune(dataset, method, objective_options, n_blocks, eval_split, eval_rows, k)
+    device = resolve_device(device)  # the edge: everything below receives the resolved device
+    rows = eval_row_sample(dataset, eval_split, eval_rows, eval_seed)
+    base = _base_encoder(model, device)
+    st_model = _st_model(base, device)
+    ev_split = dataset.split(eval_split)
+
+    t0 = time.perf_counter()
+    loss = _loss(st_model, dataset, objective, n_blocks, block_dim, seed)
+    train_split = dataset.split("train")
+    train_rows = stratified_sample(train_split.labels[:, -1], max_train_rows, 0)  # the same rows for every seed
+    history = _train(
+        st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], cfg,
+        seed=seed, device=device, show_progress=show_progress,
+    )  # fmt: skip
+    train_s = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    E = _encode(st_model, [ev_split.texts[i] for i in rows], batch_size=128)
+    y_eval = ev_split.labels[rows]
+    scores = score(E, y_eval, block_dim, n_blocks, k, dataset.level_names)
+    X_base = np.asarray(embed_split(base, ev_split))[rows]
+    baseline = score_untrained(X_base, y_eval, block_dim, n_blocks, k, dataset.level_names)
+    eval_s = time.perf_counter() - t0
+
+    base_ident = {**base.identity().as_dict(), "dim": int(X_base.shape[1]), "model": base.model}
+    config = {
+        "head": {**loss.head.head.config(), "in_model": True},
+        "objective": objective.config(),
+        "train": _train_block(cfg, max_train_rows, len(train_rows)),
+        "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k),
+    }
+    record = build_record(
+        dataset,
+        objective.name,
+        seed,
+        encoder=_encoder_block(base_ident, objective.name, int(E.shape[1])),
+        config=config,
+        fingerprint=base_ident["fingerprint"],
+        scores=scores,
+        baseline=baseline,
+        training={"best_epoch": epochs, "history": history, "n_params": sum(p.numel() for p in st_model.parameters())},
+        train_s=train_s,
+        eval_s=eval_s,
+        device=device,
+        kind="finetuned",
+    )
+    return FinetunedRun(record=record, model=st_model)
+
+
+def _check_finetune(
+    dataset: TaxonomyDataset,
+    method: str,
+    objective_options: dict | None,
+    n_blocks: int,
+    eval_split: str,
+    eval_rows: int | None,
+    k: int,
+) -> Objective:
+    """The objective of a fine-tuning, with the dataset and sizes checked (one line each, before any work)."""
     dataset.require_hierarchy()
     objective = get_objective(method, **(objective_options or {}))
     if objective.head_kind is None:
@@ -140,17 +229,32 @@ def finetune(
     if "train" not in dataset.splits:
         raise FractalError(f"dataset '{dataset.name}' has no 'train' split; fine-tuning needs one")
     check_sizes(dataset, None, eval_split, eval_rows, k)
-    device = resolve_device(device)
-    rows = eval_row_sample(dataset, eval_split, eval_rows, eval_seed)
-    base = Encoder(model, device=device)
-    st_model = _st_model(base, device)
-    ev_split = dataset.split(eval_split)
-    y_eval = ev_split.labels[rows]
+    return objective
 
-    t0 = time.perf_counter()
+
+def _base_encoder(model: str, device: str) -> Encoder:
+    """The encoder fine-tuning starts from; a run folder given as ``model`` is named as such."""
+    folder = Path(str(model)).expanduser()
+    if (folder / RECORD_FILE).is_file():
+        raise FractalError(
+            f"{model} is a run folder, not an encoder; give --model the encoder to fine-tune (e.g. minilm-l6, "
+            f"a hub id or a sentence-transformers folder), or `fractal export` the run first and pass that folder"
+        )
+    return Encoder(model, device=device)
+
+
+def _loss(
+    st_model: SentenceTransformer,
+    dataset: TaxonomyDataset,
+    objective: Objective,
+    n_blocks: int,
+    block_dim: int,
+    seed: int,
+) -> FractalLoss:
+    """The trainer's loss, which appends the (seeded) head to ``st_model``."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        loss = FractalLoss(
+        return FractalLoss(
             st_model,
             [lv.n_classes for lv in dataset.levels],
             objective,
@@ -159,36 +263,11 @@ def finetune(
             level_names=dataset.level_names,
             seed=seed,
         )
-    train_split = dataset.split("train")
-    train_rows = stratified_sample(train_split.labels[:, -1], max_train_rows, 0)  # the same rows for every seed
-    history = _train(
-        st_model,
-        loss,
-        [train_split.texts[i] for i in train_rows],
-        train_split.labels[train_rows],
-        cfg,
-        seed=seed,
-        device=device,
-        show_progress=show_progress,
-    )
-    train_s = time.perf_counter() - t0
 
-    t0 = time.perf_counter()
-    texts = [ev_split.texts[i] for i in rows]
-    E = np.asarray(
-        st_model.encode(
-            texts, batch_size=128, convert_to_numpy=True, normalize_embeddings=False, show_progress_bar=False
-        ),
-        dtype=np.float32,
-    )
-    scores = score(E, y_eval, block_dim, n_blocks, k, dataset.level_names)
-    X_base = np.asarray(embed_split(base, ev_split))[rows]
-    baseline = score_untrained(X_base, y_eval, block_dim, n_blocks, k, dataset.level_names)
-    eval_s = time.perf_counter() - t0
 
-    head = loss.head
-    base_ident = {**base.identity().as_dict(), "dim": int(X_base.shape[1]), "model": base.model}
-    train_cfg = {
+def _train_block(cfg: TrainConfig, max_train_rows: int | None, train_rows: int) -> dict:
+    """A fine-tuned run's ``config.train``."""
+    return {
         "epochs": cfg.epochs,
         "lr": cfg.lr,
         "encoder_lr": cfg.encoder_lr,
@@ -197,48 +276,26 @@ def finetune(
         "lr_schedule": cfg.lr_schedule,
         "select": cfg.select,
         "max_train_rows": max_train_rows,
-        "train_rows": len(train_rows),
+        "train_rows": train_rows,
         "finetune": "full",
         "trainer": "sentence-transformers",
     }
-    config = {
-        "head": {**head.head.config(), "in_model": True},
-        "objective": objective.config(),
-        "train": train_cfg,
-        "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k),
+
+
+def _encoder_block(base_ident: dict, method: str, dim: int) -> dict:
+    """A fine-tuned run's ``encoder``: the run folder itself (fingerprinted when saved), from ``base``."""
+    return {
+        "name": finetuned_name(base_ident["name"], method),
+        "fingerprint": None,
+        "backend": "sentence-transformers",
+        "pooling": base_ident["pooling"],
+        "normalize": False,
+        "max_seq_length": base_ident["max_seq_length"],
+        "prompt": "",
+        "dim": dim,
+        "model": ".",
+        "base": base_ident,
     }
-    digest = run_digest(config, base_ident["fingerprint"], seed)
-    record = {
-        "schema": SCHEMA,
-        "run_id": f"{dataset.name}-{objective.name}-finetuned-seed{seed}-{digest}",
-        "method": objective.name,
-        "seed": seed,
-        "dataset": dataset_block(dataset),
-        "encoder": {
-            "name": finetuned_name(base_ident["name"], objective.name),
-            "fingerprint": None,
-            "backend": "sentence-transformers",
-            "pooling": base_ident["pooling"],
-            "normalize": False,
-            "max_seq_length": base_ident["max_seq_length"],
-            "prompt": "",
-            "dim": int(E.shape[1]),
-            "model": ".",
-            "base": base_ident,
-        },
-        "config": config,
-        "versions": library_versions(),
-        **scores,
-        "baseline": baseline,
-        "training": {
-            "best_epoch": epochs,
-            "history": history,
-            "n_params": sum(p.numel() for p in st_model.parameters()),
-        },
-        "timing": timing_block(train_s, eval_s, device),
-        "weights": None,
-    }
-    return Run(record=RunRecord.from_dict(record), model=st_model)
 
 
 def finetuned_name(base_name: str, method: str) -> str:
@@ -258,11 +315,8 @@ def _train(
 ) -> list[dict]:
     """One ``SentenceTransformerTrainer`` run with ``cfg`` (a :class:`~fractal_embeddings.training.TrainConfig`);
     returns its logged history (losses per level)."""
-    import torch
     from datasets import Dataset
     from transformers.utils import logging as hf_logging
-
-    from .st import find_head
 
     idx = next(i for i, m in enumerate(model) if m is find_head(model))
     data = Dataset.from_dict({"text": list(texts), "label": np.asarray(labels, dtype=np.int64).tolist()})
@@ -348,8 +402,6 @@ def model_encoder(record: RunRecord, run_dir: str | os.PathLike | None, *, devic
     """An :class:`~fractal_embeddings.Encoder` over a saved fine-tuned run's folder (its output is the
     run's embedding: no normalisation, no prompt). A fresh run's in-memory model embeds through
     :meth:`~fractal_embeddings.runs.Run.embed` instead."""
-    from .encoders import Encoder
-
     if run_dir is None:
         raise FractalError(
             f"run {record.run_id} is a fine-tuned model that is not saved yet; save it "
@@ -367,16 +419,10 @@ def model_encoder(record: RunRecord, run_dir: str | os.PathLike | None, *, devic
     )
 
 
-def save_finetuned(out_dir: str | os.PathLike, run: Run, overwrite: bool = False) -> Path:
+def save_finetuned(out_dir: str | os.PathLike, run: FinetunedRun, overwrite: bool = False) -> Path:
     """Write a fine-tuned run: the model folder + ``record.json`` (with the folder's fingerprint),
     written whole beside ``out_dir`` and put in its place in one step (:mod:`~fractal_embeddings.atomic`);
     an existing run is replaced only with ``overwrite``."""
-    from .atomic import atomic_dir
-    from .encoders import folder_fingerprint
-    from .records import RECORD_FILE, canonical_json
-    from .st import make_self_contained, quiet_loaders
-    from .trust import check_no_links
-
     out = Path(out_dir)
     # atomic_dir gives the files the umask's modes before the swap (safetensors writes 0o600)
     with quiet_loaders(), atomic_dir(out, overwrite=overwrite, marker=RECORD_FILE, what="a run") as tmp:

@@ -318,7 +318,9 @@ def taxonomy_features(
     """Every feature of :data:`FEATURES` for a dataset with a train split (scored on its test split, else
     val, else train), measured as a run record measures its baseline. ``train_rows_cap``: count at most
     this many training rows (the fitted runs' cap, so the feature means the same on both sides)."""
-    from .runs import as_encoder, blocks_that_fit, embed_split, eval_row_sample, score_untrained
+    from .encoders import as_encoder, embed_split
+    from .evaluation import blocks_that_fit, score_untrained
+    from .recording import eval_row_sample
 
     dataset.require_hierarchy()
     if "train" not in dataset.splits:

@@ -26,22 +26,19 @@ import math
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from dataclasses import replace as dc_replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from .errors import FractalError
-from .trust import file_inside
 from .validation import is_int
 
 if TYPE_CHECKING:
-    import numpy as np
-
-    from .backbone import TunedHead
     from .data.taxonomy import TaxonomyDataset
-    from .heads import Head
 
 SCHEMA = "fractal-embeddings/run-record/2"
 # /2 adds fine-tuned runs (encoder "model": "." with its "base"; head "in_model") and one-block heads
@@ -117,51 +114,19 @@ def non_finite_fields(obj: Any, where: str = "") -> list[str]:
     return []
 
 
-def save_run(
-    out_dir: str | os.PathLike, record: dict | RunRecord, head: Head | TunedHead | None = None, overwrite: bool = False
-) -> Path:
-    """Write a run directory (``head.safetensors`` when there is a head, then ``record.json``) in one
-    step; returns the directory.
-
-    The complete run is written into a temporary folder beside ``out_dir`` and then takes its place
-    (:func:`~fractal_embeddings.atomic.atomic_dir`): at every instant ``out_dir`` holds the old run
-    or the new one, and a failure (a record that can't be written, a kill) leaves the old one whole.
-    A directory that already holds a run is replaced only with ``overwrite`` (a finished run is never
-    replaced by accident); a non-empty folder that holds no run never."""
-    from safetensors.torch import save_file
-
-    from .atomic import atomic_dir
-
-    record = {**(record.to_dict() if isinstance(record, RunRecord) else record), "weights": None}
-    missing = [k for k in RECORD_KEYS if k not in record]
+def record_to_save(record: dict | RunRecord) -> dict:
+    """The record dict a run directory will hold (``weights`` still null), checked before anything is
+    written: every key present, every number finite (canonical JSON has no NaN or infinity)."""
+    out = {**(record.to_dict() if isinstance(record, RunRecord) else record), "weights": None}
+    missing = [k for k in RECORD_KEYS if k not in out]
     if missing:
         raise RunRecordError(f"run record lacks {', '.join(missing)}; it can't be saved")
-    bad = non_finite_fields(record)
-    if bad:  # before anything is written: canonical JSON has no NaN or infinity
+    bad = non_finite_fields(out)
+    if bad:
         raise RunRecordError(
             f"run record field {', '.join(bad[:3])} is not a finite number; the run can't be saved "
             f"(a training that diverged? lower the learning rate and train again)"
         )
-    out = Path(out_dir)
-    with atomic_dir(
-        out, overwrite=overwrite, marker=RECORD_FILE, what="a run", partial=PARTIAL_FILES, error=RunRecordError
-    ) as tmp:
-        if head is not None:
-            state = {k: v.detach().contiguous().clone() for k, v in head.state_dict().items()}
-            # one metadata key: safetensors writes metadata in hash-map order, so several keys would make
-            # the file's bytes (and its sha256) differ between processes for identical weights
-            meta = {
-                "fractal": canonical_json(
-                    {
-                        "head": head.config(),
-                        "schema": SCHEMA,
-                        "encoder_fingerprint": str(record["encoder"].get("fingerprint", "")),
-                    }
-                )
-            }
-            save_file(state, str(tmp / WEIGHTS_FILE), metadata=meta)
-            record["weights"] = {"file": WEIGHTS_FILE, "sha256": file_sha256(tmp / WEIGHTS_FILE)}
-        (tmp / RECORD_FILE).write_bytes(canonical_json(record).encode())
     return out
 
 
@@ -181,41 +146,6 @@ def load_record(run_dir: str | os.PathLike) -> RunRecord:
     except (OSError, ValueError) as e:
         raise RunRecordError(f"{path}: not a readable JSON run record ({e})") from None
     return RunRecord.from_dict(record, str(path))
-
-
-def load_weights(run_dir: str | os.PathLike, record: RunRecord) -> dict | None:
-    """The head's tensors of a run (``None`` for a run without a weights file), checked against its
-    record: the file's sha256 and the head config in its metadata. Building the head from them is
-    :func:`fractal_embeddings.runs.load_run`'s job."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file, safe_open
-
-    run_dir = Path(run_dir)
-    if record.weights is None:
-        return None
-    path = file_inside(run_dir, record.weights.file, "weights file")  # never a path out of the run folder
-    if not path.exists():
-        raise RunRecordError(f"{path}: weights file missing; the run directory is incomplete, train again")
-    if file_sha256(path) != record.weights.sha256:
-        raise RunRecordError(
-            f"{path}: weights do not match the sha256 in {RECORD_FILE} (changed or copied from another run)"
-        )
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise RunRecordError(f"{path}: not a readable safetensors file ({e})") from None
-    cfg = record.head.to_dict()
-    if record.head.finetuned_encoder_layers:
-        raise RunRecordError(
-            f"{run_dir}: this run fine-tuned the encoder's last {record.head.finetuned_encoder_layers} "
-            f"layers; its record holds the scores, but loading it as a head on frozen vectors is not supported"
-        )
-    saved = json.loads(meta["fractal"]).get("head") if "fractal" in meta else json.loads(meta.get("head", "null"))
-    if saved != cfg:
-        raise RunRecordError(f"{path}: weights were saved for head {saved}, the record says {cfg}")
-    return state
 
 
 def check_compatible(
@@ -256,6 +186,13 @@ def check_compatible(
 # ------------------------------------------------------------------ the typed record
 # A record on disk is canonical JSON; in memory it is a RunRecord, validated once when it is read.
 # Every block keeps the keys it does not model in ``extra``, so ``from_dict(d).to_dict() == d``.
+
+
+def accuracy_array(table: dict, level_names: Sequence[str]) -> np.ndarray:
+    """``acc[j-1, level]`` from a record's ``{"<dims>": {"<level>": acc}}`` (prefixes by length; the
+    inverse of :func:`~fractal_embeddings.evaluation.accuracy_dict`)."""
+    dims = sorted(table, key=int)
+    return np.array([[table[d][name] for name in level_names] for d in dims])
 
 
 def _bad(where: str, key: str, want: str, got: Any) -> RunRecordError:
@@ -600,8 +537,6 @@ class Scores:
 
     def table(self, level_names: Iterable[str]) -> np.ndarray:
         """``acc[j-1, level]`` as an array (prefixes in order of length)."""
-        from .evaluation import accuracy_array
-
         return accuracy_array(self.accuracy, list(level_names))
 
 

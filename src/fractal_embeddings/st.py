@@ -47,10 +47,12 @@ import torch
 from sentence_transformers.base.evaluation.evaluator import BaseEvaluator
 from torch import nn
 
-from . import fractal_head
+from . import fractal_head, trust
 from .errors import FractalError
+from .evaluation import score, stratified_sample
 from .fractal_head import HEAD_INPUT
 from .heads import HeadConfig
+from .objectives import get_objective
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -102,8 +104,6 @@ class FractalHead(fractal_head.FractalHead):
         **objective_options: Any,
     ) -> FractalHead:
         """The head ``method`` trains (its kind, hidden width and block norm), untrained."""
-        from .objectives import get_objective
-
         objective = get_objective(method, **objective_options)
         if objective.head_kind is None:
             raise FractalError(f"method {objective.name} trains no head; choose one that does (see `fractal methods`)")
@@ -111,6 +111,14 @@ class FractalHead(fractal_head.FractalHead):
 
 
 PACKAGE_TYPE = f"{FractalHead.__module__}.{FractalHead.__name__}"  # what model.save() names this class
+
+
+def load_model_folder(
+    folder: str | os.PathLike, *, device: str = "cpu", truncate_dim: int | None = None
+) -> SentenceTransformer:
+    """:func:`fractal_embeddings.trust.load_model_folder` with this library's head types loaded as the
+    installed :class:`FractalHead` (so a re-saved model names it as before)."""
+    return trust.load_model_folder(folder, device=device, truncate_dim=truncate_dim, head_class=FractalHead)
 
 
 def make_self_contained(folder: str | os.PathLike) -> Path:
@@ -194,8 +202,6 @@ class FractalLoss(nn.Module):
         **objective_options: Any,
     ) -> None:
         super().__init__()
-        from .objectives import get_objective
-
         self.model = model
         self.objective = get_objective(method, **objective_options)
         if hasattr(self.objective, "fused"):
@@ -312,16 +318,12 @@ class SteerabilityEvaluator(BaseEvaluator):
         cls, dataset: TaxonomyDataset, split: str = "val", max_rows: int | None = 2000, seed: int = 0, **kw: Any
     ) -> SteerabilityEvaluator:
         """An evaluator over a stratified sample (finest level) of a dataset split."""
-        from .evaluation import stratified_sample
-
         sp = dataset.split(split)
         rows = stratified_sample(sp.labels[:, -1], max_rows, seed)
         return cls([sp.texts[i] for i in rows], sp.labels[rows], level_names=dataset.level_names, **kw)
 
     def scores(self, model: SentenceTransformer) -> dict:
         """``{"accuracy": {dims: {level: acc}}, "steerability": {...}}`` of the model's output."""
-        from .runs import score
-
         E = np.asarray(
             model.encode(
                 self.texts,
@@ -363,6 +365,7 @@ __all__ = [
     "FractalLoss",
     "SteerabilityEvaluator",
     "find_head",
+    "load_model_folder",
     "make_self_contained",
     "quiet_loaders",
 ]

@@ -78,14 +78,13 @@ def _check_code_files(folder: Path, modules: list[dict[str, Any]]) -> None:
             )
 
 
-def check_model_folder(folder: str | os.PathLike) -> dict[str, type[nn.Module]] | None:
+def check_model_folder(folder: str | os.PathLike) -> bool:
     """Check a sentence-transformers folder against the allow-list above (see the module docstring).
-    Returns the classes to load this library's module types with (``None``: the folder holds none;
-    an empty dict is never returned, so a caller can tell "checked, nothing of ours" apart)."""
+    Returns whether it holds this library's head (one of :data:`OWN_TYPES`)."""
     folder = Path(folder)
     if not (folder / "modules.json").exists():  # a bare transformers folder: Transformer + mean pooling
         _check_auto_map(folder, [{"path": ""}])
-        return None
+        return False
     modules = _read_modules(folder)
     own = False
     for m in modules:
@@ -100,11 +99,7 @@ def check_model_folder(folder: str | os.PathLike) -> dict[str, type[nn.Module]] 
             )
     _check_code_files(folder, modules)
     _check_auto_map(folder, modules)
-    if not own:
-        return None
-    from .st import FractalHead
-
-    return dict.fromkeys(OWN_TYPES, FractalHead)
+    return own
 
 
 def _check_auto_map(folder: Path, modules: list[dict[str, Any]]) -> None:
@@ -123,15 +118,25 @@ def _check_auto_map(folder: Path, modules: list[dict[str, Any]]) -> None:
 
 
 def load_model_folder(
-    folder: str | os.PathLike, *, device: str = "cpu", truncate_dim: int | None = None
+    folder: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    truncate_dim: int | None = None,
+    head_class: type[nn.Module] | None = None,
 ) -> SentenceTransformer:
     """``SentenceTransformer(folder)`` with ``trust_remote_code=False``: checked by
-    :func:`check_model_folder`, this library's head types resolved to its installed class."""
+    :func:`check_model_folder`, this library's head types loaded as ``head_class`` (default: the
+    installed :class:`fractal_embeddings.st.FractalHead`, through :func:`fractal_embeddings.st.load_model_folder`;
+    this layer's default is the plain module of :mod:`~fractal_embeddings.fractal_head`, which embeds the same)."""
+    # torch and sentence-transformers load only here: checking a folder needs neither
     import sentence_transformers
     from sentence_transformers import SentenceTransformer
     from torch import nn
 
-    classes = check_model_folder(folder)
+    from .fractal_head import FractalHead
+
+    own = check_model_folder(folder)
+    classes = dict.fromkeys(OWN_TYPES, head_class or FractalHead) if own else None
     has_modules = (Path(folder) / "modules.json").exists()
     for t in sorted({m["type"] for m in _read_modules(Path(folder))} if has_modules else set()):
         if t not in OWN_TYPES:

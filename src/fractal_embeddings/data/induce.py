@@ -154,7 +154,7 @@ def induce_level(
     from scipy.cluster.hierarchy import cut_tree, linkage
     from sklearn.metrics import silhouette_score
 
-    from ..runs import as_encoder, embed_split
+    from ..encoders import as_encoder, embed_split
 
     if method not in METHODS:
         raise TaxonomyError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")

@@ -97,9 +97,12 @@ def published_file(root: str | Path, dataset: str, variant: str, seed: int) -> P
 def after(root: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> None:
     """Score every stored run of a dataset with a published coarse level against that level."""
     from ..cache import atomic_write_bytes
+    from ..encoders import embed_split
     from ..errors import FractalError
+    from ..evaluation import score
+    from ..recording import eval_row_sample
     from ..records import canonical_json
-    from ..runs import embed_split, eval_row_sample, load_run, score
+    from ..runs import load_run
     from ..store import RunStore
     from .sweep import load_spec_dataset, shared_encoder
 

@@ -128,7 +128,8 @@ def measure(
 
 def _real_vectors(root: Path, quick: bool, log: Callable[[str], None]) -> tuple[np.ndarray, np.ndarray, str]:
     """The CLINC150 corpus and queries through a fractal head (trained once, kept in the store)."""
-    from ..runs import embed_split, load_run
+    from ..encoders import embed_split
+    from ..runs import load_run
     from ..store import RunStore
     from .sweep import load_spec_dataset, run_sweep, shared_encoder
 

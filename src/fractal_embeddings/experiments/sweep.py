@@ -202,7 +202,7 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
 
 def prepare(specs: list[RunSpec], log: Callable[[str], None] = print) -> None:
     """Encode, once and here, every split the specs will read (fills the cache for the workers)."""
-    from ..runs import embed_split
+    from ..encoders import embed_split
 
     seen = set()
     for spec in specs:
