@@ -254,3 +254,38 @@ def test_finetuned_run_folder_is_self_contained_and_checked(ft_run, csv_file, ca
             assert e.startswith("error: ") and "\n" not in e and msg in e, (folder.name, args[0], e)
             assert not (tmp_path / "exp").exists() and not (tmp_path / "ix").exists()
     assert not marker.exists()
+
+
+def test_finetune_refuses_a_run_folder_as_the_encoder(ft_run, csv_file, tmp_path, capsys):
+    """A run folder given as --model is named as such (not "ships as ONNX only"), before any work."""
+    from fractal_embeddings.cli import main
+
+    for model in (ft_run, tmp_path / "head-run"):
+        if model != ft_run:  # a head run: record.json + head.safetensors, no modules.json
+            model.mkdir()
+            (model / "record.json").write_text((ft_run / "record.json").read_text())
+        assert main(["finetune", str(csv_file), *ARGS, "--model", str(model), "--out", str(tmp_path / "o")]) == 2
+        e = capsys.readouterr().err.strip()
+        assert "is a run folder, not an encoder" in e and "minilm-l6" in e and "ONNX" not in e, e
+        assert "\n" not in e and not (tmp_path / "o").exists()
+
+
+def test_eval_of_a_damaged_finetuned_run_names_the_files(ft_run, tmp_path, capsys):
+    """`fractal eval` of a fine-tuned run whose model files are missing or changed names the cause
+    (never "use --model .", an option eval does not have)."""
+    import shutil
+
+    from fractal_embeddings.cli import main
+
+    gone, changed = tmp_path / "gone", tmp_path / "changed"
+    shutil.copytree(ft_run, gone)
+    shutil.copytree(ft_run, changed)
+    (gone / "model.safetensors").unlink()
+    head = next(p for p in changed.glob("*FractalHead*/model.safetensors"))
+    data = bytearray(head.read_bytes())
+    data[-1] ^= 1
+    head.write_bytes(bytes(data))
+    for run, msg in ((gone, "files missing: model.safetensors"), (changed, "its files changed")):
+        assert main(["eval", str(run), "--json"]) == 2
+        e = capsys.readouterr().err.strip()
+        assert msg in e and "--model ." not in e and "restore the whole run folder" in e and "\n" not in e, e

@@ -26,13 +26,29 @@ from typing import Any
 import numpy as np
 import platformdirs
 
+from .errors import FractalError
+from .validation import nearest_existing
+
 CACHE_ENV = "FRACTAL_CACHE"
 FORMAT_VERSION = 1
 
 
 def default_cache_dir() -> Path:
+    """``$FRACTAL_CACHE`` (checked: not a file) or the user cache dir of ``fractal-embeddings``."""
     env = os.environ.get(CACHE_ENV)
-    return Path(env).expanduser() if env else Path(platformdirs.user_cache_dir("fractal-embeddings"))
+    if not env:
+        return Path(platformdirs.user_cache_dir("fractal-embeddings"))
+    root = Path(env).expanduser()
+    check_cache_root(root, f"${CACHE_ENV} ({env})", f"point {CACHE_ENV} at a folder, or unset it")
+    return root
+
+
+def check_cache_root(root: Path, what: str, fix: str) -> None:
+    """Raise (one line) when ``root`` or a folder above it is a file: the cache could not be written."""
+    found = nearest_existing(Path(os.path.abspath(root)))
+    if not found.is_dir():
+        where = "is a file" if found == Path(os.path.abspath(root)) else f"is under {found}, a file"
+        raise FractalError(f"the embedding cache {what} {where}, not a folder; {fix}")
 
 
 def texts_sha256(texts: Sequence[str]) -> str:
@@ -122,6 +138,7 @@ class EmbeddingCache:
 
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).expanduser()
+        check_cache_root(self.root, str(self.root), "give the cache a folder (cache_dir)")
 
     def key(self, identity: dict, text_hash: str) -> str:
         blob = json.dumps({"v": FORMAT_VERSION, "encoder": identity, "texts": text_hash}, sort_keys=True)

@@ -138,7 +138,7 @@ def read_json_or_empty(path: Path) -> dict:
         return {}
 
 
-def _modules(folder: Path) -> list[dict]:
+def read_modules(folder: Path) -> list[dict]:
     """The entries of a sentence-transformers folder's ``modules.json`` (``[]`` without one)."""
     modules = read_json_or_empty(folder / "modules.json")
     return [m for m in modules if isinstance(m, dict)] if isinstance(modules, list) else []
@@ -147,7 +147,7 @@ def _modules(folder: Path) -> list[dict]:
 def _folder_model(name: str, folder: Path) -> ResolvedModel:
     types = [  # a built-in's class name (any other type is refused before loading: trust.py)
         t.rsplit(".", 1)[-1] if t.startswith("sentence_transformers.") else t
-        for t in (str(m.get("type", "")) for m in _modules(folder))
+        for t in (str(m.get("type", "")) for m in read_modules(folder))
     ]
     pool_cfg = read_json_or_empty(folder / "1_Pooling" / "config.json")
     pooling = "cls" if pool_cfg.get("pooling_mode_cls_token") else "mean"
@@ -228,7 +228,7 @@ def _module_weight_files(folder: Path) -> list[str]:
     """Weights and config of every module stored in a subfolder (a trained head, a Dense layer): they
     define the outputs too. Folders without such files (plain encoders) keep their old fingerprint."""
     out = []
-    for sub in (m.get("path") for m in _modules(folder)):
+    for sub in (m.get("path") for m in read_modules(folder)):
         if sub and isinstance(sub, str):
             out += [
                 str(folder / sub / f)

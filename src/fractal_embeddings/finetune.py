@@ -43,18 +43,18 @@ from sentence_transformers.base.modules.normalize import Normalize
 
 from .atomic import atomic_dir
 from .devices import resolve_device
-from .encoders import Encoder, embed_split, folder_fingerprint
+from .encoders import Encoder, embed_split, folder_fingerprint, read_modules
 from .errors import EncoderError, FractalError
 from .evaluation import eval_block, score, score_untrained, stratified_sample
 from .extras import require
 from .objectives import Objective, get_objective
 from .recording import build_record, check_sizes, eval_row_sample
-from .records import RECORD_FILE, RunRecord, canonical_json
+from .records import RECORD_FILE, RunRecord, RunRecordError, canonical_json, load_record
 from .run import Run, encoder_of
 from .st import FractalLoss, find_head, load_model_folder, make_self_contained, quiet_loaders
 from .training import TrainConfig
-from .trust import check_no_links
-from .validation import check_matrix, check_seed, check_texts
+from .trust import OWN_TYPES, check_no_links
+from .validation import check_fields, check_matrix, check_seed, check_texts
 
 if TYPE_CHECKING:
     from datasets import Dataset
@@ -221,6 +221,7 @@ def _check_finetune(
     """The objective of a fine-tuning, with the dataset and sizes checked (one line each, before any work)."""
     dataset.require_hierarchy()
     objective = get_objective(method, **(objective_options or {}))
+    check_fields(objective, f"method {objective.name}")
     if objective.head_kind is None:
         raise FractalError(
             f"method {objective.name} trains no head, so there is nothing to fine-tune with; use e.g. fractal"
@@ -236,9 +237,14 @@ def _base_encoder(model: str, device: str) -> Encoder:
     """The encoder fine-tuning starts from; a run folder given as ``model`` is named as such."""
     folder = Path(str(model)).expanduser()
     if (folder / RECORD_FILE).is_file():
+        try:
+            e = load_record(folder).encoder
+            hint = f" (this run's: {(e.base or e).model or (e.base or e).name})"
+        except FractalError:
+            hint = ""
         raise FractalError(
-            f"{model} is a run folder, not an encoder; give --model the encoder to fine-tune (e.g. minilm-l6, "
-            f"a hub id or a sentence-transformers folder), or `fractal export` the run first and pass that folder"
+            f"{model} is a run folder, not an encoder; give --model the encoder to fine-tune{hint}, e.g. "
+            f"minilm-l6, a hub id or a sentence-transformers folder"
         )
     return Encoder(model, device=device)
 
@@ -400,15 +406,16 @@ def _run_trainer(
 
 def model_encoder(record: RunRecord, run_dir: str | os.PathLike | None, *, device: str | None = "auto") -> Encoder:
     """An :class:`~fractal_embeddings.Encoder` over a saved fine-tuned run's folder (its output is the
-    run's embedding: no normalisation, no prompt). A fresh run's in-memory model embeds through
-    :meth:`~fractal_embeddings.runs.Run.embed` instead."""
+    run's embedding: no normalisation, no prompt), checked against the record's fingerprint (a one-line
+    error naming the missing files, or saying the files changed). A fresh run's in-memory model embeds
+    through :meth:`FinetunedRun.embed` instead."""
     if run_dir is None:
         raise FractalError(
             f"run {record.run_id} is a fine-tuned model that is not saved yet; save it "
             f"(run.save(DIR)) and load it with load_run(DIR)"
         )
     e = record.encoder
-    return Encoder(
+    enc = Encoder(
         str(run_dir),
         backend="sentence-transformers",
         normalize=False,
@@ -417,6 +424,32 @@ def model_encoder(record: RunRecord, run_dir: str | os.PathLike | None, *, devic
         device=device,
         name=e.name,
     )
+    have = enc.identity().fingerprint
+    if e.fingerprint is not None and have != e.fingerprint:
+        missing = missing_model_files(Path(run_dir))
+        what = f"files missing: {', '.join(missing)}" if missing else "its files changed since it was saved"
+        raise RunRecordError(
+            f"{run_dir}: the fine-tuned model in this run folder is not the one the run was saved with ({what}; "
+            f"fingerprint {have[:12]}, record {e.fingerprint[:12]}); restore the whole run folder from a copy, "
+            f"or fine-tune again"
+        )
+    return enc
+
+
+def missing_model_files(folder: Path) -> list[str]:
+    """The files a saved fine-tuned model needs that ``folder`` lacks: the root's modules list, config,
+    tokenizer and weights, and each module's subfolder (the head's weights in it)."""
+    need = ["modules.json", "config.json", "tokenizer.json"]
+    out = [f for f in need if not (folder / f).is_file()]
+    if not any((folder / f).is_file() for f in ("model.safetensors", "pytorch_model.bin")):
+        out.append("model.safetensors")
+    for m in read_modules(folder):
+        sub = str(m.get("path") or "")
+        if sub and not (folder / sub).is_dir():
+            out.append(f"{sub}/")
+        elif sub and m.get("type") in OWN_TYPES and not (folder / sub / "model.safetensors").is_file():
+            out.append(f"{sub}/model.safetensors")
+    return out
 
 
 def save_finetuned(out_dir: str | os.PathLike, run: FinetunedRun, overwrite: bool = False) -> Path:

@@ -172,6 +172,12 @@ def check_compatible(
     enc = record.encoder
     if encoder_identity is not None:
         have_fp = encoder_identity.get("fingerprint")
+        if enc.in_run and enc.fingerprint != have_fp:
+            raise RunRecordError(
+                f"{where}: the fine-tuned model in the run folder has fingerprint {str(have_fp)[:12]}, the record "
+                f"{str(enc.fingerprint)[:12]}: its files changed since the run was saved; restore the whole run "
+                f"folder from a copy, or fine-tune again"
+            )
         if enc.fingerprint != have_fp or enc.name != encoder_identity.get("name"):
             raise RunRecordError(
                 f"{where} was trained on encoder {enc.name} ({str(enc.fingerprint)[:12]}), "

@@ -41,7 +41,7 @@ from .retrieval import prefix_retrieval
 from .run import HeadRun, Run, apply_head, encoder_of
 from .training import FitResult, TrainConfig, fit
 from .trust import check_model_folder, check_no_links
-from .validation import check_seed
+from .validation import check_fields, check_seed
 from .weights import load_head
 
 if TYPE_CHECKING:
@@ -195,6 +195,7 @@ def _plan(
     """Every argument of :func:`train` checked (one line each), before anything is encoded."""
     dataset.require_hierarchy()
     objective = get_objective(method, **(objective_options or {}))
+    check_fields(objective, f"method {objective.name}")
     head_cfg = HeadConfig(**objective.head_options(), n_blocks=n_blocks, block_dim=block_dim)
     objective.check(n_blocks, dataset.n_levels)
     if finetune_layers:

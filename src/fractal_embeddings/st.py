@@ -53,6 +53,7 @@ from .evaluation import score, stratified_sample
 from .fractal_head import HEAD_INPUT
 from .heads import HeadConfig
 from .objectives import get_objective
+from .validation import check_fields, check_int, check_labels, check_seed, check_texts
 
 if TYPE_CHECKING:
     from numpy.typing import ArrayLike
@@ -204,6 +205,10 @@ class FractalLoss(nn.Module):
         super().__init__()
         self.model = model
         self.objective = get_objective(method, **objective_options)
+        check_fields(self.objective, f"method {self.objective.name}")  # its config, before any training
+        self.seed = check_seed(seed)
+        if n_classes is not None:
+            n_classes = [check_int(n, "n_classes entry", lo=1) for n in _as_list(n_classes, "n_classes")]
         if hasattr(self.objective, "fused"):
             # the per-term loss of objectives/fractal.py: under an encoder the head's loss is a sliver of
             # a step, so fusing saves nothing here, and fine-tuned runs stay as recorded
@@ -241,8 +246,7 @@ class FractalLoss(nn.Module):
         self.level_names = list(level_names) if level_names else [f"L{i}" for i in range(len(head.n_classes))]
         if len(self.level_names) != len(head.n_classes):
             raise FractalError(f"{len(self.level_names)} level names for {len(head.n_classes)} levels")
-        self.seed = seed
-        self.generator = torch.Generator().manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(self.seed)
 
     @property
     def head(self) -> fractal_head.FractalHead:
@@ -256,12 +260,14 @@ class FractalLoss(nn.Module):
         features = self.model(sentence_features[0])
         x = features[HEAD_INPUT]
         head = self.head.head
-        y = labels.long()
-        if y.ndim != 2 or y.shape[1] != head.n_levels:
+        shape = tuple(labels.shape)
+        if len(shape) != 2 or shape[1] != head.n_levels:
             raise FractalError(
                 f"labels must be (batch, {head.n_levels}) class indices, one per level; got shape "
-                f"{tuple(y.shape)}: give each row's label as a list [L0 index, ..., L{head.n_levels - 1} index]"
+                f"{shape}: give each row's label as a list [L0 index, ..., L{head.n_levels - 1} index]"
             )
+        # whole class ids in range, each fine class under one coarse class (never truncated floats)
+        y = torch.as_tensor(check_labels(labels.detach().cpu().numpy(), head.n_classes), device=labels.device)
         plan = self.objective.plan(1, len(y), head.head_config.n_blocks, head.n_levels, self.generator)
         return self.objective.loss_parts(head, x, y, 0, plan, self.level_names)
 
@@ -271,6 +277,12 @@ class FractalLoss(nn.Module):
     @property
     def citation(self) -> str:
         return CITATION
+
+
+def _as_list(values: Any, name: str) -> list:
+    if isinstance(values, (str, bytes)) or not isinstance(values, Iterable):
+        raise FractalError(f"{name} must be a list of classes per level (coarse -> fine), got {values!r}")
+    return list(values)
 
 
 class SteerabilityEvaluator(BaseEvaluator):
@@ -295,15 +307,23 @@ class SteerabilityEvaluator(BaseEvaluator):
         primary_metric: str = "S",
     ) -> None:
         super().__init__()
-        self.texts = list(texts)
-        self.labels = np.asarray(labels, dtype=np.int64)
-        if self.labels.ndim != 2 or len(self.labels) != len(self.texts):
+        self.texts = check_texts(texts)
+        k = check_int(k, "k", lo=1)
+        block_dim = check_int(block_dim, "block_dim", lo=1)
+        batch_size = check_int(batch_size, "batch_size", lo=1)
+        try:
+            shape: tuple[int, ...] | None = np.shape(labels)
+        except (ValueError, TypeError):  # ragged rows
+            shape = None
+        if shape is None or len(shape) != 2 or shape[0] != len(self.texts):
             raise FractalError(
-                f"labels must be (n_texts, n_levels); got {self.labels.shape} for {len(self.texts)} texts"
+                f"labels must be (n_texts, n_levels); got {shape if shape is not None else type(labels).__name__} "
+                f"for {len(self.texts)} texts"
             )
+        self.labels = check_labels(labels, n_rows=len(self.texts))
         if len(self.texts) <= k:
             raise FractalError(f"leave-one-out {k}-NN needs more than {k} texts, got {len(self.texts)}")
-        self.block_dim, self.k, self.name, self.batch_size = int(block_dim), int(k), name, int(batch_size)
+        self.block_dim, self.k, self.name, self.batch_size = block_dim, k, name, batch_size
         n_levels = self.labels.shape[1]
         self.level_names = list(level_names) if level_names else [f"L{i}" for i in range(n_levels)]
         if len(self.level_names) != n_levels:

@@ -19,8 +19,12 @@ them again. One rule each:
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import re
+import types
+import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +98,34 @@ def check_seed(seed: Any, name: str = "seed", error: Error = FractalError) -> in
     if not is_int(seed) or not 0 <= seed < SEED_LIMIT:
         raise error(f"{name} must be an integer in [0, 2**32) (0 to {SEED_LIMIT - 1}), got {seed!r}")
     return int(seed)
+
+
+_SCALARS: dict[type, tuple[str, typing.Callable[[Any], bool]]] = {
+    bool: ("true or false", lambda v: isinstance(v, (bool, np.bool_))),
+    int: ("an integer", is_int),
+    float: ("a finite number", lambda v: is_real(v) and math.isfinite(float(v))),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
+
+
+def check_fields(obj: Any, what: str, error: Error = FractalError) -> None:
+    """Raise unless every field of the dataclass ``obj`` holds a value of its annotated scalar type:
+    ``bool``, ``int`` (an integer), ``float`` (a finite real number; an integer too), ``str``, each
+    ``| None`` where the annotation says so. Fields of other types are left to their owner's checks.
+    ``what`` names the object in the message (e.g. ``method fractal``)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        hint = hints.get(f.name)
+        union = typing.get_origin(hint) in (typing.Union, types.UnionType)
+        args = typing.get_args(hint) if union else (hint,)
+        scalars = [a for a in args if a in _SCALARS]
+        if not scalars or len(scalars) + (type(None) in args) != len(args):
+            continue
+        v = getattr(obj, f.name)
+        if (v is None and type(None) in args) or any(_SCALARS[a][1](v) for a in scalars):
+            continue
+        want = " or ".join(_SCALARS[a][0] for a in scalars) + (" or None" if type(None) in args else "")
+        raise error(f"{what}: option {f.name} must be {want}, got {v!r}")
 
 
 # ------------------------------------------------------------------ texts and labels
