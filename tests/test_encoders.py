@@ -7,8 +7,9 @@ import pytest
 
 from fractal_embeddings import load_dataset
 from fractal_embeddings.cache import EmbeddingCache
-from fractal_embeddings.encoders import Encoder, default_prompts
+from fractal_embeddings.encoders import Encoder
 from fractal_embeddings.errors import EncoderError
+from fractal_embeddings.model_files import default_prompts
 
 
 @pytest.fixture(scope="module")

@@ -218,7 +218,7 @@ def test_finetuned_run_folder_is_self_contained_and_checked(ft_run, csv_file, ca
 
     from fractal_embeddings import fractal_head
     from fractal_embeddings.cli import main
-    from fractal_embeddings.encoders import folder_fingerprint
+    from fractal_embeddings.model_files import folder_fingerprint
 
     monkeypatch.setenv("FRACTAL_CACHE", str(cache_dir))
     modules = json.loads((ft_run / "modules.json").read_text())

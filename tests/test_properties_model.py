@@ -17,7 +17,12 @@ from fractal_embeddings.errors import FractalError
 QUICK = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-5, 300), st.floats(allow_nan=True), st.text(max_size=8), st.binary(max_size=4)
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 300),
+    st.floats(allow_nan=True),
+    st.text(max_size=8),
+    st.binary(max_size=4),
 )
 texts = st.one_of(scalars, st.lists(st.one_of(st.text(max_size=12), scalars), max_size=4), st.text(max_size=12))
 label_values = st.one_of(st.integers(-3, 12), st.floats(-3, 12), st.just(float("nan")), st.none(), st.text(max_size=2))
@@ -53,7 +58,7 @@ def run(data_home, encoder, tmp_path_factory):
 def st_model():
     from sentence_transformers import SentenceTransformer
 
-    from fractal_embeddings.encoders import resolve_model
+    from fractal_embeddings.model_files import resolve_model
 
     return SentenceTransformer(str(resolve_model("minilm-l6").folder), device="cpu")
 

@@ -27,7 +27,7 @@ def clinc(data_home):
 def st_model():
     from sentence_transformers import SentenceTransformer
 
-    from fractal_embeddings.encoders import resolve_model
+    from fractal_embeddings.model_files import resolve_model
 
     return SentenceTransformer(str(resolve_model("minilm-l6").folder), device="cpu")
 
@@ -123,8 +123,8 @@ def _recipe() -> str:
 def test_readme_recipe_runs_as_written(data_home, tmp_path, monkeypatch):
     """The README's recipe, with three settings swapped for an offline test: the model id for the
     offline copy of the same model, 256 training rows, and an output folder under tmp."""
-    from fractal_embeddings.encoders import resolve_model
     from fractal_embeddings.evaluation import unit_rows
+    from fractal_embeddings.model_files import resolve_model
 
     code = _recipe()
     swaps = {

@@ -30,7 +30,7 @@ def saved_run(tiny, encoder, tmp_path_factory):
 def st_model():
     from sentence_transformers import SentenceTransformer
 
-    from fractal_embeddings.encoders import resolve_model
+    from fractal_embeddings.model_files import resolve_model
 
     return SentenceTransformer(str(resolve_model("minilm-l6").folder), device="cpu")
 

@@ -30,9 +30,10 @@ import torch
 from torch import nn
 
 from .cache import texts_sha256
-from .encoders import Encoder, read_json_or_empty
+from .encoders import Encoder
 from .errors import EncoderError, FractalError
 from .heads import Head
+from .model_files import read_json_or_empty
 
 if TYPE_CHECKING:
     from tokenizers import Tokenizer

@@ -43,10 +43,11 @@ from sentence_transformers.base.modules.normalize import Normalize
 
 from .atomic import atomic_dir
 from .devices import resolve_device
-from .encoders import Encoder, embed_split, folder_fingerprint, read_modules
+from .encoders import Encoder, embed_split
 from .errors import EncoderError, FractalError
 from .evaluation import eval_block, score, score_untrained, stratified_sample
 from .extras import require
+from .model_files import folder_fingerprint, read_modules
 from .objectives import Objective, get_objective
 from .recording import build_record, check_sizes, eval_row_sample
 from .records import RECORD_FILE, RunRecord, RunRecordError, canonical_json, load_record
