@@ -26,11 +26,11 @@ import math
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from dataclasses import replace as dc_replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import numpy as np
 
@@ -191,7 +191,9 @@ def check_compatible(
 
 # ------------------------------------------------------------------ the typed record
 # A record on disk is canonical JSON; in memory it is a RunRecord, validated once when it is read.
-# Every block keeps the keys it does not model in ``extra``, so ``from_dict(d).to_dict() == d``.
+# Every block is a dataclass whose fields say how they are read (:func:`spec`): one generic
+# from_dict / to_dict walks them. Each block keeps the keys it does not model in ``extra``, so
+# ``from_dict(d).to_dict() == d``.
 
 
 def accuracy_array(table: dict, level_names: Sequence[str]) -> np.ndarray:
@@ -207,16 +209,10 @@ def _bad(where: str, key: str, want: str, got: Any) -> RunRecordError:
     )
 
 
-def _take(d: dict, key: str, where: str, want: str, check: Callable[[Any], bool]) -> Any:
-    """``d[key]`` checked; ``where`` names the block (``<file>: config.eval``) for the one-line error."""
-    if not isinstance(d, dict) or key not in d:
-        raise RunRecordError(
-            f"{where}.{key} is missing; restore the field (the record was edited?) or train the run again"
-        )
-    v = d[key]
-    if not check(v):
-        raise _bad(where, key, want, v)
-    return v
+def _missing(where: str, key: str) -> RunRecordError:
+    return RunRecordError(
+        f"{where}.{key} is missing; restore the field (the record was edited?) or train the run again"
+    )
 
 
 def _is_num(v: Any) -> bool:
@@ -240,67 +236,156 @@ def _rest(d: dict, known: Iterable[str]) -> dict:
 
 
 @dataclass(frozen=True)
+class Spec:
+    """How a block field is read and written.
+
+    ``want``: what the value must be, for the one-line error (``None``: not checked; a callable gets
+    the fields read so far); ``check(value, read so far)``; ``required``: the key must be there (else
+    ``default``); ``omit_none``: a ``None`` value is not written (an optional key); ``load(value,
+    label)`` / ``dump(value)``: a nested block's conversion (``label`` names it in errors)."""
+
+    want: str | Callable[[dict], str] | None = None
+    check: Callable[[Any, dict], bool] | None = None
+    required: bool = True
+    default: Any = None
+    omit_none: bool = False
+    load: Callable[[Any, str], Any] | None = None
+    dump: Callable[[Any], Any] | None = None
+
+
+def spec(
+    want: str | Callable[[dict], str] | None = None,
+    check: Callable[[Any], bool] | Callable[[Any, dict], bool] | None = None,
+    *,
+    sibling: bool = False,
+    required: bool = True,
+    default: Any = None,
+    omit_none: bool = False,
+    block: type[Block] | None = None,
+) -> Any:
+    """A dataclass field read by :meth:`Block.from_dict` (``sibling``: ``check`` takes the fields read
+    so far too; ``block``: a nested block, read from an object)."""
+    chk: Callable[[Any, dict], bool] | None = None
+    if check is not None:
+        one = cast("Callable[[Any], bool]", check)
+        chk = cast("Callable[[Any, dict], bool]", check) if sibling else (lambda v, _read: one(v))
+    load = dump = None
+    if block is not None:
+        load, dump = block.from_dict, block.to_dict
+        if want is None:
+            want, chk = "an object", chk or (lambda v, _read: _is_dict(v))
+    meta = {"record": Spec(want, chk, required, default, omit_none, load, dump)}
+    if required:
+        return field(metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+class Block:
+    """A record block: a dataclass of :func:`spec` fields plus ``extra`` (the keys it does not model).
+    ``ORDER``: the order fields are read (and so checked) in, when not the declared one."""
+
+    ORDER: ClassVar[tuple[str, ...]] = ()
+    extra: dict
+
+    @classmethod
+    def _specs(cls) -> list[tuple[str, Spec]]:
+        found = {f.name: f.metadata["record"] for f in fields(cls) if "record" in f.metadata}  # type: ignore[arg-type]
+        names = [*cls.ORDER, *(n for n in found if n not in cls.ORDER)]
+        return [(n, found[n]) for n in names]
+
+    @classmethod
+    def read(cls, d: dict, label: str, child: Callable[[str], str] | None = None) -> dict[str, Any]:
+        """The fields of ``d`` checked and converted (``label`` names the block in errors, ``child(key)``
+        a nested block; default ``<label>.<key>``)."""
+        out: dict[str, Any] = {}
+        for name, sp in cls._specs():
+            if name not in d:
+                if sp.required:
+                    raise _missing(label, name)
+                out[name] = sp.default
+                continue
+            v = d[name]
+            if sp.check is not None and not sp.check(v, out):
+                want = sp.want(out) if callable(sp.want) else sp.want
+                raise _bad(label, name, str(want), v)
+            if sp.load is not None and v is not None:
+                v = sp.load(v, child(name) if child else f"{label}.{name}")
+            out[name] = v
+        out["extra"] = _rest(d, [n for n, _ in cls._specs()])
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict, label: str) -> Any:
+        """The block read from ``d``; ``label`` (``<file>: config.eval``) names it in a one-line error."""
+        return cls(**cls.read(d, label))
+
+    def to_dict(self) -> dict:
+        out: dict[str, Any] = {}
+        for name, sp in self._specs():
+            v = getattr(self, name)
+            if v is None and sp.omit_none:
+                continue
+            out[name] = sp.dump(v) if sp.dump is not None and v is not None else v
+        return {**out, **self.extra}
+
+
+class MappingBlock(Block, Mapping[str, Any]):
+    """A block also read as the mapping it was (``timing["train_s"]``): its :meth:`to_dict`."""
+
+    def __getitem__(self, key: str) -> Any:
+        return self.to_dict()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.to_dict())
+
+    def __len__(self) -> int:
+        return len(self.to_dict())
+
+
+def _levels(v: Any, _label: str) -> tuple[LevelInfo, ...]:
+    return tuple(LevelInfo(x["name"], x["n_classes"]) for x in v)
+
+
+def _level_dicts(levels: tuple[LevelInfo, ...]) -> list[dict]:
+    return [{"name": lv.name, "n_classes": lv.n_classes} for lv in levels]
+
+
+@dataclass(frozen=True)
 class LevelInfo:
     name: str
     n_classes: int
 
 
-@dataclass
-class DatasetInfo:
+@dataclass(kw_only=True)
+class DatasetInfo(Block):
     """What a run was trained on: name, load arguments, subset, levels, rows per split, fingerprint."""
 
-    name: str
-    levels: tuple[LevelInfo, ...]
-    rows: dict
-    fingerprint: str | None
-    load_args: dict | None
-    subset: dict | None
+    name: str = spec("a string", _is_str)
+    levels: tuple[LevelInfo, ...] = field(
+        metadata={
+            "record": Spec(
+                "a list of {name, n_classes}",
+                lambda v, _r: (
+                    isinstance(v, list)
+                    and len(v) >= 1
+                    and all(isinstance(x, dict) and _is_str(x.get("name")) and is_int(x.get("n_classes")) for x in v)
+                ),
+                load=_levels,
+                dump=_level_dicts,
+            )
+        }
+    )
+    rows: dict = spec("rows per split", lambda v: _is_dict(v) and all(map(is_int, v.values())))
+    fingerprint: str | None = spec(required=False)
+    load_args: dict | None = spec("an object or null", _opt(_is_dict), required=False)
+    subset: dict | None = spec(
+        "null or {rows: {split: n}, seed}",
+        _opt(lambda v: _is_dict(v) and _is_dict(v.get("rows")) and is_int(v.get("seed"))),
+        required=False,
+    )
     extra: dict = field(default_factory=dict)  # variant, entropy
 
-    KEYS = ("name", "levels", "rows", "fingerprint", "load_args", "subset")
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str) -> DatasetInfo:
-        w = f"{where}: dataset"
-        levels = _take(
-            d,
-            "levels",
-            w,
-            "a list of {name, n_classes}",
-            lambda v: (
-                isinstance(v, list)
-                and len(v) >= 1
-                and all(isinstance(x, dict) and _is_str(x.get("name")) and is_int(x.get("n_classes")) for x in v)
-            ),
-        )
-        return cls(
-            name=_take(d, "name", w, "a string", _is_str),
-            levels=tuple(LevelInfo(x["name"], x["n_classes"]) for x in levels),
-            rows=_take(d, "rows", w, "rows per split", lambda v: _is_dict(v) and all(map(is_int, v.values()))),
-            fingerprint=d.get("fingerprint"),
-            load_args=_take(d, "load_args", w, "an object or null", _opt(_is_dict)) if "load_args" in d else None,
-            subset=_take(
-                d,
-                "subset",
-                w,
-                "null or {rows: {split: n}, seed}",
-                _opt(lambda v: _is_dict(v) and _is_dict(v.get("rows")) and is_int(v.get("seed"))),
-            )
-            if "subset" in d
-            else None,
-            extra=_rest(d, cls.KEYS),
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "name": self.name,
-            "levels": [{"name": lv.name, "n_classes": lv.n_classes} for lv in self.levels],
-            "rows": dict(self.rows),
-            "fingerprint": self.fingerprint,
-            "load_args": self.load_args,
-            "subset": self.subset,
-            **self.extra,
-        }
+    ORDER = ("levels", "name", "rows", "fingerprint", "load_args", "subset")
 
     @property
     def level_names(self) -> list[str]:
@@ -315,72 +400,35 @@ class DatasetInfo:
         return self.extra.get("entropy") or {}
 
 
-@dataclass
-class EncoderInfo:
+@dataclass(kw_only=True)
+class EncoderInfo(Block):
     """The encoder's identity (every field that determines its vectors), its output dim and how to
     rebuild it (``model``: as given; ``"."``: the run directory itself, a fine-tuned model, whose
     ``base`` is the encoder it started from)."""
 
-    name: str
-    fingerprint: str | None
-    backend: str
-    pooling: str
-    normalize: bool
-    max_seq_length: int
-    prompt: str
-    dim: int | None
-    model: str | None
-    base: EncoderInfo | None = None
+    name: str = spec("a string", _is_str)
+    fingerprint: str | None = spec(required=False)
+    backend: str = spec("a backend name", _is_str)
+    pooling: str = spec("mean or cls", _is_str)
+    normalize: bool = spec("true or false", lambda v: isinstance(v, bool))
+    max_seq_length: int = spec("an integer", is_int)
+    prompt: str = spec(required=False, default="")
+    dim: int | None = spec("an integer", _opt(is_int))
+    model: str | None = spec(required=False)
+    base: EncoderInfo | None = field(
+        default=None,
+        metadata={
+            "record": Spec(
+                required=False,
+                omit_none=True,
+                load=lambda v, label: EncoderInfo.from_dict(v, label),
+                dump=lambda e: e.to_dict(),
+            )
+        },
+    )
     extra: dict = field(default_factory=dict)
 
-    KEYS = (
-        "name",
-        "fingerprint",
-        "backend",
-        "pooling",
-        "normalize",
-        "max_seq_length",
-        "prompt",
-        "dim",
-        "model",
-        "base",
-    )
     IDENTITY = ("name", "fingerprint", "backend", "pooling", "normalize", "max_seq_length", "prompt")
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str, _block: str = "encoder") -> EncoderInfo:
-        w = f"{where}: {_block}"
-        base = d.get("base")
-        return cls(
-            name=_take(d, "name", w, "a string", _is_str),
-            fingerprint=d.get("fingerprint"),
-            backend=_take(d, "backend", w, "a backend name", _is_str),
-            pooling=_take(d, "pooling", w, "mean or cls", _is_str),
-            normalize=_take(d, "normalize", w, "true or false", lambda v: isinstance(v, bool)),
-            max_seq_length=_take(d, "max_seq_length", w, "an integer", is_int),
-            prompt=d.get("prompt", ""),
-            dim=_take(d, "dim", w, "an integer", _opt(is_int)),
-            model=d.get("model"),
-            base=cls.from_dict(base, where, f"{_block}.base") if base is not None else None,
-            extra=_rest(d, cls.KEYS),
-        )
-
-    def to_dict(self) -> dict:
-        out = {
-            "name": self.name,
-            "fingerprint": self.fingerprint,
-            "backend": self.backend,
-            "pooling": self.pooling,
-            "normalize": self.normalize,
-            "max_seq_length": self.max_seq_length,
-            "prompt": self.prompt,
-            "dim": self.dim,
-            "model": self.model,
-            **self.extra,
-        }
-        if self.base is not None:
-            out["base"] = self.base.to_dict()
-        return out
 
     @property
     def in_run(self) -> bool:
@@ -391,29 +439,14 @@ class EncoderInfo:
         return {k: getattr(self, k) for k in self.IDENTITY}
 
 
-@dataclass
-class HeadInfo:
+@dataclass(kw_only=True)
+class HeadInfo(Block):
     """The head's architecture (``kind`` None: no head, the encoder truncated)."""
 
-    kind: str | None
-    n_blocks: int
-    block_dim: int
+    kind: str | None = spec("a head kind or null", _opt(_is_str))
+    n_blocks: int = spec("an integer >= 1", lambda v: is_int(v) and v >= 1)
+    block_dim: int = spec("an integer >= 1", lambda v: is_int(v) and v >= 1)
     extra: dict = field(default_factory=dict)  # hidden_dim, block_norm, topk, input_dim, n_classes, ...
-
-    KEYS = ("kind", "n_blocks", "block_dim")
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str) -> HeadInfo:
-        w = f"{where}: config.head"
-        return cls(
-            kind=_take(d, "kind", w, "a head kind or null", _opt(_is_str)),
-            n_blocks=_take(d, "n_blocks", w, "an integer >= 1", lambda v: is_int(v) and v >= 1),
-            block_dim=_take(d, "block_dim", w, "an integer >= 1", lambda v: is_int(v) and v >= 1),
-            extra=_rest(d, cls.KEYS),
-        )
-
-    def to_dict(self) -> dict:
-        return {"kind": self.kind, "n_blocks": self.n_blocks, "block_dim": self.block_dim, **self.extra}
 
     @property
     def dim(self) -> int:
@@ -438,101 +471,78 @@ class HeadInfo:
         return self.to_dict().get(key, default)
 
 
-@dataclass
-class EvalSpec:
+@dataclass(kw_only=True)
+class EvalSpec(Block):
     """Which rows were scored and how: split, sample size and seed, k, the rows' sha256."""
 
-    split: str
-    max_rows: int | None
-    n_rows: int
-    sample_seed: int
-    k: int
-    rows_sha256: str
+    split: str = spec("a split name such as 'test'", lambda v: _is_str(v) and v != "")
+    max_rows: int | None = spec(
+        "null (all rows) or an integer > k", lambda v, r: v is None or (is_int(v) and v > r["k"]), sibling=True
+    )
+    n_rows: int = spec("a number of rows >= 2", lambda v: is_int(v) and v >= 2)
+    sample_seed: int = spec("an integer in [0, 2**32)", lambda v: is_int(v) and 0 <= v < 2**32)
+    k: int = spec(
+        lambda r: f"an integer >= 1 and below the {r['n_rows']} rows scored",
+        lambda v, r: is_int(v) and 1 <= v < r["n_rows"],
+        sibling=True,
+    )
+    rows_sha256: str = spec("a sha256", _is_str)
     extra: dict = field(default_factory=dict)
 
-    @classmethod
-    def from_dict(cls, d: dict, where: str) -> EvalSpec:
-        w = f"{where}: config.eval"
-        n_rows = _take(d, "n_rows", w, "a number of rows >= 2", lambda v: is_int(v) and v >= 2)
-        k = _take(
-            d, "k", w, f"an integer >= 1 and below the {n_rows} rows scored", lambda v: is_int(v) and 1 <= v < n_rows
-        )
-        return cls(
-            split=_take(d, "split", w, "a split name such as 'test'", lambda v: _is_str(v) and v != ""),
-            max_rows=_take(d, "max_rows", w, "null (all rows) or an integer > k", _opt(lambda v: is_int(v) and v > k)),
-            n_rows=n_rows,
-            k=k,
-            sample_seed=_take(d, "sample_seed", w, "an integer in [0, 2**32)", lambda v: is_int(v) and 0 <= v < 2**32),
-            rows_sha256=_take(d, "rows_sha256", w, "a sha256", _is_str),
-            extra=_rest(d, ("split", "max_rows", "n_rows", "sample_seed", "k", "rows_sha256")),
-        )
-
-    def to_dict(self) -> dict:
-        out = asdict(self)
-        return {**{k: v for k, v in out.items() if k != "extra"}, **self.extra}
+    ORDER = ("n_rows", "k", "split", "max_rows", "sample_seed", "rows_sha256")
 
 
-@dataclass
-class RunConfig:
+@dataclass(kw_only=True)
+class ObjectiveInfo(MappingBlock):
+    """The objective's config: ``method`` and its option fields (:meth:`Objective.config`)."""
+
+    method: str | None = spec("a method name", _opt(_is_str), required=False, omit_none=True)
+    extra: dict = field(default_factory=dict)  # the method's options
+
+
+@dataclass(kw_only=True)
+class TrainInfo(MappingBlock):
+    """The trainer's settings (:class:`~fractal_embeddings.training.TrainConfig`; a fine-tuned run's
+    trainer settings); the fields every trainer has are typed, the others kept in ``extra``."""
+
+    epochs: int | None = spec("an integer", _opt(is_int), required=False, omit_none=True)
+    lr: float | None = spec("a number", _opt(_is_num), required=False, omit_none=True)
+    batch_size: int | None = spec("an integer", _opt(is_int), required=False, omit_none=True)
+    select: str | None = spec("a selection rule", _opt(_is_str), required=False, omit_none=True)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class RunConfig(Block):
     """How the run was made: head architecture, objective options, trainer settings, evaluation."""
 
-    head: HeadInfo
-    objective: dict
-    train: dict | None
-    eval: EvalSpec
+    head: HeadInfo = spec(block=HeadInfo)
+    objective: ObjectiveInfo = spec(block=ObjectiveInfo)
+    # a TrainInfo (typed as the mapping it also is: readers take ``config.train or {}``), or None: no training
+    train: Mapping[str, Any] | None = spec("an object or null", _opt(_is_dict), block=TrainInfo)
+    eval: EvalSpec = spec("the evaluation settings (an object)", _is_dict, block=EvalSpec)
     extra: dict = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str) -> RunConfig:
-        w = f"{where}: config"
-        return cls(
-            head=HeadInfo.from_dict(_take(d, "head", w, "an object", _is_dict), where),
-            objective=_take(d, "objective", w, "an object", _is_dict),
-            train=_take(d, "train", w, "an object or null", _opt(_is_dict)),
-            eval=EvalSpec.from_dict(_take(d, "eval", w, "the evaluation settings (an object)", _is_dict), where),
-            extra=_rest(d, ("head", "objective", "train", "eval")),
-        )
-
-    def to_dict(self) -> dict:
-        return {
-            "head": self.head.to_dict(),
-            "objective": self.objective,
-            "train": self.train,
-            "eval": self.eval.to_dict(),
-            **self.extra,
-        }
 
 
 @dataclass
-class Scores:
+class Scores(Block):
     """Prefix k-NN accuracy (``{"<dims>": {"<level>": acc}}``) and the steerability metrics."""
 
-    accuracy: dict
-    steerability: dict
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str) -> Scores:
-        acc = _take(
-            d,
-            "accuracy",
-            where,
-            "{dims: {level: accuracy}}",
-            lambda v: (
-                _is_dict(v)
-                and all(
-                    k.isdigit() and _is_dict(row) and all(_is_num(a) and 0 <= a <= 1 for a in row.values())
-                    for k, row in v.items()
-                )
-            ),
-        )
-        st = _take(
-            d,
-            "steerability",
-            where,
-            "{S: number, metric: number or null, ...}",
-            lambda v: _is_dict(v) and _is_num(v.get("S")) and all(x is None or _is_num(x) for x in v.values()),
-        )
-        return cls(acc, st)
+    accuracy: dict = spec(
+        "{dims: {level: accuracy}}",
+        lambda v: (
+            _is_dict(v)
+            and all(
+                k.isdigit() and _is_dict(row) and all(_is_num(a) and 0 <= a <= 1 for a in row.values())
+                for k, row in v.items()
+            )
+        ),
+    )
+    steerability: dict = spec(
+        "{S: number, metric: number or null, ...}",
+        lambda v: _is_dict(v) and _is_num(v.get("S")) and all(x is None or _is_num(x) for x in v.values()),
+    )
+    extra: dict = field(default_factory=dict, repr=False)  # the keys beside them (a record's others)
 
     def to_dict(self) -> dict:
         return {"accuracy": self.accuracy, "steerability": self.steerability}
@@ -546,26 +556,48 @@ class Scores:
         return accuracy_array(self.accuracy, list(level_names))
 
 
-@dataclass
-class TrainingInfo:
-    best_epoch: int | None
-    history: list
+@dataclass(kw_only=True)
+class TrainingInfo(Block):
+    best_epoch: int | None = spec(required=False)
+    history: list = spec("a list", lambda v: isinstance(v, list))
     extra: dict = field(default_factory=dict)  # n_params
-
-    @classmethod
-    def from_dict(cls, d: dict, where: str) -> TrainingInfo:
-        return cls(
-            best_epoch=d.get("best_epoch"),
-            history=_take(d, "history", f"{where}: training", "a list", lambda v: isinstance(v, list)),
-            extra=_rest(d, ("best_epoch", "history")),
-        )
-
-    def to_dict(self) -> dict:
-        return {"best_epoch": self.best_epoch, "history": self.history, **self.extra}
 
     @property
     def n_params(self) -> int | None:
         return self.extra.get("n_params")
+
+
+@dataclass(kw_only=True)
+class TimingInfo(MappingBlock):
+    """Seconds spent training and scoring, when the run was made, and the device (absent: the CPU)."""
+
+    train_s: float = spec("a number", _is_num)
+    eval_s: float = spec("a number", _is_num)
+    created_at: str | None = spec("a time stamp", _opt(_is_str), required=False, omit_none=True)
+    device: str | None = spec("a device", _opt(_is_str), required=False, omit_none=True)
+    extra: dict = field(default_factory=dict)
+
+
+@dataclass(kw_only=True)
+class Versions(MappingBlock):
+    """The Python, the platform and the library versions a run was made with (packages in ``extra``)."""
+
+    python: str | None = spec(required=False, omit_none=True)
+    platform: str | None = spec(required=False, omit_none=True)
+    extra: dict = field(default_factory=dict)  # package name -> version (or null)
+
+
+@dataclass(kw_only=True)
+class RetrievalInfo(MappingBlock):
+    """Retrieval metrics of the head (``trained``) and of the untrained encoder (``baseline``)."""
+
+    queries: str | None = spec(required=False, omit_none=True)
+    corpus: str | None = spec(required=False, omit_none=True)
+    n_queries: int | None = spec(required=False, omit_none=True)
+    n_corpus: int | None = spec(required=False, omit_none=True)
+    trained: dict | None = spec("an object", _opt(_is_dict), required=False, omit_none=True)
+    baseline: dict | None = spec("an object", _opt(_is_dict), required=False, omit_none=True)
+    extra: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -574,26 +606,51 @@ class WeightsRef:
     sha256: str
 
 
-@dataclass
-class RunRecord:
+def _is_weights(w: Any) -> bool:
+    return isinstance(w, dict) and _is_str(w.get("file")) and _is_str(w.get("sha256"))
+
+
+def _weights(v: Any, _label: str) -> WeightsRef:
+    return WeightsRef(v["file"], v["sha256"])
+
+
+@dataclass(kw_only=True)
+class RunRecord(Block):
     """A run record, typed (see the module docstring for the JSON it reads and writes)."""
 
-    schema: str
-    run_id: str
-    method: str
-    seed: int
-    dataset: DatasetInfo
-    encoder: EncoderInfo
-    config: RunConfig
-    versions: dict
-    scores: Scores  # the trained head's (top-level ``accuracy`` and ``steerability`` in the JSON)
-    baseline: Scores  # the untrained encoder's, on the same rows
-    training: TrainingInfo | None
-    timing: dict
-    weights: WeightsRef | None
-    retrieval: dict | None = None
-    tags: dict | None = None
+    schema: str = spec()
+    run_id: str = spec("a string", _is_str)
+    method: str = spec("a method name", _is_str)
+    seed: int = spec("an integer seed", is_int)
+    dataset: DatasetInfo = spec(block=DatasetInfo)
+    encoder: EncoderInfo = spec(block=EncoderInfo)
+    config: RunConfig = spec(block=RunConfig)
+    versions: Versions = spec(block=Versions)
+    scores: Scores = field(metadata={})  # the trained head's (top-level ``accuracy`` and ``steerability``)
+    baseline: Scores = spec(block=Scores)  # the untrained encoder's, on the same rows
+    training: TrainingInfo | None = spec("an object or null", _opt(_is_dict), block=TrainingInfo)
+    timing: TimingInfo = spec(
+        "{train_s, eval_s, created_at}",
+        lambda v: _is_dict(v) and all(_is_num(v.get(k)) for k in ("train_s", "eval_s")),
+        block=TimingInfo,
+    )
+    weights: WeightsRef | None = field(
+        metadata={
+            "record": Spec(
+                "{file, sha256} or null",
+                lambda w, _r: w is None or _is_weights(w),
+                load=_weights,
+                dump=lambda w: {"file": w.file, "sha256": w.sha256},
+            )
+        }
+    )
+    retrieval: RetrievalInfo | None = spec(
+        "an object", _opt(_is_dict), required=False, omit_none=True, block=RetrievalInfo
+    )
+    tags: dict | None = spec("an object", _opt(_is_dict), required=False, omit_none=True)
     extra: dict = field(default_factory=dict)
+
+    ORDER = ("weights", "baseline", "training")
 
     @classmethod
     def from_dict(cls, d: Any, where: str = "run record") -> RunRecord:
@@ -614,59 +671,13 @@ class RunRecord:
         missing = [k for k in RECORD_KEYS if k not in d]
         if missing:
             raise RunRecordError(f"{where}: run record lacks {', '.join(missing)}; restore it or train the run again")
-        w = d.get("weights")
-        if w is not None and not (isinstance(w, dict) and _is_str(w.get("file")) and _is_str(w.get("sha256"))):
-            raise _bad(f"{where}: record", "weights", "{file, sha256} or null", w)
-        top = f"{where}: record"
-        base = _take(d, "baseline", top, "an object", _is_dict)
-        training = _take(d, "training", top, "an object or null", _opt(_is_dict))
-        return cls(
-            schema=schema,
-            run_id=_take(d, "run_id", top, "a string", _is_str),
-            method=_take(d, "method", top, "a method name", _is_str),
-            seed=_take(d, "seed", top, "an integer seed", is_int),
-            dataset=DatasetInfo.from_dict(_take(d, "dataset", top, "an object", _is_dict), where),
-            encoder=EncoderInfo.from_dict(_take(d, "encoder", top, "an object", _is_dict), where),
-            config=RunConfig.from_dict(_take(d, "config", top, "an object", _is_dict), where),
-            versions=_take(d, "versions", top, "an object", _is_dict),
-            scores=Scores.from_dict(d, f"{where}: record"),
-            baseline=Scores.from_dict(base, f"{where}: baseline"),
-            training=TrainingInfo.from_dict(training, where) if training is not None else None,
-            timing=_take(
-                d,
-                "timing",
-                top,
-                "{train_s, eval_s, created_at}",
-                lambda v: _is_dict(v) and all(_is_num(v.get(k)) for k in ("train_s", "eval_s")),
-            ),
-            weights=WeightsRef(w["file"], w["sha256"]) if w is not None else None,
-            retrieval=_take(d, "retrieval", top, "an object", _opt(_is_dict)) if "retrieval" in d else None,
-            tags=_take(d, "tags", top, "an object", _opt(_is_dict)) if "tags" in d else None,
-            extra=_rest(d, (*RECORD_KEYS, "retrieval", "tags")),
-        )
+        read = cls.read(d, f"{where}: record", child=lambda key: f"{where}: {key}")
+        read["scores"] = Scores.from_dict(d, f"{where}: record")
+        read["extra"] = _rest(read["extra"], ("accuracy", "steerability"))
+        return cls(**read)
 
     def to_dict(self) -> dict:
-        out = {
-            "schema": self.schema,
-            "run_id": self.run_id,
-            "method": self.method,
-            "seed": self.seed,
-            "dataset": self.dataset.to_dict(),
-            "encoder": self.encoder.to_dict(),
-            "config": self.config.to_dict(),
-            "versions": self.versions,
-            **self.scores.to_dict(),
-            "baseline": self.baseline.to_dict(),
-            "training": self.training.to_dict() if self.training is not None else None,
-            "timing": self.timing,
-            "weights": {"file": self.weights.file, "sha256": self.weights.sha256} if self.weights else None,
-            **self.extra,
-        }
-        if self.retrieval is not None:
-            out["retrieval"] = self.retrieval
-        if self.tags is not None:
-            out["tags"] = self.tags
-        return out
+        return {**super().to_dict(), **self.scores.to_dict()}
 
     # -- what readers ask for most
     @property
