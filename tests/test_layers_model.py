@@ -9,7 +9,7 @@ from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "src" / "fractal_embeddings"
 OWN = {
-    "runs", "run", "recording", "finetune", "weights", "records", "record_blocks", "st", "evaluation",
+    "runs", "run", "recording", "finetune", "weights", "records", "record_blocks", "record_fields", "st", "evaluation",
     "backbone", "trust", "devices", "training", "heads", "store", "encoders", "model_files", "cache",
     "fractal_head",
 }  # fmt: skip
@@ -17,7 +17,7 @@ OWN = {
 LAYER = {
     "errors": 0, "validation": 0, "extras": 0, "atomic": 0, "devices": 0, "executors": 0,
     "data": 1,
-    "records": 2, "record_blocks": 2,
+    "records": 2, "record_blocks": 2, "record_fields": 2,
     "cache": 3, "trust": 3, "fractal_head": 3, "encoders": 3, "model_files": 3,
     "heads": 4, "objectives": 4, "training": 4, "evaluation": 4, "retrieval": 4, "backbone": 4, "st": 4,
     "weights": 4,

@@ -4,15 +4,25 @@ walk over their fields (:func:`spec`). :mod:`~fractal_embeddings.records` reads 
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from dataclasses import replace as dc_replace
-from typing import Any, ClassVar, cast
+from typing import Any
 
 import numpy as np
 
-from .errors import FractalError
+from .record_fields import (
+    Block,
+    MappingBlock,
+    RunRecordError,
+    Spec,
+    is_dict,
+    is_num,
+    is_str,
+    optional,
+    rest,
+    spec,
+)
 from .validation import is_int
 
 SCHEMA = "fractal-embeddings/run-record/2"
@@ -40,10 +50,6 @@ RECORD_KEYS = (
 )
 
 
-class RunRecordError(FractalError):
-    """A run directory, record or weights file that is missing, malformed or doesn't match."""
-
-
 # ------------------------------------------------------------------ the typed record
 # A record on disk is canonical JSON; in memory it is a RunRecord, validated once when it is read.
 # Every block is a dataclass whose fields say how they are read (:func:`spec`): one generic
@@ -56,145 +62,6 @@ def accuracy_array(table: dict, level_names: Sequence[str]) -> np.ndarray:
     inverse of :func:`~fractal_embeddings.evaluation.accuracy_dict`)."""
     dims = sorted(table, key=int)
     return np.array([[table[d][name] for name in level_names] for d in dims])
-
-
-def _bad(where: str, key: str, want: str, got: Any) -> RunRecordError:
-    return RunRecordError(
-        f"{where}.{key} is {got!r}, expected {want}; restore the field (the record was edited?) or train the run again"
-    )
-
-
-def _missing(where: str, key: str) -> RunRecordError:
-    return RunRecordError(
-        f"{where}.{key} is missing; restore the field (the record was edited?) or train the run again"
-    )
-
-
-def _is_num(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
-def _opt(check: Callable[[Any], bool]) -> Callable[[Any], bool]:
-    return lambda v: v is None or check(v)
-
-
-def _is_dict(v: Any) -> bool:
-    return isinstance(v, dict)
-
-
-def _is_str(v: Any) -> bool:
-    return isinstance(v, str)
-
-
-def _rest(d: dict, known: Iterable[str]) -> dict:
-    return {k: v for k, v in d.items() if k not in known}
-
-
-@dataclass(frozen=True)
-class Spec:
-    """How a block field is read and written.
-
-    ``want``: what the value must be, for the one-line error (``None``: not checked; a callable gets
-    the fields read so far); ``check(value, read so far)``; ``required``: the key must be there (else
-    ``default``); ``omit_none``: a ``None`` value is not written (an optional key); ``load(value,
-    label)`` / ``dump(value)``: a nested block's conversion (``label`` names it in errors)."""
-
-    want: str | Callable[[dict], str] | None = None
-    check: Callable[[Any, dict], bool] | None = None
-    required: bool = True
-    default: Any = None
-    omit_none: bool = False
-    load: Callable[[Any, str], Any] | None = None
-    dump: Callable[[Any], Any] | None = None
-
-
-def spec(
-    want: str | Callable[[dict], str] | None = None,
-    check: Callable[[Any], bool] | Callable[[Any, dict], bool] | None = None,
-    *,
-    sibling: bool = False,
-    required: bool = True,
-    default: Any = None,
-    omit_none: bool = False,
-    block: type[Block] | None = None,
-) -> Any:
-    """A dataclass field read by :meth:`Block.from_dict` (``sibling``: ``check`` takes the fields read
-    so far too; ``block``: a nested block, read from an object)."""
-    chk: Callable[[Any, dict], bool] | None = None
-    if check is not None:
-        one = cast("Callable[[Any], bool]", check)
-        chk = cast("Callable[[Any, dict], bool]", check) if sibling else (lambda v, _read: one(v))
-    load = dump = None
-    if block is not None:
-        load, dump = block.from_dict, block.to_dict
-        if want is None:
-            want, chk = "an object", chk or (lambda v, _read: _is_dict(v))
-    meta = {"record": Spec(want, chk, required, default, omit_none, load, dump)}
-    if required:
-        return field(metadata=meta)
-    return field(default=default, metadata=meta)
-
-
-class Block:
-    """A record block: a dataclass of :func:`spec` fields plus ``extra`` (the keys it does not model).
-    ``ORDER``: the order fields are read (and so checked) in, when not the declared one."""
-
-    ORDER: ClassVar[tuple[str, ...]] = ()
-    extra: dict
-
-    @classmethod
-    def _specs(cls) -> list[tuple[str, Spec]]:
-        found = {f.name: f.metadata["record"] for f in fields(cls) if "record" in f.metadata}  # type: ignore[arg-type]
-        names = [*cls.ORDER, *(n for n in found if n not in cls.ORDER)]
-        return [(n, found[n]) for n in names]
-
-    @classmethod
-    def read(cls, d: dict, label: str, child: Callable[[str], str] | None = None) -> dict[str, Any]:
-        """The fields of ``d`` checked and converted (``label`` names the block in errors, ``child(key)``
-        a nested block; default ``<label>.<key>``)."""
-        out: dict[str, Any] = {}
-        for name, sp in cls._specs():
-            if name not in d:
-                if sp.required:
-                    raise _missing(label, name)
-                out[name] = sp.default
-                continue
-            v = d[name]
-            if sp.check is not None and not sp.check(v, out):
-                want = sp.want(out) if callable(sp.want) else sp.want
-                raise _bad(label, name, str(want), v)
-            if sp.load is not None and v is not None:
-                v = sp.load(v, child(name) if child else f"{label}.{name}")
-            out[name] = v
-        out["extra"] = _rest(d, [n for n, _ in cls._specs()])
-        return out
-
-    @classmethod
-    def from_dict(cls, d: dict, label: str) -> Any:
-        """The block read from ``d``; ``label`` (``<file>: config.eval``) names it in a one-line error."""
-        return cls(**cls.read(d, label))
-
-    def to_dict(self) -> dict:
-        out: dict[str, Any] = {}
-        for name, sp in self._specs():
-            v = getattr(self, name)
-            if v is None and sp.omit_none:
-                continue
-            out[name] = sp.dump(v) if sp.dump is not None and v is not None else v
-        return {**out, **self.extra}
-
-
-class MappingBlock(Block, Mapping[str, Any]):
-    """A block also read as the mapping it was (``timing["train_s"]``): its :meth:`to_dict`."""
-
-    def __getitem__(self, key: str) -> Any:
-        return self.to_dict()[key]
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.to_dict())
-
-    def __len__(self) -> int:
-        return len(self.to_dict())
 
 
 def _levels(v: Any, _label: str) -> tuple[LevelInfo, ...]:
@@ -215,7 +82,7 @@ class LevelInfo:
 class DatasetInfo(Block):
     """What a run was trained on: name, load arguments, subset, levels, rows per split, fingerprint."""
 
-    name: str = spec("a string", _is_str)
+    name: str = spec("a string", is_str)
     levels: tuple[LevelInfo, ...] = field(
         metadata={
             "record": Spec(
@@ -223,19 +90,19 @@ class DatasetInfo(Block):
                 lambda v, _r: (
                     isinstance(v, list)
                     and len(v) >= 1
-                    and all(isinstance(x, dict) and _is_str(x.get("name")) and is_int(x.get("n_classes")) for x in v)
+                    and all(isinstance(x, dict) and is_str(x.get("name")) and is_int(x.get("n_classes")) for x in v)
                 ),
                 load=_levels,
                 dump=_level_dicts,
             )
         }
     )
-    rows: dict = spec("rows per split", lambda v: _is_dict(v) and all(map(is_int, v.values())))
+    rows: dict = spec("rows per split", lambda v: is_dict(v) and all(map(is_int, v.values())))
     fingerprint: str | None = spec(required=False)
-    load_args: dict | None = spec("an object or null", _opt(_is_dict), required=False)
+    load_args: dict | None = spec("an object or null", optional(is_dict), required=False)
     subset: dict | None = spec(
         "null or {rows: {split: n}, seed}",
-        _opt(lambda v: _is_dict(v) and _is_dict(v.get("rows")) and is_int(v.get("seed"))),
+        optional(lambda v: is_dict(v) and is_dict(v.get("rows")) and is_int(v.get("seed"))),
         required=False,
     )
     extra: dict = field(default_factory=dict)  # variant, entropy
@@ -261,14 +128,14 @@ class EncoderInfo(Block):
     rebuild it (``model``: as given; ``"."``: the run directory itself, a fine-tuned model, whose
     ``base`` is the encoder it started from)."""
 
-    name: str = spec("a string", _is_str)
+    name: str = spec("a string", is_str)
     fingerprint: str | None = spec(required=False)
-    backend: str = spec("a backend name", _is_str)
-    pooling: str = spec("mean or cls", _is_str)
+    backend: str = spec("a backend name", is_str)
+    pooling: str = spec("mean or cls", is_str)
     normalize: bool = spec("true or false", lambda v: isinstance(v, bool))
     max_seq_length: int = spec("an integer", is_int)
     prompt: str = spec(required=False, default="")
-    dim: int | None = spec("an integer", _opt(is_int))
+    dim: int | None = spec("an integer", optional(is_int))
     model: str | None = spec(required=False)
     base: EncoderInfo | None = field(
         default=None,
@@ -298,7 +165,7 @@ class EncoderInfo(Block):
 class HeadInfo(Block):
     """The head's architecture (``kind`` None: no head, the encoder truncated)."""
 
-    kind: str | None = spec("a head kind or null", _opt(_is_str))
+    kind: str | None = spec("a head kind or null", optional(is_str))
     n_blocks: int = spec("an integer >= 1", lambda v: is_int(v) and v >= 1)
     block_dim: int = spec("an integer >= 1", lambda v: is_int(v) and v >= 1)
     extra: dict = field(default_factory=dict)  # hidden_dim, block_norm, topk, input_dim, n_classes, ...
@@ -330,7 +197,7 @@ class HeadInfo(Block):
 class EvalSpec(Block):
     """Which rows were scored and how: split, sample size and seed, k, the rows' sha256."""
 
-    split: str = spec("a split name such as 'test'", lambda v: _is_str(v) and v != "")
+    split: str = spec("a split name such as 'test'", lambda v: is_str(v) and v != "")
     max_rows: int | None = spec(
         "null (all rows) or an integer > k", lambda v, r: v is None or (is_int(v) and v > r["k"]), sibling=True
     )
@@ -341,7 +208,7 @@ class EvalSpec(Block):
         lambda v, r: is_int(v) and 1 <= v < r["n_rows"],
         sibling=True,
     )
-    rows_sha256: str = spec("a sha256", _is_str)
+    rows_sha256: str = spec("a sha256", is_str)
     extra: dict = field(default_factory=dict)
 
     ORDER = ("n_rows", "k", "split", "max_rows", "sample_seed", "rows_sha256")
@@ -351,7 +218,7 @@ class EvalSpec(Block):
 class ObjectiveInfo(MappingBlock):
     """The objective's config: ``method`` and its option fields (:meth:`Objective.config`)."""
 
-    method: str | None = spec("a method name", _opt(_is_str), required=False, omit_none=True)
+    method: str | None = spec("a method name", optional(is_str), required=False, omit_none=True)
     extra: dict = field(default_factory=dict)  # the method's options
 
 
@@ -360,10 +227,10 @@ class TrainInfo(MappingBlock):
     """The trainer's settings (:class:`~fractal_embeddings.training.TrainConfig`; a fine-tuned run's
     trainer settings); the fields every trainer has are typed, the others kept in ``extra``."""
 
-    epochs: int | None = spec("an integer", _opt(is_int), required=False, omit_none=True)
-    lr: float | None = spec("a number", _opt(_is_num), required=False, omit_none=True)
-    batch_size: int | None = spec("an integer", _opt(is_int), required=False, omit_none=True)
-    select: str | None = spec("a selection rule", _opt(_is_str), required=False, omit_none=True)
+    epochs: int | None = spec("an integer", optional(is_int), required=False, omit_none=True)
+    lr: float | None = spec("a number", optional(is_num), required=False, omit_none=True)
+    batch_size: int | None = spec("an integer", optional(is_int), required=False, omit_none=True)
+    select: str | None = spec("a selection rule", optional(is_str), required=False, omit_none=True)
     extra: dict = field(default_factory=dict)
 
 
@@ -374,8 +241,8 @@ class RunConfig(Block):
     head: HeadInfo = spec(block=HeadInfo)
     objective: ObjectiveInfo = spec(block=ObjectiveInfo)
     # a TrainInfo (typed as the mapping it also is: readers take ``config.train or {}``), or None: no training
-    train: Mapping[str, Any] | None = spec("an object or null", _opt(_is_dict), block=TrainInfo)
-    eval: EvalSpec = spec("the evaluation settings (an object)", _is_dict, block=EvalSpec)
+    train: Mapping[str, Any] | None = spec("an object or null", optional(is_dict), block=TrainInfo)
+    eval: EvalSpec = spec("the evaluation settings (an object)", is_dict, block=EvalSpec)
     extra: dict = field(default_factory=dict)
 
 
@@ -386,16 +253,16 @@ class Scores(Block):
     accuracy: dict = spec(
         "{dims: {level: accuracy}}",
         lambda v: (
-            _is_dict(v)
+            is_dict(v)
             and all(
-                k.isdigit() and _is_dict(row) and all(_is_num(a) and 0 <= a <= 1 for a in row.values())
+                k.isdigit() and is_dict(row) and all(is_num(a) and 0 <= a <= 1 for a in row.values())
                 for k, row in v.items()
             )
         ),
     )
     steerability: dict = spec(
         "{S: number, metric: number or null, ...}",
-        lambda v: _is_dict(v) and _is_num(v.get("S")) and all(x is None or _is_num(x) for x in v.values()),
+        lambda v: is_dict(v) and is_num(v.get("S")) and all(x is None or is_num(x) for x in v.values()),
     )
     extra: dict = field(default_factory=dict, repr=False)  # the keys beside them (a record's others)
 
@@ -426,10 +293,10 @@ class TrainingInfo(Block):
 class TimingInfo(MappingBlock):
     """Seconds spent training and scoring, when the run was made, and the device (absent: the CPU)."""
 
-    train_s: float = spec("a number", _is_num)
-    eval_s: float = spec("a number", _is_num)
-    created_at: str | None = spec("a time stamp", _opt(_is_str), required=False, omit_none=True)
-    device: str | None = spec("a device", _opt(_is_str), required=False, omit_none=True)
+    train_s: float = spec("a number", is_num)
+    eval_s: float = spec("a number", is_num)
+    created_at: str | None = spec("a time stamp", optional(is_str), required=False, omit_none=True)
+    device: str | None = spec("a device", optional(is_str), required=False, omit_none=True)
     extra: dict = field(default_factory=dict)
 
 
@@ -450,8 +317,8 @@ class RetrievalInfo(MappingBlock):
     corpus: str | None = spec(required=False, omit_none=True)
     n_queries: int | None = spec(required=False, omit_none=True)
     n_corpus: int | None = spec(required=False, omit_none=True)
-    trained: dict | None = spec("an object", _opt(_is_dict), required=False, omit_none=True)
-    baseline: dict | None = spec("an object", _opt(_is_dict), required=False, omit_none=True)
+    trained: dict | None = spec("an object", optional(is_dict), required=False, omit_none=True)
+    baseline: dict | None = spec("an object", optional(is_dict), required=False, omit_none=True)
     extra: dict = field(default_factory=dict)
 
 
@@ -462,7 +329,7 @@ class WeightsRef:
 
 
 def _is_weights(w: Any) -> bool:
-    return isinstance(w, dict) and _is_str(w.get("file")) and _is_str(w.get("sha256"))
+    return isinstance(w, dict) and is_str(w.get("file")) and is_str(w.get("sha256"))
 
 
 def _weights(v: Any, _label: str) -> WeightsRef:
@@ -474,8 +341,8 @@ class RunRecord(Block):
     """A run record, typed (see the module docstring for the JSON it reads and writes)."""
 
     schema: str = spec()
-    run_id: str = spec("a string", _is_str)
-    method: str = spec("a method name", _is_str)
+    run_id: str = spec("a string", is_str)
+    method: str = spec("a method name", is_str)
     seed: int = spec("an integer seed", is_int)
     dataset: DatasetInfo = spec(block=DatasetInfo)
     encoder: EncoderInfo = spec(block=EncoderInfo)
@@ -483,10 +350,10 @@ class RunRecord(Block):
     versions: Versions = spec(block=Versions)
     scores: Scores = field(metadata={})  # the trained head's (top-level ``accuracy`` and ``steerability``)
     baseline: Scores = spec(block=Scores)  # the untrained encoder's, on the same rows
-    training: TrainingInfo | None = spec("an object or null", _opt(_is_dict), block=TrainingInfo)
+    training: TrainingInfo | None = spec("an object or null", optional(is_dict), block=TrainingInfo)
     timing: TimingInfo = spec(
         "{train_s, eval_s, created_at}",
-        lambda v: _is_dict(v) and all(_is_num(v.get(k)) for k in ("train_s", "eval_s")),
+        lambda v: is_dict(v) and all(is_num(v.get(k)) for k in ("train_s", "eval_s")),
         block=TimingInfo,
     )
     weights: WeightsRef | None = field(
@@ -500,9 +367,9 @@ class RunRecord(Block):
         }
     )
     retrieval: RetrievalInfo | None = spec(
-        "an object", _opt(_is_dict), required=False, omit_none=True, block=RetrievalInfo
+        "an object", optional(is_dict), required=False, omit_none=True, block=RetrievalInfo
     )
-    tags: dict | None = spec("an object", _opt(_is_dict), required=False, omit_none=True)
+    tags: dict | None = spec("an object", optional(is_dict), required=False, omit_none=True)
     extra: dict = field(default_factory=dict)
 
     ORDER = ("weights", "baseline", "training")
@@ -528,7 +395,7 @@ class RunRecord(Block):
             raise RunRecordError(f"{where}: run record lacks {', '.join(missing)}; restore it or train the run again")
         read = cls.read(d, f"{where}: record", child=lambda key: f"{where}: {key}")
         read["scores"] = Scores.from_dict(d, f"{where}: record")
-        read["extra"] = _rest(read["extra"], ("accuracy", "steerability"))
+        read["extra"] = rest(read["extra"], ("accuracy", "steerability"))
         return cls(**read)
 
     def to_dict(self) -> dict:

@@ -45,7 +45,6 @@ from .record_blocks import (
     RetrievalInfo,
     RunConfig,
     RunRecord,
-    RunRecordError,
     Scores,
     TimingInfo,
     TrainInfo,
@@ -54,6 +53,7 @@ from .record_blocks import (
     WeightsRef,
     accuracy_array,
 )
+from .record_fields import RunRecordError
 
 __all__ = [
     "PARTIAL_FILES",
