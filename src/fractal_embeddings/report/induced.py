@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..experiments import induced as exp
+from ..records import load_record
+from ..store import store_dir
 from . import figures
+from .section import Section
 from .tables import Table, num, pm
-
-if TYPE_CHECKING:  # sections.py imports this module at its end to register the section
-    from .sections import Section
 
 GROUPINGS = ("published", "induced", "random")
 EXAMPLE_GROUPS = 5
@@ -31,9 +31,6 @@ EXAMPLE_MEMBERS = 5
 def attach(df: pd.DataFrame, results: str | Path) -> pd.DataFrame:
     """Read, for every row of ``df`` (the ``induced`` experiment's runs), its record's grouping and its
     published-level score (when the after-hook wrote it) into ``df.attrs["induced"]``."""
-    from ..records import load_record
-    from ..store import store_dir
-
     root = store_dir(results, exp.NAME, bool(df["quick"].any()))
     variants: dict[str, Any] = {}
     published: dict[str, Any] = {}
@@ -60,8 +57,6 @@ def _grouping(df: pd.DataFrame, variants: dict) -> pd.Series:
 
 def induced_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     """Tables from the records and the after-hook's files (see the module docstring)."""
-    from .sections import Section
-
     sec = Section("Induced coarse levels (`fractal taxonomy induce`)")
     data = df.attrs.get("induced")
     if not data:
