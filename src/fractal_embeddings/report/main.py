@@ -30,6 +30,31 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         "accuracies are leave-one-out 5-NN on the test rows of each record.",
         "",
     ]
+    sec.add_table(steerability_table(df, datasets, variants, nb))
+    facts: dict = {"datasets": datasets, "S": {}, "fine_full": {}, "families": {}}
+    for (d, v), g in df.groupby(["dataset", "variant"]):
+        facts["S"].setdefault(v, {})[d] = g["S"].to_numpy()
+        facts["fine_full"].setdefault(v, {})[d] = float(g[f"L1@j{nb}"].mean())
+
+    curves = prefix_curves(df, variants)
+    sec.add_figure(
+        figures.accuracy_vs_prefix(curves, fig_dir, "main_accuracy_vs_prefix"),
+        "k-NN accuracy of each prefix, per level (mean ± SD over seeds; dashed: the untrained encoder)",
+        root,
+    )
+    paired_tests(df, variants, sec, facts, fig_dir, root)
+    sec.add_table(accuracy_tax(facts, datasets, variants, nb))
+    facts["robustness"] = robustness(df, datasets, variants, sec)
+    sec.facts = facts
+    scaling(df, sec, fig_dir, root)
+    if df.attrs.get("results") is not None and not bool(df["quick"].any()):
+        predictor_table(Path(df.attrs["results"]), sec)
+    return sec
+
+
+def steerability_table(df: pd.DataFrame, datasets: list[str], variants: list[str], nb: int) -> Table:
+    """S and the coarse / fine accuracy at the shortest and full prefix per dataset and method, and the
+    untrained encoder's."""
     t = Table(
         "main_steerability",
         "Steerability S (mean ± SD over seeds) and k-NN accuracy",
@@ -63,19 +88,12 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             num(g[f"base_L1@j{nb}"].mean()),
             "-",
         )
-    sec.add_table(t)
-    facts: dict = {"datasets": datasets, "S": {}, "fine_full": {}, "families": {}}
-    for (d, v), g in df.groupby(["dataset", "variant"]):
-        facts["S"].setdefault(v, {})[d] = g["S"].to_numpy()
-        facts["fine_full"].setdefault(v, {})[d] = float(g[f"L1@j{nb}"].mean())
+    return t
 
-    curves = prefix_curves(df, variants)
-    sec.add_figure(
-        figures.accuracy_vs_prefix(curves, fig_dir, "main_accuracy_vs_prefix"),
-        "k-NN accuracy of each prefix, per level (mean ± SD over seeds; dashed: the untrained encoder)",
-        root,
-    )
 
+def paired_tests(df: pd.DataFrame, variants: list[str], sec: Section, facts: dict, fig_dir: Path, root: Path) -> None:
+    """Per aligned method: paired t-tests against mrl per dataset, the sign test and the random-effects
+    meta-analysis (into ``facts["families"]``), and the forest plot."""
     forest_data = {}
     for aligned in [a for a in ALIGNED if a in variants]:
         rows = paired_family(df, aligned)
@@ -123,7 +141,9 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             root,
         )
 
-    # accuracy tax and metric robustness
+
+def accuracy_tax(facts: dict, datasets: list[str], variants: list[str], nb: int) -> Table:
+    """The aligned methods' full-length finest-level accuracy minus mrl's, per dataset."""
     t = Table(
         "main_accuracy_tax",
         f"Full-length finest-level k-NN accuracy (L1@j{nb}) minus mrl's, in pp",
@@ -141,8 +161,12 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                 if a in variants
             ],
         )
-    sec.add_table(t)
-    facts["robustness"] = {}
+    return t
+
+
+def robustness(df: pd.DataFrame, datasets: list[str], variants: list[str], sec: Section) -> dict:
+    """Each aligned method's gap to mrl per dataset under every steerability metric (tables into ``sec``)."""
+    out = {}
     for aligned in [a for a in ALIGNED if a in variants]:
         gaps = {
             m: {
@@ -155,7 +179,7 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             for m in METRICS
         }
         rob = stats.metric_robustness(gaps)
-        facts["robustness"][aligned] = rob
+        out[aligned] = rob
         t = Table(
             f"main_robustness_{aligned}",
             f"Metric robustness, {aligned} - mrl per dataset",
@@ -176,11 +200,7 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                 + ".",
                 "",
             ]
-    sec.facts = facts
-    scaling(df, sec, fig_dir, root)
-    if df.attrs.get("results") is not None and not bool(df["quick"].any()):
-        predictor_table(Path(df.attrs["results"]), sec)
-    return sec
+    return out
 
 
 def predictor_table(results: Path, sec: Section) -> None:

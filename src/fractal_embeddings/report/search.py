@@ -29,9 +29,48 @@ def search_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     if not data:
         sec.text += ["No `search.json` next to the records: run `fractal experiment search`.", ""]
         return sec
-    rows, m, k = data["results"], data["machine"], data["k"]
-    corpora = data["corpora"]
-    sec.text += [
+    rows, k, corpora = data["results"], data["k"], data["corpora"]
+    sec.text += _intro(data)
+    t = _modes_table(k)
+    panels = []
+    facts: dict = {}
+    for corpus in corpora:
+        series: list = []
+        exact: list = []
+        hnsw_full: list = []
+        for method in ordered({r["method"] for r in rows if r["corpus"] == corpus}):
+            mine = [r for r in rows if r["corpus"] == corpus and r["method"] == method]
+            for r in mine:
+                t.add(*_mode_row(corpus, method, r))
+            facts[f"{corpus}/{method}"] = _method_facts(rows, corpus, method, mine, series, exact, hnsw_full)
+        panels.append(
+            {
+                "title": f"{corpus} ({corpora[corpus]['items']:,} items)",
+                "series": series,
+                "exact": exact,
+                "hnsw": hnsw_full,
+            }
+        )
+    sec.add_table(t)
+    sec.add_table(_summary_table(facts, k))
+    sentences = _comparison(rows, corpora, facts, k)
+    if sentences:
+        sec.text += [" ".join(sentences), ""]
+    sec.text += _qdrant_text(rows)
+    sec.add_figure(
+        figures.recall_vs_latency(panels, fig_dir, "search_modes"),
+        f"Recall@{k} against exact full-vector search vs median single-query latency, per search mode and method "
+        "(lines: candidates; stars: exact flat search at 256 dims; crosses: HNSW at 256 dims; dotted: HNSW index)",
+        root,
+    )
+    sec.facts = facts
+    return sec
+
+
+def _intro(data: dict) -> list[str]:
+    """What was measured, on which corpora and machine, and what each mode does."""
+    m, k, corpora = data["machine"], data["k"], data["corpora"]
+    return [
         "Produced by `fractal experiment search` (the runs are trained inside it; the passage corpus is "
         "encoded once into the embedding cache) and `fractal report results`. "
         + " ".join(
@@ -53,6 +92,9 @@ def search_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         "Latencies come from one run on a machine shared with other jobs: small differences between rows are noise.",
         "",
     ]
+
+
+def _modes_table(k: int) -> Table:
     t = Table(
         "search_modes",
         f"Search modes: recall@{k} vs exact search, precision, routing and latency (us per query)",
@@ -72,65 +114,65 @@ def search_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         ],
         align="llllrrrrrrrr",
     )
-    panels = []
-    facts: dict = {}
-    for corpus in corpora:
-        series: list = []
-        exact: list = []
-        hnsw_full: list = []
-        for method in ordered({r["method"] for r in rows if r["corpus"] == corpus}):
-            mine = [r for r in rows if r["corpus"] == corpus and r["method"] == method]
-            for r in mine:
-                t.add(
-                    corpus,
-                    method,
-                    r["kind"] if r["backend"] == "faiss" else f"{r['kind']} ({r['backend']})",
-                    _mode_label(r),
-                    r["candidates"] or "-",
-                    num(r["recall@10"], 3),
-                    num(r["fine_p@10"], 3),
-                    num(r["coarse_p@10"], 3),
-                    num(r.get("route_error"), 3),
-                    num(r.get("route_miss"), 3),
-                    num(r["b1_p50_us"], 0),
-                    num(r["b64_per_query_us"], 0),
-                )
-            faiss_rows = [r for r in mine if r["backend"] == "faiss"]
-            groups: dict[str, list[dict]] = {}
-            for r in faiss_rows:
-                if r["mode"] == "zoom" and r["zoom"] == 256:
-                    (exact if r["kind"] == "flat" else hnsw_full).append((r["b1_p50_us"], r["recall@10"], method))
-                    continue
-                label = _mode_label(r) + (" hnsw" if r["kind"] == "hnsw" and r["mode"] != "zoom" else "")
-                groups.setdefault(label, []).append(r)
-            for label, g in groups.items():
-                g = sorted(g, key=lambda r: r["candidates"] or 0)
-                series.append(([r["b1_p50_us"] for r in g], [r["recall@10"] for r in g], method, label))
-            flat_exact = next(
-                (r for r in faiss_rows if r["mode"] == "zoom" and r["zoom"] == 256 and r["kind"] == "flat"), None
-            )
-            routed = [
-                r for r in faiss_rows if r["mode"] == "routed" and r["kind"] == "flat" and r["route_classes"] == 1
-            ]
-            facts[f"{corpus}/{method}"] = {
-                "exact_b1_us": flat_exact["b1_p50_us"] if flat_exact else None,
-                "exact_fine_p": flat_exact["fine_p@10"] if flat_exact else None,
-                "funnel_at_target": fastest_at_recall(rows, corpus, method, "funnel", TARGET_RECALL),
-                "routed_at_target": fastest_at_recall(rows, corpus, method, "routed", TARGET_RECALL),
-                "routed_best": max(routed, key=lambda r: r["recall@10"]) if routed else None,
-                "hnsw_full": next(
-                    (r for r in faiss_rows if r["mode"] == "zoom" and r["zoom"] == 256 and r["kind"] == "hnsw"), None
-                ),
-            }
-        panels.append(
-            {
-                "title": f"{corpus} ({corpora[corpus]['items']:,} items)",
-                "series": series,
-                "exact": exact,
-                "hnsw": hnsw_full,
-            }
-        )
-    sec.add_table(t)
+    return t
+
+
+def _mode_row(corpus: str, method: str, r: dict) -> list:
+    """One configuration's row of the search-modes table."""
+    return [
+        corpus,
+        method,
+        r["kind"] if r["backend"] == "faiss" else f"{r['kind']} ({r['backend']})",
+        _mode_label(r),
+        r["candidates"] or "-",
+        num(r["recall@10"], 3),
+        num(r["fine_p@10"], 3),
+        num(r["coarse_p@10"], 3),
+        num(r.get("route_error"), 3),
+        num(r.get("route_miss"), 3),
+        num(r["b1_p50_us"], 0),
+        num(r["b64_per_query_us"], 0),
+    ]
+
+
+def _method_facts(
+    rows: list[dict], corpus: str, method: str, mine: list[dict], series: list, exact: list, hnsw_full: list
+) -> dict:
+    """One method's FAISS configurations on a corpus: its curves into ``series`` (and its exact / HNSW
+    full-vector points into ``exact`` / ``hnsw_full``) for the figure, and its facts."""
+    faiss_rows = [r for r in mine if r["backend"] == "faiss"]
+    groups: dict[str, list[dict]] = {}
+    for r in faiss_rows:
+        if r["mode"] == "zoom" and r["zoom"] == 256:
+            (exact if r["kind"] == "flat" else hnsw_full).append((r["b1_p50_us"], r["recall@10"], method))
+            continue
+        label = _mode_label(r) + (" hnsw" if r["kind"] == "hnsw" and r["mode"] != "zoom" else "")
+        groups.setdefault(label, []).append(r)
+    for label, g in groups.items():
+        g = sorted(g, key=lambda r: r["candidates"] or 0)
+        series.append(([r["b1_p50_us"] for r in g], [r["recall@10"] for r in g], method, label))
+    flat_exact = next((r for r in faiss_rows if r["mode"] == "zoom" and r["zoom"] == 256 and r["kind"] == "flat"), None)
+    routed = [r for r in faiss_rows if r["mode"] == "routed" and r["kind"] == "flat" and r["route_classes"] == 1]
+    return {
+        "exact_b1_us": flat_exact["b1_p50_us"] if flat_exact else None,
+        "exact_fine_p": flat_exact["fine_p@10"] if flat_exact else None,
+        "funnel_at_target": fastest_at_recall(rows, corpus, method, "funnel", TARGET_RECALL),
+        "routed_at_target": fastest_at_recall(rows, corpus, method, "routed", TARGET_RECALL),
+        "routed_best": max(routed, key=lambda r: r["recall@10"]) if routed else None,
+        "hnsw_full": next(
+            (r for r in faiss_rows if r["mode"] == "zoom" and r["zoom"] == 256 and r["kind"] == "hnsw"), None
+        ),
+    }
+
+
+def _at(r: dict | None, exact_us: float | None) -> str:
+    if r is None:
+        return "not reached"
+    speed = f", {exact_us / r['b1_p50_us']:.1f}x faster" if exact_us else ""
+    return f"{r['kind']}, {r['candidates']} cand.: {r['b1_p50_us']:.0f} us{speed}"
+
+
+def _summary_table(facts: dict, k: int) -> Table:
     ts = Table(
         "search_summary",
         f"Per corpus and method: exact search, HNSW on the full vector, the fastest funnel and routed search "
@@ -150,12 +192,6 @@ def search_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         align="llrllllrl",
     )
 
-    def at(r: dict | None, exact_us: float | None) -> str:
-        if r is None:
-            return "not reached"
-        speed = f", {exact_us / r['b1_p50_us']:.1f}x faster" if exact_us else ""
-        return f"{r['kind']}, {r['candidates']} cand.: {r['b1_p50_us']:.0f} us{speed}"
-
     for key, f in facts.items():
         corpus, method = key.split("/", 1)
         best = f["routed_best"]
@@ -164,13 +200,17 @@ def search_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             method,
             num(f["exact_b1_us"], 0),
             f"{f['hnsw_full']['b1_p50_us']:.0f} ({f['hnsw_full']['recall@10']:.3f})" if f["hnsw_full"] else "-",
-            at(f["funnel_at_target"], f["exact_b1_us"]),
-            at(f["routed_at_target"], f["exact_b1_us"]),
+            _at(f["funnel_at_target"], f["exact_b1_us"]),
+            _at(f["routed_at_target"], f["exact_b1_us"]),
             num(best["recall@10"], 3) if best else "-",
             num(best["route_error"], 3) if best else "-",
             f"{num(f['exact_fine_p'], 3)} / {num(best['fine_p@10'], 3)}" if best else "-",
         )
-    sec.add_table(ts)
+    return ts
+
+
+def _comparison(rows: list[dict], corpora: dict, facts: dict, k: int) -> list[str]:
+    """Sentences comparing ``fractal`` with ``mrl`` per corpus: routing errors and funnel recall."""
     sentences = []
     for corpus in corpora:
         fr, mr = facts.get(f"{corpus}/fractal"), facts.get(f"{corpus}/mrl")
@@ -199,28 +239,24 @@ def search_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             "with either prefix (an `mrl` run has no coarse prefix: its fine-level neighbours vote with their "
             "coarse labels all the same)."
         )
-    if sentences:
-        sec.text += [" ".join(sentences), ""]
+    return sentences
+
+
+def _qdrant_text(rows: list[dict]) -> list[str]:
+    """What the embedded-Qdrant rows are, and how often their hits equal FAISS's."""
     q_rows = [r for r in rows if r["backend"] != "faiss"]
-    if q_rows:
-        sec.text += [
-            "Rows marked `qdrant-embedded`: the same index in an embedded Qdrant collection (in memory, "
-            f"{q_rows[0]['queries']} queries), searched through `QdrantIndex` (funnel = Qdrant's `prefetch`, "
-            "routed = a payload filter on the coarse label); their recall is against the same exact FAISS search, and "
-            "their hits equal the flat FAISS index's in the same mode (same ids, same order) for "
-            + ", ".join(f"{_mode_label(r)} {r['same_ids_as_faiss']:.1%}" for r in q_rows if "same_ids_as_faiss" in r)
-            + " of those queries. Their latency is qdrant-client's local mode (numpy brute force in this process), "
-            "not a server's.",
-            "",
-        ]
-    sec.add_figure(
-        figures.recall_vs_latency(panels, fig_dir, "search_modes"),
-        f"Recall@{k} against exact full-vector search vs median single-query latency, per search mode and method "
-        "(lines: candidates; stars: exact flat search at 256 dims; crosses: HNSW at 256 dims; dotted: HNSW index)",
-        root,
-    )
-    sec.facts = facts
-    return sec
+    if not q_rows:
+        return []
+    return [
+        "Rows marked `qdrant-embedded`: the same index in an embedded Qdrant collection (in memory, "
+        f"{q_rows[0]['queries']} queries), searched through `QdrantIndex` (funnel = Qdrant's `prefetch`, "
+        "routed = a payload filter on the coarse label); their recall is against the same exact FAISS search, and "
+        "their hits equal the flat FAISS index's in the same mode (same ids, same order) for "
+        + ", ".join(f"{_mode_label(r)} {r['same_ids_as_faiss']:.1%}" for r in q_rows if "same_ids_as_faiss" in r)
+        + " of those queries. Their latency is qdrant-client's local mode (numpy brute force in this process), "
+        "not a server's.",
+        "",
+    ]
 
 
 def attach(df: pd.DataFrame, results: str | Path) -> pd.DataFrame:
