@@ -26,6 +26,22 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         f"Ramp = fine-level R@1 at {nb * bd} dims minus at {bd} dims.",
         "",
     ]
+    facts: dict = {"retrieval": {}, "pareto": {}}
+    t, ramp_panels = _retrieval_table(df, nb, bd, facts["retrieval"])
+    sec.add_table(t)
+    sec.add_figure(
+        figures.line_panels(ramp_panels, fig_dir, "retrieval_ramp"),
+        "Fine-level Recall@1 per prefix length (mean over seeds)",
+        root,
+    )
+    _routing(df, nb, bd, sec, facts["pareto"], fig_dir, root)
+    sec.facts = facts
+    return sec
+
+
+def _retrieval_table(df: pd.DataFrame, nb: int, bd: int, facts: dict) -> tuple[Table, list[dict]]:
+    """Per dataset and method (and the untrained encoder): R@1 / R@10 / mAP@10 at the shortest and full
+    prefix, the fine-level ramp (into ``facts``), and the ramp figure's panels."""
     t = Table(
         "retrieval",
         "Retrieval per prefix (mean over seeds): fine (L1) and coarse (L0) level",
@@ -43,7 +59,6 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
         ],
         align="llrrrrrrrr",
     )
-    facts: dict = {"retrieval": {}, "pareto": {}}
     ramp_panels = []
     for d, g in df.groupby("dataset", sort=False):
         series = []
@@ -70,7 +85,7 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                 num(cols["R@1 L0@j1"], 3),
                 num(cols[f"R@1 L0@j{nb}"], 3),
             )
-            facts["retrieval"].setdefault(d, {})[m] = {
+            facts.setdefault(d, {})[m] = {
                 "ramp_pp": ramp,
                 "fine_R1_short": cols["R@1 L1@j1"],
                 "fine_R1_full": cols[f"R@1 L1@j{nb}"],
@@ -85,13 +100,11 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                 "xticks": [j * bd for j in range(1, nb + 1)],
             }
         )
-    sec.add_table(t)
-    sec.add_figure(
-        figures.line_panels(ramp_panels, fig_dir, "retrieval_ramp"),
-        "Fine-level Recall@1 per prefix length (mean over seeds)",
-        root,
-    )
+    return t, ramp_panels
 
+
+def _routing(df: pd.DataFrame, nb: int, bd: int, sec: Section, facts: dict, fig_dir: Path, root: Path) -> None:
+    """Adaptive routing vs MRL at full length per dataset (the ``pareto`` table, figure and ``facts``)."""
     sec.text += [
         "**Adaptive routing.** A workload with a fraction alpha of coarse queries: routing answers them "
         f"with the aligned model's {bd}-d prefix and fine queries with its full vector; MRL answers both at "
@@ -139,7 +152,7 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                 num(gain, 1, True),
                 num(c["route_dims"][half], 0),
             )
-            facts["pareto"].setdefault(d, {})[m] = {
+            facts.setdefault(d, {})[m] = {
                 "crossover": c["crossover"],
                 "wins": c["wins"],
                 "gain_half_pp": gain,
@@ -160,8 +173,6 @@ def retrieval_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             f"{nb * bd} -> {bd} as alpha goes 0 -> 1) vs MRL at {nb * bd} dims",
             root,
         )
-    sec.facts = facts
-    return sec
 
 
 def dual_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
@@ -286,6 +297,19 @@ def latency_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
             }
         )
     sec.add_table(t)
+    sec.add_table(_ratio_table(facts))
+    sec.add_figure(
+        figures.line_panels(panels, fig_dir, "latency"),
+        "Batch-1 p50 query latency per prefix length (HNSW: the fastest efSearch reaching the recall target, "
+        "or the highest-recall one where none does; recall per point in the table)",
+        root,
+    )
+    sec.facts = facts
+    return sec
+
+
+def _ratio_table(facts: dict) -> Table:
+    """Per corpus: the longest / shortest prefix latency ratio at matched recall, flat and HNSW."""
     tr = Table(
         "latency_ratio",
         "Longest / shortest prefix latency ratio (batch-1 p50, matched recall)",
@@ -298,15 +322,7 @@ def latency_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
                 corpus,
                 *[num(f[k]["ratio"], 2) + "x" if f.get(k) else "recall target not reached" for k in ("flat", "hnsw")],
             )
-    sec.add_table(tr)
-    sec.add_figure(
-        figures.line_panels(panels, fig_dir, "latency"),
-        "Batch-1 p50 query latency per prefix length (HNSW: the fastest efSearch reaching the recall target, "
-        "or the highest-recall one where none does; recall per point in the table)",
-        root,
-    )
-    sec.facts = facts
-    return sec
+    return tr
 
 
 def attach_latency(df: pd.DataFrame, results: str | Path) -> pd.DataFrame:
