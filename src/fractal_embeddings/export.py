@@ -50,17 +50,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import atomic_dir
 from .card import render_card
 from .errors import FractalError
 from .evaluation import unit_rows
-from .records import RunRecord, RunRecordError, canonical_json
+from .heads import Head
+from .records import RunRecord, RunRecordError, canonical_json, check_compatible
+from .runs import Run, encoder_for_record, load_run
+from .st import FractalHead, make_self_contained, quiet_loaders
+from .trust import check_no_links, load_model_folder
+from .validation import check_output_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from .encoders import Encoder
-    from .heads import Head
-    from .runs import Run
 
 EXPORTABLE_HEADS = ("linear", "mlp")
 TOLERANCE = 1e-5
@@ -85,8 +89,6 @@ class ExportError(FractalError, ValueError):
 # ------------------------------------------------------------------ checks
 def _load(run_or_dir: Run | str | os.PathLike) -> tuple[Run, Path | None]:
     """``(run, run_dir or None)`` of a :class:`~fractal_embeddings.runs.Run` or a run directory."""
-    from .runs import Run, load_run
-
     if isinstance(run_or_dir, Run):
         return run_or_dir, run_or_dir.path
     run_dir = Path(run_or_dir)
@@ -157,8 +159,6 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
                 f"{out} is not empty and holds no exported model ({EXPORT_FILE}), so --overwrite "
                 f"won't delete it; choose an empty or new folder"
             )
-    from .validation import check_output_dir
-
     # the rest (a file above it, a folder it can't write in), before any work
     check_output_dir(
         out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR", error=ExportError
@@ -167,9 +167,6 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
 
 def _encoder(record: RunRecord, encoder: Encoder | None = None) -> Encoder:
     """The run's encoder (checked against the record), which must be a sentence-transformers folder."""
-    from .records import check_compatible
-    from .runs import encoder_for_record
-
     want = record.encoder.identity()
     if encoder is None:  # the CPU: the export is checked on the CPU, against the CPU
         encoder = encoder_for_record(record, device="cpu")
@@ -198,8 +195,6 @@ def build_model(head: Head, encoder: Encoder, dims: int, portable: bool = False)
     import torch
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-    from .trust import load_model_folder
-
     rm = encoder.resolved
     assert rm.folder is not None  # _encoder refused encoders without a sentence-transformers folder
     try:
@@ -227,8 +222,6 @@ def build_model(head: Head, encoder: Encoder, dims: int, portable: bool = False)
 
     cfg = head.head_config
     if not portable:
-        from .st import FractalHead
-
         model.append(FractalHead.from_head(head))
         return _finish(model, encoder)
     proj: Any = head.proj  # a prefix head's: Linear, or (mlp) Sequential(Linear, GELU, Linear)
@@ -274,8 +267,6 @@ def _finish(model: SentenceTransformer, encoder: Encoder) -> SentenceTransformer
 def load_exported(folder: str | os.PathLike, truncate_dim: int | None = None) -> SentenceTransformer:
     """``SentenceTransformer(folder, trust_remote_code=..., truncate_dim=...)`` as a user loads an
     export: ``trust_remote_code`` only when the folder holds this library's modules."""
-    from .trust import load_model_folder
-
     return load_model_folder(folder, truncate_dim=truncate_dim)
 
 
@@ -354,11 +345,6 @@ def export_sentence_transformers(
     else:
         encoder = _encoder(record, encoder)
         head = run.head
-    from .atomic import atomic_dir
-    from .heads import Head
-    from .st import make_self_contained, quiet_loaders
-    from .trust import check_no_links
-
     # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
     with atomic_dir(
         out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR", error=ExportError
