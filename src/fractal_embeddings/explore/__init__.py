@@ -8,7 +8,7 @@
 
 What it serves (``fractal explore RUN_DIR|INDEX_DIR``, 127.0.0.1:8765 by default)
 --------------------------------------------------------------------------------
-* ``/``: one page (HTML, CSS and vanilla JS from ``explore_static/``, nothing fetched from the
+* ``/``: one page (HTML, CSS and vanilla JS from ``explore/static/``, nothing fetched from the
   network) with a search box, a zoom slider over the prefix lengths (64 = coarse ... 256 = fine),
   the hits with their labels at every level, a 2-D map of the corpus at the chosen prefix, and the
   run's per-prefix k-NN accuracy curve with S.
