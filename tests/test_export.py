@@ -444,3 +444,21 @@ def test_record_paths_stay_inside_the_run_folder(runs, tmp_path, capsys):
     (link / "head.safetensors").symlink_to(other / "head.safetensors")
     with pytest.raises(FractalError, match="is a link or not a regular file"):
         load_run(link)
+
+
+def test_model_card_fills_every_field_of_its_shipped_template():
+    """The card is templates/model_card.md (package data) with every ${field} filled from the record: a committed
+    run's card names its run, and no placeholder or template-only text is left."""
+    from fractal_embeddings import card
+
+    template = card.TEMPLATE_FILE.read_text(encoding="utf-8")
+    fields = set(re.findall(r"\$\{(\w+)\}", template))
+    assert {"run_id", "intro", "accuracy_table", "training_table", "check_table"} <= fields
+    assert "$" not in re.sub(r"\$\{\w+\}", "", template)  # only ${field}s: no stray $ for Template to trip on
+    path = Path(__file__).resolve().parents[1] / "results/main/clinc150/fractal/seed42/record.json"
+    rec = RunRecord.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    text = model_card(rec, 256, {"64": 1e-7, "128": 1e-7, "192": 1e-7, "256": 1e-7, "raw": 2e-7})
+    assert "${" not in text and "$" not in text
+    assert text.startswith("---\nlibrary_name: sentence-transformers\n") and text.endswith(f"`{EXPORT_FILE}`.\n")
+    assert f"# {rec.run_id}\n" in text and f"Run `{rec.run_id}`" in text
+    assert "| 256 dims, unnormalised | 2.00e-07 |" in text

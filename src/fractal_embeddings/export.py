@@ -43,7 +43,6 @@ the measured differences go into the model card and ``fractal_export.json``. A d
 from __future__ import annotations
 
 import os
-import re
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
@@ -51,16 +50,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .atomic import atomic_dir
+from .card import render_card
 from .errors import FractalError
 from .evaluation import unit_rows
-from .records import HeadInfo, RunRecord, RunRecordError, canonical_json
+from .heads import Head
+from .records import RunRecord, RunRecordError, canonical_json, check_compatible
+from .runs import Run, encoder_for_record, load_run
+from .st import FractalHead, load_model_folder, make_self_contained, quiet_loaders
+from .trust import check_no_links
+from .validation import check_output_dir
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
     from .encoders import Encoder
-    from .heads import Head
-    from .runs import Run
 
 EXPORTABLE_HEADS = ("linear", "mlp")
 TOLERANCE = 1e-5
@@ -85,8 +89,6 @@ class ExportError(FractalError, ValueError):
 # ------------------------------------------------------------------ checks
 def _load(run_or_dir: Run | str | os.PathLike) -> tuple[Run, Path | None]:
     """``(run, run_dir or None)`` of a :class:`~fractal_embeddings.runs.Run` or a run directory."""
-    from .runs import Run, load_run
-
     if isinstance(run_or_dir, Run):
         return run_or_dir, run_or_dir.path
     run_dir = Path(run_or_dir)
@@ -157,8 +159,6 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
                 f"{out} is not empty and holds no exported model ({EXPORT_FILE}), so --overwrite "
                 f"won't delete it; choose an empty or new folder"
             )
-    from .validation import check_output_dir
-
     # the rest (a file above it, a folder it can't write in), before any work
     check_output_dir(
         out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR", error=ExportError
@@ -167,9 +167,6 @@ def _check_target(out: Path, overwrite: bool, run_dir: Path | None) -> None:
 
 def _encoder(record: RunRecord, encoder: Encoder | None = None) -> Encoder:
     """The run's encoder (checked against the record), which must be a sentence-transformers folder."""
-    from .records import check_compatible
-    from .runs import encoder_for_record
-
     want = record.encoder.identity()
     if encoder is None:  # the CPU: the export is checked on the CPU, against the CPU
         encoder = encoder_for_record(record, device="cpu")
@@ -198,8 +195,6 @@ def build_model(head: Head, encoder: Encoder, dims: int, portable: bool = False)
     import torch
     from sentence_transformers.sentence_transformer.modules import Dense, Normalize
 
-    from .st import load_model_folder
-
     rm = encoder.resolved
     assert rm.folder is not None  # _encoder refused encoders without a sentence-transformers folder
     try:
@@ -227,8 +222,6 @@ def build_model(head: Head, encoder: Encoder, dims: int, portable: bool = False)
 
     cfg = head.head_config
     if not portable:
-        from .st import FractalHead
-
         model.append(FractalHead.from_head(head))
         return _finish(model, encoder)
     proj: Any = head.proj  # a prefix head's: Linear, or (mlp) Sequential(Linear, GELU, Linear)
@@ -274,8 +267,6 @@ def _finish(model: SentenceTransformer, encoder: Encoder) -> SentenceTransformer
 def load_exported(folder: str | os.PathLike, truncate_dim: int | None = None) -> SentenceTransformer:
     """``SentenceTransformer(folder, trust_remote_code=..., truncate_dim=...)`` as a user loads an
     export: ``trust_remote_code`` only when the folder holds this library's modules."""
-    from .st import load_model_folder
-
     return load_model_folder(folder, truncate_dim=truncate_dim)
 
 
@@ -299,94 +290,6 @@ def check_export(
 
 
 # ------------------------------------------------------------------ model card
-def _fmt(v: float, signed: bool = False) -> str:
-    return f"{v:+.4f}" if signed else f"{v:.4f}"
-
-
-def _schedule_rows(record: RunRecord, dims: int) -> list[str] | None:
-    """``| dims | trained on |`` rows of the label schedule, or None when the method has none."""
-    from .objectives import schedule_weights
-
-    schedule = record.config.objective.get("schedule")
-    if schedule is None:
-        return None
-    h = record.head
-    levels = record.level_names
-    W = schedule_weights(schedule, h.n_blocks, len(levels))
-    rows = []
-    for j in range(dims // h.block_dim):
-        parts = [(w, levels[lv]) for lv, w in enumerate(W[j]) if w > 0]
-        label = " + ".join(name if np.isclose(w, 1.0) else f"{w:g} x {name}" for w, name in parts)
-        rows.append(f"| {(j + 1) * h.block_dim} | {label} |")
-    return rows
-
-
-def _hub_id(name: str) -> bool:
-    return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name or ""))
-
-
-def _architecture(h: HeadInfo, dims: int, portable: bool) -> str:
-    if not portable:
-        assert h.kind is not None  # export_dims refused runs without a head
-        parts = [h.kind, f"{h.n_blocks} x {h.block_dim} dims"]
-        if h.kind in ("mlp", "heal"):
-            parts.append(f"hidden {h.get('hidden_dim')}")
-        if h.get("block_norm"):
-            parts.append("each block L2-normalised")
-        return "FractalHead(" + ", ".join(parts) + ")"
-    return (
-        f"Dense({h.get('input_dim')} -> {h.get('hidden_dim')}, GELU) + Dense({h.get('hidden_dim')} -> {dims})"
-        if h.kind == "mlp"
-        else f"Dense({h.get('input_dim')} -> {dims})"
-    )
-
-
-def _loading_section(levels: list[str], block: int, dims: int, portable: bool) -> list[str]:
-    """How to load the folder, with and without fractal-embeddings, what ``trust_remote_code`` means
-    here, which dims serve which level, and what re-saving with ``truncate_dim`` does."""
-    L = ["", "## Loading", ""]
-    if portable:
-        L.append(
-            "Built-in sentence-transformers modules only: no `trust_remote_code`, no other package. "
-            "fractal-embeddings loads the folder the same way."
-        )
-    else:
-        L += [
-            (
-                "**With sentence-transformers (>= 6) alone**, without fractal-embeddings: "
-                "`SentenceTransformer(path, trust_remote_code=True)`. The flag lets sentence-transformers import "
-                "`fractal_head.py` from this folder: the head's module, which needs only torch and "
-                "sentence-transformers (read it before you trust it; without the flag the folder is refused). "
-                "Saving the loaded model again writes that file to the new folder's root too, so copies of copies "
-                "load the same way."
-            ),
-            "",
-            (
-                "**With fractal-embeddings installed** (the library that wrote this folder): "
-                "`fractal_embeddings.trust.load_model_folder(path)` loads it *without* `trust_remote_code`: the "
-                "library checks that `fractal_head.py` is byte-identical to the file it ships, uses its own "
-                "installed class, and refuses a folder whose code differs."
-            ),
-        ]
-    finest = levels[-1] if dims > block else levels[0]
-    L += [
-        "",
-        (
-            f"Which dims serve which level: the first {block} dims `{levels[0]}`, all {dims} dims `{finest}` (every "
-            f"prefix: the zoom table below). Pick the zoom per call (`model.encode(texts, truncate_dim={block}, "
-            f"normalize_embeddings=True)`) or per model (`SentenceTransformer(path, truncate_dim={block})`)."
-        ),
-        "",
-        (
-            f'Re-saving: a model loaded with `truncate_dim=d` and saved again keeps `"truncate_dim": d` in the '
-            f"copy's `config_sentence_transformers.json`, so the copy outputs only d dims by default (`encode(..., "
-            f"truncate_dim={dims})` still gives the full vector), while this card, copied unchanged, describes all "
-            f"{dims} dims. To keep a copy whole, load it without `truncate_dim` and pass the zoom per call."
-        ),
-    ]
-    return L
-
-
 def model_card(
     record: RunRecord,
     dims: int,
@@ -394,218 +297,19 @@ def model_card(
     folder_name: str = "path/to/this/folder",
     portable: bool = False,
 ) -> str:
-    """The README.md of an export: every number from the run record (or the export check)."""
-    from .objectives import OBJECTIVES
-
-    h, ds = record.head, record.dataset
-    enc = record.encoder.base or record.encoder  # a fine-tuned run: the encoder it started from
-    train, ev = record.config.train or {}, record.eval
-    block, full = h.block_dim, h.dim
-    levels = record.level_names
-    method = record.method
-    arch = _architecture(h, dims, portable)
-    finetuned = is_finetuned_model(record)
-    trust = "" if portable else ", trust_remote_code=True"
-    L = [
-        "---",
-        "library_name: sentence-transformers",
-        "pipeline_tag: sentence-similarity",
-        "tags:",
-        "- sentence-transformers",
-        "- sentence-similarity",
-        "- feature-extraction",
-        "- fractal-embeddings",
-        "- matryoshka",
-    ]
-    if _hub_id(enc.name):
-        L.append(f"base_model: {enc.name}")
-    L += ["---", "", f"# {record.run_id}", ""]
-
-    body = (
-        f"the encoder `{enc.name}` fine-tuned end to end together with a `{h.kind}` head ({arch})"
-        if finetuned
-        else f"the frozen encoder `{enc.name}` followed by the run's trained `{h.kind}` head, as "
-        + (f"built-in sentence-transformers modules only ({arch})" if portable else f"a {arch} module")
+    """The README.md of an export (:mod:`~fractal_embeddings.card`: a template filled from the run record
+    and the export check)."""
+    return render_card(
+        record,
+        dims,
+        check,
+        folder_name=folder_name,
+        portable=portable,
+        finetuned=is_finetuned_model(record),
+        n_probes=len(PROBE_TEXTS),
+        tolerance=TOLERANCE,
+        export_file=EXPORT_FILE,
     )
-    intro = (
-        f'Steerable ("semantic zoom") sentence embeddings exported from a fractal-embeddings run: {body}. '
-        f"The output has {dims} dims in blocks of {block}: "
-        f"the first {block} dims carry the coarsest level (`{levels[0]}`)"
-    )
-    L += [intro + (f", the full {dims} dims the finest level (`{levels[-1]}`)." if dims == full else "."), ""]
-    if dims < full:
-        why = (
-            f"The run's head L2-normalises each {block}-d block of its {full}-d output, which built-in "
-            f"sentence-transformers modules cannot reproduce beyond the first block, so this export holds "
-            f"the first {dims} dims only (exact)."
-            if h.get("block_norm")
-            else f"This export holds the first {dims} of the head's {full} dims."
-        )
-        L += [
-            (
-                f"{why} The finest level (`{levels[-1]}`) is served by the run's full {full} dims, which are not "
-                f"in this export."
-            ),
-            "",
-        ]
-
-    L += [
-        "## Usage",
-        "",
-        "```python",
-        "from sentence_transformers import SentenceTransformer",
-        "",
-        'texts = ["first text", "second text"]',
-    ]
-    if dims > block:
-        L += [
-            f'coarse = SentenceTransformer("{folder_name}"{trust}, truncate_dim={block})  # zoomed out: {levels[0]}',
-            f'fine = SentenceTransformer("{folder_name}"{trust})  # all {dims} dims: {levels[-1]}',
-            "coarse.encode(texts, normalize_embeddings=True)",
-            "fine.encode(texts, normalize_embeddings=True)",
-            "```",
-            "",
-            f"`truncate_dim` may be any multiple of {block} up to {dims}: the prefixes in the tables below.",
-        ]
-    else:
-        L += [
-            f'coarse = SentenceTransformer("{folder_name}"{trust})  # {dims} dims: {levels[0]}',
-            "coarse.encode(texts, normalize_embeddings=True)",
-            "```",
-        ]
-    L += [
-        "",
-        (
-            "Use `normalize_embeddings=True` (or cosine similarity): the accuracies below are cosine k-NN on "
-            "L2-normalised prefixes."
-        ),
-    ]
-    L += _loading_section(levels, block, dims, portable)
-
-    subset = ""
-    if ds.subset:
-        rows = ", ".join(f"{k} {v}" for k, v in ds.subset["rows"].items())
-        subset = f" (a seeded subset: {rows} rows, seed {ds.subset['seed']})"
-    split_rows = ", ".join(f"{k} {v}" for k, v in ds.rows.items())
-    L += [
-        "",
-        "## Taxonomy",
-        "",
-        f"Dataset `{ds.name}`{subset}; rows per split: {split_rows}.",
-        "",
-        "| depth | level | classes |",
-        "|---|---|---|",
-    ]
-    L += [f"| L{i} | {lv.name} | {lv.n_classes} |" for i, lv in enumerate(ds.levels)]
-
-    L += ["", "## Zoom levels (prefix schedule)", ""]
-    schedule = _schedule_rows(record, dims)
-    doc = (OBJECTIVES[method].__doc__ or "").strip().splitlines()[0].replace("``", "`") if method in OBJECTIVES else ""
-    if schedule is None:
-        L.append(f"Method `{method}` assigns no taxonomy level to a prefix. {doc}")
-    else:
-        L += [
-            (
-                f"Which level each prefix was trained on (the label schedule of the run's objective, "
-                f"`{record.config.objective['schedule']}`):"
-            ),
-            "",
-            "| dims | trained on |",
-            "|---|---|",
-            *schedule,
-        ]
-        if doc:
-            L += ["", f"Method: {doc}"]
-
-    L += [
-        "",
-        "## Accuracy",
-        "",
-        (
-            f"Leave-one-out {ev.k}-NN (cosine) accuracy of each prefix at each level on {ev.n_rows} "
-            f"`{ev.split}` rows, next to the untrained encoder truncated to the same dims:"
-        ),
-        "",
-        "| dims | " + " | ".join(levels) + " | " + " | ".join(f"{n} (untrained)" for n in levels) + " |",
-        "|---" * (1 + 2 * len(levels)) + "|",
-    ]
-    base = record.baseline.accuracy
-    for d, row in sorted(record.accuracy.items(), key=lambda kv: int(kv[0])):
-        if int(d) <= dims:
-            b = base.get(d, {})
-            L.append(
-                f"| {d} | "
-                + " | ".join(_fmt(row[n]) for n in levels)
-                + " | "
-                + " | ".join(_fmt(b[n]) if n in b else "-" for n in levels)
-                + " |"
-            )
-    st, bst = record.steerability, record.baseline.steerability
-    metrics = ", ".join(f"{k} = {_fmt(v, signed=k != 'S_mono')}" for k, v in st.items() if v is not None)
-    L += [
-        "",
-        (
-            f"Steerability of the run's full head (all prefixes): {metrics} (untrained encoder: "
-            f"S = {_fmt(bst['S'], signed=True)}). S = (coarse accuracy lost by zooming in from {block} to "
-            f"{full} dims) + (fine accuracy gained)."
-        ),
-    ]
-
-    prompt = f", prompt `{enc.prompt}` (applied by default)" if enc.prompt else ""
-    head = (
-        f"{h.kind}, {h.n_blocks} x {h.block_dim} dims"
-        + (f", hidden {h.get('hidden_dim')}" if h.kind == "mlp" else "")
-        + (", block norm" if h.get("block_norm") else "")
-    )
-    L += [
-        "",
-        "## Training",
-        "",
-        "| setting | value |",
-        "|---|---|",
-        f"| method | `{method}` |",
-        f"| seed | {record.seed} |",
-        f"| dataset | `{ds.name}` |",
-        f"| encoder | `{enc.name}` ({enc.pooling} pooling, max {enc.max_seq_length} tokens{prompt}) |",
-        f"| head | {head} |",
-    ]
-    for key, label in (
-        ("epochs", "epochs"),
-        ("lr", "learning rate"),
-        ("encoder_lr", "encoder learning rate"),
-        ("max_train_rows", "training rows (cap)"),
-        ("batch_size", "batch size"),
-        ("weight_decay", "weight decay"),
-        ("lr_schedule", "lr schedule"),
-    ):
-        if key in train:
-            L.append(f"| {label} | {train[key]} |")
-    if record.training is not None:
-        L.append(f"| best epoch | {record.training.best_epoch} |")
-    obj = {k: v for k, v in record.config.objective.items() if k != "method"}
-    if obj:
-        L.append("| objective options | " + ", ".join(f"{k}={v}" for k, v in sorted(obj.items())) + " |")
-
-    L += [
-        "",
-        "## Export check",
-        "",
-        (
-            f"The saved folder was loaded back with `SentenceTransformer` and compared with the run (its encoder + "
-            f"head) on {len(PROBE_TEXTS)} probe texts; max abs difference (tolerance {TOLERANCE:g}):"
-        ),
-        "",
-        "| output | max abs difference |",
-        "|---|---|",
-    ]
-    L += [f"| {k} dims, normalised | {v:.2e} |" for k, v in check.items() if k != "raw"]
-    L += [
-        f"| {dims} dims, unnormalised | {check['raw']:.2e} |",
-        "",
-        f"Run `{record.run_id}`; the full run record is in `{EXPORT_FILE}`.",
-        "",
-    ]
-    return "\n".join(L)
 
 
 # ------------------------------------------------------------------ export
@@ -641,11 +345,6 @@ def export_sentence_transformers(
     else:
         encoder = _encoder(record, encoder)
         head = run.head
-    from .atomic import atomic_dir
-    from .heads import Head
-    from .st import make_self_contained, quiet_loaders
-    from .trust import check_no_links
-
     # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
     with atomic_dir(
         out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR", error=ExportError

@@ -47,8 +47,13 @@ from typing import Any
 import numpy as np
 
 from ..analysis import SEARCH_NAME, SEARCH_RESULT_FILE
+from ..cache import atomic_write_bytes
+from ..data import load_dataset
+from ..records import canonical_json
+from ..runs import load_run
+from ..store import RunStore
 from .latency import machine_info
-from .sweep import RunSpec
+from .sweep import RunSpec, run_sweep, shared_encoder
 
 NAME = SEARCH_NAME
 RESULT_FILE = SEARCH_RESULT_FILE
@@ -113,8 +118,6 @@ def split_words(text: str, words: int = PASSAGE_WORDS, min_words: int = PASSAGE_
 
 def newsgroup_passages(splits: tuple[str, ...] = ("train", "val")) -> Passages:
     """Every document of those 20 Newsgroups splits cut into passages (:func:`split_words`), in order."""
-    from ..data import load_dataset
-
     ds = load_dataset("newsgroups20")
     classes = [lv.classes for lv in ds.levels]
     texts, labels, doc = [], [], []
@@ -131,8 +134,6 @@ def newsgroup_passages(splits: tuple[str, ...] = ("train", "val")) -> Passages:
 
 def newsgroup_queries(n: int, seed: int = 0) -> Passages:
     """The first passage of ``n`` 20 Newsgroups ``test`` documents drawn with ``seed`` (in row order)."""
-    from ..data import load_dataset
-
     ds = load_dataset("newsgroups20")
     sp = ds.split("test")
     rows = np.sort(np.random.default_rng(seed).choice(len(sp), size=min(n, len(sp)), replace=False))
@@ -185,8 +186,6 @@ class SearchCorpus:
 
 
 def clinc_corpus(cfg: dict, encoder: Any) -> SearchCorpus:
-    from ..data import load_dataset
-
     ds = load_dataset("clinc150")
     tr, te = ds.split("train"), ds.split("test")
 
@@ -468,12 +467,6 @@ def search_record(rows: list[dict], corpora: dict, runs: dict, cfg: dict, quick:
 
 def run(root: str | Path, quick: bool = False, log: LogFn = print) -> Path:
     """Train the runs (once, in the store), measure and write ``<root>/search.json``; returns its path."""
-    from ..cache import atomic_write_bytes
-    from ..records import canonical_json
-    from ..runs import load_run
-    from ..store import RunStore
-    from .sweep import run_sweep, shared_encoder
-
     root = Path(root)
     path = root / RESULT_FILE
     if path.is_file():  # resumable like the training grids: a finished measurement is kept

@@ -2,7 +2,7 @@
 ``RESULTS/figures/``, and every table as LaTeX (booktabs) under ``RESULTS/tables/``.
 
 :func:`write_report` reads every experiment store under a results directory (see
-:mod:`.frame`), builds one section per experiment present (:mod:`.sections`) and the claims
+:mod:`.frame`), builds one section per experiment present (the registry :data:`.sections.SECTIONS`) and the claims
 table (:mod:`.claims`), whose rows for experiments not run yet say so.
 """
 
@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import __version__
 from ..errors import FractalError
 from ..extras import MissingExtraError
 
@@ -28,45 +29,17 @@ from .sections import SECTIONS, Section
 FORMATS = ("md", "latex")
 
 
-def _latency(results: Path) -> dict | None:
-    """``latency.json`` of the latency experiment (a full run beats a quick one)."""
-    from ..analysis import LATENCY_NAME, LATENCY_RESULT_FILE
-
-    return _measurements(results, LATENCY_NAME, LATENCY_RESULT_FILE)
-
-
-def _measurements(results: Path, name: str, file: str) -> dict | None:
-    """The measurements file of an experiment that measures rather than trains (a full run beats a quick one)."""
-    import json
-
-    from ..store import store_dir
-
-    for quick in (False, True):
-        path = store_dir(results, name, quick) / file
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
-    return None
-
-
 def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section], dict, pd.DataFrame]:
     df = load_frame(results)
     sections, facts = [], {}
-    for name, fn in SECTIONS.items():
+    for name, spec in SECTIONS.items():
         g = df[df["experiment"] == name]
         if len(g):
             g = g.reset_index(drop=True)
             g.attrs["results"] = Path(results)  # for sections that refit from the records (the predictor)
-            if name == "latency":  # measurements, not run records: read beside them
-                g.attrs["latency"] = _latency(Path(results))
-            if name == "search":
-                from ..analysis import SEARCH_NAME, SEARCH_RESULT_FILE
-
-                g.attrs["search"] = _measurements(Path(results), SEARCH_NAME, SEARCH_RESULT_FILE)
-            if name == "induced":  # the records' groupings and the after-hook's published-level scores
-                from .induced import attach
-
-                attach(g, results)
-            sec = fn(g, fig_dir, root)
+            if spec.attach is not None:  # what the section reads beside the records (measurements, groupings)
+                spec.attach(g, results)
+            sec = spec(g, fig_dir, root)
             if bool(g["quick"].any()):
                 sec.title += " (quick run: subsets, fewer seeds)"
             sections.append(sec)
@@ -78,8 +51,6 @@ def write_report(
     results: str | Path = "results", out: str | Path | None = None, formats: Iterable[str] = ("md",)
 ) -> Path:
     """Write the report of every experiment under ``results``; returns the Markdown path."""
-    from .. import __version__
-
     results = Path(results)
     out = Path(out) if out else results / "REPORT.md"
     root = out.parent

@@ -7,10 +7,13 @@ untrained encoder's ``base_L{level}@j{prefix}``, retrieval metrics when the reco
 (``R@1 L1@j4``, ``mAP@10 L0@j1``, ... and ``base_`` ones), ``H_L0`` and ``H_L1|L0`` (bits), ``train_s``,
 ``block_dim``, ``encoder``, the spec fields an experiment varied (``coarse_noise``,
 ``random_coarse``), the backbone control's ``arm``, and ``key`` (the run's directory in the store).
+
+:func:`load_measurements` reads the measurements file of an experiment that measures rather than trains.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pandas as pd
 
 from ..errors import FractalError
 from ..records import RunRecord
-from ..store import RunStore
+from ..store import RunStore, store_dir
 
 
 def _acc_columns(acc: dict, block_dim: int, levels: list[str], prefix: str = "") -> dict:
@@ -93,3 +96,13 @@ def load_frame(results: str | Path, experiments: Collection[str] | None = None) 
     df = pd.DataFrame(rows)
     full = set(df.loc[~df["quick"], "experiment"])
     return df[~(df["quick"] & df["experiment"].isin(full))].reset_index(drop=True)  # a full run beats a quick one
+
+
+def load_measurements(results: str | Path, name: str, file: str) -> dict | None:
+    """The measurements file of an experiment that measures rather than trains (``latency``, ``search``):
+    ``<results>/<name>[-quick]/<file>``, a full run beating a quick one; ``None`` when neither is there."""
+    for quick in (False, True):
+        path = store_dir(results, name, quick) / file
+        if path.is_file():
+            return json.loads(path.read_text(encoding="utf-8"))
+    return None

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from ..experiments import induced as exp
+from ..records import load_record
+from ..store import store_dir
 from . import figures
+from .section import Section
 from .tables import Table, num, pm
-
-if TYPE_CHECKING:  # sections.py imports this module at its end to register the section
-    from .sections import Section
 
 GROUPINGS = ("published", "induced", "random")
 EXAMPLE_GROUPS = 5
@@ -31,9 +31,6 @@ EXAMPLE_MEMBERS = 5
 def attach(df: pd.DataFrame, results: str | Path) -> pd.DataFrame:
     """Read, for every row of ``df`` (the ``induced`` experiment's runs), its record's grouping and its
     published-level score (when the after-hook wrote it) into ``df.attrs["induced"]``."""
-    from ..records import load_record
-    from ..store import store_dir
-
     root = store_dir(results, exp.NAME, bool(df["quick"].any()))
     variants: dict[str, Any] = {}
     published: dict[str, Any] = {}
@@ -60,8 +57,6 @@ def _grouping(df: pd.DataFrame, variants: dict) -> pd.Series:
 
 def induced_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     """Tables from the records and the after-hook's files (see the module docstring)."""
-    from .sections import Section
-
     sec = Section("Induced coarse levels (`fractal taxonomy induce`)")
     data = df.attrs.get("induced")
     if not data:
@@ -88,73 +83,81 @@ def induced_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     facts: dict[str, Any] = {}
     pubs = df[df["dataset"].isin(set(df.loc[df["grouping"] == "published", "dataset"]))]
     if len(pubs):
-        t = Table(
-            "induced_vs_published",
-            "Induced vs published coarse levels: agreement, and S on the own and on the published level",
-            [
-                "dataset",
-                "K",
-                "ARI induced",
-                "NMI induced",
-                "ARI random",
-                "S (own) induced",
-                "S (own) random",
-                "S (published) published",
-                "S (published) induced",
-                "S (published) random",
-                "seeds",
-            ],
-        )
-        groups: dict[str, dict[str, list[float]]] = {}
-        for d, g in pubs.groupby("dataset", sort=False):
-            agree = {gr: _agreement(g[g["grouping"] == gr], variants) for gr in ("induced", "random")}
-            k = _k(g[g["grouping"] == "induced"], variants)
-            s_own = {gr: g.loc[g["grouping"] == gr, "S"].to_numpy() for gr in GROUPINGS}
-            s_pub = {gr: g.loc[g["grouping"] == gr, "S_published"].dropna().to_numpy() for gr in GROUPINGS}
-            t.add(
-                d,
-                k if k is not None else "-",
-                num(agree["induced"]["ari"]),
-                num(agree["induced"]["nmi"]),
-                num(agree["random"]["ari"], signed=True),
-                pm(s_own["induced"]),
-                pm(s_own["random"]),
-                pm(s_pub["published"]),
-                pm(s_pub["induced"]),
-                pm(s_pub["random"]),
-                str(g["seed"].nunique()),
-            )
-            groups[str(d)] = {gr: list(s_pub[gr]) for gr in GROUPINGS}
-            facts[str(d)] = {
-                "K": k,
-                "agreement": agree,
-                "S_own": {gr: _mean(s_own[gr]) for gr in GROUPINGS},
-                "S_published": {gr: _mean(s_pub[gr]) for gr in GROUPINGS},
-            }
-        sec.add_table(t)
-        same = pubs[(pubs["grouping"] == "published") & pubs["S_published"].notna()]
-        if len(same):
-            gap = float((same["S_published"] - same["S"]).abs().max())
-            facts["published_rescore_max_abs_diff"] = gap
-            sec.text += [
-                f"Check: the `published` runs re-scored by the after-hook match their records' S "
-                f"(largest difference {gap:.1e}).",
-                "",
-            ]
-        missing = int(pubs["S_published"].isna().sum())
-        if missing:
-            sec.text += [f"{missing} runs have no published-level score yet (run the experiment's after-hook).", ""]
-        sec.add_figure(
-            figures.grouped_bars(groups, fig_dir, "induced_published", title="S on the published coarse level"),
-            "S against the published coarse level of runs trained on the published, the induced and a random "
-            "grouping of the same sizes (mean ± SD over seeds)",
-            root,
-        )
+        _published(sec, pubs, variants, facts, fig_dir, root)
     flat = df[~df["dataset"].isin(set(pubs["dataset"]))]
     for d, g in flat.groupby("dataset", sort=False):
         sec.text += _flat_tables(sec, str(d), g, variants, nb, facts)
     sec.facts = facts
     return sec
+
+
+def _published(
+    sec: Section, pubs: pd.DataFrame, variants: dict, facts: dict[str, Any], fig_dir: Path, root: Path
+) -> None:
+    """Datasets with a published coarse level: agreement and S of the induced and random groupings, on
+    their own and on the published level (table, figure, ``facts`` per dataset), and the re-score check."""
+    t = Table(
+        "induced_vs_published",
+        "Induced vs published coarse levels: agreement, and S on the own and on the published level",
+        [
+            "dataset",
+            "K",
+            "ARI induced",
+            "NMI induced",
+            "ARI random",
+            "S (own) induced",
+            "S (own) random",
+            "S (published) published",
+            "S (published) induced",
+            "S (published) random",
+            "seeds",
+        ],
+    )
+    groups: dict[str, dict[str, list[float]]] = {}
+    for d, g in pubs.groupby("dataset", sort=False):
+        agree = {gr: _agreement(g[g["grouping"] == gr], variants) for gr in ("induced", "random")}
+        k = _k(g[g["grouping"] == "induced"], variants)
+        s_own = {gr: g.loc[g["grouping"] == gr, "S"].to_numpy() for gr in GROUPINGS}
+        s_pub = {gr: g.loc[g["grouping"] == gr, "S_published"].dropna().to_numpy() for gr in GROUPINGS}
+        t.add(
+            d,
+            k if k is not None else "-",
+            num(agree["induced"]["ari"]),
+            num(agree["induced"]["nmi"]),
+            num(agree["random"]["ari"], signed=True),
+            pm(s_own["induced"]),
+            pm(s_own["random"]),
+            pm(s_pub["published"]),
+            pm(s_pub["induced"]),
+            pm(s_pub["random"]),
+            str(g["seed"].nunique()),
+        )
+        groups[str(d)] = {gr: list(s_pub[gr]) for gr in GROUPINGS}
+        facts[str(d)] = {
+            "K": k,
+            "agreement": agree,
+            "S_own": {gr: _mean(s_own[gr]) for gr in GROUPINGS},
+            "S_published": {gr: _mean(s_pub[gr]) for gr in GROUPINGS},
+        }
+    sec.add_table(t)
+    same = pubs[(pubs["grouping"] == "published") & pubs["S_published"].notna()]
+    if len(same):
+        gap = float((same["S_published"] - same["S"]).abs().max())
+        facts["published_rescore_max_abs_diff"] = gap
+        sec.text += [
+            f"Check: the `published` runs re-scored by the after-hook match their records' S "
+            f"(largest difference {gap:.1e}).",
+            "",
+        ]
+    missing = int(pubs["S_published"].isna().sum())
+    if missing:
+        sec.text += [f"{missing} runs have no published-level score yet (run the experiment's after-hook).", ""]
+    sec.add_figure(
+        figures.grouped_bars(groups, fig_dir, "induced_published", title="S on the published coarse level"),
+        "S against the published coarse level of runs trained on the published, the induced and a random "
+        "grouping of the same sizes (mean ± SD over seeds)",
+        root,
+    )
 
 
 def _flat_tables(sec: Section, d: str, g: pd.DataFrame, variants: dict, nb: int, facts: dict) -> list[str]:
