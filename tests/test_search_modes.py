@@ -21,10 +21,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from fractal_embeddings.index import ZoomIndex, ZoomIndexError, load_index
-from fractal_embeddings.qdrant_index import QdrantIndex, QdrantTarget, point_id
+from fractal_embeddings.index import QdrantIndex, QdrantTarget, ZoomIndex, ZoomIndexError, load_index
+from fractal_embeddings.index.modes import route
+from fractal_embeddings.index.qdrant import point_id
 from fractal_embeddings.runs import embed_split, train
-from fractal_embeddings.search_modes import route
 
 pytestmark = pytest.mark.slow
 K = 10

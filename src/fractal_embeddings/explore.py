@@ -64,8 +64,7 @@ import numpy as np
 
 from .errors import FractalError
 from .extras import require
-from .index import META_FILE, TABLE_SUFFIXES, TEXT_SUFFIXES, ZoomIndex, ZoomIndexError
-from .search_modes import MODES
+from .index import META_FILE, MODES, TABLE_SUFFIXES, TEXT_SUFFIXES, ZoomIndex, ZoomIndexError
 
 if TYPE_CHECKING:
     import uvicorn
@@ -74,7 +73,7 @@ if TYPE_CHECKING:
     from starlette.responses import Response
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from .qdrant_index import QdrantIndex
+    from .index import QdrantIndex
     from .runs import Run
 
     AnyIndex = ZoomIndex | QdrantIndex  # what the explorer serves: either backend's index

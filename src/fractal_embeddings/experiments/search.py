@@ -399,7 +399,7 @@ def measure_qdrant(
     """The embedded Qdrant (in memory) in the same modes, on the first ``qdrant_queries`` queries;
     ``same_ids_as_faiss``: the share of those queries whose hits (ids, in order) equal the flat FAISS
     index's in the same configuration."""
-    from ..qdrant_index import QdrantIndex, QdrantTarget
+    from ..index import QdrantIndex, QdrantTarget
 
     nq = cfg["qdrant_queries"]
     fine, coarse, q_fine, q_coarse = labels

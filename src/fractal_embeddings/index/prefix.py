@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ZoomIndexError
-from .evaluation import unit_rows
+from ..errors import ZoomIndexError
+from ..evaluation import unit_rows
 
 KINDS = ("flat", "hnsw")
 HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
