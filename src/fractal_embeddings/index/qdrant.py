@@ -56,7 +56,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import uuid
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from importlib.metadata import version
@@ -64,7 +63,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from .. import __version__
 from ..atomic import atomic_dir
@@ -78,28 +76,15 @@ from .folder import META_FILE, REBUILD_FIX, RUN_DIR, read_index_meta, target_che
 from .items import ItemBatch, ItemTable
 from .modes import Route, SearchMode, SearchPlan, route
 from .prefix import HNSW_DEFAULTS, check_params
-from .qdrant_target import QdrantTarget, server_error
+from .qdrant_collection import META_KEY, UPSERT_BATCH, QdrantCollection, vector_name
+from .qdrant_target import QdrantTarget
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-__all__ = ["SCHEMA", "QdrantIndex", "point_id", "vector_name"]
+__all__ = ["SCHEMA", "QdrantIndex"]
 
 SCHEMA = "fractal-embeddings/qdrant-index/1"
-META_KEY = "fractal_embeddings"  # the key of the collection's metadata this library writes
-UPSERT_BATCH = 256  # points per upsert request
-QUERY_BATCH = 64  # queries per query_batch_points request
-POINT_NAMESPACE = uuid.UUID("8b0d6f6e-5f1a-5a5e-9a63-2f3c9b1d7e41")  # UUIDv5 namespace of point ids
-
-
-def vector_name(d: int) -> str:
-    """The named vector holding the ``d``-dim normalised prefixes."""
-    return f"d{d}"
-
-
-def point_id(item_id: int | str) -> str:
-    """The point id of an item id: a UUIDv5 of its JSON (stable across builds, ``0`` and ``"0"`` apart)."""
-    return str(uuid.uuid5(POINT_NAMESPACE, json.dumps(item_id)))
 
 
 # ------------------------------------------------------------------ the index
@@ -138,7 +123,7 @@ class QdrantIndex(RunIndex):
         self.target = target
         self.level_names = tuple(level_names if level_names is not None else self.run.level_names)
         self.size = int(size)
-        self._client: QdrantClient | None = None
+        self.store = QdrantCollection(target, self.dims)
         self._table: tuple[ItemTable, np.ndarray] | None = None  # the whole collection, read on demand
 
     def __len__(self) -> int:
@@ -154,34 +139,17 @@ class QdrantIndex(RunIndex):
     @property
     def client(self) -> QdrantClient:
         """The Qdrant client (connected on first use)."""
-        if self._client is None:
-            self._client = self.target.connect()
-        return self._client
+        return self.store.client
 
     def close(self) -> None:
         """Release the client (an embedded folder is unlocked when its last index closes)."""
-        if self._client is not None:
-            self.target.release(self._client)
-            self._client = None
+        self.store.close()
 
     def __enter__(self) -> QdrantIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A client call whose failure is one line naming the collection (a server gone, a bad request)."""
-        try:
-            return fn(*args, **kwargs)
-        except ZoomIndexError:
-            raise
-        except Exception as e:  # the client raises many types (httpx, grpc, ValueError locally)
-            if self.target.embedded:
-                raise ZoomIndexError(
-                    f"{self.target.describe()}: {what} failed ({' '.join(str(e).split())[:160]})"
-                ) from None
-            raise ZoomIndexError(f"{self.target.describe()}: {what} failed: {server_error(e)}") from None
 
     # ------------------------------------------------------------ metadata
     def collection_meta(self, complete: bool) -> dict:
@@ -203,13 +171,7 @@ class QdrantIndex(RunIndex):
     def stored_meta(self) -> dict | None:
         """The collection's ``fractal_embeddings`` metadata (``None``: no such collection; ``{}``: a
         collection this library did not write)."""
-        c = self.client
-        name = self.target.collection
-        if not self._call("listing collections", c.collection_exists, name):
-            return None
-        info = self._call("reading the collection", c.get_collection, name)
-        meta = (getattr(info.config, "metadata", None) or {}).get(META_KEY)
-        return meta if isinstance(meta, dict) else {}
+        return self.store.metadata()
 
     def _check_same_run(self, meta: dict, fix: str) -> None:
         have = meta.get("run") or {}
@@ -326,98 +288,21 @@ class QdrantIndex(RunIndex):
     def prepare(self, overwrite: bool = False) -> None:
         """Create the collection, or check that the existing one was built by this run with these settings
         (else refuse, or with ``overwrite`` drop it and create it again)."""
-        from qdrant_client import models
-
-        c, name = self.client, self.target.collection
         action = self.check_collection(overwrite)
         if action == "reuse":  # marked incomplete until the upsert is done (a killed re-build is not taken as whole)
-            self._call(
-                "updating the metadata", c.update_collection, name, metadata={META_KEY: self.collection_meta(False)}
-            )
+            self.store.set_metadata(self.collection_meta(False))
             return
-        if action == "recreate":
-            self._call("deleting the collection", c.delete_collection, name)
-        hnsw = (
-            models.HnswConfigDiff(m=self.params["M"], ef_construct=self.params["ef_construction"])
-            if self.kind == "hnsw"
-            else models.HnswConfigDiff(m=0)  # flat: every search is exact, no graph to build
-        )
-        self._call(
-            "creating the collection",
-            c.create_collection,
-            name,
-            vectors_config={
-                vector_name(d): models.VectorParams(size=d, distance=models.Distance.COSINE) for d in self.dims
-            },
-            hnsw_config=hnsw,
-            metadata={META_KEY: self.collection_meta(complete=False)},
-        )
-        if not self.target.embedded:  # the embedded mode has no payload indexes
-            self._call(
-                "indexing the coarse label",
-                c.create_payload_index,
-                name,
-                field_name="coarse",
-                field_schema=models.PayloadSchemaType.KEYWORD,
-            )
+        self.store.create(self.kind, self.params, self.collection_meta(complete=False), replace=action == "recreate")
 
     def upsert(
         self, batch: ItemBatch, E: np.ndarray, *, batch_size: int = UPSERT_BATCH, show_progress: bool = False
     ) -> None:
         """Write the items (rows 0..n-1) and their normalised prefixes in batches, delete points of items
         no longer in the corpus, then mark the collection complete with its size."""
-        from qdrant_client import models
-
-        c, name = self.client, self.target.collection
-        n = len(batch.ids)
-        units = {d: unit_rows(E[:, :d]) for d in self.dims}
-        wanted = [point_id(i) for i in batch.ids]
-        bar = tqdm(total=n, desc="upsert", unit="point", disable=not show_progress, mininterval=0.5)
-        for s in range(0, n, batch_size):
-            points = []
-            for r in range(s, min(n, s + batch_size)):
-                lab = batch.labels[r]
-                payload: dict[str, Any] = {
-                    "row": r,
-                    "id": batch.ids[r],
-                    "text": batch.texts[r],
-                    "labels": dict(zip(self.level_names, lab, strict=True)) if lab is not None else None,
-                    "payload": batch.payloads[r],
-                }
-                if lab is not None and lab:
-                    payload["coarse"] = lab[0]
-                points.append(
-                    models.PointStruct(
-                        id=wanted[r],
-                        vector={vector_name(d): units[d][r].tolist() for d in self.dims},
-                        payload=payload,
-                    )
-                )
-            self._call("upserting points", c.upsert, name, points=points, wait=True)
-            bar.update(len(points))
-        bar.close()
-        count = self._call("counting points", c.count, name, exact=True).count
-        if count > n:  # a re-build of a smaller corpus: delete the points of items no longer in it
-            keep = set(wanted)
-            stale: list = []
-            offset = None
-            while True:
-                records, offset = self._call(
-                    "listing points", c.scroll, name, limit=1024, offset=offset, with_payload=False, with_vectors=False
-                )
-                stale += [rec.id for rec in records if str(rec.id) not in keep]
-                if offset is None:
-                    break
-            for s in range(0, len(stale), 1024):
-                self._call(
-                    "deleting stale points",
-                    c.delete,
-                    name,
-                    points_selector=models.PointIdsList(points=stale[s : s + 1024]),
-                )
-        self.size = n
+        self.store.write(batch, E, self.level_names, batch_size=batch_size, show_progress=show_progress)
+        self.size = len(batch.ids)
         self._table = None
-        self._call("updating the metadata", c.update_collection, name, metadata={META_KEY: self.collection_meta(True)})
+        self.store.set_metadata(self.collection_meta(True))
 
     # ------------------------------------------------------------ open / load / save
     @classmethod
@@ -538,39 +423,7 @@ class QdrantIndex(RunIndex):
     # ------------------------------------------------------------ the collection as a table
     def _read_table(self) -> tuple[ItemTable, np.ndarray]:
         if self._table is None:
-            c, name = self.client, self.target.collection
-            rows: list[tuple[int, dict, list]] = []
-            offset = None
-            while True:
-                records, offset = self._call(
-                    "reading points",
-                    c.scroll,
-                    name,
-                    limit=1024,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=[vector_name(self.dim)],
-                )
-                for rec in records:
-                    vec = rec.vector[vector_name(self.dim)] if isinstance(rec.vector, dict) else rec.vector
-                    rows.append((int(rec.payload["row"]), rec.payload, vec))
-                if offset is None:
-                    break
-            rows.sort(key=lambda t: t[0])
-            table = ItemTable(self.level_names)
-            labels = [
-                None if p.get("labels") is None else [p["labels"][lv] for lv in self.level_names] for _, p, _ in rows
-            ]
-            table.append(
-                ItemBatch(
-                    [p["id"] for _, p, _ in rows],
-                    [p["text"] for _, p, _ in rows],
-                    [p.get("payload") for _, p, _ in rows],
-                    labels,
-                )
-            )
-            V = np.asarray([v for _, _, v in rows], dtype=np.float32).reshape(len(rows), self.dim)
-            self._table = (table, V)
+            self._table = self.store.read(self.level_names)
         return self._table
 
     ids = property(lambda self: self._read_table()[0].ids, doc="Item ids, by row (reads the collection).")
@@ -585,27 +438,6 @@ class QdrantIndex(RunIndex):
         return self._read_table()[1]
 
     # ------------------------------------------------------------ search
-    def _params(self, ef_search: int | None) -> Any:
-        from qdrant_client import models
-
-        if self.target.embedded:  # the embedded mode always searches exactly and takes no search params
-            return None
-        if self.kind == "flat":
-            return models.SearchParams(exact=True)
-        return models.SearchParams(hnsw_ef=int(ef_search or self.params.get("ef_search", HNSW_DEFAULTS["ef_search"])))
-
-    def _query(self, requests: list) -> list[list]:
-        out: list[list] = []
-        for s in range(0, len(requests), QUERY_BATCH):
-            res = self._call(
-                "searching",
-                self.client.query_batch_points,
-                self.target.collection,
-                requests=requests[s : s + QUERY_BATCH],
-            )
-            out += [r.points for r in res]
-        return out
-
     @property
     def has_coarse_labels(self) -> bool:
         """Whether the items carry a coarse label (the collection's levels; each point's is checked when it votes)."""
@@ -619,7 +451,7 @@ class QdrantIndex(RunIndex):
         from qdrant_client import models
 
         Q = unit_rows(Q)
-        params = self._params(ef_search)
+        params = self.store.search_params(self.kind, self.params, ef_search)
         using, first = vector_name(plan.zoom), vector_name(plan.first)
         routes: list[Route] | None = None
         if plan.mode is SearchMode.ZOOM:
@@ -642,14 +474,14 @@ class QdrantIndex(RunIndex):
             ]
         else:
             routes, reqs = self._routes(Q, plan, params)
-        found = self._query(reqs)
+        found = self.store.query(reqs)
         return self._results(plan, found, routes)
 
     def _routes(self, Q: np.ndarray, plan: SearchPlan, params: Any) -> tuple[list[Route], list]:
         """Vote each query's coarse class on the first block, and the filtered requests at the zoom."""
         from qdrant_client import models
 
-        votes = self._query(
+        votes = self.store.query(
             [
                 models.QueryRequest(
                     query=q[: plan.first].tolist(),
