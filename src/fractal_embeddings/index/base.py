@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -22,11 +23,13 @@ import numpy as np
 from ..encoders import ROLES
 from ..errors import ZoomIndexError
 from ..heads import Head
+from ..records import RunRecordError
 from ..runs import Run, load_run
 from ..validation import check_int, check_query
+from .folder import REBUILD_FIX, RUN_DIR
 from .modes import Route, SearchMode, SearchPlan, is_routed, plan_search
 
-__all__ = ["Hit", "RunIndex", "SearchResults", "as_run", "describe_run", "run_identity"]
+__all__ = ["Hit", "RunIndex", "SearchResults", "as_run", "describe_run", "load_saved_run", "run_identity"]
 
 
 # ------------------------------------------------------------------ results
@@ -120,6 +123,14 @@ def run_identity(run: Run) -> dict:
 def describe_run(ident: dict) -> str:
     """``run <id> (encoder <name> <fingerprint>)``: a run identity in an error message."""
     return f"run {ident['run_id']} (encoder {ident['encoder_name']} {str(ident['encoder_fingerprint'])[:12]})"
+
+
+def load_saved_run(index_dir: Path) -> Run:
+    """The run saved with an index (its ``run/`` folder); one line naming the fix when it is unusable."""
+    try:
+        return load_run(index_dir / RUN_DIR)
+    except RunRecordError as e:
+        raise ZoomIndexError(f"{index_dir}: the run saved with the index is unusable ({e}); {REBUILD_FIX}") from None
 
 
 # -------------------------------------------------------------------- index
@@ -345,6 +356,19 @@ class RunIndex:
         """The backend's search of the checked query prefixes ``Q`` (``(n, plan.zoom)``) by ``plan``."""
         raise NotImplementedError
 
+    def check_vectors(self, vectors: Any, n: int) -> np.ndarray:
+        """``vectors`` given for ``n`` texts (skipping their encoding) as float32, checked: ``(n, dim)``
+        head vectors, all finite."""
+        E = np.asarray(vectors, dtype=np.float32)
+        if E.ndim != 2 or E.shape != (n, self.dim):
+            raise ZoomIndexError(
+                f"vectors have shape {E.shape}; expected ({n}, {self.dim}): one {self.dim}-d head "
+                "vector (run.transform of the encoder vector) per text"
+            )
+        if not np.isfinite(E).all():
+            raise ZoomIndexError("the vectors to add contain NaN or inf")
+        return E
+
     # ------------------------------------------------------- model checks
     def check_run(self, run: Run | str | os.PathLike) -> None:
         """Raise unless ``run`` is the run this index was built with (same id, encoder and head dims)."""
@@ -357,3 +381,12 @@ class RunIndex:
                 "not comparable; use the index's own run (load without run=) or rebuild the index with "
                 "this run (fractal index build RUN_DIR CORPUS --out DIR --overwrite)"
             )
+
+    def check_run_of(self, index_dir: Path, run: Run | str | os.PathLike | None) -> None:
+        """:meth:`check_run` for an index loaded from ``index_dir`` (named in the error); ``None``: no check."""
+        if run is None:
+            return
+        try:
+            self.check_run(run)
+        except ZoomIndexError as e:
+            raise ZoomIndexError(f"{index_dir}: {e}") from None

@@ -68,10 +68,9 @@ from .. import __version__
 from ..atomic import atomic_dir
 from ..errors import ZoomIndexError
 from ..evaluation import unit_rows
-from ..records import RunRecordError
-from ..runs import Run, load_run
+from ..runs import Run
 from ..validation import check_int
-from .base import Hit, RunIndex, SearchResults, describe_run, run_identity
+from .base import Hit, RunIndex, SearchResults, describe_run, load_saved_run, run_identity
 from .folder import META_FILE, REBUILD_FIX, RUN_DIR, read_index_meta, target_checks
 from .items import ItemBatch, ItemTable
 from .modes import Route, SearchMode, SearchPlan, route
@@ -236,17 +235,7 @@ class QdrantIndex(RunIndex):
         )
         texts = [texts] if isinstance(texts, str) else list(texts)
         batch = ItemTable(ix.level_names).check(texts, ids, payloads, labels)  # before the server, before encoding
-        n = len(texts)
-        E = None
-        if vectors is not None:
-            E = np.asarray(vectors, dtype=np.float32)
-            if E.ndim != 2 or E.shape != (n, ix.dim):
-                raise ZoomIndexError(
-                    f"vectors have shape {E.shape}; expected ({n}, {ix.dim}): one {ix.dim}-d head "
-                    "vector (run.transform of the encoder vector) per text"
-                )
-        if E is not None and not np.isfinite(E).all():
-            raise ZoomIndexError("the vectors to add contain NaN or inf")
+        E = None if vectors is None else ix.check_vectors(vectors, len(texts))
         try:
             ix.prepare(overwrite)
             if E is None:
@@ -397,10 +386,7 @@ class QdrantIndex(RunIndex):
             ident = dict(meta["run"])
         except (KeyError, TypeError, ValueError) as e:
             raise ZoomIndexError(f"{d / META_FILE}: corrupt, missing or malformed field {e}; {REBUILD_FIX}") from None
-        try:
-            stored = load_run(d / RUN_DIR)
-        except RunRecordError as e:
-            raise ZoomIndexError(f"{d}: the run saved with the index is unusable ({e}); {REBUILD_FIX}") from None
+        stored = load_saved_run(d)
         if run_identity(stored)["run_id"] != ident.get("run_id"):
             raise ZoomIndexError(f"{d}: the run saved with the index is not the one {META_FILE} names; {REBUILD_FIX}")
         ix = cls.open(stored, QdrantTarget.from_dict(coll, api_key), encoder=encoder, device=device)
@@ -410,11 +396,7 @@ class QdrantIndex(RunIndex):
                     f"{ix.target.describe()} holds {ix.size} items, {d / META_FILE} says {size}: it was rebuilt "
                     f"since; {REBUILD_FIX}"
                 )
-            if run is not None:
-                try:
-                    ix.check_run(run)
-                except ZoomIndexError as e:
-                    raise ZoomIndexError(f"{d}: {e}") from None
+            ix.check_run_of(d, run)
         except BaseException:
             ix.close()
             raise

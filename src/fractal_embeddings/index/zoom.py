@@ -18,7 +18,7 @@ import os
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -26,9 +26,9 @@ from .. import __version__
 from ..atomic import atomic_dir
 from ..errors import ZoomIndexError
 from ..extras import require
-from ..records import RunRecordError, file_sha256
-from ..runs import Run, load_run
-from .base import Hit, RunIndex, SearchResults, describe_run
+from ..records import file_sha256
+from ..runs import Run
+from .base import Hit, RunIndex, SearchResults, describe_run, load_saved_run
 from .folder import META_FILE, REBUILD_FIX, RUN_DIR, meta_json, read_index_meta, target_checks
 from .items import COLUMNS as ITEM_COLUMNS
 from .items import ItemTable
@@ -179,12 +179,7 @@ class ZoomIndex(RunIndex):
         if vectors is None:
             E = self.embed(texts, role=self.corpus_role, cache=True, show_progress=show_progress)
         else:
-            E = np.asarray(vectors, dtype=np.float32)
-            if E.ndim != 2 or E.shape != (n, self.dim):
-                raise ZoomIndexError(
-                    f"vectors have shape {E.shape}; expected ({n}, {self.dim}): one {self.dim}-d head "
-                    "vector (run.transform of the encoder vector) per text"
-                )
+            E = self.check_vectors(vectors, n)
         self.prefixes.add(E)
         first = self.items.append(batch)
         self._partition = None  # the classes' rows changed
@@ -290,79 +285,92 @@ class ZoomIndex(RunIndex):
         the run saved with the index; ``run`` (a Run or its directory) must be that same run."""
         require("index", "a FAISS zoom index")
         d = Path(index_dir)
-        fix = REBUILD_FIX
-        meta = read_index_meta(d)
-        if meta.get("backend", "faiss") != "faiss":
-            raise ZoomIndexError(
-                f"{d}: a {meta.get('backend')} index, not a FAISS one; open it with "
-                "fractal_embeddings.index.load_index (or `fractal search`)"
-            )
-        if meta.get("schema") != SCHEMA:
-            raise ZoomIndexError(
-                f"{d / META_FILE}: not a zoom index (schema {meta.get('schema')!r}, expected {SCHEMA!r}); {fix}"
-            )
-        try:
-            size = int(meta["size"])
-            spec = meta["index"]
-            dims = [int(x) for x in spec["prefix_dims"]]
-            items = meta["items"]
-            cols = [list(items[c]) for c in ITEM_COLUMNS]
-            files = dict(meta["files"])
-            head = meta["head"]
-        except (KeyError, TypeError, ValueError) as e:
-            raise ZoomIndexError(f"{d / META_FILE}: corrupt, missing or malformed field {e}; {fix}") from None
-        if any(len(c) != size for c in cols):
-            raise ZoomIndexError(f"{d / META_FILE}: corrupt, item columns don't have {size} rows; {fix}")
-        for name, sha in files.items():
-            p = d / name
-            if not p.is_file():
-                raise ZoomIndexError(f"{p}: missing; the index directory is incomplete, {fix}")
-            if file_sha256(p) != sha:
-                raise ZoomIndexError(f"{p}: does not match the sha256 in {META_FILE} (corrupt or changed); {fix}")
-        try:
-            stored = load_run(d / RUN_DIR)
-        except RunRecordError as e:
-            raise ZoomIndexError(f"{d}: the run saved with the index is unusable ({e}); {fix}") from None
+        saved = read_saved(d)
+        spec = saved.spec
+        hnsw = spec["params"] if spec["kind"] == "hnsw" else {}
         ix = cls(
-            stored,
+            load_saved_run(d),
             kind=spec["kind"],
-            level_names=meta.get("level_names") or [],
-            corpus_role=meta.get("corpus_role", "passage"),
+            level_names=saved.meta.get("level_names") or [],
+            corpus_role=saved.meta.get("corpus_role", "passage"),
             device=device,
             **(
-                {
-                    "m": spec["params"]["M"],
-                    "ef_construction": spec["params"]["ef_construction"],
-                    "ef_search": spec["params"]["ef_search"],
-                }
-                if spec["kind"] == "hnsw"
+                {"m": hnsw["M"], "ef_construction": hnsw["ef_construction"], "ef_search": hnsw["ef_search"]}
+                if hnsw
                 else {}
             ),
         )
-        if ix.dims != tuple(dims) or ix.dim != int(head["dim"]):
-            raise ZoomIndexError(
-                f"{d / META_FILE}: prefixes {dims} don't fit the saved run's head "
-                f"({ix.n_blocks} x {ix.block_dim}); {fix}"
-            )
-        saved_ident = meta.get("run") or {}
-        if (
-            saved_ident.get("run_id") != ix.identity["run_id"]
-            or saved_ident.get("encoder_fingerprint") != ix.identity["encoder_fingerprint"]
-        ):
-            raise ZoomIndexError(
-                f"{d}: the run saved with the index ({describe_run(ix.identity)}) is not the one "
-                f"{META_FILE} names; {fix}"
-            )
-        if run is not None:
-            try:
-                ix.check_run(run)
-            except ZoomIndexError as e:
-                raise ZoomIndexError(f"{d}: {e}") from None
-        ix.prefixes.read(d, spec["files"], size, fix)
-        ix.items = ItemTable.from_columns(ix.level_names, *cols)
+        ix.check_saved(d, saved)
+        ix.check_run_of(d, run)
+        ix.prefixes.read(d, spec["files"], saved.size, REBUILD_FIX)
+        ix.items = ItemTable.from_columns(ix.level_names, *saved.columns)
         if encoder is not None:
             ix.encoder = encoder
         return ix
+
+    def check_saved(self, d: Path, saved: SavedIndex) -> None:
+        """Raise unless the run saved with the index fits ``index.json``: its head's prefixes, its identity."""
+        if self.dims != tuple(saved.dims) or self.dim != saved.head_dim:
+            raise ZoomIndexError(
+                f"{d / META_FILE}: prefixes {saved.dims} don't fit the saved run's head "
+                f"({self.n_blocks} x {self.block_dim}); {REBUILD_FIX}"
+            )
+        saved_ident = saved.meta.get("run") or {}
+        if (
+            saved_ident.get("run_id") != self.identity["run_id"]
+            or saved_ident.get("encoder_fingerprint") != self.identity["encoder_fingerprint"]
+        ):
+            raise ZoomIndexError(
+                f"{d}: the run saved with the index ({describe_run(self.identity)}) is not the one "
+                f"{META_FILE} names; {REBUILD_FIX}"
+            )
+
+
+class SavedIndex(NamedTuple):
+    """What :func:`read_saved` read from ``index.json``: the whole ``meta``, the size, the ``index``
+    spec, its prefix lengths, the head's width and the four item columns."""
+
+    meta: dict
+    size: int
+    spec: dict
+    dims: list[int]
+    head_dim: int
+    columns: list[list]
+
+
+def read_saved(d: Path) -> SavedIndex:
+    """The ``index.json`` of a FAISS index directory, checked (one line naming the fix): the backend and
+    schema, its fields, item columns of its size, and every file against its sha256."""
+    fix = REBUILD_FIX
+    meta = read_index_meta(d)
+    if meta.get("backend", "faiss") != "faiss":
+        raise ZoomIndexError(
+            f"{d}: a {meta.get('backend')} index, not a FAISS one; open it with "
+            "fractal_embeddings.index.load_index (or `fractal search`)"
+        )
+    if meta.get("schema") != SCHEMA:
+        raise ZoomIndexError(
+            f"{d / META_FILE}: not a zoom index (schema {meta.get('schema')!r}, expected {SCHEMA!r}); {fix}"
+        )
+    try:
+        size = int(meta["size"])
+        spec = meta["index"]
+        dims = [int(x) for x in spec["prefix_dims"]]
+        items = meta["items"]
+        cols = [list(items[c]) for c in ITEM_COLUMNS]
+        files = dict(meta["files"])
+        head_dim = int(meta["head"]["dim"])
+    except (KeyError, TypeError, ValueError) as e:
+        raise ZoomIndexError(f"{d / META_FILE}: corrupt, missing or malformed field {e}; {fix}") from None
+    if any(len(c) != size for c in cols):
+        raise ZoomIndexError(f"{d / META_FILE}: corrupt, item columns don't have {size} rows; {fix}")
+    for name, sha in files.items():
+        p = d / name
+        if not p.is_file():
+            raise ZoomIndexError(f"{p}: missing; the index directory is incomplete, {fix}")
+        if file_sha256(p) != sha:
+            raise ZoomIndexError(f"{p}: does not match the sha256 in {META_FILE} (corrupt or changed); {fix}")
+    return SavedIndex(meta, size, spec, dims, head_dim, cols)
 
 
 def _faiss_version() -> str | None:
