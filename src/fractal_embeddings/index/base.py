@@ -270,7 +270,7 @@ class RunIndex:
         *,
         has_coarse_labels: bool = True,
     ) -> SearchPlan:
-        """A search request checked against this index (:func:`~fractal_embeddings.search_modes.plan_search`)."""
+        """A search request checked against this index (:func:`~fractal_embeddings.index.modes.plan_search`)."""
         check_int(k, "k", lo=1, error=ZoomIndexError)
         return plan_search(
             mode,

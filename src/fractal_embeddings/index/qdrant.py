@@ -430,52 +430,22 @@ class QdrantIndex(RunIndex):
         checks first): ``zoom`` queries the zoom's named vector, ``funnel`` prefetches ``candidates``
         points on the first block and re-scores them on the zoom's vector, ``routed`` filters on the
         voted coarse class."""
-        from qdrant_client import models
-
         Q = unit_rows(Q)
         params = self.store.search_params(self.kind, self.params, ef_search)
-        using, first = vector_name(plan.zoom), vector_name(plan.first)
-        routes: list[Route] | None = None
-        if plan.mode is SearchMode.ZOOM:
-            reqs = [
-                models.QueryRequest(query=q.tolist(), using=using, limit=plan.k, with_payload=True, params=params)
-                for q in Q
-            ]
-        elif plan.mode is SearchMode.FUNNEL:
-            reqs = [
-                models.QueryRequest(
-                    query=q.tolist(),
-                    using=using,
-                    prefetch=models.Prefetch(
-                        query=q[: plan.first].tolist(), using=first, limit=plan.candidates, params=params
-                    ),
-                    limit=plan.k,
-                    with_payload=True,
-                )
-                for q in Q
-            ]
-        else:
-            routes, reqs = self._routes(Q, plan, params)
-        found = self.store.query(reqs)
-        return self._results(plan, found, routes)
+        routes = self._routes(Q, plan, params) if plan.mode is SearchMode.ROUTED else None
+        first = (plan.first, int(plan.candidates or plan.k)) if plan.mode is SearchMode.FUNNEL else None
+        reqs = [
+            self.store.request(q, plan.zoom, plan.k, params, first=first, classes=routes[i].classes if routes else None)
+            for i, q in enumerate(Q)
+        ]
+        return self._results(plan, self.store.query(reqs), routes)
 
-    def _routes(self, Q: np.ndarray, plan: SearchPlan, params: Any) -> tuple[list[Route], list]:
-        """Vote each query's coarse class on the first block, and the filtered requests at the zoom."""
-        from qdrant_client import models
-
+    def _routes(self, Q: np.ndarray, plan: SearchPlan, params: Any) -> list[Route]:
+        """Each query's coarse class, voted by its ``candidates`` nearest points on the first block."""
+        assert plan.candidates is not None
         votes = self.store.query(
-            [
-                models.QueryRequest(
-                    query=q[: plan.first].tolist(),
-                    using=vector_name(plan.first),
-                    limit=plan.candidates,
-                    with_payload=["coarse"],
-                    params=params,
-                )
-                for q in Q
-            ]
+            [self.store.request(q, plan.first, plan.candidates, params, payload=["coarse"]) for q in Q]
         )
-        level = self.level_names[0]
         routes = []
         for pts in votes:
             labels = [p.payload.get("coarse") for p in pts]
@@ -484,21 +454,8 @@ class QdrantIndex(RunIndex):
                     f"{self.target.describe()} has items without a coarse label: routed search needs every "
                     "item's label; rebuild it from a labelled corpus or use --mode zoom or funnel"
                 )
-            routes.append(route(labels, level, plan.route_classes))
-        reqs = [
-            models.QueryRequest(
-                query=q.tolist(),
-                using=vector_name(plan.zoom),
-                filter=models.Filter(
-                    must=[models.FieldCondition(key="coarse", match=models.MatchAny(any=list(rt.classes)))]
-                ),
-                limit=plan.k,
-                with_payload=True,
-                params=params,
-            )
-            for q, rt in zip(Q, routes, strict=True)
-        ]
-        return routes, reqs
+            routes.append(route(labels, self.level_names[0], plan.route_classes))
+        return routes
 
     def _results(self, plan: SearchPlan, found: list[list], routes: list[Route] | None) -> SearchResults:
         n, k = len(found), plan.k

@@ -251,6 +251,35 @@ class QdrantCollection:
             return models.SearchParams(exact=True)
         return models.SearchParams(hnsw_ef=int(ef_search or params.get("ef_search", HNSW_DEFAULTS["ef_search"])))
 
+    def request(
+        self,
+        q: np.ndarray,
+        d: int,
+        limit: int,
+        params: Any,
+        *,
+        first: tuple[int, int] | None = None,
+        classes: Sequence[str] | None = None,
+        payload: bool | list[str] = True,
+    ) -> Any:
+        """The ``QueryRequest`` of query ``q``'s ``d``-dim prefix on its named vector, ``limit`` points with
+        ``payload``: ``first = (d1, n)`` prefetches the ``n`` best on the ``d1``-dim prefix and re-scores
+        them (a funnel; ``params`` go to the prefetch); ``classes`` keeps points whose ``coarse`` is one of them."""
+        from qdrant_client import models
+
+        extra: dict[str, Any] = {}
+        if first is not None:
+            d1, n = first
+            extra["prefetch"] = models.Prefetch(query=q[:d1].tolist(), using=vector_name(d1), limit=n, params=params)
+        else:
+            extra["params"] = params
+        if classes is not None:
+            match = models.MatchAny(any=list(classes))
+            extra["filter"] = models.Filter(must=[models.FieldCondition(key="coarse", match=match)])
+        return models.QueryRequest(
+            query=q[:d].tolist(), using=vector_name(d), limit=limit, with_payload=payload, **extra
+        )
+
     def query(self, requests: list) -> list[list]:
         """The points each ``QueryRequest`` found, sent in batches of :data:`QUERY_BATCH`."""
         out: list[list] = []
