@@ -25,7 +25,7 @@ from ..errors import ZoomIndexError
 from ..heads import Head
 from ..records import RunRecordError
 from ..runs import Run, load_run
-from ..validation import check_int, check_query
+from ..validation import check_int, check_query, is_int
 from .folder import REBUILD_FIX, RUN_DIR
 from .modes import Route, SearchMode, SearchPlan, is_routed, plan_search
 
@@ -253,7 +253,7 @@ class RunIndex:
                 return self.dims[-1]
             if z.isascii() and z.isdigit():  # not str.isdigit alone: '²' is a digit int() refuses
                 zoom = int(z)
-        if isinstance(zoom, (int, np.integer)) and not isinstance(zoom, bool) and int(zoom) in self.dims:
+        if is_int(zoom) and int(zoom) in self.dims:
             return int(zoom)
         raise ZoomIndexError(
             f"zoom {zoom!r} is not one of this index's zooms; use coarse, fine or a prefix length "
