@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ast
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+import fractal_embeddings
 from fractal_embeddings import load_dataset
 from fractal_embeddings.encoders import embed_split
 from fractal_embeddings.errors import FractalError
@@ -133,10 +136,15 @@ def test_save_load_round_trip_gives_identical_results(flat, hnsw, queries, run, 
         assert back.kind == ix.kind and back.params == ix.params and back.level_names == ("domain", "intent")
         assert back.ids == ix.ids and back.texts == ix.texts and back.labels == ix.labels
         np.testing.assert_array_equal(back.vectors, ix.vectors)
-        for zoom in ("coarse", 128, "fine"):
-            a, b = ix.search(Q, k=10, zoom=zoom), back.search(Q, k=10, zoom=zoom)
+        for zoom, mode in [("coarse", "zoom"), (128, "zoom"), ("fine", "zoom"), ("fine", "funnel"), (192, "routed")]:
+            a, b = ix.search(Q, k=10, zoom=zoom, mode=mode), back.search(Q, k=10, zoom=zoom, mode=mode)
             np.testing.assert_array_equal(a.rows, b.rows)
             np.testing.assert_array_equal(a.scores, b.scores)
+            assert a.ids == b.ids and a.routes == b.routes
+        # saved again from the loaded index: the same index.json (but the time) and the same files
+        again = back.save(tmp_path / f"{ix.kind}-again")
+        first, second = (json.loads((p / "index.json").read_text()) for p in (path, again))
+        assert first.pop("created_at") and second.pop("created_at") and first == second
     meta = json.loads((tmp_path / "hnsw" / "index.json").read_text())
     assert meta["run"]["run_id"] == run.record.to_dict()["run_id"]
     assert meta["encoder"]["fingerprint"] == run.record.to_dict()["encoder"]["fingerprint"]
@@ -229,6 +237,15 @@ def test_errors_are_one_line_and_name_the_fix(flat, run, corpus, clinc_3k, zoom_
         ZoomIndex.load(path)
 
 
+def test_empty_or_blank_text_query_is_refused(flat):
+    """An empty text was encoded and answered with k hits like any other query; now a one-line error."""
+    for q, msg in [("", "query is empty"), (" \t\n", "query is empty"), (["a flight", "  "], r"queries\[1\] is empty")]:
+        for mode in ("zoom", "funnel", "routed"):
+            with pytest.raises(ZoomIndexError, match=msg) as e:
+                flat.search(q, k=5, mode=mode)
+            assert "\n" not in str(e.value) and "give the text to search for" in str(e.value)
+
+
 def test_read_corpus_from_dataset_and_files(data_home, tmp_path):
     c = read_corpus("clinc150", split="test")
     assert len(c) == 4500 and c.level_names == ("domain", "intent") and c.ids[:3] == [0, 1, 2]
@@ -318,6 +335,8 @@ def test_cli_index_build_and_search(run, clinc_3k, zoom_encoder, tmp_path, capsy
     for args, msg in [
         (["search", ix, "hi", "--zoom", "100"], "zoom 100 is not one of this index's zooms"),
         (["search", ix, "hi", "-k", "0"], "k must be an integer >= 1"),
+        (["search", ix, ""], "query is empty; give the text to search for"),
+        (["search", ix, "   "], "query is empty; give the text to search for"),
         (["search", str(tmp_path / "nope"), "hi"], "no such index directory"),
         (["index", "build", str(run_dir), str(tmp_path / "corpus.csv"), "--out", ix], "already holds an index"),
         (["index", "build", str(run_dir), "no-such-dataset", "--out", ix + "2"], "unknown dataset"),
@@ -326,3 +345,63 @@ def test_cli_index_build_and_search(run, clinc_3k, zoom_encoder, tmp_path, capsy
         assert main(args) == 2, args
         e = capsys.readouterr().err.strip()
         assert e.startswith("error: ") and msg in e and "\n" not in e, e
+
+
+# ------------------------------------------------------------------ the package's layering
+SRC = Path(fractal_embeddings.__file__).parent
+ABOVE_INDEX = {"cli", "explore", "export", "predictor", "experiments", "report", "index"}  # may import index
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """``(absolute module, at module level)`` of every ``fractal_embeddings`` import in a source file."""
+    rel = path.relative_to(SRC.parent).with_suffix("")
+    package = list(rel.parts[:-1])  # the package a relative import starts from (an __init__'s own)
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top = {id(n) for n in tree.body} | {
+        id(m)
+        for n in tree.body
+        if isinstance(n, ast.If)
+        for m in n.body  # `if TYPE_CHECKING:` blocks
+    }
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            mod = ".".join(base + ([node.module] if node.module else []))
+            names = [mod] if node.module else [f"{mod}.{a.name}" for a in node.names]
+            out += [(n, id(node) in top) for n in names]
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+            out += [(m, id(node) in top) for m in mods if m.startswith("fractal_embeddings")]
+    return out
+
+
+def test_index_package_has_no_cycle_no_late_imports_and_nothing_below_imports_it():
+    pkg = SRC / "index"
+    graph: dict[str, set[str]] = {}
+    for f in sorted(pkg.glob("*.py")):
+        name = f"fractal_embeddings.index.{f.stem}" if f.stem != "__init__" else "fractal_embeddings.index"
+        deps = _imports(f)
+        late = [m for m, top in deps if not top]
+        assert not late, f"{f.name}: late imports of {late}"
+        graph[name] = {m for m, _ in deps if m.startswith("fractal_embeddings.index.")}
+        if f.stem != "__init__":  # a module never imports the package's __init__ (the re-exports)
+            assert "fractal_embeddings.index" not in {m for m, _ in deps}, f.name
+    done: set[str] = set()
+
+    def visit(node: str, path: tuple[str, ...]) -> None:
+        assert node not in path, f"import cycle: {' -> '.join((*path, node))}"
+        if node in done:
+            return
+        for dep in graph.get(node, ()):
+            visit(dep, (*path, node))
+        done.add(node)
+
+    for node in graph:
+        visit(node, ())
+    for f in SRC.rglob("*.py"):
+        top = f.relative_to(SRC).parts[0].removesuffix(".py")
+        if top in ABOVE_INDEX or "explore_static" in f.parts:
+            continue
+        wrong = [m for m, _ in _imports(f) if (m + ".").startswith("fractal_embeddings.index.")]
+        assert not wrong, f"{f.relative_to(SRC)} (below the index) imports {wrong}"

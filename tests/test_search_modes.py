@@ -22,10 +22,10 @@ import numpy as np
 import pytest
 
 from fractal_embeddings.encoders import embed_split
-from fractal_embeddings.index import ZoomIndex, ZoomIndexError, load_index
-from fractal_embeddings.qdrant_index import QdrantIndex, QdrantTarget, point_id
+from fractal_embeddings.index import QdrantIndex, QdrantTarget, ZoomIndex, ZoomIndexError, load_index
+from fractal_embeddings.index.modes import route
+from fractal_embeddings.index.qdrant_collection import point_id
 from fractal_embeddings.runs import train
-from fractal_embeddings.search_modes import route
 
 pytestmark = pytest.mark.slow
 K = 10
@@ -172,6 +172,17 @@ def test_bad_requests_are_one_line_before_any_work(flat, qdrant, run):
                 # text queries: a request refused before work never loads the encoder
                 ix.search("what is my balance", **{"k": K, **kwargs})
             assert msg in _one_line(e), (kwargs, str(e.value))
+        # the shared search template: an empty or blank text is refused on either backend, in every mode
+        for q, mode, ef in [
+            ("", "zoom", None),
+            ("  ", "funnel", None),
+            (["ok", "\t"], "routed", None),
+            ("", "zoom", 0),
+        ]:
+            with pytest.raises(ZoomIndexError) as e:
+                ix.search(q, k=K, mode=mode, ef_search=ef)
+            msg = "ef_search must be an integer >= 1" if ef is not None else "is empty; give the text to search for"
+            assert msg in _one_line(e), (q, mode, str(e.value))
     with pytest.raises(ZoomIndexError) as e:
         unlabelled.search(np.ones(256), 2, mode="routed", candidates=3)
     assert "routed search needs the coarse label of every item" in _one_line(e)
@@ -276,7 +287,13 @@ def test_qdrant_target_errors_are_one_line(run, tmp_path, capsys):
     for kwargs, msg in [
         ({}, "give a Qdrant folder (--qdrant-path DIR, embedded) or a server (--qdrant-url URL)"),
         ({"path": "a", "url": "http://localhost:6333"}, "exactly one of them"),
-        ({"url": "localhost:6333"}, "is not an http(s) URL"),
+        ({"url": "localhost:6333"}, "must start with http:// or https://"),
+        # each gave a urllib3 LocationParseError traceback from qdrant-client
+        ({"url": "http://h:99999"}, "--qdrant-url 'http://h:99999' is not a valid URL (Port out of range"),
+        ({"url": "http://h:0"}, "has port 0, outside 1..65535"),
+        ({"url": "http://[::1"}, "is not a valid URL"),
+        ({"url": "http://a b"}, "holds white space"),
+        ({"url": "http://q:6333", "timeout": 0}, "timeout must be an integer >= 1"),
         ({"path": str(tmp_path / "file" / "q")}, "a file is in the way"),
         ({"path": "q", "api_key": "k"}, "--api-key applies to a server"),
     ]:
@@ -294,6 +311,8 @@ def test_qdrant_target_errors_are_one_line(run, tmp_path, capsys):
     run_dir = run.save(tmp_path / "run")
     for args, msg in [
         (["--backend", "qdrant", "--qdrant-url", "http://127.0.0.1:9"], "cannot reach the server"),
+        (["--backend", "qdrant", "--qdrant-url", "http://h:99999"], "--qdrant-url 'http://h:99999' is not a valid URL"),
+        (["--backend", "qdrant", "--qdrant-url", "http://[::1"], "--qdrant-url 'http://[::1' is not a valid URL"),
         (["--qdrant-path", str(tmp_path / "q")], "--qdrant-path applies to --backend qdrant"),
         (["--backend", "pgvector"], "unknown --backend 'pgvector'"),
     ]:

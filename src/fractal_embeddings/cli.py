@@ -823,7 +823,7 @@ def _qdrant_build_options(
 ) -> dict:
     """``--backend qdrant``: the target, checked with the run before any work (the server answers, the
     collection is absent or was built by this run with these settings, or ``--overwrite``)."""
-    from .qdrant_index import API_KEY_ENV, QdrantIndex, QdrantTarget
+    from .index import API_KEY_ENV, QdrantIndex, QdrantTarget
 
     if url is not None and api_key is None:
         api_key = os.environ.get(API_KEY_ENV) or None
@@ -863,8 +863,7 @@ def search_cmd(
     device = _device(device)
     from rich.markup import escape
 
-    from .index import load_index
-    from .search_modes import check_mode
+    from .index import check_mode, load_index
 
     check_mode(mode)  # an unknown mode before the index is opened
     ix = load_index(index_dir, device=device, api_key=api_key)

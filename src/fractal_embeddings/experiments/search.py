@@ -15,7 +15,7 @@ the measurements):
 
 For each run, a flat (exact) and an HNSW :class:`~fractal_embeddings.index.ZoomIndex` (FAISS; HNSW
 ``M`` = 32, ``efConstruction`` = 80, ``efSearch`` = 64) are searched with ``k`` = 10 in every mode
-(:mod:`~fractal_embeddings.search_modes`): ``zoom`` at 256 dims (the exact full-vector search every
+(:mod:`~fractal_embeddings.index.modes`): ``zoom`` at 256 dims (the exact full-vector search every
 recall is measured against, on the flat index) and at 64 dims, ``funnel`` with :data:`FUNNEL`
 candidates (first pass on the 64-d prefix, exact re-rank on the full vector), ``routed`` with
 :data:`ROUTED` voters (the 64-d neighbours whose coarse labels vote), top-1 and top-2 (the runner-up
@@ -398,7 +398,7 @@ def measure_qdrant(
     """The embedded Qdrant (in memory) in the same modes, on the first ``qdrant_queries`` queries;
     ``same_ids_as_faiss``: the share of those queries whose hits (ids, in order) equal the flat FAISS
     index's in the same configuration."""
-    from ..qdrant_index import QdrantIndex, QdrantTarget
+    from ..index import QdrantIndex, QdrantTarget
 
     nq = cfg["qdrant_queries"]
     fine, coarse, q_fine, q_coarse = labels

@@ -13,7 +13,7 @@ What it serves (``fractal explore RUN_DIR|INDEX_DIR``, 127.0.0.1:8765 by default
   the hits with their labels at every level, a 2-D map of the corpus at the chosen prefix, and the
   run's per-prefix k-NN accuracy curve with S.
 * ``/api/search?q=&zoom=&k=[&mode=zoom|funnel|routed&candidates=N]``: the ``k`` nearest corpus items of
-  ``q`` at a zoom, in a search mode (:mod:`~fractal_embeddings.search_modes`; a routed search also
+  ``q`` at a zoom, in a search mode (:mod:`~fractal_embeddings.index.modes`; a routed search also
   returns ``route``: the class it was sent to), with the query's
   predicted coarse class: the majority coarse label of its ``k`` nearest neighbours at the coarse
   zoom (a tie goes to the label of the nearest of the tied rows). Each hit says whether its coarse

@@ -15,9 +15,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..cache import default_cache_dir
-from ..corpus import TABLE_SUFFIXES, TEXT_SUFFIXES, read_corpus
 from ..errors import ZoomIndexError
-from ..index import META_FILE, ZoomIndex, load_index
+from ..index import META_FILE, TABLE_SUFFIXES, TEXT_SUFFIXES, ZoomIndex, load_index, read_corpus
 from ..records import RECORD_FILE, file_sha256
 from ..runs import Run, dataset_for_record, load_run
 from .logic import ExploreError

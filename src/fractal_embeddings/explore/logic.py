@@ -13,11 +13,10 @@ import numpy as np
 
 from ..errors import FractalError, ZoomIndexError
 from ..evaluation import vote
-from ..search_modes import MODES
+from ..index import MODES
 
 if TYPE_CHECKING:
-    from ..index import ZoomIndex
-    from ..qdrant_index import QdrantIndex
+    from ..index import QdrantIndex, ZoomIndex
 
     AnyIndex = ZoomIndex | QdrantIndex  # what the explorer serves: either backend's index
 

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ZoomIndexError
-from .evaluation import unit_rows
+from ..errors import ZoomIndexError
+from ..evaluation import unit_rows
+from ..validation import check_int
 
 KINDS = ("flat", "hnsw")
 HNSW_DEFAULTS = {"M": 32, "ef_construction": 200, "ef_search": 64}
@@ -38,8 +39,7 @@ def check_params(
     if kind != "hnsw":
         return {}
     for name, v, lo in (("M", m, 2), ("ef_construction", ef_construction, 1), ("ef_search", ef_search, 1)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < lo:
-            raise ZoomIndexError(f"HNSW {name} must be an integer >= {lo}, got {v!r}")
+        check_int(v, f"HNSW {name}", lo=lo, error=ZoomIndexError)
     return {"M": int(m), "ef_construction": int(ef_construction), "ef_search": int(ef_search)}
 
 

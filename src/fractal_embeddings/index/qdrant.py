@@ -1,6 +1,6 @@
 """Zoom search in a Qdrant collection: the zoom index for corpora that outgrow one process.
 
->>> from fractal_embeddings.qdrant_index import QdrantIndex, QdrantTarget
+>>> from fractal_embeddings.index import QdrantIndex, QdrantTarget
 >>> target = QdrantTarget("clinc", path="qdrant-data")          # embedded (local mode), no server
 >>> target = QdrantTarget("clinc", url="http://qdrant:6333")    # a server or cluster: only this changes
 >>> qx = QdrantIndex.build("runs/clinc-fractal", texts, labels=labels, target=target)
@@ -25,7 +25,7 @@ build, upserts them again and deletes points of items no longer in the corpus). 
 metadata records the run (id, encoder fingerprint, head dims), the prefix lengths, the levels, the
 index kind and whether the build completed (collection metadata: qdrant-client and Qdrant >= 1.16).
 
-Search modes (:mod:`~fractal_embeddings.search_modes`): ``zoom`` is one query on that prefix's named
+Search modes (:mod:`~fractal_embeddings.index.modes`): ``zoom`` is one query on that prefix's named
 vector; ``funnel`` is Qdrant's ``prefetch`` (the first block's vector returns ``candidates`` points,
 re-scored exactly on the zoom's vector in the same request); ``routed`` votes the query's coarse class
 with its ``candidates`` nearest points on the first block, then searches the zoom's vector with a
@@ -45,7 +45,7 @@ complete. The api key is never written: pass it to :meth:`QdrantIndex.load` (``-
 module creates the collection with Qdrant's defaults for those.
 
 Checked before anything is encoded, each a one-line :class:`~fractal_embeddings.errors.ZoomIndexError`:
-a target with both or neither of path and URL, a path that is a file, a URL that is not http(s), an
+a target with both or neither of path and URL, a path that is a file, a URL that is not ``http(s)://host[:port]``, an
 unreachable server or a refused api key, an embedded folder another client holds, a collection built
 from another run (or with other index settings: ``overwrite=True`` rebuilds it). On load, a collection
 that no longer matches its ``index.json`` (missing, rebuilt from another run, another size).
@@ -53,201 +53,37 @@ that no longer matches its ``index.json`` (missing, rebuilt from another run, an
 
 from __future__ import annotations
 
-import atexit
-import contextlib
 import dataclasses
 import json
 import os
-import re
-import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from importlib.metadata import version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .atomic import atomic_dir
-from .errors import ZoomIndexError
-from .evaluation import unit_rows
-from .extras import require
-from .index import (
-    META_FILE,
-    REBUILD_FIX,
-    RUN_DIR,
-    Hit,
-    RunIndex,
-    SearchResults,
-    describe_run,
-    read_index_meta,
-    run_identity,
-)
-from .index_items import ItemBatch, ItemTable
-from .prefix_index import HNSW_DEFAULTS, check_params
-from .search_modes import Route, SearchMode, SearchPlan, route
+from .. import __version__
+from ..atomic import atomic_dir
+from ..errors import ZoomIndexError
+from ..evaluation import unit_rows
+from ..runs import Run
+from ..validation import check_int
+from .base import Hit, RunIndex, SearchResults, describe_run, load_saved_run, run_identity
+from .folder import META_FILE, REBUILD_FIX, RUN_DIR, read_index_meta, target_checks
+from .items import ItemBatch, ItemTable
+from .modes import Route, SearchMode, SearchPlan, route
+from .prefix import HNSW_DEFAULTS, check_params
+from .qdrant_collection import META_KEY, UPSERT_BATCH, QdrantCollection, vector_name
+from .qdrant_target import QdrantTarget
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-    from .runs import Run
-
-__all__ = ["API_KEY_ENV", "SCHEMA", "QdrantIndex", "QdrantTarget", "point_id", "vector_name"]
+__all__ = ["SCHEMA", "QdrantIndex"]
 
 SCHEMA = "fractal-embeddings/qdrant-index/1"
-META_KEY = "fractal_embeddings"  # the key of the collection's metadata this library writes
-API_KEY_ENV = "QDRANT_API_KEY"
-UPSERT_BATCH = 256  # points per upsert request
-QUERY_BATCH = 64  # queries per query_batch_points request
-POINT_NAMESPACE = uuid.UUID("8b0d6f6e-5f1a-5a5e-9a63-2f3c9b1d7e41")  # UUIDv5 namespace of point ids
-_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
-_INSTALL = "the Qdrant backend needs qdrant-client: pip install 'fractal-embeddings[qdrant]'"
-
-
-def vector_name(d: int) -> str:
-    """The named vector holding the ``d``-dim normalised prefixes."""
-    return f"d{d}"
-
-
-def point_id(item_id: int | str) -> str:
-    """The point id of an item id: a UUIDv5 of its JSON (stable across builds, ``0`` and ``"0"`` apart)."""
-    return str(uuid.uuid5(POINT_NAMESPACE, json.dumps(item_id)))
-
-
-# ------------------------------------------------------------------ embedded clients, shared per folder
-_LOCAL_CLIENTS: dict[str, list] = {}  # resolved folder -> [client, users]
-
-
-def _close_local_clients() -> None:
-    for client, _ in list(_LOCAL_CLIENTS.values()):
-        with contextlib.suppress(Exception):  # closing at exit: nothing left to report to
-            client.close()
-    _LOCAL_CLIENTS.clear()
-
-
-atexit.register(_close_local_clients)
-
-
-@dataclass(frozen=True)
-class QdrantTarget:
-    """Where a collection lives: its ``collection`` name and either an embedded folder (``path``;
-    ``":memory:"`` for a collection that lives only in this process) or a server (``url``, with an
-    optional ``api_key``, never written to disk). ``timeout``: seconds per server request."""
-
-    collection: str
-    path: str | None = None
-    url: str | None = None
-    api_key: str | None = field(default=None, repr=False, compare=False)
-    timeout: int = 60
-
-    def __post_init__(self) -> None:
-        require("qdrant", "the Qdrant backend")
-        if not isinstance(self.collection, str) or not _NAME.match(self.collection):
-            raise ZoomIndexError(
-                f"collection name {self.collection!r} is not valid; use 1-255 letters, digits, '_', '-' or '.'"
-            )
-        if (self.path is None) == (self.url is None):
-            raise ZoomIndexError(
-                "give a Qdrant folder (--qdrant-path DIR, embedded) or a server (--qdrant-url URL), exactly one of them"
-            )
-        if self.url is not None and not re.match(r"^https?://[^\s/]+", str(self.url)):
-            raise ZoomIndexError(f"--qdrant-url {self.url!r} is not an http(s) URL; e.g. http://localhost:6333")
-        if self.path is not None:
-            if not str(self.path).strip():
-                raise ZoomIndexError("--qdrant-path is empty; give the folder of the embedded Qdrant")
-            p = Path(self.path)
-            if self.path != ":memory:" and any(q.is_file() for q in (p, *p.parents)):
-                raise ZoomIndexError(f"--qdrant-path {self.path}: a file is in the way; give a folder")
-            if self.api_key:
-                raise ZoomIndexError("--api-key applies to a server (--qdrant-url), not to an embedded folder")
-        if isinstance(self.timeout, bool) or not isinstance(self.timeout, int) or self.timeout < 1:
-            raise ZoomIndexError(f"timeout must be an integer >= 1 (seconds), got {self.timeout!r}")
-
-    @property
-    def embedded(self) -> bool:
-        return self.path is not None
-
-    @property
-    def where(self) -> str:
-        """The folder (absolute) or the URL."""
-        if self.path is None:
-            return str(self.url)
-        return self.path if self.path == ":memory:" else os.path.abspath(self.path)
-
-    def describe(self) -> str:
-        return f"Qdrant collection {self.collection!r} {'in' if self.embedded else 'at'} {self.where}"
-
-    def to_dict(self) -> dict:
-        """What ``index.json`` records: the name and the absolute folder or the URL (never the api key)."""
-        return (
-            {"name": self.collection, "path": self.where}
-            if self.embedded
-            else {"name": self.collection, "url": self.url}
-        )
-
-    @classmethod
-    def from_dict(cls, d: dict, api_key: str | None = None) -> QdrantTarget:
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
-        if d.get("url"):
-            return cls(str(d["name"]), url=str(d["url"]), api_key=key)
-        return cls(str(d["name"]), path=str(d["path"]))
-
-    def connect(self) -> QdrantClient:
-        """A client, checked: an embedded folder is opened (one client per folder and process, shared),
-        a server answers a listing of collections; otherwise a one-line error naming the fix."""
-        try:
-            from qdrant_client import QdrantClient
-        except ImportError:
-            raise ZoomIndexError(_INSTALL) from None
-        if self.path is not None:
-            if self.path == ":memory:":
-                return QdrantClient(location=":memory:")
-            key = self.where
-            if key in _LOCAL_CLIENTS:
-                _LOCAL_CLIENTS[key][1] += 1
-                return _LOCAL_CLIENTS[key][0]
-            try:
-                client = QdrantClient(path=key)
-            except RuntimeError as e:  # the folder's lock is held by another client
-                raise ZoomIndexError(
-                    f"{key}: {' '.join(str(e).split())[:160]} (an embedded Qdrant folder takes one client at a time); "
-                    "close the other process or serve the folder with a Qdrant server (--qdrant-url)"
-                ) from None
-            except (OSError, ValueError) as e:
-                raise ZoomIndexError(f"{key}: cannot open an embedded Qdrant here ({str(e)[:120]})") from None
-            _LOCAL_CLIENTS[key] = [client, 1]
-            return client
-        client = QdrantClient(url=self.url, api_key=self.api_key, timeout=self.timeout, check_compatibility=False)
-        try:
-            client.get_collections()
-        except Exception as e:  # every failure to reach the server is reported the same way
-            client.close()
-            raise ZoomIndexError(f"{self.describe()}: {server_error(e)}") from None
-        return client
-
-    def release(self, client: QdrantClient) -> None:
-        """Done with a client from :meth:`connect` (an embedded folder's is closed with its last user)."""
-        if self.path is not None and self.path != ":memory:":
-            entry = _LOCAL_CLIENTS.get(self.where)
-            if entry is not None and entry[0] is client:
-                entry[1] -= 1
-                if entry[1] > 0:
-                    return
-                del _LOCAL_CLIENTS[self.where]
-        client.close()
-
-
-def server_error(e: BaseException) -> str:
-    """One line for a failed server request: unreachable, refused api key, or the server's message."""
-    status = getattr(e, "status_code", None)
-    if status in (401, 403):
-        return f"the server refused the request (HTTP {status}); check --api-key (or ${API_KEY_ENV})"
-    if status is not None:
-        content = getattr(e, "content", b"") or b""
-        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else str(content)
-        return f"the server answered HTTP {status} ({' '.join(text.split())[:160]})"
-    reason = " ".join(str(e).split())[:160] or type(e).__name__
-    return f"cannot reach the server ({reason}); start it, or check --qdrant-url"
 
 
 # ------------------------------------------------------------------ the index
@@ -261,6 +97,7 @@ class QdrantIndex(RunIndex):
     meant for collections that fit in memory)."""
 
     backend = "qdrant"
+    empty_fix = "build it before searching"
 
     def __init__(
         self,
@@ -285,7 +122,7 @@ class QdrantIndex(RunIndex):
         self.target = target
         self.level_names = tuple(level_names if level_names is not None else self.run.level_names)
         self.size = int(size)
-        self._client: QdrantClient | None = None
+        self.store = QdrantCollection(target, self.dims)
         self._table: tuple[ItemTable, np.ndarray] | None = None  # the whole collection, read on demand
 
     def __len__(self) -> int:
@@ -301,34 +138,17 @@ class QdrantIndex(RunIndex):
     @property
     def client(self) -> QdrantClient:
         """The Qdrant client (connected on first use)."""
-        if self._client is None:
-            self._client = self.target.connect()
-        return self._client
+        return self.store.client
 
     def close(self) -> None:
         """Release the client (an embedded folder is unlocked when its last index closes)."""
-        if self._client is not None:
-            self.target.release(self._client)
-            self._client = None
+        self.store.close()
 
     def __enter__(self) -> QdrantIndex:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """A client call whose failure is one line naming the collection (a server gone, a bad request)."""
-        try:
-            return fn(*args, **kwargs)
-        except ZoomIndexError:
-            raise
-        except Exception as e:  # the client raises many types (httpx, grpc, ValueError locally)
-            if self.target.embedded:
-                raise ZoomIndexError(
-                    f"{self.target.describe()}: {what} failed ({' '.join(str(e).split())[:160]})"
-                ) from None
-            raise ZoomIndexError(f"{self.target.describe()}: {what} failed: {server_error(e)}") from None
 
     # ------------------------------------------------------------ metadata
     def collection_meta(self, complete: bool) -> dict:
@@ -350,13 +170,7 @@ class QdrantIndex(RunIndex):
     def stored_meta(self) -> dict | None:
         """The collection's ``fractal_embeddings`` metadata (``None``: no such collection; ``{}``: a
         collection this library did not write)."""
-        c = self.client
-        name = self.target.collection
-        if not self._call("listing collections", c.collection_exists, name):
-            return None
-        info = self._call("reading the collection", c.get_collection, name)
-        meta = (getattr(info.config, "metadata", None) or {}).get(META_KEY)
-        return meta if isinstance(meta, dict) else {}
+        return self.store.metadata()
 
     def _check_same_run(self, meta: dict, fix: str) -> None:
         have = meta.get("run") or {}
@@ -406,8 +220,7 @@ class QdrantIndex(RunIndex):
         Everything is checked (items, options, the server, the collection) before anything is encoded."""
         if texts is None or len(texts) == 0:
             raise ZoomIndexError("empty corpus: there are no texts to index; give at least one text")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ZoomIndexError(f"batch_size must be an integer >= 1, got {batch_size!r}")
+        check_int(batch_size, "batch_size", lo=1, error=ZoomIndexError)
         ix = cls(
             run,
             target,
@@ -422,17 +235,7 @@ class QdrantIndex(RunIndex):
         )
         texts = [texts] if isinstance(texts, str) else list(texts)
         batch = ItemTable(ix.level_names).check(texts, ids, payloads, labels)  # before the server, before encoding
-        n = len(texts)
-        E = None
-        if vectors is not None:
-            E = np.asarray(vectors, dtype=np.float32)
-            if E.ndim != 2 or E.shape != (n, ix.dim):
-                raise ZoomIndexError(
-                    f"vectors have shape {E.shape}; expected ({n}, {ix.dim}): one {ix.dim}-d head "
-                    "vector (run.transform of the encoder vector) per text"
-                )
-        if E is not None and not np.isfinite(E).all():
-            raise ZoomIndexError("the vectors to add contain NaN or inf")
+        E = None if vectors is None else ix.check_vectors(vectors, len(texts))
         try:
             ix.prepare(overwrite)
             if E is None:
@@ -474,99 +277,21 @@ class QdrantIndex(RunIndex):
     def prepare(self, overwrite: bool = False) -> None:
         """Create the collection, or check that the existing one was built by this run with these settings
         (else refuse, or with ``overwrite`` drop it and create it again)."""
-        from qdrant_client import models
-
-        c, name = self.client, self.target.collection
         action = self.check_collection(overwrite)
         if action == "reuse":  # marked incomplete until the upsert is done (a killed re-build is not taken as whole)
-            self._call(
-                "updating the metadata", c.update_collection, name, metadata={META_KEY: self.collection_meta(False)}
-            )
+            self.store.set_metadata(self.collection_meta(False))
             return
-        if action == "recreate":
-            self._call("deleting the collection", c.delete_collection, name)
-        hnsw = (
-            models.HnswConfigDiff(m=self.params["M"], ef_construct=self.params["ef_construction"])
-            if self.kind == "hnsw"
-            else models.HnswConfigDiff(m=0)  # flat: every search is exact, no graph to build
-        )
-        self._call(
-            "creating the collection",
-            c.create_collection,
-            name,
-            vectors_config={
-                vector_name(d): models.VectorParams(size=d, distance=models.Distance.COSINE) for d in self.dims
-            },
-            hnsw_config=hnsw,
-            metadata={META_KEY: self.collection_meta(complete=False)},
-        )
-        if not self.target.embedded:  # the embedded mode has no payload indexes
-            self._call(
-                "indexing the coarse label",
-                c.create_payload_index,
-                name,
-                field_name="coarse",
-                field_schema=models.PayloadSchemaType.KEYWORD,
-            )
+        self.store.create(self.kind, self.params, self.collection_meta(complete=False), replace=action == "recreate")
 
     def upsert(
         self, batch: ItemBatch, E: np.ndarray, *, batch_size: int = UPSERT_BATCH, show_progress: bool = False
     ) -> None:
         """Write the items (rows 0..n-1) and their normalised prefixes in batches, delete points of items
         no longer in the corpus, then mark the collection complete with its size."""
-        from qdrant_client import models
-        from tqdm.auto import tqdm
-
-        c, name = self.client, self.target.collection
-        n = len(batch.ids)
-        units = {d: unit_rows(E[:, :d]) for d in self.dims}
-        wanted = [point_id(i) for i in batch.ids]
-        bar = tqdm(total=n, desc="upsert", unit="point", disable=not show_progress, mininterval=0.5)
-        for s in range(0, n, batch_size):
-            points = []
-            for r in range(s, min(n, s + batch_size)):
-                lab = batch.labels[r]
-                payload: dict[str, Any] = {
-                    "row": r,
-                    "id": batch.ids[r],
-                    "text": batch.texts[r],
-                    "labels": dict(zip(self.level_names, lab, strict=True)) if lab is not None else None,
-                    "payload": batch.payloads[r],
-                }
-                if lab is not None and lab:
-                    payload["coarse"] = lab[0]
-                points.append(
-                    models.PointStruct(
-                        id=wanted[r],
-                        vector={vector_name(d): units[d][r].tolist() for d in self.dims},
-                        payload=payload,
-                    )
-                )
-            self._call("upserting points", c.upsert, name, points=points, wait=True)
-            bar.update(len(points))
-        bar.close()
-        count = self._call("counting points", c.count, name, exact=True).count
-        if count > n:  # a re-build of a smaller corpus: delete the points of items no longer in it
-            keep = set(wanted)
-            stale: list = []
-            offset = None
-            while True:
-                records, offset = self._call(
-                    "listing points", c.scroll, name, limit=1024, offset=offset, with_payload=False, with_vectors=False
-                )
-                stale += [rec.id for rec in records if str(rec.id) not in keep]
-                if offset is None:
-                    break
-            for s in range(0, len(stale), 1024):
-                self._call(
-                    "deleting stale points",
-                    c.delete,
-                    name,
-                    points_selector=models.PointIdsList(points=stale[s : s + 1024]),
-                )
-        self.size = n
+        self.store.write(batch, E, self.level_names, batch_size=batch_size, show_progress=show_progress)
+        self.size = len(batch.ids)
         self._table = None
-        self._call("updating the metadata", c.update_collection, name, metadata={META_KEY: self.collection_meta(True)})
+        self.store.set_metadata(self.collection_meta(True))
 
     # ------------------------------------------------------------ open / load / save
     @classmethod
@@ -618,10 +343,6 @@ class QdrantIndex(RunIndex):
     def save(self, out_dir: str | os.PathLike, overwrite: bool = False) -> Path:
         """Write the index directory (``index.json`` naming the collection, and ``run/``) atomically.
         The collection itself stays where it is; the api key is not written."""
-        from importlib.metadata import version
-
-        from . import __version__
-
         if self.target.path == ":memory:":
             raise ZoomIndexError(
                 "an in-memory Qdrant collection can't be saved (it ends with this process); build into a folder "
@@ -629,7 +350,7 @@ class QdrantIndex(RunIndex):
             )
         if self.size == 0:
             raise ZoomIndexError("empty corpus: the index has no items to save; build it first")
-        with atomic_dir(out_dir, overwrite=overwrite, marker=META_FILE, what="an index", error=ZoomIndexError) as tmp:
+        with atomic_dir(out_dir, **target_checks(overwrite)) as tmp:
             dataclasses.replace(self.run).save(tmp / RUN_DIR)
             meta = {
                 **self.info(),
@@ -652,9 +373,6 @@ class QdrantIndex(RunIndex):
     ) -> QdrantIndex:
         """The index an index directory names (its collection opened and checked against ``index.json``);
         ``run`` must be the run it was built with; ``api_key`` (default ``$QDRANT_API_KEY``) for a server."""
-        from .records import RunRecordError
-        from .runs import load_run
-
         d = Path(index_dir)
         meta = read_index_meta(d)
         if meta.get("schema") != SCHEMA or meta.get("backend") != "qdrant":
@@ -668,10 +386,7 @@ class QdrantIndex(RunIndex):
             ident = dict(meta["run"])
         except (KeyError, TypeError, ValueError) as e:
             raise ZoomIndexError(f"{d / META_FILE}: corrupt, missing or malformed field {e}; {REBUILD_FIX}") from None
-        try:
-            stored = load_run(d / RUN_DIR)
-        except RunRecordError as e:
-            raise ZoomIndexError(f"{d}: the run saved with the index is unusable ({e}); {REBUILD_FIX}") from None
+        stored = load_saved_run(d)
         if run_identity(stored)["run_id"] != ident.get("run_id"):
             raise ZoomIndexError(f"{d}: the run saved with the index is not the one {META_FILE} names; {REBUILD_FIX}")
         ix = cls.open(stored, QdrantTarget.from_dict(coll, api_key), encoder=encoder, device=device)
@@ -681,11 +396,7 @@ class QdrantIndex(RunIndex):
                     f"{ix.target.describe()} holds {ix.size} items, {d / META_FILE} says {size}: it was rebuilt "
                     f"since; {REBUILD_FIX}"
                 )
-            if run is not None:
-                try:
-                    ix.check_run(run)
-                except ZoomIndexError as e:
-                    raise ZoomIndexError(f"{d}: {e}") from None
+            ix.check_run_of(d, run)
         except BaseException:
             ix.close()
             raise
@@ -694,39 +405,7 @@ class QdrantIndex(RunIndex):
     # ------------------------------------------------------------ the collection as a table
     def _read_table(self) -> tuple[ItemTable, np.ndarray]:
         if self._table is None:
-            c, name = self.client, self.target.collection
-            rows: list[tuple[int, dict, list]] = []
-            offset = None
-            while True:
-                records, offset = self._call(
-                    "reading points",
-                    c.scroll,
-                    name,
-                    limit=1024,
-                    offset=offset,
-                    with_payload=True,
-                    with_vectors=[vector_name(self.dim)],
-                )
-                for rec in records:
-                    vec = rec.vector[vector_name(self.dim)] if isinstance(rec.vector, dict) else rec.vector
-                    rows.append((int(rec.payload["row"]), rec.payload, vec))
-                if offset is None:
-                    break
-            rows.sort(key=lambda t: t[0])
-            table = ItemTable(self.level_names)
-            labels = [
-                None if p.get("labels") is None else [p["labels"][lv] for lv in self.level_names] for _, p, _ in rows
-            ]
-            table.append(
-                ItemBatch(
-                    [p["id"] for _, p, _ in rows],
-                    [p["text"] for _, p, _ in rows],
-                    [p.get("payload") for _, p, _ in rows],
-                    labels,
-                )
-            )
-            V = np.asarray([v for _, _, v in rows], dtype=np.float32).reshape(len(rows), self.dim)
-            self._table = (table, V)
+            self._table = self.store.read(self.level_names)
         return self._table
 
     ids = property(lambda self: self._read_table()[0].ids, doc="Item ids, by row (reads the collection).")
@@ -741,94 +420,32 @@ class QdrantIndex(RunIndex):
         return self._read_table()[1]
 
     # ------------------------------------------------------------ search
-    def _params(self, ef_search: int | None) -> Any:
-        from qdrant_client import models
+    @property
+    def has_coarse_labels(self) -> bool:
+        """Whether the items carry a coarse label (the collection's levels; each point's is checked when it votes)."""
+        return bool(self.level_names)
 
-        if self.target.embedded:  # the embedded mode always searches exactly and takes no search params
-            return None
-        if self.kind == "flat":
-            return models.SearchParams(exact=True)
-        return models.SearchParams(hnsw_ef=int(ef_search or self.params.get("ef_search", HNSW_DEFAULTS["ef_search"])))
+    def lookup(self, Q: np.ndarray, plan: SearchPlan, ef_search: int | None) -> SearchResults:
+        """The search in the collection (:meth:`RunIndex.search <fractal_embeddings.index.base.RunIndex.search>`
+        checks first): ``zoom`` queries the zoom's named vector, ``funnel`` prefetches ``candidates``
+        points on the first block and re-scores them on the zoom's vector, ``routed`` filters on the
+        voted coarse class."""
+        Q = unit_rows(Q)
+        params = self.store.search_params(self.kind, self.params, ef_search)
+        routes = self._routes(Q, plan, params) if plan.mode is SearchMode.ROUTED else None
+        first = (plan.first, int(plan.candidates or plan.k)) if plan.mode is SearchMode.FUNNEL else None
+        reqs = [
+            self.store.request(q, plan.zoom, plan.k, params, first=first, classes=routes[i].classes if routes else None)
+            for i, q in enumerate(Q)
+        ]
+        return self._results(plan, self.store.query(reqs), routes)
 
-    def _query(self, requests: list) -> list[list]:
-        out: list[list] = []
-        for s in range(0, len(requests), QUERY_BATCH):
-            res = self._call(
-                "searching",
-                self.client.query_batch_points,
-                self.target.collection,
-                requests=requests[s : s + QUERY_BATCH],
-            )
-            out += [r.points for r in res]
-        return out
-
-    def search(
-        self,
-        queries: Any,
-        k: int = 10,
-        zoom: Any = "fine",
-        *,
-        mode: str | SearchMode = "zoom",
-        candidates: int | None = None,
-        route_classes: int = 1,
-        ef_search: int | None = None,
-    ) -> SearchResults:
-        """As :meth:`ZoomIndex.search <fractal_embeddings.index.ZoomIndex.search>`, in the collection:
-        ``zoom`` queries the zoom's named vector, ``funnel`` prefetches ``candidates`` points on the first
-        block and re-scores them on the zoom's vector, ``routed`` filters on the voted coarse class."""
-        from qdrant_client import models
-
-        if ef_search is not None and (
-            isinstance(ef_search, bool) or not isinstance(ef_search, (int, np.integer)) or ef_search < 1
-        ):
-            raise ZoomIndexError(f"ef_search must be an integer >= 1, got {ef_search!r}")
-        plan = self.plan(k, zoom, mode, candidates, route_classes, has_coarse_labels=bool(self.level_names))
-        if self.size == 0:
-            raise ZoomIndexError("the index is empty; build it before searching")
-        Q = unit_rows(self.query_matrix(queries, plan.zoom))
-        params = self._params(ef_search)
-        using, first = vector_name(plan.zoom), vector_name(plan.first)
-        routes: list[Route] | None = None
-        if plan.mode is SearchMode.ZOOM:
-            reqs = [
-                models.QueryRequest(query=q.tolist(), using=using, limit=plan.k, with_payload=True, params=params)
-                for q in Q
-            ]
-        elif plan.mode is SearchMode.FUNNEL:
-            reqs = [
-                models.QueryRequest(
-                    query=q.tolist(),
-                    using=using,
-                    prefetch=models.Prefetch(
-                        query=q[: plan.first].tolist(), using=first, limit=plan.candidates, params=params
-                    ),
-                    limit=plan.k,
-                    with_payload=True,
-                )
-                for q in Q
-            ]
-        else:
-            routes, reqs = self._routes(Q, plan, params)
-        found = self._query(reqs)
-        return self._results(plan, found, routes)
-
-    def _routes(self, Q: np.ndarray, plan: SearchPlan, params: Any) -> tuple[list[Route], list]:
-        """Vote each query's coarse class on the first block, and the filtered requests at the zoom."""
-        from qdrant_client import models
-
-        votes = self._query(
-            [
-                models.QueryRequest(
-                    query=q[: plan.first].tolist(),
-                    using=vector_name(plan.first),
-                    limit=plan.candidates,
-                    with_payload=["coarse"],
-                    params=params,
-                )
-                for q in Q
-            ]
+    def _routes(self, Q: np.ndarray, plan: SearchPlan, params: Any) -> list[Route]:
+        """Each query's coarse class, voted by its ``candidates`` nearest points on the first block."""
+        assert plan.candidates is not None
+        votes = self.store.query(
+            [self.store.request(q, plan.first, plan.candidates, params, payload=["coarse"]) for q in Q]
         )
-        level = self.level_names[0]
         routes = []
         for pts in votes:
             labels = [p.payload.get("coarse") for p in pts]
@@ -837,21 +454,8 @@ class QdrantIndex(RunIndex):
                     f"{self.target.describe()} has items without a coarse label: routed search needs every "
                     "item's label; rebuild it from a labelled corpus or use --mode zoom or funnel"
                 )
-            routes.append(route(labels, level, plan.route_classes))
-        reqs = [
-            models.QueryRequest(
-                query=q.tolist(),
-                using=vector_name(plan.zoom),
-                filter=models.Filter(
-                    must=[models.FieldCondition(key="coarse", match=models.MatchAny(any=list(rt.classes)))]
-                ),
-                limit=plan.k,
-                with_payload=True,
-                params=params,
-            )
-            for q, rt in zip(Q, routes, strict=True)
-        ]
-        return routes, reqs
+            routes.append(route(labels, self.level_names[0], plan.route_classes))
+        return routes
 
     def _results(self, plan: SearchPlan, found: list[list], routes: list[Route] | None) -> SearchResults:
         n, k = len(found), plan.k

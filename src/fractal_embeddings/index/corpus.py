@@ -21,8 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .errors import InputDataError, ZoomIndexError
-from .extras import require_table_reader
+from ..data import load_dataset
+from ..data.loaders import decode_error
+from ..data.tabular import check_scalar_columns, describe_columns, read_frame
+from ..errors import InputDataError, ZoomIndexError
+from ..extras import require_table_reader
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,8 +80,6 @@ def read_corpus(
         try:
             lines = path.read_text(encoding="utf-8").split("\n")  # not splitlines(): ids are the file's line indices
         except UnicodeDecodeError:
-            from .data.loaders import decode_error
-
             raise decode_error(path) from None
         if lines and lines[-1] == "":
             lines.pop()
@@ -92,8 +93,6 @@ def read_corpus(
         return _table_corpus(path, split, text, levels, id_column)
     if path.exists() and path.is_file():
         raise InputDataError(f"{path}: unsupported file type '{path.suffix}'; use .txt, .csv, .tsv, .jsonl or .parquet")
-    from .data import load_dataset
-
     ds = load_dataset(source, tuple(levels) if levels else None)
     split = split or "train"
     sp = ds.split(split)
@@ -138,8 +137,6 @@ def _table_corpus(
     path: Path, split: str | None, text: str, levels: Sequence[str] | None, id_column: str | None
 ) -> Corpus:
     require_table_reader(path)
-    from .data.tabular import check_scalar_columns, describe_columns, read_frame
-
     df = read_frame(path)
     if len(df) == 0:
         raise ZoomIndexError(f"empty corpus: {path} has no rows")

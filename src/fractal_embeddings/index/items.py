@@ -15,7 +15,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import ZoomIndexError
+from ..errors import ZoomIndexError
 
 COLUMNS = ("ids", "texts", "payloads", "labels")  # the keys of ``index.json``'s ``items``, in this order
 
@@ -65,12 +65,8 @@ class ItemTable:
     def __contains__(self, item_id: object) -> bool:
         return item_id in self._rows
 
-    def row_of(self, item_id: int | str) -> int:
-        """The row of an id (``KeyError`` when the table has no such id)."""
-        return self._rows[item_id]
-
     def item(self, row: int) -> dict[str, Any]:
-        """Row ``row`` as :class:`~fractal_embeddings.index.Hit` fields: id, text, labels by level, payload."""
+        """Row ``row`` as :class:`~fractal_embeddings.index.base.Hit` fields: id, text, labels by level, payload."""
         lab = self.labels[row]
         return {
             "id": self.ids[row],

@@ -2,7 +2,7 @@
 
 A steerable vector's first block (64 dims by default) carries the coarse label and the whole vector
 the fine one. An index (:class:`~fractal_embeddings.index.ZoomIndex` on FAISS,
-:class:`~fractal_embeddings.qdrant_index.QdrantIndex` on Qdrant) answers a query in one of three
+:class:`~fractal_embeddings.index.qdrant.QdrantIndex` on Qdrant) answers a query in one of three
 modes; every score is the cosine of the query's and the item's prefixes at the chosen zoom:
 
 * ``zoom`` (the default): the ``k`` nearest items at one prefix length (``zoom``), from that
@@ -53,10 +53,10 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ZoomIndexError
-from .evaluation import unit_rows
-from .prefix_index import RowSubset
-from .validation import is_int
+from ..errors import ZoomIndexError
+from ..evaluation import unit_rows
+from ..validation import check_int, is_int
+from .prefix import RowSubset
 
 __all__ = [
     "CANDIDATES_PER_HIT",
@@ -66,6 +66,8 @@ __all__ = [
     "Route",
     "SearchMode",
     "SearchPlan",
+    "check_mode",
+    "is_routed",
     "merge_top_k",
     "plan_search",
     "rerank",
@@ -109,6 +111,11 @@ def check_mode(mode: object) -> SearchMode:
     raise ZoomIndexError(f"unknown search mode {mode!r}; use {', '.join(MODES)}")
 
 
+def is_routed(mode: object) -> bool:
+    """Whether ``mode`` names the routed mode (an unknown mode is not; :func:`plan_search` refuses it)."""
+    return str(getattr(mode, "value", mode)).strip().lower() == SearchMode.ROUTED.value
+
+
 def plan_search(
     mode: object,
     k: int,
@@ -122,8 +129,7 @@ def plan_search(
     """Check a request against an index with prefix lengths ``dims`` (``zoom`` already one of them);
     raise a one-line :class:`~fractal_embeddings.errors.ZoomIndexError` naming the fix, before any work."""
     m = check_mode(mode)
-    if not is_int(k) or k < 1:
-        raise ZoomIndexError(f"k must be an integer >= 1, got {k!r}")
+    check_int(k, "k", lo=1, error=ZoomIndexError)
     first = int(dims[0])
     if m is SearchMode.ZOOM:
         if candidates is not None:
