@@ -131,3 +131,18 @@ def _approx(a, b, rel=1e-9) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a == pytest.approx(b, rel=rel, abs=1e-12)
     return a == b
+
+
+def test_refit_names_a_missing_results_folder(tmp_path):
+    """`fractal predict --refit nonexistent` used to say "no full main records"."""
+    from fractal_embeddings.predictor import fit_predictor
+
+    out = tmp_path / "fit.json"
+    with pytest.raises(FractalError, match=r"nonexistent: no such folder") as e:
+        fit_predictor(tmp_path / "nonexistent", out)
+    assert "--refit" in str(e.value) and not out.exists()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(FractalError, match=r"file.txt is a file"):
+        fit_predictor(tmp_path / "file.txt", out)
+    with pytest.raises(FractalError, match=r"no main/ folder"):
+        fit_predictor(tmp_path, out)

@@ -228,12 +228,15 @@ def fit_predictor(
 
     method = method or DEFAULT_METHOD
     root = Path(results)
+    fix = "give --refit (results=) the results folder `fractal experiment main` wrote into (e.g. results)"
+    if not root.exists():
+        raise FractalError(f"{root}: no such folder; {fix}")
+    if not root.is_dir():
+        raise FractalError(f"{root} is a file, not a folder; {fix}")
+    if not (root / "main").is_dir():
+        raise FractalError(f"{root} has no main/ folder (the records of `fractal experiment main`); run it first")
     store = RunStore(root / "main")
-    recs = [
-        (key, rec)
-        for key, rec in (store.records() if store.root.is_dir() else [])
-        if rec.method == method and len(rec.dataset.levels) == 2
-    ]
+    recs = [(key, rec) for key, rec in store.records() if rec.method == method and len(rec.dataset.levels) == 2]
     if not recs:
         raise FractalError(f"{root}: no full `main` records of method {method}; run `fractal experiment main` first")
     by_ds: dict[str, list] = {}

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TaxonomyError
+from ..validation import is_int
 
 SPLIT_ORDER = ("train", "val", "test")
 DUPLICATES = ("warn", "error")  # what a reader does with rows that repeat a text: on_duplicates
@@ -108,10 +109,13 @@ class TaxonomyDataset:
         return [[classes[k][c] for k, c in enumerate(row)] for row in self.split(split).labels.tolist()]
 
     def level_index(self, level: str | int) -> int:
-        if isinstance(level, int):
+        if is_int(level):
+            level = int(level)
             if not -self.n_levels <= level < self.n_levels:
                 raise TaxonomyError(f"{self.name} has {self.n_levels} levels; level {level} is out of range")
             return level % self.n_levels
+        if not isinstance(level, str):
+            raise TaxonomyError(f"a level is a name or a number (0 = the coarsest), got {type(level).__name__}")
         if level in self.level_names:
             return self.level_names.index(level)
         if level.upper().startswith("L") and level[1:].isdigit():
@@ -139,7 +143,9 @@ class TaxonomyDataset:
 
     def select_levels(self, levels: Sequence[str | int]) -> TaxonomyDataset:
         """A view with a subset of the levels, kept in coarse -> fine order (parents re-derived)."""
-        idx = [self.level_index(lv) for lv in levels]
+        idx = [self.level_index(lv) for lv in check_levels(levels, allow_index=True) or ()]
+        if not idx:
+            raise TaxonomyError(f"no levels given; name them, coarse -> fine ({', '.join(self.level_names)})")
         if len(set(idx)) != len(idx):
             raise TaxonomyError(f"levels {list(levels)} name the same level twice")
         if idx != sorted(idx):
@@ -311,6 +317,35 @@ def _q(value: Any, limit: int = 60) -> str:
     return r if len(r) <= limit else r[: limit - 4] + "...'"
 
 
+def check_levels(levels: Any, *, allow_index: bool = False) -> tuple[str | int, ...] | None:
+    """``levels`` (level or column names, coarse -> fine) as a tuple, ``None`` when not given.
+
+    One string is refused, comma-separated or not: it would be read as its characters (columns
+    'd', 'o', 'm', ...); the error names the list to pass instead. Refused too: an item that is not a
+    non-empty string (or, with ``allow_index``, a level number) and a name given twice."""
+    if levels is None:
+        return None
+    if isinstance(levels, (str, bytes)):
+        text = levels.decode(errors="replace") if isinstance(levels, bytes) else levels
+        example = [x.strip() for x in text.split(",") if x.strip()] or ["coarse", "fine"]
+        raise TaxonomyError(
+            f"levels must be a list of level names, coarse -> fine, not one string ({_q(text)}); pass {example}"
+        )
+    if not isinstance(levels, Iterable):
+        raise TaxonomyError(f"levels must be a list of level names, coarse -> fine, got {type(levels).__name__}")
+    out = tuple(levels)
+    for lv in out:
+        if allow_index and is_int(lv):
+            continue
+        if not isinstance(lv, str) or not lv.strip():
+            what = "an empty name" if isinstance(lv, str) else f"a {type(lv).__name__} ({lv!r})"
+            raise TaxonomyError(f"levels {list(out)!r} hold {what}; give each level by its (column) name")
+    seen = [lv for i, lv in enumerate(out) if lv in out[:i]]
+    if seen:
+        raise TaxonomyError(f"levels {list(out)!r} name {_q(seen[0])} twice; give each level once, coarse -> fine")
+    return out
+
+
 def build_dataset(
     name: str,
     rows: Mapping[str, tuple[Sequence[str | None], Sequence[Sequence]]],
@@ -455,15 +490,6 @@ def build_dataset(
     ordered = {s: splits[s] for s in SPLIT_ORDER if s in splits}
     ordered.update({s: sp for s, sp in splits.items() if s not in ordered})
     return TaxonomyDataset(name=name, levels=tuple(levels), splits=ordered, parents=tuple(parents), info=info)
-
-
-def rows_from_records(records: Iterable[tuple[str, Sequence[str]]]) -> tuple[list[str], list[Sequence[str]]]:
-    """Split ``[(text, labels), ...]`` into the ``(texts, label_rows)`` pair :func:`build_dataset` takes."""
-    texts, labs = [], []
-    for t, lab in records:
-        texts.append(t)
-        labs.append(lab)
-    return texts, labs
 
 
 #: Sources that publish no test split (derived taxonomies, user files without a ``split`` column, some
