@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import TaxonomyError
-from ..validation import is_int
+from ..validation import check_int, check_real, check_seed, is_int, shown
 
 SPLIT_ORDER = ("train", "val", "test")
 DUPLICATES = ("warn", "error")  # what a reader does with rows that repeat a text: on_duplicates
@@ -100,8 +100,10 @@ class TaxonomyDataset:
     def split(self, name: str) -> Split:
         try:
             return self.splits[name]
-        except KeyError:
-            raise TaxonomyError(f"{self.name} has no split '{name}'; available: {', '.join(self.splits)}") from None
+        except (KeyError, TypeError):  # TypeError: an unhashable name
+            raise TaxonomyError(
+                f"{self.name} has no split {shown(name)}; available: {', '.join(self.splits)}"
+            ) from None
 
     def label_names(self, split: str) -> list[list[str]]:
         """The class names of every row of ``split``, one per level (coarse -> fine)."""
@@ -174,7 +176,13 @@ class TaxonomyDataset:
     def subset(self, rows: Mapping[str, int | None], seed: int = 0) -> TaxonomyDataset:
         """A copy with at most ``rows[split]`` rows per split (stratified by the finest level, see
         :func:`stratified_sample`); splits not named are kept whole. Handy for quick runs."""
-        unknown = sorted(set(rows) - set(self.splits))
+        if not isinstance(rows, Mapping):
+            raise TaxonomyError(f"rows must map split names to row counts, e.g. {{'train': 1000}}, got {shown(rows)}")
+        for s, n in rows.items():
+            if n is not None:
+                check_int(n, f"rows[{shown(s)}]", lo=1, error=TaxonomyError, fix="or None for the whole split")
+        check_seed(seed, error=TaxonomyError)
+        unknown = sorted(map(str, set(rows) - set(self.splits)))
         if unknown:
             raise TaxonomyError(f"{self.name} has no split {', '.join(unknown)}; splits: {', '.join(self.splits)}")
         splits = {}
@@ -255,10 +263,10 @@ def stratified_sample(strata: np.ndarray, max_rows: int | None = 2000, seed: int
     """
     strata = np.asarray(strata)
     n = len(strata)
+    if max_rows is not None:
+        check_int(max_rows, "max_rows", lo=1, error=TaxonomyError, fix="or None for all rows")
     if max_rows is None or max_rows >= n:
         return np.arange(n)
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
     classes, counts = np.unique(strata, return_counts=True)
     quota = counts * (max_rows / n)
     take = np.floor(quota).astype(int)
@@ -346,6 +354,41 @@ def check_levels(levels: Any, *, allow_index: bool = False) -> tuple[str | int, 
     return out
 
 
+def _check_build_args(
+    rows: Any, level_names: Any, on_conflict: Any, empty: Any, val_fraction: Any, seed: Any
+) -> tuple[str, ...]:
+    """:func:`build_dataset`'s arguments, checked before any row is read; returns the level names."""
+    for opt, value, allowed in (
+        ("on_conflict", on_conflict, ("error", "majority")),
+        ("empty", empty, ("drop", "error")),
+    ):
+        if not isinstance(value, str) or value not in allowed:
+            raise TaxonomyError(f"{opt} must be {' or '.join(map(repr, allowed))}, got {shown(value)}")
+    names = check_levels(level_names)
+    if not names:
+        raise TaxonomyError("a dataset needs at least one label level")
+    check_real(val_fraction, "val_fraction", lo=0.0, lo_open=True, error=TaxonomyError)
+    if not val_fraction < 1.0:
+        raise TaxonomyError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    check_seed(seed, error=TaxonomyError)
+    if not isinstance(rows, Mapping):
+        raise TaxonomyError(f"rows must map each split name to (texts, label_rows), got {type(rows).__name__}")
+    for split, pair in rows.items():
+        if not isinstance(split, str):
+            raise TaxonomyError(f"split names must be strings, got {shown(split)}")
+        if not (isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2):
+            raise TaxonomyError(f"rows[{split!r}] must be a (texts, label_rows) pair")
+        for what, seq in zip(("texts", "label_rows"), pair, strict=True):
+            if isinstance(seq, (str, bytes)) or not isinstance(seq, (Sequence, np.ndarray)):
+                raise TaxonomyError(f"rows[{split!r}]: {what} must be a list, got {type(seq).__name__}")
+        for i, row in enumerate(pair[1]):
+            if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
+                raise TaxonomyError(
+                    f"{split} row {i}: the labels must be a list (one label per level), got {shown(row)}"
+                )
+    return tuple(str(n) for n in names)
+
+
 def build_dataset(
     name: str,
     rows: Mapping[str, tuple[Sequence[str | None], Sequence[Sequence]]],
@@ -365,16 +408,8 @@ def build_dataset(
     ``on_conflict``: ``"error"`` (default) or ``"majority"``; ``empty``: ``"drop"`` (default,
     counted in ``info["dropped_empty"]`` and warned about) or ``"error"``.
     """
-    if on_conflict not in ("error", "majority"):
-        raise TaxonomyError(f"on_conflict must be 'error' or 'majority', got {on_conflict!r}")
-    if empty not in ("drop", "error"):
-        raise TaxonomyError(f"empty must be 'drop' or 'error', got {empty!r}")
-    level_names = tuple(level_names)
+    level_names = _check_build_args(rows, level_names, on_conflict, empty, val_fraction, seed)
     n_levels = len(level_names)
-    if n_levels < 1:
-        raise TaxonomyError("a dataset needs at least one label level")
-    if len(set(level_names)) != n_levels:
-        raise TaxonomyError(f"level names must be distinct, got {list(level_names)}")
     info = dict(info or {})
 
     # 1. texts and string labels per split
