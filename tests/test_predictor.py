@@ -146,3 +146,15 @@ def test_refit_names_a_missing_results_folder(tmp_path):
         fit_predictor(tmp_path / "file.txt", out)
     with pytest.raises(FractalError, match=r"no main/ folder"):
         fit_predictor(tmp_path, out)
+
+
+def test_a_fit_file_that_is_a_folder_and_a_refit_out_that_is_a_folder_are_one_line(tmp_path):
+    """A folder as --fit used to end in IsADirectoryError; as --out of --refit, after the whole fit."""
+    from fractal_embeddings.predictor import fit_predictor
+
+    with pytest.raises(FractalError, match=r"can't read it as a predictor fit file"):
+        load_fit(tmp_path)
+    (tmp_path / "main").mkdir()
+    (tmp_path / "fit.json").mkdir()
+    with pytest.raises(FractalError, match=r"fit.json is a directory"):
+        fit_predictor(tmp_path, tmp_path / "fit.json")
