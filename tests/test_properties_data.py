@@ -69,6 +69,13 @@ LABELS = st.sampled_from(["c0", "c1", "f0", "f1", "f2", "", " ", "x y", "é", "1
 )
 
 
+ANY_PARENT = (
+    SCALARS
+    | st.lists(st.integers(-1, 3) | st.floats(-1, 3) | SCALARS, min_size=0, max_size=9)
+    | st.lists(st.integers(0, 2), min_size=8, max_size=8)
+)
+
+
 def outcome(fn):
     """``fn()``'s result, or its FractalError (checked to be one line); any other exception fails."""
     with warnings.catch_warnings():
@@ -251,6 +258,27 @@ def test_dataset_views_end_in_a_dataset_or_a_fractal_error(levels, level, rows):
     outcome(lambda: ds.parent_map(level))
     outcome(lambda: ds.split(level))
     assert_dataset(outcome(lambda: ds.subset(rows)))
+
+
+@FAST
+@given(
+    fraction=SCALARS | st.floats(0, 1),
+    seed=SCALARS | st.integers(-1, 5),
+    splits=SCALARS | st.lists(st.sampled_from(["train", "val", "x"]), max_size=2),
+    n_groups=SCALARS | st.integers(-1, 10),
+    parent=ANY_PARENT,
+)
+def test_variants_end_in_a_dataset_or_a_fractal_error(fraction, seed, splits, n_groups, parent):
+    from fractal_embeddings.data.taxonomy import Level
+    from fractal_embeddings.data.variants import with_coarse_level, with_coarse_noise, with_random_coarse
+
+    ds = build_dataset(
+        "v", {"train": ([f"t{i}" for i in range(24)], [(f"c{i % 2}", f"f{i % 8}") for i in range(24)])}, ("c", "f")
+    )
+    assert_dataset(outcome(lambda: with_coarse_noise(ds, fraction, seed, splits)))
+    assert_dataset(outcome(lambda: with_random_coarse(ds, n_groups, seed)))
+    coarse = Level("g", ("g0", "g1", "g2"))
+    assert_dataset(outcome(lambda: with_coarse_level(ds, coarse, parent, {"kind": "test"})))
 
 
 # ------------------------------------------------------------------ validation.py
