@@ -249,6 +249,25 @@ def test_a_write_that_runs_out_of_room_is_one_line_and_keeps_the_old_run(data_ho
     after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "run").iterdir()}
     assert after == before  # the old run is kept
 
+    # `fractal index build --overwrite` under the same limit (each prefix's FAISS file is > 100 kB)
+    build = ["index", "build", str(tmp_path / "run"), str(path), "--text", "q", "--levels", "c,f"]
+    build += ["--out", str(tmp_path / "ix"), "--overwrite", "--json"]
+    r = fractal(*build, env_extra=env)
+    assert r.returncode == 0, r.stderr
+    before = sorted(p.name for p in (tmp_path / "ix").iterdir())
+    r = subprocess.run(
+        [sys.executable, "-m", "fractal_embeddings.cli", *build],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+        preexec_fn=_limited(100_000),
+    )
+    err = r.stderr.strip()
+    assert r.returncode == 2 and err.startswith("error: writing ") and err.count("\n") == 0, err
+    assert "file too large" in err and str(tmp_path / "ix") in err, err
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == before
+
 
 def test_write_failures_are_recognised_through_wrappers():
     """A disk-full error is found as an OSError, as the cause of another error, or in a Rust writer's text."""
