@@ -39,7 +39,7 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 
-from .data.taxonomy import stratified_sample  # noqa: F401  (re-exported: the evaluation sample)
+from .data.splits import stratified_sample  # noqa: F401  (re-exported: the evaluation sample)
 
 BLOCK_ROWS = 2048
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import FractalError, InputDataError
+from .splits import SPLIT_SEED, TEST_FRACTION, holdout_rows
 
 
 @dataclass
@@ -261,8 +262,6 @@ def read_taxonomy_csv(folder: Path, file: str, levels: Sequence[str]) -> RawData
     """One derived taxonomy CSV (``text`` then one column per level, coarse -> fine; see the folder's
     ``SOURCE.md``). No split is published: a seeded stratified test split (by the finest level) is made,
     the same rule as for a user file without a ``split`` column."""
-    from .taxonomy import SPLIT_SEED, TEST_FRACTION, holdout_rows
-
     path = folder / file
     with utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)

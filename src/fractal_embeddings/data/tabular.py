@@ -18,7 +18,8 @@ import numpy as np
 from ..errors import InputDataError, TaxonomyError
 from ..extras import MissingExtraError
 from .loaders import RawData, check_path, decode_error
-from .taxonomy import DUPLICATES, SPLIT_SEED, TEST_FRACTION, check_levels, holdout_rows
+from .splits import SPLIT_SEED, TEST_FRACTION, holdout_rows
+from .taxonomy import DUPLICATES, check_levels
 
 try:
     import pandas as pd
