@@ -199,3 +199,110 @@ def test_predict_json_and_errors(data_home, cache_dir):
     assert flat.returncode == 2 and "flat" in flat.stderr and len(flat.stderr.strip().splitlines()) == 1
     none = fractal("predict")
     assert none.returncode == 2 and "give a dataset" in none.stderr
+
+
+def _limited(max_bytes: int):
+    """A child's preexec: writes past ``max_bytes`` fail with EFBIG (SIGXFSZ ignored, as `ulimit -f` would do)."""
+    import resource
+    import signal
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (max_bytes, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+
+    return limit
+
+
+def test_a_write_that_runs_out_of_room_is_one_line_and_keeps_the_old_run(data_home, cache_dir, tmp_path):
+    """`fractal train --overwrite` under a file-size limit used to end in a traceback with exit status 1."""
+    import hashlib
+    import os
+
+    from fractal_embeddings import load_dataset
+
+    trec = load_dataset("trec").subset({"train": 300, "test": 100}, seed=0)
+    rows = [
+        {"q": t, "c": trec.levels[0].classes[a], "f": trec.levels[1].classes[b], "split": s}
+        for s in ("train", "test")
+        for t, (a, b) in zip(trec.split(s).texts, trec.split(s).labels, strict=True)
+    ]
+    path = tmp_path / "q.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    args = ["train", str(path), "--text", "q", "--levels", "c,f", "--method", "mrl", "--epochs", "1"]
+    args += ["--out", str(tmp_path / "run")]
+    env = {"FRACTAL_CACHE": str(cache_dir)}
+    r = fractal(*args, env_extra=env)  # the run to keep, and the cached vectors
+    assert r.returncode == 0, r.stderr
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "run").iterdir()}
+    r = subprocess.run(
+        [sys.executable, "-m", "fractal_embeddings.cli", *args, "--overwrite", "--json"],  # --json: no progress
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+        preexec_fn=_limited(100_000),  # the head's weights are ~450 kB
+    )
+    assert r.returncode == 2 and r.stdout == "", r.stderr
+    err = r.stderr.strip()
+    assert err.startswith("error: writing ") and err.count("\n") == 0 and "Traceback" not in err, err
+    assert "file too large" in err and str(tmp_path / "run") in err, err
+    after = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in (tmp_path / "run").iterdir()}
+    assert after == before  # the old run is kept
+
+    # `fractal index build --overwrite` under the same limit (each prefix's FAISS file is > 100 kB)
+    build = ["index", "build", str(tmp_path / "run"), str(path), "--text", "q", "--levels", "c,f"]
+    build += ["--out", str(tmp_path / "ix"), "--overwrite", "--json"]
+    r = fractal(*build, env_extra=env)
+    assert r.returncode == 0, r.stderr
+    before = sorted(p.name for p in (tmp_path / "ix").iterdir())
+    r = subprocess.run(
+        [sys.executable, "-m", "fractal_embeddings.cli", *build],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **env},
+        preexec_fn=_limited(100_000),
+    )
+    err = r.stderr.strip()
+    assert r.returncode == 2 and err.startswith("error: writing ") and err.count("\n") == 0, err
+    assert "file too large" in err and str(tmp_path / "ix") in err, err
+    assert sorted(p.name for p in (tmp_path / "ix").iterdir()) == before
+
+
+def test_write_failures_are_recognised_through_wrappers():
+    """A disk-full error is found as an OSError, as the cause of another error, or in a Rust writer's text."""
+    import errno
+
+    from fractal_embeddings.cli.common import write_failure
+
+    assert write_failure(OSError(errno.ENOSPC, "No space left on device", "/x/y"))[1] == "/x/y"
+    try:
+        try:
+            raise OSError(errno.EFBIG, "File too large")
+        except OSError as e:
+            raise RuntimeError("saving failed") from e
+    except RuntimeError as wrapped:
+        assert write_failure(wrapped)[0].startswith("file too large")
+    assert write_failure(Exception("I/O error: File too large (os error 27)")) is not None
+    assert write_failure(OSError(errno.ENOENT, "No such file")) is None
+    assert write_failure(ValueError("os error 2")) is None
+
+
+def test_data_mistakes_a_new_user_makes_are_one_line(data_home, tmp_path):
+    """Each of these used to get through (a text column that is a level trained on the label itself) or
+    name the wrong problem (pandas' renamed `intent.1`; "no full main records" for a missing folder)."""
+    path = tmp_path / "f.csv"
+    rows = [(f"text number {i}", f"d{i % 2}", f"i{i % 4}") for i in range(40)]
+    pd.DataFrame(rows, columns=["text", "domain", "intent"]).to_csv(path, index=False)
+    dup = tmp_path / "dup.csv"
+    dup.write_text("text,intent,intent\n" + "".join(f"t{i},a{i % 2},b{i % 2}\n" for i in range(10)))
+    for args, msg in [
+        (("datasets", "stats", path, "--text", "intent", "--levels", "domain,intent"), "column 'intent' is both"),
+        (("train", path, "--text", "intent", "--levels", "domain,intent"), "column 'intent' is both"),
+        (("datasets", "stats", dup, "--levels", "domain,intent"), "column 'intent' appears twice"),
+        (("predict", "--refit", tmp_path / "nonexistent"), "nonexistent: no such folder"),
+    ]:
+        r = fractal(*args)
+        assert r.returncode == 2 and r.stdout == "", (args, r.stderr)
+        err = r.stderr.strip()
+        assert err.startswith("error: ") and msg in err and err.count("\n") == 0, (args, err)

@@ -609,3 +609,45 @@ def test_parquet_reader_ends_in_a_dataset_or_one_line_error(data):
         except Exception:  # noqa: BLE001 - a frame pyarrow cannot store is not a file we can test
             assume(False)
         _read_all(path)
+
+
+# ================================================================== the data layer's argument contract
+def test_a_text_column_that_is_also_a_level_is_refused(tmp_path):
+    """`--text intent --levels domain,intent` used to train on the label itself (accuracy 1.0, S 0)."""
+    path = tmp_path / "f.csv"
+    _write_rows(path, ["text", "domain", "intent"], _two_level_rows(20))
+    with pytest.raises(InputDataError) as e:
+        load_dataset(path, levels=("domain", "intent"), text="intent")
+    msg = _one_line(e.value)
+    assert "'intent'" in msg and "text" in msg and "level" in msg and "--text" in msg, msg
+
+
+def test_levels_given_as_one_string_is_refused_naming_the_fix(tmp_path, data_home):
+    """A string where a list belongs used to be read as its characters (columns 'd', 'o', 'm', ...)."""
+    path = tmp_path / "f.csv"
+    _write_rows(path, ["text", "domain", "intent"], _two_level_rows(20))
+    for name in (path, "clinc150"):
+        with pytest.raises(FractalError) as e:
+            load_dataset(name, levels="domain,intent")
+        msg = _one_line(e.value)
+        assert "levels" in msg and "['domain', 'intent']" in msg and "'d'" not in msg, msg
+    for bad in (5, ["domain", 3.5], ["domain", ""], ["domain", "domain"]):
+        with pytest.raises(FractalError) as e:
+            load_dataset(path, levels=bad)
+        _one_line(e.value)
+    assert load_dataset(path, levels=["domain", "intent"]).level_names == ("domain", "intent")
+    assert load_dataset(path, levels=("domain", "intent")).level_names == ("domain", "intent")
+
+
+def test_a_duplicated_header_column_is_named(tmp_path):
+    """pandas renames a repeated header `intent, intent` to `intent, intent.1`; the error names `intent`."""
+    for suffix, sep in ((".csv", ","), (".tsv", "\t")):
+        path = tmp_path / f"dup{suffix}"
+        _write_rows(path, ["text", "intent", "intent"], [(t, c, f) for t, c, f in _two_level_rows(8)], sep)
+        for levels in (("domain", "intent"), ("intent",)):
+            with pytest.raises(InputDataError) as e:
+                load_dataset(path, levels=levels)
+            msg = _one_line(e.value)
+            assert "'intent'" in msg and "twice" in msg and "intent.1" not in msg, msg
+        with pytest.raises(InputDataError, match=r"'intent' appears twice"):
+            read_corpus(str(path), levels=["intent"])

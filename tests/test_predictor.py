@@ -131,3 +131,30 @@ def _approx(a, b, rel=1e-9) -> bool:
     if isinstance(a, float) or isinstance(b, float):
         return a == pytest.approx(b, rel=rel, abs=1e-12)
     return a == b
+
+
+def test_refit_names_a_missing_results_folder(tmp_path):
+    """`fractal predict --refit nonexistent` used to say "no full main records"."""
+    from fractal_embeddings.predictor import fit_predictor
+
+    out = tmp_path / "fit.json"
+    with pytest.raises(FractalError, match=r"nonexistent: no such folder") as e:
+        fit_predictor(tmp_path / "nonexistent", out)
+    assert "--refit" in str(e.value) and not out.exists()
+    (tmp_path / "file.txt").write_text("x")
+    with pytest.raises(FractalError, match=r"file.txt is a file"):
+        fit_predictor(tmp_path / "file.txt", out)
+    with pytest.raises(FractalError, match=r"no main/ folder"):
+        fit_predictor(tmp_path, out)
+
+
+def test_a_fit_file_that_is_a_folder_and_a_refit_out_that_is_a_folder_are_one_line(tmp_path):
+    """A folder as --fit used to end in IsADirectoryError; as --out of --refit, after the whole fit."""
+    from fractal_embeddings.predictor import fit_predictor
+
+    with pytest.raises(FractalError, match=r"can't read it as a predictor fit file"):
+        load_fit(tmp_path)
+    (tmp_path / "main").mkdir()
+    (tmp_path / "fit.json").mkdir()
+    with pytest.raises(FractalError, match=r"fit.json is a directory"):
+        fit_predictor(tmp_path, tmp_path / "fit.json")

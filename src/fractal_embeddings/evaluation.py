@@ -46,7 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .data.taxonomy import stratified_sample  # noqa: F401  (re-exported: the evaluation sample)
+from .data.splits import stratified_sample  # noqa: F401  (re-exported: the evaluation sample)
 from .records import RunRecord, accuracy_array  # noqa: F401  (accuracy_array re-exported: the record form's inverse)
 
 BLOCK_ROWS = 2048

@@ -37,6 +37,7 @@ from numpy.typing import ArrayLike
 
 from .errors import FractalError
 from .extras import require
+from .validation import check_output_file
 
 if TYPE_CHECKING:
     from .data.taxonomy import TaxonomyDataset
@@ -228,12 +229,17 @@ def fit_predictor(
 
     method = method or DEFAULT_METHOD
     root = Path(results)
+    fix = "give --refit (results=) the results folder `fractal experiment main` wrote into (e.g. results)"
+    if not root.exists():
+        raise FractalError(f"{root}: no such folder; {fix}")
+    if not root.is_dir():
+        raise FractalError(f"{root} is a file, not a folder; {fix}")
+    if out is not None:
+        check_output_file(out, overwrite=True, suffix=".json")  # before the records are read
+    if not (root / "main").is_dir():
+        raise FractalError(f"{root} has no main/ folder (the records of `fractal experiment main`); run it first")
     store = RunStore(root / "main")
-    recs = [
-        (key, rec)
-        for key, rec in (store.records() if store.root.is_dir() else [])
-        if rec.method == method and len(rec.dataset.levels) == 2
-    ]
+    recs = [(key, rec) for key, rec in store.records() if rec.method == method and len(rec.dataset.levels) == 2]
     if not recs:
         raise FractalError(f"{root}: no full `main` records of method {method}; run `fractal experiment main` first")
     by_ds: dict[str, list] = {}
@@ -294,6 +300,9 @@ def load_fit(path: str | Path | None = None) -> dict:
         fit = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise FractalError(f"{path}: no predictor fit file; write one with `fractal predict --refit RESULTS`") from None
+    except OSError as e:  # a folder, no permission, ...
+        why = e.strerror or type(e).__name__
+        raise FractalError(f"{path}: can't read it as a predictor fit file ({why})") from None
     except ValueError:
         raise FractalError(
             f"{path}: the predictor fit file is not valid JSON; refit it with `fractal predict --refit RESULTS`"

@@ -50,6 +50,13 @@ def is_real(v: object) -> bool:
     return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, (bool, np.bool_))
 
 
+def shown(v: Any, limit: int = 60) -> str:
+    """``repr(v)`` on one line and at most ``limit`` characters: a value quoted inside a one-line error
+    (an array's or a long string's repr would span lines or pages)."""
+    r = " ".join(repr(v).split())
+    return r if len(r) <= limit else r[: limit - 3] + "..."
+
+
 def _range_text(lo: int | float | None, hi: int | float | None) -> str:
     if lo is not None and hi is not None:
         return f" from {lo} to {hi}"
@@ -66,7 +73,7 @@ def check_int(
     """``v`` as an ``int`` when it is an integer in ``[lo, hi]`` (either bound optional); else ``error``."""
     if not is_int(v) or (lo is not None and v < lo) or (hi is not None and v > hi):
         tail = f"; {fix}" if fix else ""
-        raise error(f"{name} must be an integer{_range_text(lo, hi)}, got {v!r}{tail}")
+        raise error(f"{name} must be an integer{_range_text(lo, hi)}, got {shown(v)}{tail}")
     return int(v)
 
 
@@ -89,14 +96,14 @@ def check_real(
         rng = (f" > {lo}" if lo_open else f" >= {lo}") if lo is not None else ""
         if hi is not None:
             rng += f"{' and' if rng else ''} <= {hi}"
-        raise error(f"{name} must be a finite number{rng}, got {v!r}")
+        raise error(f"{name} must be a finite number{rng}, got {shown(v)}")
     return float(v)
 
 
 def check_seed(seed: Any, name: str = "seed", error: Error = FractalError) -> int:
     """``seed`` as an ``int`` when it is an integer in ``[0, 2**32)`` (what numpy and torch take)."""
     if not is_int(seed) or not 0 <= seed < SEED_LIMIT:
-        raise error(f"{name} must be an integer in [0, 2**32) (0 to {SEED_LIMIT - 1}), got {seed!r}")
+        raise error(f"{name} must be an integer in [0, 2**32) (0 to {SEED_LIMIT - 1}), got {shown(seed)}")
     return int(seed)
 
 

@@ -17,9 +17,10 @@ from typing import Any
 
 from ..errors import DatasetNotFoundError, TaxonomyError
 from ..extras import require_table_reader
+from ..validation import check_real, check_seed
 from . import loaders, online
 from .home import RemoteFile, ensure_files, get_data_home
-from .taxonomy import DUPLICATES, TaxonomyDataset, build_dataset
+from .taxonomy import DUPLICATES, TaxonomyDataset, build_dataset, check_levels
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,46 @@ def _looks_like_path(name: str) -> bool:
     return os.sep in name or "/" in name or Path(name).suffix.lower() in {".csv", ".tsv", ".jsonl", ".json", ".parquet"}
 
 
+def _is_file_source(name: str) -> bool:
+    """Whether ``name`` (checked by :func:`check_source`) is read as a user file, not a built-in name."""
+    return name not in SPECS and (_looks_like_path(name) or Path(name).exists())
+
+
+def check_source(name: Any) -> str:
+    """``name`` (a built-in dataset name or a file path) as a string; one line for anything else."""
+    if not isinstance(name, (str, os.PathLike)):
+        raise DatasetNotFoundError(
+            f"a dataset is a built-in name (`fractal datasets list`) or a file path, got {type(name).__name__}"
+        )
+    name_s = os.fspath(name)
+    if not isinstance(name_s, str):  # a bytes path
+        raise DatasetNotFoundError("give the dataset's file path as a string (or pathlib.Path), not bytes")
+    if not name_s.strip():
+        raise DatasetNotFoundError("the dataset name is empty; give a built-in name or a file path")
+    if name_s not in SPECS:
+        loaders.check_path(name_s, DatasetNotFoundError)
+    return name_s
+
+
+def check_load_options(
+    text: Any, on_conflict: Any, empty: Any, on_duplicates: Any, val_fraction: Any, seed: Any
+) -> None:
+    """:func:`load_dataset`'s options, checked before anything is read (one line naming the fix)."""
+    if not isinstance(text, str) or not text.strip():
+        raise TaxonomyError(f"text must name the text column of a user file (--text), got {text!r}")
+    for opt, value, allowed in (
+        ("on_conflict", on_conflict, ("error", "majority")),
+        ("empty", empty, ("drop", "error")),
+        ("on_duplicates", on_duplicates, DUPLICATES),
+    ):
+        if not isinstance(value, str) or value not in allowed:
+            raise TaxonomyError(f"{opt} must be {' or '.join(map(repr, allowed))}, got {value!r}")
+    check_real(val_fraction, "val_fraction", lo=0.0, hi=1.0, lo_open=True, error=TaxonomyError)
+    if val_fraction >= 1.0:
+        raise TaxonomyError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    check_seed(seed, error=TaxonomyError)
+
+
 def load_dataset(
     name: str | os.PathLike,
     levels: Sequence[str] | None = None,
@@ -247,7 +288,11 @@ def load_dataset(
     """Load a built-in dataset by name, or a user file by path.
 
     ``levels`` picks a subset of the levels (coarse -> fine), e.g. ``("ekman", "emotion")``; by
-    default a built-in dataset uses its default levels and a user file needs ``levels``.
+    default a built-in dataset uses its default levels and a user file needs ``levels``. ``levels``
+    is a list or tuple: one string, even a comma-separated one, is refused with a one-line
+    :class:`~fractal_embeddings.errors.TaxonomyError` naming the list to pass (``--levels`` is
+    split on commas by the CLI, not here). ``text`` names a user file's text column; it may not be
+    one of ``levels`` (the texts would be their own labels).
     ``options`` go to the reader (``include_oos=True`` for CLINC150). A user file whose texts appear
     more than once with different labels is warned about (``on_duplicates="warn"``) or refused
     (``"error"``).
@@ -255,8 +300,10 @@ def load_dataset(
     The returned dataset's ``info["load_args"]`` holds the arguments that rebuild it (with an
     absolute path for a user file), so a run record can name its data exactly.
     """
-    name_s = os.fspath(name)
-    is_file = name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists())
+    name_s = check_source(name)
+    levels = check_levels(levels)  # type: ignore[assignment]  # a tuple of names (or None) from here
+    check_load_options(text, on_conflict, empty, on_duplicates, val_fraction, seed)
+    is_file = _is_file_source(name_s)
     load_args = {
         "name": str(Path(name_s).resolve()) if is_file else name_s,
         "levels": list(levels) if levels else None,
@@ -306,7 +353,7 @@ def _load(
 ) -> TaxonomyDataset:
     if on_duplicates not in DUPLICATES:
         raise TaxonomyError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
-    if name_s not in SPECS and (_looks_like_path(name_s) or Path(name_s).exists()):
+    if _is_file_source(name_s):
         require_table_reader(name_s)
         from .tabular import read_table
 

@@ -52,14 +52,6 @@ def get_data_home(data_home: str | os.PathLike | None = None) -> Path:
     return Path(platformdirs.user_data_dir("fractal-embeddings")) / "datasets"
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _file_ok(path: Path, rf: RemoteFile) -> bool:
     try:
         return path.is_file() and (rf.bytes is None or path.stat().st_size == rf.bytes)

@@ -339,6 +339,20 @@ def induced_frame(dataset: TaxonomyDataset, induced: InducedLevel) -> pd.DataFra
     return pd.DataFrame(cols)
 
 
+def check_induced_out(
+    path: str | os.PathLike, overwrite: bool = False, source: str | os.PathLike | None = None
+) -> Path:
+    """Raise (one line) unless ``path`` may become the induced CSV: :func:`check_output_file`'s rule,
+    and not the file the dataset was read from (``source``). Creates nothing; made before any encoding."""
+    try:
+        same = source is not None and Path(source).is_file() and Path(path).resolve() == Path(source).resolve()
+    except (OSError, ValueError, TypeError):
+        same = False
+    if same:
+        raise OutputPathError(f"--out {path} is the input file; write the induced file under another name")
+    return check_output_file(path, overwrite)
+
+
 def write_induced_csv(
     dataset: TaxonomyDataset, induced: InducedLevel, path: str | os.PathLike, overwrite: bool = False
 ) -> Path:
@@ -346,7 +360,7 @@ def write_induced_csv(
     folder, renamed into place (:func:`~fractal_embeddings.cache.atomic_write_bytes`)."""
     from ..cache import atomic_write_bytes
 
-    out = check_output_file(path, overwrite)
+    out = check_induced_out(path, overwrite, dataset.info.get("file"))
     data = induced_frame(dataset, induced).to_csv(index=False).encode("utf-8")
     target = Path(os.path.abspath(out))
     if overwrite:

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import InputDataError
+from ..errors import FractalError, InputDataError
+from .splits import SPLIT_SEED, TEST_FRACTION, holdout_rows
 
 
 @dataclass
@@ -62,6 +64,20 @@ def decode_error(path: Path, fix: str = "re-save the file as UTF-8") -> InputDat
         return InputDataError(f"{path}: not valid UTF-8; {fix}")
     line, pos, bad = where
     return InputDataError(f"{path}: not valid UTF-8 at line {line} (byte {pos} of the file: {bad[:4]!r}); {fix}")
+
+
+def check_path(path: str | Path, error: type[FractalError] = InputDataError) -> None:
+    """Raise ``error`` (one line) when ``path`` cannot even be looked up: a NUL character, a name too
+    long, a loop of links, a folder on the way that can't be entered. A path that does not exist passes
+    (the caller says what it expected there)."""
+    if "\0" in str(path):
+        raise error(f"{str(path)!r}: a path can't hold a NUL character; give the file's path")
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as e:
+        raise error(f"{path}: {e.strerror or type(e).__name__}; give a path that can be read") from None
 
 
 def _read_text(path: Path, encoding: str = "utf-8") -> str:
@@ -246,8 +262,6 @@ def read_taxonomy_csv(folder: Path, file: str, levels: Sequence[str]) -> RawData
     """One derived taxonomy CSV (``text`` then one column per level, coarse -> fine; see the folder's
     ``SOURCE.md``). No split is published: a seeded stratified test split (by the finest level) is made,
     the same rule as for a user file without a ``split`` column."""
-    from .taxonomy import SPLIT_SEED, TEST_FRACTION, holdout_rows
-
     path = folder / file
     with utf8_errors(path), open(path, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import InputDataError
 from .home import RemoteFile
 from .loaders import RawData, utf8_errors
-from .taxonomy import SPLIT_SEED, TEST_FRACTION, holdout_rows
+from .splits import SPLIT_SEED, TEST_FRACTION, holdout_rows
 
 
 def _holdout(texts: Sequence[str], labels: Sequence[Sequence[str]], note: str) -> tuple[dict, dict]:

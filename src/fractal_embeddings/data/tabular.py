@@ -17,8 +17,9 @@ import numpy as np
 
 from ..errors import InputDataError, TaxonomyError
 from ..extras import MissingExtraError
-from .loaders import RawData, decode_error
-from .taxonomy import DUPLICATES, SPLIT_SEED, TEST_FRACTION, holdout_rows
+from .loaders import RawData, check_path, decode_error
+from .splits import SPLIT_SEED, TEST_FRACTION, holdout_rows
+from .taxonomy import DUPLICATES, check_levels
 
 try:
     import pandas as pd
@@ -33,6 +34,7 @@ _READERS = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", "
 def read_frame(path: Path) -> pd.DataFrame:
     """A user file (CSV, TSV, JSONL or Parquet, by suffix) as a DataFrame, CSV/TSV cells as strings;
     any failure is a one-line :class:`~fractal_embeddings.errors.InputDataError` naming the file."""
+    check_path(path)
     if path.is_dir():
         raise InputDataError(
             f"{path} is a directory, not a file; pass the path of a .csv, .tsv, .jsonl or .parquet file"
@@ -44,7 +46,7 @@ def read_frame(path: Path) -> pd.DataFrame:
         raise InputDataError(f"{path}: no such file")
     try:
         if kind in ("csv", "tsv"):
-            return pd.read_csv(
+            df = pd.read_csv(
                 path,
                 sep="," if kind == "csv" else "\t",
                 dtype=str,
@@ -52,6 +54,8 @@ def read_frame(path: Path) -> pd.DataFrame:
                 encoding="utf-8-sig",
                 encoding_errors="strict",
             )
+            check_header(path, df, "," if kind == "csv" else "\t")
+            return df
         if kind == "jsonl":
             return pd.read_json(
                 path, lines=True, dtype=False, encoding="utf-8-sig"
@@ -59,12 +63,34 @@ def read_frame(path: Path) -> pd.DataFrame:
         return pd.read_parquet(path)
     except UnicodeDecodeError:
         raise decode_error(path) from None
-    except MemoryError:
+    except (MemoryError, InputDataError):
         raise
     except Exception as e:  # noqa: BLE001 - pandas / pyarrow raise many kinds for a malformed file
         first = str(e).splitlines()[0].strip() if str(e).strip() else ""
         msg = f"{type(e).__name__}: {first}" if first else type(e).__name__
         raise InputDataError(f"{path}: cannot be read as {kind} ({msg[:200]}); check the file's format") from None
+
+
+def check_header(path: Path, df: pd.DataFrame, sep: str) -> None:
+    """Refuse a CSV / TSV header that names a column twice, naming it (pandas would have renamed the
+    copy ``intent.1``, and an error would list a column the file does not have)."""
+    if not any("." in str(c) for c in df.columns):  # pandas marks a renamed copy NAME.N
+        return
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as f:
+            header = next((rec for rec in csv.reader(f, delimiter=sep) if "".join(rec).strip()), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return
+    seen: dict[str, list[int]] = {}
+    for i, name in enumerate(header, 1):
+        seen.setdefault(name, []).append(i)
+    for name, where in seen.items():
+        if len(where) > 1:
+            times = "twice" if len(where) == 2 else f"{len(where)} times"
+            raise InputDataError(
+                f"{path}: column {name!r} appears {times} in the header (columns {', '.join(map(str, where))}); "
+                "rename the copies so every column has its own name"
+            )
 
 
 class RowNames:
@@ -180,6 +206,16 @@ def read_table(
     taxonomy itself is validated by ``build_dataset``."""
     if on_duplicates not in DUPLICATES:
         raise InputDataError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
+    levels = check_levels(levels) or ()  # type: ignore[assignment]  # names, checked
+    if not levels:
+        raise TaxonomyError(f"{path}: name the label columns, coarse -> fine (levels=['domain', 'intent'])")
+    if not isinstance(text, str) or not text:
+        raise InputDataError(f"{path}: text must name the text column (--text), got {text!r}")
+    if text in levels:
+        raise InputDataError(
+            f"{path}: column {text!r} is both the text column (--text) and a level (--levels): the texts would be "
+            f"their own labels; pick the column of the texts with --text, or drop {text!r} from --levels"
+        )
     df = read_frame(path)
     if len(df) == 0:
         raise InputDataError(f"{path}: the file has no rows")

@@ -10,7 +10,7 @@ A :class:`TaxonomyDataset` is built once from plain rows by :func:`build_dataset
   the coarse labels of the rows that disagreed are rewritten, and a warning counts those rows),
 * refuses a level with fewer than two classes,
 * creates a ``val`` split when the source has none: a deterministic, seeded split of ``train``,
-  stratified by the finest level (see :func:`stratified_split`).
+  stratified by the finest level (see :func:`~.splits.stratified_split`).
 
 Statistics (:meth:`TaxonomyDataset.stats`) are computed over the rows of all splits together:
 ``H(L0)`` and ``H(Lk | Lk-1)`` in bits and the mean branching factor of every level.
@@ -30,6 +30,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import TaxonomyError
+from ..validation import check_int, check_real, check_seed, is_int, shown
+from .splits import stratified_sample, stratified_split
 
 SPLIT_ORDER = ("train", "val", "test")
 DUPLICATES = ("warn", "error")  # what a reader does with rows that repeat a text: on_duplicates
@@ -99,8 +101,10 @@ class TaxonomyDataset:
     def split(self, name: str) -> Split:
         try:
             return self.splits[name]
-        except KeyError:
-            raise TaxonomyError(f"{self.name} has no split '{name}'; available: {', '.join(self.splits)}") from None
+        except (KeyError, TypeError):  # TypeError: an unhashable name
+            raise TaxonomyError(
+                f"{self.name} has no split {shown(name)}; available: {', '.join(self.splits)}"
+            ) from None
 
     def label_names(self, split: str) -> list[list[str]]:
         """The class names of every row of ``split``, one per level (coarse -> fine)."""
@@ -108,10 +112,13 @@ class TaxonomyDataset:
         return [[classes[k][c] for k, c in enumerate(row)] for row in self.split(split).labels.tolist()]
 
     def level_index(self, level: str | int) -> int:
-        if isinstance(level, int):
+        if is_int(level):
+            level = int(level)
             if not -self.n_levels <= level < self.n_levels:
                 raise TaxonomyError(f"{self.name} has {self.n_levels} levels; level {level} is out of range")
             return level % self.n_levels
+        if not isinstance(level, str):
+            raise TaxonomyError(f"a level is a name or a number (0 = the coarsest), got {type(level).__name__}")
         if level in self.level_names:
             return self.level_names.index(level)
         if level.upper().startswith("L") and level[1:].isdigit():
@@ -139,7 +146,9 @@ class TaxonomyDataset:
 
     def select_levels(self, levels: Sequence[str | int]) -> TaxonomyDataset:
         """A view with a subset of the levels, kept in coarse -> fine order (parents re-derived)."""
-        idx = [self.level_index(lv) for lv in levels]
+        idx = [self.level_index(lv) for lv in check_levels(levels, allow_index=True) or ()]
+        if not idx:
+            raise TaxonomyError(f"no levels given; name them, coarse -> fine ({', '.join(self.level_names)})")
         if len(set(idx)) != len(idx):
             raise TaxonomyError(f"levels {list(levels)} name the same level twice")
         if idx != sorted(idx):
@@ -168,7 +177,13 @@ class TaxonomyDataset:
     def subset(self, rows: Mapping[str, int | None], seed: int = 0) -> TaxonomyDataset:
         """A copy with at most ``rows[split]`` rows per split (stratified by the finest level, see
         :func:`stratified_sample`); splits not named are kept whole. Handy for quick runs."""
-        unknown = sorted(set(rows) - set(self.splits))
+        if not isinstance(rows, Mapping):
+            raise TaxonomyError(f"rows must map split names to row counts, e.g. {{'train': 1000}}, got {shown(rows)}")
+        for s, n in rows.items():
+            if n is not None:
+                check_int(n, f"rows[{shown(s)}]", lo=1, error=TaxonomyError, fix="or None for the whole split")
+        check_seed(seed, error=TaxonomyError)
+        unknown = sorted(map(str, set(rows) - set(self.splits)))
         if unknown:
             raise TaxonomyError(f"{self.name} has no split {', '.join(unknown)}; splits: {', '.join(self.splits)}")
         splits = {}
@@ -240,49 +255,6 @@ def conditional_entropy_bits(child: np.ndarray, parent: np.ndarray) -> float:
 
 
 # ------------------------------------------------------------------- builder
-def stratified_sample(strata: np.ndarray, max_rows: int | None = 2000, seed: int = 0) -> np.ndarray:
-    """Sorted indices of a stratified sample of ``max_rows`` rows (all rows when None or >= n).
-
-    Each stratum gets ``max_rows * n_c / n`` rows rounded down; the rows left over go to the strata
-    with the largest remainders (ties: lower class code). Rows within a stratum are drawn with
-    ``numpy.random.default_rng(seed)``, strata visited in code order.
-    """
-    strata = np.asarray(strata)
-    n = len(strata)
-    if max_rows is None or max_rows >= n:
-        return np.arange(n)
-    if max_rows < 1:
-        raise ValueError(f"max_rows must be >= 1, got {max_rows}")
-    classes, counts = np.unique(strata, return_counts=True)
-    quota = counts * (max_rows / n)
-    take = np.floor(quota).astype(int)
-    order = sorted(range(len(classes)), key=lambda i: (-(quota[i] - take[i]), i))
-    for i in order[: max_rows - int(take.sum())]:
-        take[i] += 1
-    rng = np.random.default_rng(seed)
-    rows = [rng.permutation(np.flatnonzero(strata == c))[:t] for c, t in zip(classes, take, strict=True)]
-    return np.sort(np.concatenate(rows))
-
-
-def stratified_split(strata: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Boolean mask of the rows that go to the held-out part.
-
-    Per stratum (class of the finest level), ``round(fraction * n)`` rows are drawn with a
-    ``numpy.random.default_rng(seed)`` permutation, at most ``n - 1`` (a class with one row stays
-    whole). Strata are visited in code order, so the result depends only on labels, fraction, seed.
-    """
-    if not 0.0 < fraction < 1.0:
-        raise TaxonomyError(f"val_fraction must be in (0, 1), got {fraction}")
-    rng = np.random.default_rng(seed)
-    mask = np.zeros(len(strata), dtype=bool)
-    for c in np.unique(strata):
-        rows = np.flatnonzero(strata == c)
-        n_out = min(int(math.floor(fraction * len(rows) + 0.5)), len(rows) - 1)
-        if n_out > 0:
-            mask[rng.permutation(rows)[:n_out]] = True
-    return mask
-
-
 def _clean_texts(split: str, texts: Sequence, empty: str) -> tuple[list[str], np.ndarray]:
     keep = np.ones(len(texts), dtype=bool)
     out = []
@@ -311,6 +283,70 @@ def _q(value: Any, limit: int = 60) -> str:
     return r if len(r) <= limit else r[: limit - 4] + "...'"
 
 
+def check_levels(levels: Any, *, allow_index: bool = False) -> tuple[str | int, ...] | None:
+    """``levels`` (level or column names, coarse -> fine) as a tuple, ``None`` when not given.
+
+    One string is refused, comma-separated or not: it would be read as its characters (columns
+    'd', 'o', 'm', ...); the error names the list to pass instead. Refused too: an item that is not a
+    non-empty string (or, with ``allow_index``, a level number) and a name given twice."""
+    if levels is None:
+        return None
+    if isinstance(levels, (str, bytes)):
+        text = levels.decode(errors="replace") if isinstance(levels, bytes) else levels
+        example = [x.strip() for x in text.split(",") if x.strip()] or ["coarse", "fine"]
+        raise TaxonomyError(
+            f"levels must be a list of level names, coarse -> fine, not one string ({_q(text)}); pass {example}"
+        )
+    if not isinstance(levels, Iterable):
+        raise TaxonomyError(f"levels must be a list of level names, coarse -> fine, got {type(levels).__name__}")
+    out = tuple(levels)
+    for lv in out:
+        if allow_index and is_int(lv):
+            continue
+        if not isinstance(lv, str) or not lv.strip():
+            what = "an empty name" if isinstance(lv, str) else f"a {type(lv).__name__} ({lv!r})"
+            raise TaxonomyError(f"levels {list(out)!r} hold {what}; give each level by its (column) name")
+    seen = [lv for i, lv in enumerate(out) if lv in out[:i]]
+    if seen:
+        raise TaxonomyError(f"levels {list(out)!r} name {_q(seen[0])} twice; give each level once, coarse -> fine")
+    return out
+
+
+def _check_build_args(
+    rows: Any, level_names: Any, on_conflict: Any, empty: Any, val_fraction: Any, seed: Any
+) -> tuple[str, ...]:
+    """:func:`build_dataset`'s arguments, checked before any row is read; returns the level names."""
+    for opt, value, allowed in (
+        ("on_conflict", on_conflict, ("error", "majority")),
+        ("empty", empty, ("drop", "error")),
+    ):
+        if not isinstance(value, str) or value not in allowed:
+            raise TaxonomyError(f"{opt} must be {' or '.join(map(repr, allowed))}, got {shown(value)}")
+    names = check_levels(level_names)
+    if not names:
+        raise TaxonomyError("a dataset needs at least one label level")
+    check_real(val_fraction, "val_fraction", lo=0.0, lo_open=True, error=TaxonomyError)
+    if not val_fraction < 1.0:
+        raise TaxonomyError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
+    check_seed(seed, error=TaxonomyError)
+    if not isinstance(rows, Mapping):
+        raise TaxonomyError(f"rows must map each split name to (texts, label_rows), got {type(rows).__name__}")
+    for split, pair in rows.items():
+        if not isinstance(split, str):
+            raise TaxonomyError(f"split names must be strings, got {shown(split)}")
+        if not (isinstance(pair, Sequence) and not isinstance(pair, str) and len(pair) == 2):
+            raise TaxonomyError(f"rows[{split!r}] must be a (texts, label_rows) pair")
+        for what, seq in zip(("texts", "label_rows"), pair, strict=True):
+            if isinstance(seq, (str, bytes)) or not isinstance(seq, (Sequence, np.ndarray)):
+                raise TaxonomyError(f"rows[{split!r}]: {what} must be a list, got {type(seq).__name__}")
+        for i, row in enumerate(pair[1]):
+            if isinstance(row, (str, bytes)) or not isinstance(row, (Sequence, np.ndarray)):
+                raise TaxonomyError(
+                    f"{split} row {i}: the labels must be a list (one label per level), got {shown(row)}"
+                )
+    return tuple(str(n) for n in names)
+
+
 def build_dataset(
     name: str,
     rows: Mapping[str, tuple[Sequence[str | None], Sequence[Sequence]]],
@@ -330,16 +366,8 @@ def build_dataset(
     ``on_conflict``: ``"error"`` (default) or ``"majority"``; ``empty``: ``"drop"`` (default,
     counted in ``info["dropped_empty"]`` and warned about) or ``"error"``.
     """
-    if on_conflict not in ("error", "majority"):
-        raise TaxonomyError(f"on_conflict must be 'error' or 'majority', got {on_conflict!r}")
-    if empty not in ("drop", "error"):
-        raise TaxonomyError(f"empty must be 'drop' or 'error', got {empty!r}")
-    level_names = tuple(level_names)
+    level_names = _check_build_args(rows, level_names, on_conflict, empty, val_fraction, seed)
     n_levels = len(level_names)
-    if n_levels < 1:
-        raise TaxonomyError("a dataset needs at least one label level")
-    if len(set(level_names)) != n_levels:
-        raise TaxonomyError(f"level names must be distinct, got {list(level_names)}")
     info = dict(info or {})
 
     # 1. texts and string labels per split
@@ -455,37 +483,3 @@ def build_dataset(
     ordered = {s: splits[s] for s in SPLIT_ORDER if s in splits}
     ordered.update({s: sp for s, sp in splits.items() if s not in ordered})
     return TaxonomyDataset(name=name, levels=tuple(levels), splits=ordered, parents=tuple(parents), info=info)
-
-
-def rows_from_records(records: Iterable[tuple[str, Sequence[str]]]) -> tuple[list[str], list[Sequence[str]]]:
-    """Split ``[(text, labels), ...]`` into the ``(texts, label_rows)`` pair :func:`build_dataset` takes."""
-    texts, labs = [], []
-    for t, lab in records:
-        texts.append(t)
-        labs.append(lab)
-    return texts, labs
-
-
-#: Sources that publish no test split (derived taxonomies, user files without a ``split`` column, some
-#: online datasets) get a seeded stratified one: this fraction of the rows, by the finest label.
-TEST_FRACTION = 0.2
-SPLIT_SEED = 0
-
-
-def holdout_rows(
-    texts: Sequence[str | None], labels: Sequence[Sequence[str]], fraction: float, seed: int, name: str = "test"
-) -> dict[str, tuple[list, list]]:
-    """``{"train": ..., name: ...}``: a seeded stratified split (by the finest label) of raw rows, for
-    sources that publish no test split."""
-    codes = np.unique([str(lab[-1]) for lab in labels], return_inverse=True)[1]
-    out = stratified_split(codes, fraction, seed)
-    return {
-        "train": (
-            [t for t, m in zip(texts, out, strict=True) if not m],
-            [lab for lab, m in zip(labels, out, strict=True) if not m],
-        ),
-        name: (
-            [t for t, m in zip(texts, out, strict=True) if m],
-            [lab for lab, m in zip(labels, out, strict=True) if m],
-        ),
-    }

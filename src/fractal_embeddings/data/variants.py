@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import TaxonomyError
+from ..validation import check_labels, check_real, check_seed, check_texts, is_int, shown
 from .taxonomy import Level, Split, TaxonomyDataset
 
 
@@ -20,8 +21,11 @@ def with_coarse_noise(
     """Replace the coarsest label of a random ``fraction`` of the rows of ``splits`` by another
     coarse class drawn uniformly (the finer labels are kept, so those rows disagree with the
     parent map: that is the noise). Validation and test rows stay clean."""
-    if not 0.0 <= fraction <= 1.0:
-        raise TaxonomyError(f"label noise fraction must be in [0, 1], got {fraction}")
+    check_real(fraction, "label noise fraction", lo=0.0, hi=1.0, error=TaxonomyError)
+    check_seed(seed, error=TaxonomyError)
+    if isinstance(splits, str):
+        raise TaxonomyError(f"splits must be a list of split names, got the string {splits!r}; pass [{splits!r}]")
+    splits = check_texts(splits, "splits", error=TaxonomyError)
     n0 = ds.levels[0].n_classes
     if n0 < 2:
         raise TaxonomyError("coarse label noise needs >= 2 coarse classes")
@@ -44,9 +48,11 @@ def with_random_coarse(ds: TaxonomyDataset, n_groups: int, seed: int) -> Taxonom
     """A two-level taxonomy: a random partition of the finest classes into ``n_groups`` coarse
     groups (sizes differ by at most one) above the unchanged finest level."""
     fine = ds.levels[-1]
-    if not 2 <= n_groups < fine.n_classes:
+    check_seed(seed, error=TaxonomyError)
+    if not is_int(n_groups) or not 2 <= n_groups < fine.n_classes:
         raise TaxonomyError(
-            f"n_groups must be in [2, {fine.n_classes - 1}] for {fine.n_classes} classes, got {n_groups}"
+            f"n_groups must be an integer in [2, {fine.n_classes - 1}] for {fine.n_classes} classes, got "
+            f"{shown(n_groups)}"
         )
     rng = np.random.default_rng(seed)
     parent = np.empty(fine.n_classes, dtype=np.int64)
@@ -63,8 +69,11 @@ def with_coarse_level(
     ``variant`` recorded in ``info["variant"]``."""
     li = ds.level_index(level)
     fine = ds.levels[li]
-    parent = np.asarray(parent, dtype=np.int64)
-    if parent.shape != (fine.n_classes,) or parent.min() < 0 or parent.max() >= coarse.n_classes:
+    try:
+        parent = check_labels(parent, [coarse.n_classes], name="parent map")[:, 0]
+    except TaxonomyError:
+        parent = np.empty(0, dtype=np.int64)  # refused below, with what the map must be
+    if parent.shape != (fine.n_classes,):
         raise TaxonomyError(
             f"parent map must give each of the {fine.n_classes} '{fine.name}' classes a code in "
             f"[0, {coarse.n_classes - 1}]"
