@@ -111,14 +111,14 @@ def test_interrupted_write_leaves_no_entry(own_encoder, texts, monkeypatch):
 def test_atomic_write_cleans_up_on_crash(tmp_path, monkeypatch):
     import os
 
-    import fractal_embeddings.cache as cache_mod
+    from fractal_embeddings.atomic import atomic_write_bytes
 
     def boom(*a):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(os, "fsync", boom)
     with pytest.raises(KeyboardInterrupt):
-        cache_mod.atomic_write_bytes(tmp_path / "x.npy", b"123")
+        atomic_write_bytes(tmp_path / "x.npy", b"123")
     assert list(tmp_path.iterdir()) == []
 
 

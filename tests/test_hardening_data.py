@@ -27,7 +27,8 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from fractal_embeddings import load_dataset
-from fractal_embeddings.cache import EmbeddingCache, atomic_write_bytes
+from fractal_embeddings.atomic import atomic_write_bytes
+from fractal_embeddings.cache import EmbeddingCache
 from fractal_embeddings.data.taxonomy import TaxonomyDataset
 from fractal_embeddings.errors import FractalError, InputDataError
 from fractal_embeddings.index import read_corpus

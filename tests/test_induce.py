@@ -1,4 +1,4 @@
-"""Induced coarse levels (data/induce.py, `fractal taxonomy induce`, the `induced` experiment) on real
+"""Induced coarse levels (induce.py, `fractal taxonomy induce`, the `induced` experiment) on real
 CLINC150 rows and the offline default encoder."""
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ import pytest
 
 from conftest import run_cli
 from fractal_embeddings import load_dataset
-from fractal_embeddings.data.induce import (
+from fractal_embeddings.data.taxonomy import build_dataset
+from fractal_embeddings.errors import FractalError, TaxonomyError
+from fractal_embeddings.induce import (
     AUTO_RULE,
     InducedLevel,
     agreement,
@@ -20,8 +22,6 @@ from fractal_embeddings.data.induce import (
     random_grouping_like,
     with_induced_level,
 )
-from fractal_embeddings.data.taxonomy import build_dataset
-from fractal_embeddings.errors import FractalError, TaxonomyError
 
 SMALL = {"train": 750, "val": 150, "test": 300}  # 5 / 1 / 2 rows per intent
 

@@ -3,16 +3,11 @@
 The public API is small and stable; everything else is an implementation detail.
 """
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from ._version import __version__
 from .data import TaxonomyDataset, get_data_home, list_datasets, load_dataset
 from .errors import FractalError
-
-try:
-    __version__ = version("fractal-embeddings")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
-    __version__ = "0.0.0"
 
 __all__ = [
     "EmbeddingCache",

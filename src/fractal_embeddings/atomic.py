@@ -18,6 +18,11 @@ never written in place:
   makes (its ``marker`` file) and may then be replaced only with ``overwrite``. A folder holding
   anything else is never replaced, ``overwrite`` or not.
 
+Single files (a cache entry, a record written beside others) go through :func:`atomic_write_bytes`:
+a temporary file in the same folder, flushed and renamed into place. Both give what they write the
+modes any new file or folder gets under the user's umask (:func:`apply_default_modes`), not the
+private ``0o600`` of ``mkstemp`` or safetensors.
+
 A writer killed outright (SIGKILL, power loss) can leave its temporary folder, or in the fallback a
 folder renamed aside, next to the target. The next :func:`atomic_dir` on that target removes the
 temporary folders of processes no longer running and, when the target is missing, renames the
@@ -34,6 +39,7 @@ import os
 import re
 import secrets
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -154,6 +160,70 @@ def move_into_place(tmp: str | os.PathLike, target: str | os.PathLike) -> None:
     _fsync(target.parent)
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where the OS allows (Linux ``/proc``); elsewhere
+    set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def default_file_mode() -> int:
+    """The mode ``open()`` gives a new file: ``0o666`` less the umask (``mkstemp`` would give ``0o600``)."""
+    return 0o666 & ~current_umask()
+
+
+def default_dir_mode() -> int:
+    """The mode ``mkdir()`` gives a new folder: ``0o777`` less the umask (``mkdtemp`` would give ``0o700``)."""
+    return 0o777 & ~current_umask()
+
+
+def apply_default_modes(folder: str | os.PathLike[str]) -> None:
+    """Give every file under ``folder`` (and the folders) the mode a new one gets under the umask.
+
+    For folders assembled by writers that create private files (safetensors and ``mkstemp`` write
+    ``0o600``) before the folder is moved into place: a run, an index or an export is then as
+    readable as anything else the user writes."""
+    fmode, dmode = default_file_mode(), default_dir_mode()
+    os.chmod(folder, dmode)
+    for root, dirs, files in os.walk(folder):
+        for name in dirs:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, dmode)
+        for name in files:
+            p = os.path.join(root, name)
+            if not os.path.islink(p):
+                os.chmod(p, fmode)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename. The file gets the
+    mode of any new file (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(fd, default_file_mode())
+        else:  # Windows: no POSIX modes to speak of
+            os.chmod(tmp, default_file_mode())
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 @contextlib.contextmanager
 def atomic_dir(
     path: str | os.PathLike,
@@ -180,8 +250,6 @@ def atomic_dir(
     tmp = _new_sibling(target, "tmp")
     try:
         yield tmp
-        from .cache import apply_default_modes
-
         apply_default_modes(tmp)  # safetensors writes 0o600: the folder gets the umask's modes like any file
         _fsync_tree(tmp)
         check_output_dir(path, **checks)  # again: the folder may have changed meanwhile

@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 import time
 import warnings
 from collections.abc import Sequence
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 import platformdirs
 
+from .atomic import atomic_write_bytes
 from .errors import FractalError
 from .validation import nearest_existing
 
@@ -59,70 +59,6 @@ def texts_sha256(texts: Sequence[str]) -> str:
         h.update(len(b).to_bytes(8, "little"))
         h.update(b)
     return h.hexdigest()
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where the OS allows (Linux ``/proc``); elsewhere
-    set and restored at once."""
-    try:
-        with open("/proc/self/status", encoding="ascii") as f:
-            for line in f:
-                if line.startswith("Umask:"):
-                    return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def default_file_mode() -> int:
-    """The mode ``open()`` gives a new file: ``0o666`` less the umask (``mkstemp`` would give ``0o600``)."""
-    return 0o666 & ~current_umask()
-
-
-def default_dir_mode() -> int:
-    """The mode ``mkdir()`` gives a new folder: ``0o777`` less the umask (``mkdtemp`` would give ``0o700``)."""
-    return 0o777 & ~current_umask()
-
-
-def apply_default_modes(folder: str | os.PathLike[str]) -> None:
-    """Give every file under ``folder`` (and the folders) the mode a new one gets under the umask.
-
-    For folders assembled by writers that create private files (safetensors and ``mkstemp`` write
-    ``0o600``) before the folder is moved into place: a run, an index or an export is then as
-    readable as anything else the user writes."""
-    fmode, dmode = default_file_mode(), default_dir_mode()
-    os.chmod(folder, dmode)
-    for root, dirs, files in os.walk(folder):
-        for name in dirs:
-            p = os.path.join(root, name)
-            if not os.path.islink(p):
-                os.chmod(p, dmode)
-        for name in files:
-            p = os.path.join(root, name)
-            if not os.path.islink(p):
-                os.chmod(p, fmode)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same folder, fsync, rename. The file gets the
-    mode of any new file (``0o666`` less the umask), not ``mkstemp``'s private ``0o600``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, default_file_mode())
-        else:  # Windows: no POSIX modes to speak of
-            os.chmod(tmp, default_file_mode())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:

@@ -40,7 +40,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .cache import EmbeddingCache, atomic_write_bytes, default_cache_dir, texts_sha256
+from .atomic import atomic_write_bytes
+from .cache import EmbeddingCache, default_cache_dir, texts_sha256
 from .devices import resolve_device
 from .errors import EncoderError, FractalError
 from .extras import EXTRAS, missing, require

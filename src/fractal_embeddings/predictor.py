@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ._version import __version__
 from .errors import FractalError
 from .extras import require
 from .validation import check_output_file
@@ -222,7 +223,6 @@ def fit_predictor(
     results: str | Path = "results", out: str | Path | None = FIT_FILE, method: str | None = None
 ) -> dict:
     """Fit on ``<results>/main`` (the default method's two-level records) and write the fit file."""
-    from . import __version__
     from .objectives import DEFAULT_METHOD
     from .runs import dataset_for_record
     from .store import RunStore
@@ -288,7 +288,7 @@ def fit_predictor(
         },
     }
     if out is not None:
-        from .cache import atomic_write_bytes
+        from .atomic import atomic_write_bytes
 
         atomic_write_bytes(Path(out), (json.dumps(fit, indent=1, sort_keys=True) + "\n").encode())
     return fit

@@ -54,8 +54,8 @@ def taxonomy_induce(
     under the frozen encoder; write the dataset with the induced level as a new column."""
     device = device_of(device)
     require("data", "fractal taxonomy induce (it writes a CSV table)", ("pandas",))
-    from ..data.induce import check_induced_out, induce_level, induced_columns, with_induced_level, write_induced_csv
     from ..encoders import Encoder
+    from ..induce import check_induced_out, induce_level, induced_columns, with_induced_level, write_induced_csv
 
     k_value = parse_k(k)
     check_induced_out(out_path, overwrite, name)  # before the encoding

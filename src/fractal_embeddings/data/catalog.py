@@ -20,6 +20,7 @@ from ..extras import require_table_reader
 from ..validation import check_real, check_seed
 from . import loaders, online
 from .home import RemoteFile, ensure_files, get_data_home
+from .tabular import read_table
 from .taxonomy import DUPLICATES, TaxonomyDataset, build_dataset, check_levels
 
 
@@ -355,8 +356,6 @@ def _load(
         raise TaxonomyError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
     if _is_file_source(name_s):
         require_table_reader(name_s)
-        from .tabular import read_table
-
         if not levels:
             raise TaxonomyError(
                 f"{name_s}: name the label columns, coarse -> fine "

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import platformdirs
 
+from ..atomic import default_file_mode
 from ..errors import ChecksumError, DataFilesMissingError
 
 DATA_ENV = "FRACTAL_DATA"
@@ -64,8 +65,6 @@ def download_file(url: str, dest: Path, rf: RemoteFile) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
     try:
-        from ..cache import default_file_mode
-
         os.chmod(tmp, default_file_mode())  # the mode of any new file, not mkstemp's private 0o600
         h = hashlib.sha256()
         size = 0

@@ -123,7 +123,7 @@ class TaxonomyDataset:
             return self.level_names.index(level)
         if level.upper().startswith("L") and level[1:].isdigit():
             return self.level_index(int(level[1:]))
-        raise TaxonomyError(f"{self.name} has no level '{level}'; available: {', '.join(self.level_names)}")
+        raise TaxonomyError(f"{self.name} has no level {shown(level)}; available: {', '.join(self.level_names)}")
 
     def parent_map(self, level: str | int) -> dict[str, str]:
         """``{class name: parent class name}`` for a level below the coarsest."""

@@ -96,7 +96,7 @@ def published_file(root: str | Path, dataset: str, variant: str, seed: int) -> P
 
 def after(root: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> None:
     """Score every stored run of a dataset with a published coarse level against that level."""
-    from ..cache import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
     from ..encoders import embed_split
     from ..errors import FractalError
     from ..evaluation import score

@@ -147,7 +147,7 @@ def _real_vectors(root: Path, quick: bool, log: Callable[[str], None]) -> tuple[
 def run(root: str | Path, quick: bool = False, log: Callable[[str], None] = print) -> Path:
     """Measure and write ``<root>/latency.json``; returns its path."""
 
-    from ..cache import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
     from ..records import canonical_json
 
     root = Path(root)

@@ -196,7 +196,7 @@ def protocol(
 ) -> Path:
     """Re-score every finished run of ``dataset`` under each of ``PROTOCOLS``; one JSON file per run
     in ``<out>/protocol/<dataset>/<variant>/seed<N>.json`` (skipped when present)."""
-    from ..cache import atomic_write_bytes
+    from ..atomic import atomic_write_bytes
     from ..encoders import Encoder
     from ..records import canonical_json
     from ..runs import evaluate, load_run

@@ -47,7 +47,7 @@ from typing import Any
 import numpy as np
 
 from ..analysis import SEARCH_NAME, SEARCH_RESULT_FILE
-from ..cache import atomic_write_bytes
+from ..atomic import atomic_write_bytes
 from ..data import load_dataset
 from ..records import canonical_json
 from ..runs import load_run

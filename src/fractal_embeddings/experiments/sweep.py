@@ -132,7 +132,7 @@ def induced_dataset(ds: TaxonomyDataset, spec: RunSpec) -> TaxonomyDataset:
     """``spec.induced_coarse`` applied to ``ds`` (already capped): its finest level grouped from the
     train split's vectors of the sweep's shared encoder, or (``control: "random"``) a seeded random
     grouping of the same sizes."""
-    from ..data.induce import induce_level, random_grouping_like, with_induced_level
+    from ..induce import induce_level, random_grouping_like, with_induced_level
 
     ic = dict(spec.induced_coarse or {})
     unknown = sorted(set(ic) - {"k", "method", "control"})

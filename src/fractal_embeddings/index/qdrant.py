@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..atomic import atomic_dir
 from ..errors import ZoomIndexError
 from ..evaluation import unit_rows

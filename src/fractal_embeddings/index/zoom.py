@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..atomic import atomic_dir
 from ..errors import ZoomIndexError
 from ..extras import require

@@ -43,6 +43,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..errors import FractalError
+from ..heads import HeadConfig
 from .base import Objective
 from .losses import (
     infonce_margin,
@@ -86,19 +88,11 @@ class Fractal(Objective):
         super().check(n_blocks, n_levels)
         schedule_weights(self.schedule, n_blocks, n_levels)
         if self.contrastive_on not in ("all", "ends"):
-            from ..errors import FractalError
-
             raise FractalError(f"contrastive_on must be 'all' or 'ends', got {self.contrastive_on!r}")
         if self.contrastive not in CONTRASTIVE:
-            from ..errors import FractalError
-
             raise FractalError(f"contrastive must be one of {', '.join(CONTRASTIVE)}, got {self.contrastive!r}")
-        from ..heads import HeadConfig
-
         HeadConfig(kind=self.head)
         if self.head not in ("linear", "mlp"):
-            from ..errors import FractalError
-
             raise FractalError("fractal trains the linear or mlp head; use method heal for the HEAL-style head")
 
     def terms(self, n_blocks: int, n_levels: int) -> list[tuple[int, int, float, int]]:

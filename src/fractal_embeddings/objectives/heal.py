@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..heads import heal_segments
 from .base import Objective
 from .losses import supervised_contrastive
 
@@ -41,8 +42,6 @@ class Heal(Objective):
 
     def check(self, n_blocks: int, n_levels: int) -> None:
         super().check(n_blocks, n_levels)
-        from ..heads import heal_segments
-
         heal_segments(n_blocks, n_levels)
 
     def loss(self, head: Any, x: torch.Tensor, y: torch.Tensor, step: int, plan: dict) -> torch.Tensor:

@@ -1,7 +1,7 @@
 """Induced hierarchies for flat labels: group the classes of one level into K coarse groups.
 
 >>> from fractal_embeddings.data import load_dataset
->>> from fractal_embeddings.data.induce import induce_level, with_induced_level
+>>> from fractal_embeddings.induce import induce_level, with_induced_level
 >>> ds = load_dataset("banking77")                      # flat: one level, 77 intents
 >>> induced = induce_level(ds, k="auto")                # K picked by the rule below
 >>> two_level = with_induced_level(ds, induced)         # intent_group<K> -> intent: trainable
@@ -34,15 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import OutputPathError, TaxonomyError
-from ..validation import check_output_file
-from .taxonomy import Level, TaxonomyDataset
-from .variants import with_coarse_level
+from .atomic import atomic_write_bytes
+from .data.taxonomy import Level, TaxonomyDataset
+from .data.variants import with_coarse_level
+from .encoders import Encoder, as_encoder, embed_split
+from .errors import OutputPathError, TaxonomyError
+from .validation import check_output_file
 
 if TYPE_CHECKING:
     import pandas as pd
-
-    from ..encoders import Encoder
 
 METHODS = ("ward", "average")
 RESERVED_COLUMNS = ("text", "split")  # columns of the written file besides the levels
@@ -153,8 +153,6 @@ def induce_level(
     anything is encoded (one-line :class:`~fractal_embeddings.errors.TaxonomyError`)."""
     from scipy.cluster.hierarchy import cut_tree, linkage
     from sklearn.metrics import silhouette_score
-
-    from ..encoders import as_encoder, embed_split
 
     if method not in METHODS:
         raise TaxonomyError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -357,9 +355,7 @@ def write_induced_csv(
     dataset: TaxonomyDataset, induced: InducedLevel, path: str | os.PathLike, overwrite: bool = False
 ) -> Path:
     """:func:`induced_frame` written to ``path`` (UTF-8 CSV) in one step: a temporary file in the same
-    folder, renamed into place (:func:`~fractal_embeddings.cache.atomic_write_bytes`)."""
-    from ..cache import atomic_write_bytes
-
+    folder, renamed into place (:func:`~fractal_embeddings.atomic.atomic_write_bytes`)."""
     out = check_induced_out(path, overwrite, dataset.info.get("file"))
     data = induced_frame(dataset, induced).to_csv(index=False).encode("utf-8")
     target = Path(os.path.abspath(out))
