@@ -1,4 +1,7 @@
-"""Shared fixtures: the real datasets (data home) and the offline default encoder on the run's one cache."""
+"""Shared fixtures: the real datasets (data home), the offline default encoder on the run's one cache,
+a CLINC150 subset with one real run for the index and explorer tests, and a small user file of
+CLINC150 rows with two short runs and an index on it (the kill, CLI-contract, eval, atomic-write and
+training edge-case tests)."""
 
 from __future__ import annotations
 
@@ -112,6 +115,88 @@ def clinc_3k_corpus(clinc_3k, zoom_encoder, clinc_3k_run):
         "codes": sp.labels,
         "vectors": clinc_3k_run.transform(embed_split(zoom_encoder, sp)),
     }
+
+
+# ---------------------------------------------------------------- a small user file and its runs
+@pytest.fixture(scope="session")
+def small_csv(data_home, tmp_path_factory, encoder):
+    """A user file of real CLINC150 rows (300 train / 100 val / 100 test) whose split vectors are in the
+    session cache (so CLI subprocesses start training at once)."""
+    import pandas as pd
+
+    from _helpers import LEVELS
+    from fractal_embeddings import load_dataset
+
+    ds = load_dataset("clinc150").subset({"train": 300, "val": 100, "test": 100}, seed=0)
+    rows = [
+        {"text": t, "domain": ds.levels[0].classes[a], "intent": ds.levels[1].classes[b], "split": s}
+        for s in ("train", "val", "test")
+        for t, (a, b) in zip(ds.split(s).texts, ds.split(s).labels, strict=True)
+    ]
+    path = tmp_path_factory.mktemp("small-csv") / "small.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    user = load_dataset(str(path), LEVELS)
+    for s in user.splits:
+        encoder.embed(user.split(s).texts)
+    return path
+
+
+@pytest.fixture(scope="session")
+def corpus_csv(small_csv, encoder):
+    """The file's test rows as a corpus for `fractal index build` (already encoded: its texts are the
+    test split's)."""
+    import pandas as pd
+
+    from _helpers import LEVELS
+    from fractal_embeddings.index import read_corpus
+
+    df = pd.read_csv(small_csv)
+    path = small_csv.with_name("corpus.csv")
+    df[df.split == "test"].drop(columns="split").to_csv(path, index=False)
+    encoder.embed(read_corpus(str(path), text="text", levels=LEVELS).texts)
+    return path
+
+
+@pytest.fixture(scope="session")
+def user_ds(small_csv):
+    """The small user file as a dataset."""
+    from _helpers import LEVELS
+    from fractal_embeddings import load_dataset
+
+    return load_dataset(str(small_csv), LEVELS)
+
+
+@pytest.fixture(scope="session")
+def two_runs(user_ds, encoder):
+    """Two short real ``mrl`` runs (seeds 1 and 2) on the small file."""
+    from _helpers import QUICK
+    from fractal_embeddings.runs import train
+
+    return [train(user_ds, "mrl", seed=s, encoder=encoder, train_options=QUICK) for s in (1, 2)]
+
+
+@pytest.fixture(scope="session")
+def user_run_dir(two_runs, tmp_path_factory):
+    """The first of those runs, saved."""
+    return two_runs[0].save(tmp_path_factory.mktemp("run") / "run")
+
+
+@pytest.fixture(scope="session")
+def index_dir(user_run_dir, user_ds, encoder, tmp_path_factory):
+    """A zoom index of the small file's test rows on that run, saved."""
+    from fractal_embeddings.index import ZoomIndex
+
+    sp = user_ds.split("test")
+    labels = [[user_ds.levels[lv].classes[c] for lv, c in enumerate(row)] for row in sp.labels]
+    return ZoomIndex.build(user_run_dir, list(sp.texts), labels=labels, encoder=encoder).save(
+        tmp_path_factory.mktemp("index") / "ix"
+    )
+
+
+@pytest.fixture
+def cache_env(monkeypatch, cache_dir):
+    """``$FRACTAL_CACHE`` set to the session cache while the test runs (for the CLI in this process)."""
+    monkeypatch.setenv("FRACTAL_CACHE", str(cache_dir))
 
 
 def free_port() -> int:

@@ -1,10 +1,19 @@
-"""The offline default encoder (both backends) and the embedding cache's failure modes."""
+"""The offline default encoder (both backends) and the embedding cache's failure modes: a corrupt,
+malformed (property tests over the metadata) or damaged entry is reported, deleted and rebuilt; an
+interrupted write leaves no entry."""
 
+import contextlib
+import io
 import json
+import tempfile
+import warnings
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
+from _helpers import ARRAY, IDENT
 from fractal_embeddings import load_dataset
 from fractal_embeddings.cache import EmbeddingCache
 from fractal_embeddings.encoders import Encoder
@@ -151,3 +160,89 @@ def test_bad_encoder_inputs(encoder):
         encoder.encode("a single string")
     with pytest.raises(EncoderError, match="backend"):
         Encoder(backend="tensorrt")
+
+
+# ================================================================== malformed cache entries
+FAST = settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@contextlib.contextmanager
+def _fresh_cache():
+    with tempfile.TemporaryDirectory() as d:
+        cache = EmbeddingCache(d)
+        key = cache.key(IDENT, "texts-hash")
+        cache.put(key, ARRAY, IDENT, len(ARRAY))
+        yield cache, key
+
+
+def _rejected_then_rebuilt(cache: EmbeddingCache, key: str) -> None:
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        assert cache.get(key, IDENT, len(ARRAY)) is None
+    assert any("unusable" in str(x.message) and "rebuilding" in str(x.message) for x in w), [str(x.message) for x in w]
+    assert not any(p.exists() for p in cache.paths(key))  # deleted
+    cache.put(key, ARRAY, IDENT, len(ARRAY))  # rebuilt by the caller
+    np.testing.assert_array_equal(cache.get(key, IDENT, len(ARRAY)), ARRAY)
+
+
+@FAST
+@given(meta=JSON_VALUES)
+def test_cache_entry_with_any_malformed_metadata_is_reported_deleted_and_rebuilt(meta):
+    with _fresh_cache() as (cache, key):
+        cache.paths(key)[1].write_text(json.dumps(meta))
+        _rejected_then_rebuilt(cache, key)
+
+
+@FAST
+@given(data=st.data())
+def test_cache_entry_with_one_wrong_metadata_field_is_rebuilt(data):
+    with _fresh_cache() as (cache, key):
+        meta_path = cache.paths(key)[1]
+        meta = json.loads(meta_path.read_text())
+        field = data.draw(st.sampled_from(["format", "encoder", "n_rows", "dim", "dtype", "sha256"]))
+        value = data.draw(JSON_VALUES)
+        assume(value != meta[field] and not (field == "dtype" and value == "float32"))
+        meta[field] = value
+        meta_path.write_text(json.dumps(meta))
+        _rejected_then_rebuilt(cache, key)
+
+
+def test_cache_entry_with_a_damaged_array_is_rebuilt(tmp_path):
+    import hashlib
+
+    cache = EmbeddingCache(tmp_path)
+    key = cache.key(IDENT, "texts-hash")
+
+    def entry(npy_bytes: bytes, **meta_changes):
+        cache.put(key, ARRAY, IDENT, len(ARRAY))
+        npy, meta_path = cache.paths(key)
+        npy.write_bytes(npy_bytes)
+        meta = json.loads(meta_path.read_text())
+        meta.update({"sha256": hashlib.sha256(npy_bytes).hexdigest(), **meta_changes})  # the bytes "match"
+        meta_path.write_text(json.dumps(meta))
+
+    good = cache.paths(key)[0]
+    cache.put(key, ARRAY, IDENT, len(ARRAY))
+    full = good.read_bytes()
+    buf = io.BytesIO()
+    np.save(buf, ARRAY.astype(np.float64))
+    wrong_dtype = buf.getvalue()
+    buf = io.BytesIO()
+    np.save(buf, ARRAY.reshape(3, 4))
+    wrong_shape = buf.getvalue()
+    for damaged in (full[: len(full) - 5], full[:70], full[:10], b"", wrong_dtype, wrong_shape, b"\x93NUMPY garbage"):
+        entry(damaged)
+        _rejected_then_rebuilt(cache, key)
+    # an array file that is a directory, a metadata file that is a directory
+    for which in (0, 1):
+        cache.put(key, ARRAY, IDENT, len(ARRAY))
+        p = cache.paths(key)[which]
+        p.unlink()
+        p.mkdir()
+        _rejected_then_rebuilt(cache, key)

@@ -1,34 +1,28 @@
-"""Hardening: user-file readers, the embedding cache, file modes and sweep workers.
+"""The user-file readers: :func:`load_dataset` on CSV / TSV / JSONL / Parquet files, the index's
+:func:`read_corpus` and a built-in reader (GoEmotions' layout).
 
-Every reader ends in a valid dataset or a one-line FractalError (property tests over generated file
-contents); errors name the file's own line / row; malformed cache entries are reported, deleted and
-rebuilt; files get the umask's mode; pool workers die with their parent."""
+Errors name the file's own line, row, byte or column (non-scalar labels, conflicting duplicates, bad
+UTF-8, a directory given as a file, a text column that is also a level, ``levels`` given as one string,
+a repeated header); property tests over generated file contents: every reader ends in a valid dataset
+or a one-line FractalError, never another exception. Small files written here, plus CLINC150 rows for
+the duplicates test.
+"""
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import json
-import os
-import signal
-import stat
-import subprocess
-import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from fractal_embeddings import load_dataset
-from fractal_embeddings.atomic import atomic_write_bytes
-from fractal_embeddings.cache import EmbeddingCache
 from fractal_embeddings.data.taxonomy import TaxonomyDataset
 from fractal_embeddings.errors import FractalError, InputDataError
 from fractal_embeddings.index import read_corpus
@@ -54,7 +48,7 @@ def _two_level_rows(n=40):
     return [(f"sample text number {i}", f"c{i % 4 % 2}", f"f{i % 4}") for i in range(n)]
 
 
-# ================================================================== 9. non-scalar labels, duplicates
+# ================================================================== non-scalar labels, duplicates
 def test_non_scalar_labels_are_refused_naming_column_and_row(tmp_path):
     rows = _two_level_rows(12)
     df = pd.DataFrame(rows, columns=["text", "a", "b"])
@@ -107,7 +101,7 @@ def test_duplicate_texts_with_conflicting_labels_warn_or_refuse(data_home, tmp_p
         load_dataset(path, levels=("domain", "intent"), on_duplicates="maybe")
 
 
-# ================================================================== 10. where an error points
+# ================================================================== where an error points
 def test_decode_errors_name_the_line_and_byte_of_the_bad_byte(tmp_path):
     body = b"text,a,b\n" + b"".join(b"row %d hello,c%d,f%d\n" % (i, i % 2, i % 4 % 2) for i in range(20000))
     data = body + b"caf\xe9 au lait,c0,f0\n"
@@ -184,267 +178,46 @@ def test_a_directory_is_reported_as_a_directory(tmp_path):
         assert "is a directory" in msg and "no such file" not in msg, msg
 
 
-# ================================================================== 7. malformed cache entries
-IDENT = {"name": "test-encoder", "fingerprint": "0" * 64}
-ARRAY = np.arange(12, dtype=np.float32).reshape(4, 3)
-
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
-    max_leaves=8,
-)
-
-
-@contextlib.contextmanager
-def _fresh_cache():
-    with tempfile.TemporaryDirectory() as d:
-        cache = EmbeddingCache(d)
-        key = cache.key(IDENT, "texts-hash")
-        cache.put(key, ARRAY, IDENT, len(ARRAY))
-        yield cache, key
+# ================================================================== the data layer's argument contract
+def test_a_text_column_that_is_also_a_level_is_refused(tmp_path):
+    """`--text intent --levels domain,intent` used to train on the label itself (accuracy 1.0, S 0)."""
+    path = tmp_path / "f.csv"
+    _write_rows(path, ["text", "domain", "intent"], _two_level_rows(20))
+    with pytest.raises(InputDataError) as e:
+        load_dataset(path, levels=("domain", "intent"), text="intent")
+    msg = _one_line(e.value)
+    assert "'intent'" in msg and "text" in msg and "level" in msg and "--text" in msg, msg
 
 
-def _rejected_then_rebuilt(cache: EmbeddingCache, key: str) -> None:
-    with warnings.catch_warnings(record=True) as w:
-        warnings.simplefilter("always")
-        assert cache.get(key, IDENT, len(ARRAY)) is None
-    assert any("unusable" in str(x.message) and "rebuilding" in str(x.message) for x in w), [str(x.message) for x in w]
-    assert not any(p.exists() for p in cache.paths(key))  # deleted
-    cache.put(key, ARRAY, IDENT, len(ARRAY))  # rebuilt by the caller
-    np.testing.assert_array_equal(cache.get(key, IDENT, len(ARRAY)), ARRAY)
+def test_levels_given_as_one_string_is_refused_naming_the_fix(tmp_path, data_home):
+    """A string where a list belongs used to be read as its characters (columns 'd', 'o', 'm', ...)."""
+    path = tmp_path / "f.csv"
+    _write_rows(path, ["text", "domain", "intent"], _two_level_rows(20))
+    for name in (path, "clinc150"):
+        with pytest.raises(FractalError) as e:
+            load_dataset(name, levels="domain,intent")
+        msg = _one_line(e.value)
+        assert "levels" in msg and "['domain', 'intent']" in msg and "'d'" not in msg, msg
+    for bad in (5, ["domain", 3.5], ["domain", ""], ["domain", "domain"]):
+        with pytest.raises(FractalError) as e:
+            load_dataset(path, levels=bad)
+        _one_line(e.value)
+    assert load_dataset(path, levels=["domain", "intent"]).level_names == ("domain", "intent")
+    assert load_dataset(path, levels=("domain", "intent")).level_names == ("domain", "intent")
 
 
-@FAST
-@given(meta=JSON_VALUES)
-def test_cache_entry_with_any_malformed_metadata_is_reported_deleted_and_rebuilt(meta):
-    with _fresh_cache() as (cache, key):
-        cache.paths(key)[1].write_text(json.dumps(meta))
-        _rejected_then_rebuilt(cache, key)
-
-
-@FAST
-@given(data=st.data())
-def test_cache_entry_with_one_wrong_metadata_field_is_rebuilt(data):
-    with _fresh_cache() as (cache, key):
-        meta_path = cache.paths(key)[1]
-        meta = json.loads(meta_path.read_text())
-        field = data.draw(st.sampled_from(["format", "encoder", "n_rows", "dim", "dtype", "sha256"]))
-        value = data.draw(JSON_VALUES)
-        assume(value != meta[field] and not (field == "dtype" and value == "float32"))
-        meta[field] = value
-        meta_path.write_text(json.dumps(meta))
-        _rejected_then_rebuilt(cache, key)
-
-
-def test_cache_entry_with_a_damaged_array_is_rebuilt(tmp_path):
-    import hashlib
-
-    cache = EmbeddingCache(tmp_path)
-    key = cache.key(IDENT, "texts-hash")
-
-    def entry(npy_bytes: bytes, **meta_changes):
-        cache.put(key, ARRAY, IDENT, len(ARRAY))
-        npy, meta_path = cache.paths(key)
-        npy.write_bytes(npy_bytes)
-        meta = json.loads(meta_path.read_text())
-        meta.update({"sha256": hashlib.sha256(npy_bytes).hexdigest(), **meta_changes})  # the bytes "match"
-        meta_path.write_text(json.dumps(meta))
-
-    good = cache.paths(key)[0]
-    cache.put(key, ARRAY, IDENT, len(ARRAY))
-    full = good.read_bytes()
-    buf = io.BytesIO()
-    np.save(buf, ARRAY.astype(np.float64))
-    wrong_dtype = buf.getvalue()
-    buf = io.BytesIO()
-    np.save(buf, ARRAY.reshape(3, 4))
-    wrong_shape = buf.getvalue()
-    for damaged in (full[: len(full) - 5], full[:70], full[:10], b"", wrong_dtype, wrong_shape, b"\x93NUMPY garbage"):
-        entry(damaged)
-        _rejected_then_rebuilt(cache, key)
-    # an array file that is a directory, a metadata file that is a directory
-    for which in (0, 1):
-        cache.put(key, ARRAY, IDENT, len(ARRAY))
-        p = cache.paths(key)[which]
-        p.unlink()
-        p.mkdir()
-        _rejected_then_rebuilt(cache, key)
-
-
-# ================================================================== 11. file modes follow the umask
-@contextlib.contextmanager
-def _umask(mask: int):
-    old = os.umask(mask)
-    try:
-        yield
-    finally:
-        os.umask(old)
-
-
-def _mode(p: Path) -> int:
-    return stat.S_IMODE(p.stat().st_mode)
-
-
-def test_written_files_get_the_umask_default_mode(tmp_path):
-    from fractal_embeddings.data.home import RemoteFile, download_file
-
-    for mask in (0o027, 0o002):
-        d = tmp_path / f"m{mask:o}"
-        with _umask(mask):
-            cache = EmbeddingCache(d / "cache")
-            key = cache.key(IDENT, "t")
-            cache.put(key, ARRAY, IDENT, len(ARRAY))
-            atomic_write_bytes(d / "record.json", b"{}")
-            src = d / "src.bin"
-            src.write_bytes(b"payload")
-            download_file(src.as_uri(), d / "data" / "file.bin", RemoteFile("file.bin", src.as_uri(), 7, None))
-        for p in (*cache.paths(key), d / "record.json", d / "data" / "file.bin"):
-            assert _mode(p) == 0o666 & ~mask, (p, oct(_mode(p)))
-
-
-# ================================================================== 5. pool workers die with their parent
-def _descendants(pid: int):
-    import psutil
-
-    try:
-        return psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-
-
-WORKERS_SCRIPT = """
-import time
-from fractal_embeddings.executors import LocalExecutor
-
-if __name__ == "__main__":
-    for _ in LocalExecutor(2).imap_unordered(time.sleep, [(60,)] * 6):
-        pass
-"""
-
-
-def test_killed_parent_takes_its_pool_workers_with_it(tmp_path):
-    psutil = pytest.importorskip("psutil")
-    script = tmp_path / "pool.py"
-    script.write_text(WORKERS_SCRIPT)
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    children = []
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            children = [c for c in _descendants(p.pid) if "python" in c.name().lower()]
-            if len(children) >= 2:
-                break
-            time.sleep(0.2)
-        assert len(children) >= 2, "the pool did not start"
-        time.sleep(3)  # the workers are up and sleeping in their tasks
-        children = _descendants(p.pid)
-        p.send_signal(signal.SIGKILL)
-        p.wait()
-        gone, alive = psutil.wait_procs(children, timeout=5)
-        assert not alive, [(c.pid, c.cmdline()[-3:]) for c in alive]
-    finally:
-        if p.poll() is None:
-            p.kill()
-        for c in children:
-            with contextlib.suppress(psutil.Error):
-                c.kill()
-
-
-def test_abandoned_iteration_stops_the_workers_at_once():
-    psutil = pytest.importorskip("psutil")
-    from fractal_embeddings.executors import LocalExecutor
-
-    def pool_workers():
-        out = []
-        for c in psutil.Process().children(recursive=True):
-            with contextlib.suppress(psutil.Error):
-                if c.status() != psutil.STATUS_ZOMBIE and "spawn_main" in " ".join(c.cmdline()):
-                    out.append(c)
-        return out
-
-    before = {c.pid for c in pool_workers()}
-    it = LocalExecutor(2).imap_unordered(time.sleep, [(0,), (30,), (30,), (30,)])
-    next(it)
-    workers = [c for c in pool_workers() if c.pid not in before]
-    assert len(workers) == 2
-    t0 = time.perf_counter()
-    it.close()  # Ctrl+C or an error in the caller: the queued runs must not go on
-    took = time.perf_counter() - t0
-    try:
-        assert took < 10, took
-        gone, alive = psutil.wait_procs(workers, timeout=5)
-        assert not alive
-    finally:
-        for w in workers:
-            with contextlib.suppress(psutil.Error):
-                w.kill()
-
-
-def test_pool_workers_wait_passively_unless_the_environment_says_otherwise(monkeypatch):
-    """Workers that share the cores sleep when idle (OMP_WAIT_POLICY=PASSIVE, set before they import
-    torch); a value the caller set is kept."""
-    from fractal_embeddings.executors import LocalExecutor
-
-    for policy, want in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
-        if policy is None:
-            monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
-        else:
-            monkeypatch.setenv("OMP_WAIT_POLICY", policy)
-        ex = LocalExecutor(2)
-        try:
-            seen = list(ex.imap_unordered(os.getenv, [("OMP_WAIT_POLICY",), ("OMP_WAIT_POLICY",)]))
-        finally:
-            ex.close()
-        assert seen == [want, want], policy
-
-
-RAY_SCRIPT = """
-import signal, sys, time
-
-def previous(signum, frame):
-    print("previous handler ran; restored:", signal.getsignal(signal.SIGTERM) is previous, flush=True)
-    sys.exit(0)
-
-signal.signal(signal.SIGTERM, previous)
-from fractal_embeddings.executors import RayExecutor
-
-ex = RayExecutor(num_cpus=1)
-print("ready", flush=True)
-time.sleep(300)
-"""
-
-
-@pytest.mark.slow
-def test_sigterm_shuts_the_local_ray_down_and_restores_the_previous_handler(tmp_path):
-    psutil = pytest.importorskip("psutil")
-    pytest.importorskip("ray")
-    script = tmp_path / "ray_driver.py"
-    script.write_text(RAY_SCRIPT)
-    env = {**os.environ, "RAY_DISABLE_IMPORT_WARNING": "1"}
-    p = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env
-    )
-    family = []
-    try:
-        seen = []
-        for line in p.stdout:
-            seen.append(line)
-            if line.strip() == "ready":
-                break
-        assert seen and seen[-1].strip() == "ready", "".join(seen)
-        family = _descendants(p.pid)
-        assert family, "no Ray processes under the driver"
-        p.send_signal(signal.SIGTERM)
-        out = p.communicate(timeout=60)[0]
-        assert "previous handler ran; restored: True" in out, out
-        gone, alive = psutil.wait_procs(family, timeout=20)
-        assert not alive, [c.cmdline()[:2] for c in alive]
-    finally:
-        if p.poll() is None:
-            p.kill()
-        for c in family:
-            with contextlib.suppress(psutil.Error):
-                c.kill()
+def test_a_duplicated_header_column_is_named(tmp_path):
+    """pandas renames a repeated header `intent, intent` to `intent, intent.1`; the error names `intent`."""
+    for suffix, sep in ((".csv", ","), (".tsv", "\t")):
+        path = tmp_path / f"dup{suffix}"
+        _write_rows(path, ["text", "intent", "intent"], [(t, c, f) for t, c, f in _two_level_rows(8)], sep)
+        for levels in (("domain", "intent"), ("intent",)):
+            with pytest.raises(InputDataError) as e:
+                load_dataset(path, levels=levels)
+            msg = _one_line(e.value)
+            assert "'intent'" in msg and "twice" in msg and "intent.1" not in msg, msg
+        with pytest.raises(InputDataError, match=r"'intent' appears twice"):
+            read_corpus(str(path), levels=["intent"])
 
 
 # ================================================================== property tests: every user-file reader
@@ -610,45 +383,3 @@ def test_parquet_reader_ends_in_a_dataset_or_one_line_error(data):
         except Exception:  # noqa: BLE001 - a frame pyarrow cannot store is not a file we can test
             assume(False)
         _read_all(path)
-
-
-# ================================================================== the data layer's argument contract
-def test_a_text_column_that_is_also_a_level_is_refused(tmp_path):
-    """`--text intent --levels domain,intent` used to train on the label itself (accuracy 1.0, S 0)."""
-    path = tmp_path / "f.csv"
-    _write_rows(path, ["text", "domain", "intent"], _two_level_rows(20))
-    with pytest.raises(InputDataError) as e:
-        load_dataset(path, levels=("domain", "intent"), text="intent")
-    msg = _one_line(e.value)
-    assert "'intent'" in msg and "text" in msg and "level" in msg and "--text" in msg, msg
-
-
-def test_levels_given_as_one_string_is_refused_naming_the_fix(tmp_path, data_home):
-    """A string where a list belongs used to be read as its characters (columns 'd', 'o', 'm', ...)."""
-    path = tmp_path / "f.csv"
-    _write_rows(path, ["text", "domain", "intent"], _two_level_rows(20))
-    for name in (path, "clinc150"):
-        with pytest.raises(FractalError) as e:
-            load_dataset(name, levels="domain,intent")
-        msg = _one_line(e.value)
-        assert "levels" in msg and "['domain', 'intent']" in msg and "'d'" not in msg, msg
-    for bad in (5, ["domain", 3.5], ["domain", ""], ["domain", "domain"]):
-        with pytest.raises(FractalError) as e:
-            load_dataset(path, levels=bad)
-        _one_line(e.value)
-    assert load_dataset(path, levels=["domain", "intent"]).level_names == ("domain", "intent")
-    assert load_dataset(path, levels=("domain", "intent")).level_names == ("domain", "intent")
-
-
-def test_a_duplicated_header_column_is_named(tmp_path):
-    """pandas renames a repeated header `intent, intent` to `intent, intent.1`; the error names `intent`."""
-    for suffix, sep in ((".csv", ","), (".tsv", "\t")):
-        path = tmp_path / f"dup{suffix}"
-        _write_rows(path, ["text", "intent", "intent"], [(t, c, f) for t, c, f in _two_level_rows(8)], sep)
-        for levels in (("domain", "intent"), ("intent",)):
-            with pytest.raises(InputDataError) as e:
-                load_dataset(path, levels=levels)
-            msg = _one_line(e.value)
-            assert "'intent'" in msg and "twice" in msg and "intent.1" not in msg, msg
-        with pytest.raises(InputDataError, match=r"'intent' appears twice"):
-            read_corpus(str(path), levels=["intent"])
