@@ -97,11 +97,6 @@ def _load(run_or_dir: Run | str | os.PathLike) -> tuple[Run, Path | None]:
     return load_run(run_dir), run_dir
 
 
-def is_finetuned_model(record: RunRecord) -> bool:
-    """Whether the run's record describes a ``fractal finetune`` run (the model folder is the run)."""
-    return record.is_finetuned
-
-
 def export_dims(record: RunRecord, dims: int | None = None, portable: bool = False) -> int:
     """The number of output dims an export of this run holds (checked); see the module docstring."""
     h = record.head
@@ -121,7 +116,7 @@ def export_dims(record: RunRecord, dims: int | None = None, portable: bool = Fal
                 f"serves every prefix exactly through truncate_dim; drop --dims or add --portable"
             )
         return full
-    if is_finetuned_model(record):
+    if record.is_finetuned:
         raise ExportError(
             f"run {record.run_id} is a fine-tuned sentence-transformers model with a FractalHead, "
             f"which has no built-in-modules form; export it without --portable"
@@ -305,7 +300,7 @@ def model_card(
         check,
         folder_name=folder_name,
         portable=portable,
-        finetuned=is_finetuned_model(record),
+        finetuned=record.is_finetuned,
         n_probes=len(PROBE_TEXTS),
         tolerance=TOLERANCE,
         export_file=EXPORT_FILE,
@@ -337,7 +332,7 @@ def export_sentence_transformers(
     out = Path(out_dir)
     _check_target(out, overwrite, run_dir)
     block = record.head.block_dim
-    finetuned = is_finetuned_model(record)
+    finetuned = record.is_finetuned
     if finetuned:
         if run_dir is None:
             raise ExportError("export a fine-tuned run from its directory (the model folder is the run)")
