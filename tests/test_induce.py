@@ -12,7 +12,7 @@ import pytest
 
 from conftest import run_cli
 from fractal_embeddings import load_dataset
-from fractal_embeddings.data.taxonomy import build_dataset
+from fractal_embeddings.data.build import build_dataset
 from fractal_embeddings.errors import FractalError, TaxonomyError
 from fractal_embeddings.induce import (
     AUTO_RULE,

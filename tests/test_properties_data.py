@@ -23,8 +23,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fractal_embeddings import load_dataset
+from fractal_embeddings.data.build import build_dataset
 from fractal_embeddings.data.tabular import read_frame, read_table
-from fractal_embeddings.data.taxonomy import TaxonomyDataset, build_dataset
+from fractal_embeddings.data.taxonomy import TaxonomyDataset
 from fractal_embeddings.errors import FractalError
 from fractal_embeddings.validation import (
     SEED_LIMIT,

@@ -3,12 +3,9 @@ import math
 import numpy as np
 import pytest
 
-from fractal_embeddings.data.taxonomy import (
-    build_dataset,
-    conditional_entropy_bits,
-    entropy_bits,
-    stratified_split,
-)
+from fractal_embeddings.data.build import build_dataset
+from fractal_embeddings.data.splits import stratified_split
+from fractal_embeddings.data.taxonomy import conditional_entropy_bits, entropy_bits
 from fractal_embeddings.errors import TaxonomyError
 
 

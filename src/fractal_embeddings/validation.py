@@ -57,6 +57,13 @@ def shown(v: Any, limit: int = 60) -> str:
     return r if len(r) <= limit else r[: limit - 3] + "..."
 
 
+def quoted(value: Any, limit: int = 60) -> str:
+    """A user's label or name inside a one-line message: its text quoted and escaped (no raw newline
+    or control character), shortened to ``limit`` characters."""
+    r = repr(str(value))
+    return r if len(r) <= limit else r[: limit - 4] + "...'"
+
+
 def _range_text(lo: int | float | None, hi: int | float | None) -> str:
     if lo is not None and hi is not None:
         return f" from {lo} to {hi}"

@@ -19,9 +19,10 @@ from ..errors import DatasetNotFoundError, TaxonomyError
 from ..extras import require_table_reader
 from ..validation import check_real, check_seed
 from . import loaders, online
+from .build import build_dataset
 from .home import RemoteFile, ensure_files, get_data_home
 from .tabular import read_table
-from .taxonomy import DUPLICATES, TaxonomyDataset, build_dataset, check_levels
+from .taxonomy import DUPLICATES, TaxonomyDataset, check_levels
 
 
 @dataclass(frozen=True)

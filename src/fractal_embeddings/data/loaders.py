@@ -1,5 +1,5 @@
 """One reader per published raw format. Each returns a :class:`RawData`: rows per split with every
-level the format offers (coarse -> fine), before validation (``taxonomy.build_dataset`` does that).
+level the format offers (coarse -> fine), before validation (``build.build_dataset`` does that).
 
 Readers take the dataset folder and read the files in place; they never write.
 """

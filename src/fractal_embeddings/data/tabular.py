@@ -1,7 +1,7 @@
 """User files: CSV, TSV, JSONL or Parquet with a text column and one column per level (coarse -> fine).
 
 An optional ``split`` column (values ``train``/``val``/``test``) assigns rows to splits; without it
-every row is ``train`` and a seeded stratified ``val`` split is made (``taxonomy.build_dataset``),
+every row is ``train`` and a seeded stratified ``val`` split is made (``build.build_dataset``),
 plus a seeded stratified ``test`` split (20 %) so the file can be evaluated.
 """
 
