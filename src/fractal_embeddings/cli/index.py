@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import time
-from pathlib import Path
 
 import typer
 from rich.table import Table
 
-from ..errors import FractalError
-from ..extras import require
 from .common import (
     DeviceOpt,
     LevelsOpt,
@@ -67,41 +63,24 @@ def index_build(
     """Encode a corpus with a trained run and write a zoom index (one FAISS index per prefix, or a
     Qdrant collection with a named vector per prefix: --backend qdrant)."""
     device = device_of(device)
-    from ..index import BACKENDS, KINDS, build_from_source, check_target
+    from ..index import build_from_source, prepare_build
 
-    check_target(out_dir, overwrite)  # before the encoding, not after
-    if backend not in BACKENDS:
-        raise FractalError(f"unknown --backend {backend!r}; use faiss (the default) or qdrant")
-    require(*(("qdrant", "--backend qdrant") if backend == "qdrant" else ("index", "a FAISS zoom index")))
-    if kind not in KINDS:
-        raise FractalError(f"unknown --kind {kind!r}; use flat (exact) or hnsw (approximate)")
-    if split is not None and not split.strip():
-        raise FractalError("--split is empty; give a split name (train, val, test) or leave it out")
-    qdrant_opts = {
-        "--qdrant-path": qdrant_path,
-        "--qdrant-url": qdrant_url,
-        "--api-key": api_key,
-        "--collection": collection,
-    }
-    options: dict = {}
-    if backend == "qdrant":
-        options = _qdrant_build_options(
-            run_dir,
-            out_dir,
-            qdrant_path,
-            qdrant_url,
-            api_key,
-            collection,
-            kind,
-            m,
-            ef_construction,
-            ef_search,
-            overwrite,
-        )
-        options |= {"overwrite": overwrite, "batch_size": batch_size}
-    elif any(v is not None for v in qdrant_opts.values()):
-        given = ", ".join(k for k, v in qdrant_opts.items() if v is not None)
-        raise FractalError(f"{given} applies to --backend qdrant; add --backend qdrant or drop it")
+    options = prepare_build(
+        run_dir,
+        out_dir,
+        backend=backend,
+        kind=kind,
+        split=split,
+        overwrite=overwrite,
+        m=m,
+        ef_construction=ef_construction,
+        ef_search=ef_search,
+        qdrant_path=qdrant_path,
+        qdrant_url=qdrant_url,
+        api_key=api_key,
+        collection=collection,
+        batch_size=batch_size,
+    )
     t0 = time.perf_counter()
     ix = build_from_source(
         run_dir,
@@ -110,13 +89,8 @@ def index_build(
         text=text,
         levels=parse_levels(levels),
         id_column=id_column,
-        kind=kind,
-        m=m,
-        ef_construction=ef_construction,
-        ef_search=ef_search,
         show_progress=not as_json,
         device=device,
-        backend=backend,
         **options,
     )
     try:
@@ -137,35 +111,6 @@ def index_build(
         f"({info['seconds']:.1f} s)",
         markup=False,
     )
-
-
-def _qdrant_build_options(
-    run_dir: str,
-    out_dir: str,
-    path: str | None,
-    url: str | None,
-    api_key: str | None,
-    collection: str | None,
-    kind: str,
-    m: int,
-    ef_construction: int,
-    ef_search: int,
-    overwrite: bool,
-) -> dict:
-    """``--backend qdrant``: the target, checked with the run before any work (the server answers, the
-    collection is absent or was built by this run with these settings, or ``--overwrite``)."""
-    from ..index import API_KEY_ENV, QdrantIndex, QdrantTarget
-
-    if url is not None and api_key is None:
-        api_key = os.environ.get(API_KEY_ENV) or None
-    name = collection if collection is not None else (Path(out_dir).resolve().name or "fractal")
-    target = QdrantTarget(name, path=path, url=url, api_key=api_key)
-    probe = QdrantIndex(run_dir, target, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
-    try:
-        probe.check_collection(overwrite)
-    finally:
-        probe.close()
-    return {"target": target}
 
 
 @app.command("search")

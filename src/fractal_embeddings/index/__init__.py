@@ -76,7 +76,7 @@ Imports only go down this list (nothing outside the package but the deploy layer
 """
 
 from ..errors import ZoomIndexError
-from .backends import build_from_source, load_index
+from .backends import build_from_source, load_index, prepare_build
 from .base import Hit, RunIndex, SearchResults, as_run, describe_run, run_identity
 from .corpus import TABLE_SUFFIXES, TEXT_SUFFIXES, Corpus, read_corpus
 from .folder import BACKENDS, META_FILE, RUN_DIR, check_target, index_backend, read_index_meta
@@ -115,6 +115,7 @@ __all__ = [
     "describe_run",
     "index_backend",
     "load_index",
+    "prepare_build",
     "read_corpus",
     "read_index_meta",
     "run_identity",

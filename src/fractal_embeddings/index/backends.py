@@ -1,21 +1,26 @@
 """Either backend by name: :func:`load_index` opens an index directory whichever backend wrote it
-(its ``index.json`` says), :func:`build_from_source` reads a corpus and builds a FAISS or a Qdrant
-index from it (what ``fractal index build`` runs)."""
+(its ``index.json`` says), :func:`prepare_build` makes every check of a build before any text is read
+or encoded, :func:`build_from_source` reads a corpus and builds a FAISS or a Qdrant index from it (what
+``fractal index build`` runs, in that order)."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from ..errors import ZoomIndexError
+from ..extras import require
 from ..runs import Run
 from .corpus import read_corpus
-from .folder import BACKENDS, index_backend
+from .folder import BACKENDS, check_target, index_backend
+from .prefix import HNSW_DEFAULTS, KINDS
 from .qdrant import QdrantIndex
+from .qdrant_target import API_KEY_ENV, QdrantTarget
 from .zoom import ZoomIndex
 
-__all__ = ["build_from_source", "load_index"]
+__all__ = ["build_from_source", "load_index", "prepare_build"]
 
 
 def load_index(
@@ -63,3 +68,59 @@ def build_from_source(
         level_names=corpus.level_names if corpus.labels is not None else None,
         **build_options,
     )
+
+
+def prepare_build(
+    run: Run | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    backend: str = "faiss",
+    kind: str = "flat",
+    split: str | None = None,
+    overwrite: bool = False,
+    m: int = HNSW_DEFAULTS["M"],
+    ef_construction: int = HNSW_DEFAULTS["ef_construction"],
+    ef_search: int = HNSW_DEFAULTS["ef_search"],
+    qdrant_path: str | None = None,
+    qdrant_url: str | None = None,
+    api_key: str | None = None,
+    collection: str | None = None,
+    batch_size: int = 256,
+) -> dict[str, Any]:
+    """Every check of an index build that needs no corpus, made before any text is read or encoded: the
+    ``out_dir`` may receive an index, the backend and its extra, the kind, the split, the Qdrant options
+    (given only with ``backend="qdrant"``; the server answers and the collection is absent, or was built
+    by this run with these settings, or ``overwrite``). Returns the options :func:`build_from_source`
+    takes after the corpus arguments. ``api_key`` defaults to ``$QDRANT_API_KEY`` for a server; the
+    collection's name to the name of ``out_dir``."""
+    check_target(out_dir, overwrite)
+    if backend not in BACKENDS:
+        raise ZoomIndexError(f"unknown --backend {backend!r}; use faiss (the default) or qdrant")
+    require(*(("qdrant", "--backend qdrant") if backend == "qdrant" else ("index", "a FAISS zoom index")))
+    if kind not in KINDS:
+        raise ZoomIndexError(f"unknown --kind {kind!r}; use flat (exact) or hnsw (approximate)")
+    if split is not None and (not isinstance(split, str) or not split.strip()):
+        raise ZoomIndexError("--split is empty; give a split name (train, val, test) or leave it out")
+    options: dict[str, Any] = {"backend": backend, "kind": kind, "m": m, "ef_construction": ef_construction}
+    options["ef_search"] = ef_search
+    qdrant = {
+        "--qdrant-path": qdrant_path,
+        "--qdrant-url": qdrant_url,
+        "--api-key": api_key,
+        "--collection": collection,
+    }
+    if backend != "qdrant":
+        given = ", ".join(k for k, v in qdrant.items() if v is not None)
+        if given:
+            raise ZoomIndexError(f"{given} applies to --backend qdrant; add --backend qdrant or drop it")
+        return options
+    if qdrant_url is not None and api_key is None:
+        api_key = os.environ.get(API_KEY_ENV) or None
+    name = collection if collection is not None else (Path(out_dir).resolve().name or "fractal")
+    target = QdrantTarget(name, path=qdrant_path, url=qdrant_url, api_key=api_key)
+    probe = QdrantIndex(run, target, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
+    try:
+        probe.check_collection(overwrite)
+    finally:
+        probe.close()
+    return options | {"target": target, "overwrite": overwrite, "batch_size": batch_size}
