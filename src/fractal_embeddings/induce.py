@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,8 +152,7 @@ def induce_level(
     their train-split centroids under the frozen ``encoder`` (default: the library's default encoder).
     ``name``: the new level's name (default ``<level>_group<K>``). Every argument is checked before
     anything is encoded (one-line :class:`~fractal_embeddings.errors.TaxonomyError`)."""
-    from scipy.cluster.hierarchy import cut_tree, linkage
-    from sklearn.metrics import silhouette_score
+    from scipy.cluster.hierarchy import linkage
 
     if method not in METHODS:
         raise TaxonomyError(f"unknown method {method!r}; use one of {', '.join(METHODS)}")
@@ -178,45 +178,18 @@ def induce_level(
         )
 
     enc = as_encoder(encoder)
-    X = np.asarray(embed_split(enc, train), dtype=np.float64)
-    centroids = np.zeros((n, X.shape[1]))
-    np.add.at(centroids, codes, X)
-    centroids /= counts[:, None]
-    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
-    unit = centroids / np.where(norms > 0, norms, 1.0)
+    unit = _unit_centroids(np.asarray(embed_split(enc, train), dtype=np.float64), codes, counts)
     Z = linkage(unit, method="ward", metric="euclidean") if method == "ward" else linkage(unit, "average", "cosine")
-
     auto = None
     if k == "auto":
-        ks = list(auto_range(n))
-        cuts = cut_tree(Z, n_clusters=ks)
-        scores = [float(silhouette_score(unit, cuts[:, i], metric="cosine")) for i in range(len(ks))]
-        best = ks[int(np.argmax(scores))]  # argmax: the first maximum, i.e. ties -> the smaller K
-        auto = {
-            "rule": AUTO_RULE,
-            "candidates": [ks[0], ks[-1]],
-            "silhouette": {str(kk): v for kk, v in zip(ks, scores, strict=True)},  # JSON keys
-            "chosen": int(best),
-        }
-        k_int = int(best)
+        auto = _choose_k(Z, unit)
+        k_int = auto["chosen"]
         if name is None:
             new_name = f"{lv.name}_group{k_int}"
             check_level_name(new_name, dataset)
     else:
         k_int = int(k)
-    raw = cut_tree(Z, n_clusters=k_int).ravel()
-    # groups numbered by their first class (code order)
-    order = sorted(np.unique(raw).tolist(), key=lambda g: int(np.flatnonzero(raw == g)[0]))
-    parent = np.empty(n, dtype=np.int64)
-    for i, g in enumerate(order):
-        parent[raw == g] = i
-    width = len(str(k_int - 1))
-    groups = []
-    for i in range(k_int):
-        members = np.flatnonzero(parent == i)
-        mean = unit[members].mean(axis=0)
-        central = int(members[int(np.argmax(unit[members] @ mean))])  # argmax: ties -> the lower code
-        groups.append(f"g{i:0{width}d}:{lv.classes[central]}")
+    parent, groups = _cut(Z, unit, k_int, lv.classes)
     ident = enc.identity()
     return InducedLevel(
         name=str(new_name),
@@ -230,6 +203,53 @@ def induce_level(
         encoder={"name": ident.name, "fingerprint": ident.fingerprint},
         train_rows=len(train),
     )
+
+
+def _unit_centroids(X: np.ndarray, codes: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The L2-normalised mean vector of every class (rows of ``X`` grouped by ``codes``)."""
+    centroids = np.zeros((len(counts), X.shape[1]))
+    np.add.at(centroids, codes, X)
+    centroids /= counts[:, None]
+    norms = np.linalg.norm(centroids, axis=1, keepdims=True)
+    return centroids / np.where(norms > 0, norms, 1.0)
+
+
+def _choose_k(Z: np.ndarray, unit: np.ndarray) -> dict[str, Any]:
+    """``k="auto"``: the K of :func:`auto_range` whose cut of the linkage ``Z`` has the highest mean
+    cosine silhouette of the centroids (ties -> the smaller K), with every candidate's score."""
+    from scipy.cluster.hierarchy import cut_tree
+    from sklearn.metrics import silhouette_score
+
+    ks = list(auto_range(len(unit)))
+    cuts = cut_tree(Z, n_clusters=ks)
+    scores = [float(silhouette_score(unit, cuts[:, i], metric="cosine")) for i in range(len(ks))]
+    best = ks[int(np.argmax(scores))]  # argmax: the first maximum, i.e. ties -> the smaller K
+    return {
+        "rule": AUTO_RULE,
+        "candidates": [ks[0], ks[-1]],
+        "silhouette": {str(kk): v for kk, v in zip(ks, scores, strict=True)},  # JSON keys
+        "chosen": int(best),
+    }
+
+
+def _cut(Z: np.ndarray, unit: np.ndarray, k: int, classes: Sequence[str]) -> tuple[np.ndarray, list[str]]:
+    """The linkage ``Z`` cut into ``k`` groups: every class's group (numbered by its first class in code
+    order) and every group's name (``g<i>:<its most central class>``)."""
+    from scipy.cluster.hierarchy import cut_tree
+
+    raw = cut_tree(Z, n_clusters=k).ravel()
+    order = sorted(np.unique(raw).tolist(), key=lambda g: int(np.flatnonzero(raw == g)[0]))
+    parent = np.empty(len(unit), dtype=np.int64)
+    for i, g in enumerate(order):
+        parent[raw == g] = i
+    width = len(str(k - 1))
+    groups = []
+    for i in range(k):
+        members = np.flatnonzero(parent == i)
+        mean = unit[members].mean(axis=0)
+        central = int(members[int(np.argmax(unit[members] @ mean))])  # argmax: ties -> the lower code
+        groups.append(f"g{i:0{width}d}:{classes[central]}")
+    return parent, groups
 
 
 def _fine_index(dataset: TaxonomyDataset, induced: InducedLevel) -> int:
