@@ -21,7 +21,6 @@ from ..validation import check_real, check_seed
 from . import loaders, online
 from .build import build_dataset
 from .home import RemoteFile, ensure_files, get_data_home
-from .tabular import read_table
 from .taxonomy import DUPLICATES, TaxonomyDataset, check_levels
 
 
@@ -362,6 +361,8 @@ def _load(
                 f"{name_s}: name the label columns, coarse -> fine "
                 "(levels=['domain', 'intent'] / --levels domain,intent)"
             )
+        from .tabular import read_table  # pandas: the data extra (checked just above)
+
         raw = read_table(Path(name_s), text=text, levels=levels, empty=empty, on_duplicates=on_duplicates)
         return build_dataset(
             Path(name_s).stem,

@@ -23,7 +23,6 @@ import numpy as np
 
 from ..data import load_dataset
 from ..data.loaders import decode_error
-from ..data.tabular import check_scalar_columns, describe_columns, read_frame
 from ..errors import InputDataError, ZoomIndexError
 from ..extras import require_table_reader
 
@@ -137,6 +136,8 @@ def _table_corpus(
     path: Path, split: str | None, text: str, levels: Sequence[str] | None, id_column: str | None
 ) -> Corpus:
     require_table_reader(path)
+    from ..data.tabular import check_scalar_columns, describe_columns, read_frame  # pandas: the data extra
+
     df = read_frame(path)
     if len(df) == 0:
         raise ZoomIndexError(f"empty corpus: {path} has no rows")
