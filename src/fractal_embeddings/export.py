@@ -331,38 +331,18 @@ def export_sentence_transformers(
     dims = export_dims(record, dims, portable)
     out = Path(out_dir)
     _check_target(out, overwrite, run_dir)
-    block = record.head.block_dim
-    finetuned = record.is_finetuned
-    if finetuned:
-        if run_dir is None:
-            raise ExportError("export a fine-tuned run from its directory (the model folder is the run)")
-        ref = run.embed(list(PROBE_TEXTS), device="cpu")
-    else:
-        encoder = _encoder(record, encoder)
-        head = run.head
+    if record.is_finetuned and run_dir is None:
+        raise ExportError("export a fine-tuned run from its directory (the model folder is the run)")
+    encoder = None if record.is_finetuned else _encoder(record, encoder)
     # written whole beside OUT, then put in its place in one step: OUT holds the old export or the new one
     with atomic_dir(
         out, overwrite=overwrite, marker=EXPORT_FILE, what="an exported model", option="OUT_DIR", error=ExportError
     ) as tmp:
         with quiet_loaders():
-            if finetuned:
-                assert run_dir is not None  # checked above
-                check_no_links(run_dir, "fine-tuned run")  # load_run checked it; the copy never follows a link
-                shutil.copytree(
-                    run_dir,
-                    tmp,
-                    ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"),
-                    dirs_exist_ok=True,
-                    symlinks=True,
-                )
-            else:
-                # export_dims refused runs without a head and runs with encoder layers
-                assert isinstance(head, Head) and encoder is not None
-                build_model(head, encoder, dims, portable).save(str(tmp), create_model_card=False)
-                ref = head.transform(encoder.encode(list(PROBE_TEXTS)))
+            ref = _write_model(tmp, run, run_dir, encoder, dims, portable)
             if not portable:  # loads without fractal-embeddings: the head's code file at the root
                 make_self_contained(tmp)
-            check = check_export(tmp, ref, dims, block)
+            check = check_export(tmp, ref, dims, record.head.block_dim)
         worst = max(check.items(), key=lambda kv: kv[1])
         if not worst[1] <= TOLERANCE:
             where = "the unnormalised output" if worst[0] == "raw" else f"{worst[0]} dims"
@@ -371,21 +351,46 @@ def export_sentence_transformers(
                 f"(tolerance {TOLERANCE:g}); nothing was written"
             )
         (tmp / "README.md").write_text(model_card(record, dims, check, out.name, portable), encoding="utf-8")
-        (tmp / EXPORT_FILE).write_text(
-            canonical_json(
-                {
-                    "schema": EXPORT_SCHEMA,
-                    "run_id": record.run_id,
-                    "dims": dims,
-                    "block_dim": block,
-                    "layout": "portable" if portable else "fractal-head",
-                    "trust_remote_code": not portable,
-                    "tolerance": TOLERANCE,
-                    "check": check,
-                    "probe_texts": list(PROBE_TEXTS),
-                    "record": record.to_dict(),
-                }
-            ),
-            encoding="utf-8",
-        )
+        (tmp / EXPORT_FILE).write_text(canonical_json(_export_meta(record, dims, portable, check)), encoding="utf-8")
     return out
+
+
+def _write_model(
+    tmp: Path, run: Run, run_dir: Path | None, encoder: Encoder | None, dims: int, portable: bool
+) -> np.ndarray:
+    """The model's files in ``tmp`` (a fine-tuned run's folder copied as it is, links refused; else the
+    encoder + the head built as sentence-transformers modules); returns the run's own embeddings of
+    :data:`PROBE_TEXTS`, which the export must reproduce."""
+    if run.record.is_finetuned:
+        assert run_dir is not None  # checked by the caller
+        check_no_links(run_dir, "fine-tuned run")  # load_run checked it; the copy never follows a link
+        ref = run.embed(list(PROBE_TEXTS), device="cpu")
+        shutil.copytree(
+            run_dir,
+            tmp,
+            ignore=shutil.ignore_patterns("record.json", "README.md", "*.tmp"),
+            dirs_exist_ok=True,
+            symlinks=True,
+        )
+        return ref
+    head = run.head
+    # export_dims refused runs without a head and runs with encoder layers
+    assert isinstance(head, Head) and encoder is not None
+    build_model(head, encoder, dims, portable).save(str(tmp), create_model_card=False)
+    return head.transform(encoder.encode(list(PROBE_TEXTS)))
+
+
+def _export_meta(record: RunRecord, dims: int, portable: bool, check: dict[str, float]) -> dict[str, Any]:
+    """``fractal_export.json``: what was exported, how it loads, and the check it passed."""
+    return {
+        "schema": EXPORT_SCHEMA,
+        "run_id": record.run_id,
+        "dims": dims,
+        "block_dim": record.head.block_dim,
+        "layout": "portable" if portable else "fractal-head",
+        "trust_remote_code": not portable,
+        "tolerance": TOLERANCE,
+        "check": check,
+        "probe_texts": list(PROBE_TEXTS),
+        "record": record.to_dict(),
+    }

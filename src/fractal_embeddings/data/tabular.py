@@ -17,6 +17,7 @@ import numpy as np
 
 from ..errors import InputDataError, TaxonomyError
 from ..extras import MissingExtraError
+from ..validation import quoted
 from .loaders import RawData, check_path, decode_error
 from .splits import SPLIT_SEED, TEST_FRACTION, holdout_rows
 from .taxonomy import DUPLICATES, check_levels
@@ -191,11 +192,6 @@ def describe_columns(columns: Iterable[Any], limit: int = 20) -> str:
     return ", ".join(names[:limit]) + more if names else "no columns"
 
 
-def _show(text: str, limit: int = 60) -> str:
-    r = repr(text)
-    return r if len(r) <= limit else r[: limit - 4] + "...'"
-
-
 def read_table(
     path: Path, text: str, levels: Sequence[str], *, empty: str = "drop", on_duplicates: str = "warn"
 ) -> RawData:
@@ -204,23 +200,11 @@ def read_table(
     strings, a missing label on a row with text, empty texts with ``empty="error"``, and texts seen
     with different labels (counted and warned about; refused with ``on_duplicates="error"``). The
     taxonomy itself is validated by ``build_dataset``."""
-    if on_duplicates not in DUPLICATES:
-        raise InputDataError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
-    levels = check_levels(levels) or ()  # type: ignore[assignment]  # names, checked
-    if not levels:
-        raise TaxonomyError(f"{path}: name the label columns, coarse -> fine (levels=['domain', 'intent'])")
-    if not isinstance(text, str) or not text:
-        raise InputDataError(f"{path}: text must name the text column (--text), got {text!r}")
-    if text in levels:
-        raise InputDataError(
-            f"{path}: column {text!r} is both the text column (--text) and a level (--levels): the texts would be "
-            f"their own labels; pick the column of the texts with --text, or drop {text!r} from --levels"
-        )
+    levels = _check_read_args(path, text, levels, on_duplicates)
     df = read_frame(path)
     if len(df) == 0:
         raise InputDataError(f"{path}: the file has no rows")
-    wanted = [text, *levels]
-    missing = [c for c in wanted if c not in df.columns]
+    missing = [c for c in [text, *levels] if c not in df.columns]
     if missing:
         raise InputDataError(
             f"{path}: no column {', '.join(repr(c) for c in missing)}; the file has {describe_columns(df.columns)} "
@@ -228,7 +212,46 @@ def read_table(
         )
     rows_at = RowNames(path, len(df))
     check_scalar_columns(df, [text, *levels] + (["split"] if "split" in df.columns else []), path, rows_at)
-    texts: list[str | None] = []  # None: no text (a missing cell)
+    texts, labels, has_text = _texts_and_labels(df, path, text, levels, rows_at)
+    n_empty = has_text.count(False)
+    if n_empty and empty == "error":
+        raise TaxonomyError(
+            f"{path}: {n_empty} empty or whitespace-only texts (first at {rows_at(has_text.index(False))}); "
+            "remove them or pass empty='drop'"
+        )
+    _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates)
+    if "split" in df.columns:
+        rows = _rows_by_split_column(df, path, texts, labels, rows_at)
+        return RawData(tuple(levels), rows, info={"file": str(path), "splits_from": "column 'split'"})
+    rows = holdout_rows(texts, labels, TEST_FRACTION, SPLIT_SEED)
+    return RawData(
+        tuple(levels), rows, info={"file": str(path), "test_split": {"fraction": TEST_FRACTION, "seed": SPLIT_SEED}}
+    )
+
+
+def _check_read_args(path: Path, text: Any, levels: Any, on_duplicates: Any) -> tuple[str, ...]:
+    """:func:`read_table`'s arguments, checked before the file is read; returns the level names."""
+    if on_duplicates not in DUPLICATES:
+        raise InputDataError(f"on_duplicates must be 'warn' or 'error', got {on_duplicates!r}")
+    names = check_levels(levels) or ()
+    if not names:
+        raise TaxonomyError(f"{path}: name the label columns, coarse -> fine (levels=['domain', 'intent'])")
+    if not isinstance(text, str) or not text:
+        raise InputDataError(f"{path}: text must name the text column (--text), got {text!r}")
+    if text in names:
+        raise InputDataError(
+            f"{path}: column {text!r} is both the text column (--text) and a level (--levels): the texts would be "
+            f"their own labels; pick the column of the texts with --text, or drop {text!r} from --levels"
+        )
+    return tuple(str(n) for n in names)
+
+
+def _texts_and_labels(
+    df: Any, path: Path, text: str, levels: Sequence[str], rows_at: Callable[[int], str]
+) -> tuple[list[str | None], list[tuple[str, ...]], list[bool]]:
+    """Every row's text (``None``: a missing cell; a non-string is refused), its labels (stripped
+    strings, one per level; a row with text needs every one) and whether it has text."""
+    texts: list[str | None] = []
     for i, t in enumerate(df[text].tolist()):
         if _missing(t):
             t = None
@@ -248,32 +271,27 @@ def read_table(
                 f"{path}: {rows_at(i)}: empty label in column {lv!r}; every row with text needs a label "
                 "at every level: fill it in or drop the row"
             )
-    n_empty = has_text.count(False)
-    if n_empty and empty == "error":
-        raise TaxonomyError(
-            f"{path}: {n_empty} empty or whitespace-only texts (first at {rows_at(has_text.index(False))}); "
-            "remove them or pass empty='drop'"
+    return texts, labels, has_text
+
+
+def _rows_by_split_column(
+    df: Any, path: Path, texts: list[str | None], labels: list[tuple[str, ...]], rows_at: Callable[[int], str]
+) -> dict[str, tuple[list, list]]:
+    """The rows of each split named by the file's ``split`` column (train, val or test; any case)."""
+    split_col = np.array([cell_text(v).strip().lower() for v in df["split"].tolist()], dtype=object)
+    ok = np.isin(split_col, ["train", "val", "test"])
+    if not ok.all():
+        first = int(np.flatnonzero(~ok)[0])
+        bad = sorted(set(split_col[~ok].tolist()))
+        raise InputDataError(
+            f"{path}: column 'split' has values {bad[:3]} (first at {rows_at(first)}); use train, val or test"
         )
-    _check_duplicates(path, texts, labels, has_text, levels, rows_at, on_duplicates)
-    if "split" in df.columns:
-        split_col = np.array([cell_text(v).strip().lower() for v in df["split"].tolist()], dtype=object)
-        ok = np.isin(split_col, ["train", "val", "test"])
-        if not ok.all():
-            first = int(np.flatnonzero(~ok)[0])
-            bad = sorted(set(split_col[~ok].tolist()))
-            raise InputDataError(
-                f"{path}: column 'split' has values {bad[:3]} (first at {rows_at(first)}); use train, val or test"
-            )
-        rows = {}
-        for s in ("train", "val", "test"):
-            idx = np.flatnonzero(split_col == s)
-            if len(idx):
-                rows[s] = ([texts[i] for i in idx], [labels[i] for i in idx])
-        return RawData(tuple(levels), rows, info={"file": str(path), "splits_from": "column 'split'"})
-    rows = holdout_rows(texts, labels, TEST_FRACTION, SPLIT_SEED)
-    return RawData(
-        tuple(levels), rows, info={"file": str(path), "test_split": {"fraction": TEST_FRACTION, "seed": SPLIT_SEED}}
-    )
+    rows = {}
+    for s in ("train", "val", "test"):
+        idx = np.flatnonzero(split_col == s)
+        if len(idx):
+            rows[s] = ([texts[i] for i in idx], [labels[i] for i in idx])
+    return rows
 
 
 def _check_duplicates(
@@ -301,8 +319,8 @@ def _check_duplicates(
     key, (j, i) = next(iter(conflicts.items()))
     k = next(k for k in range(len(levels)) if labels[j][k] != labels[i][k])
     example = (
-        f"e.g. {_show(key)}: {levels[k]} {_show(labels[j][k], 40)} at {rows_at(j)}, "
-        f"{_show(labels[i][k], 40)} at {rows_at(i)}"
+        f"e.g. {quoted(key)}: {levels[k]} {quoted(labels[j][k], 40)} at {rows_at(j)}, "
+        f"{quoted(labels[i][k], 40)} at {rows_at(i)}"
     )
     what = f"{path}: {n} text{' appears' if n == 1 else 's appear'} more than once with different labels ({example})"
     if on_duplicates == "error":
