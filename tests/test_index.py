@@ -382,7 +382,8 @@ def test_index_package_has_no_cycle_no_late_imports_and_nothing_below_imports_it
     for f in sorted(pkg.glob("*.py")):
         name = f"fractal_embeddings.index.{f.stem}" if f.stem != "__init__" else "fractal_embeddings.index"
         deps = _imports(f)
-        late = [m for m, top in deps if not top]
+        # the one late import: the user-file reader needs pandas (the data extra), so a core install imports the package
+        late = [m for m, top in deps if not top and m != "fractal_embeddings.data.tabular"]
         assert not late, f"{f.name}: late imports of {late}"
         graph[name] = {m for m, _ in deps if m.startswith("fractal_embeddings.index.")}
         if f.stem != "__init__":  # a module never imports the package's __init__ (the re-exports)
