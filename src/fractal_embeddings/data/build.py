@@ -98,9 +98,10 @@ def build_dataset(
     level_names = _check_build_args(rows, level_names, on_conflict, empty, val_fraction, seed)
     info = dict(info or {})
     texts, labels = _string_labels(name, rows, level_names, empty, info)
+    all_lab = np.concatenate([labels[s] for s in labels], axis=0)
     for k in range(1, len(level_names)):
-        _resolve_parents(name, labels, level_names, k, on_conflict, info)
-    levels, codes = _encode(labels, level_names, class_order)
+        all_lab = _resolve_parents(name, labels, all_lab, level_names, k, on_conflict, info)
+    levels, codes = _encode(labels, all_lab, level_names, class_order)
     all_codes = np.concatenate([codes[s] for s in codes], axis=0)
     parents: list[np.ndarray | None] = [None]
     for k in range(1, len(level_names)):
@@ -154,19 +155,25 @@ def _string_labels(
 
 
 def _resolve_parents(
-    name: str, labels: dict[str, np.ndarray], level_names: tuple[str, ...], k: int, on_conflict: str, info: dict
-) -> None:
+    name: str,
+    labels: dict[str, np.ndarray],
+    all_lab: np.ndarray,
+    level_names: tuple[str, ...],
+    k: int,
+    on_conflict: str,
+    info: dict,
+) -> np.ndarray:
     """Step 2, for level ``k``: every class has one parent in level ``k - 1``. A class under two parents
     is an error, or under ``on_conflict="majority"`` is re-attached to its most frequent parent (ties:
-    the name that sorts first), rewriting the coarser labels of the rows in ``labels`` in place."""
-    all_lab = np.concatenate([labels[s] for s in labels], axis=0)
+    the name that sorts first), rewriting the coarser labels of the rows in ``labels`` in place.
+    ``all_lab``: every split's labels stacked; returned as they are, or stacked again after a rewrite."""
     pairs = Counter(zip(all_lab[:, k], all_lab[:, k - 1], strict=True))
     by_child: dict[str, Counter] = {}
     for (child, parent), n in pairs.items():
         by_child.setdefault(child, Counter())[parent] = n
     conflicts = {c: cnt for c, cnt in by_child.items() if len(cnt) > 1}
     if not conflicts:
-        return
+        return all_lab
     if on_conflict == "error":
         child, cnt = sorted(conflicts.items())[0]
         (p1, n1), (p2, n2) = cnt.most_common(2)
@@ -193,14 +200,17 @@ def _resolve_parents(
         stacklevel=3,
     )
     info.setdefault("majority_parent_rows", {})[level_names[k]] = n_rows
+    return np.concatenate([labels[s] for s in labels], axis=0)
 
 
 def _encode(
-    labels: dict[str, np.ndarray], level_names: tuple[str, ...], class_order: Sequence[Sequence[str] | None] | None
+    labels: dict[str, np.ndarray],
+    all_lab: np.ndarray,
+    level_names: tuple[str, ...],
+    class_order: Sequence[Sequence[str] | None] | None,
 ) -> tuple[list[Level], dict[str, np.ndarray]]:
     """Step 3: every level's class list (``class_order``'s, or sorted names; >= 2 classes) and the
-    integer codes of every split."""
-    all_lab = np.concatenate([labels[s] for s in labels], axis=0)
+    integer codes of every split (``all_lab``: their labels stacked)."""
     levels = []
     codes = {s: np.zeros(lab.shape, dtype=np.int64) for s, lab in labels.items()}
     for k, lname in enumerate(level_names):

@@ -17,7 +17,7 @@ from .corpus import read_corpus
 from .folder import BACKENDS, check_target, index_backend
 from .prefix import HNSW_DEFAULTS, KINDS
 from .qdrant import QdrantIndex
-from .qdrant_target import API_KEY_ENV, QdrantTarget
+from .qdrant_target import QdrantTarget, api_key_or_env
 from .zoom import ZoomIndex
 
 __all__ = ["build_from_source", "load_index", "prepare_build"]
@@ -114,8 +114,8 @@ def prepare_build(
         if given:
             raise ZoomIndexError(f"{given} applies to --backend qdrant; add --backend qdrant or drop it")
         return options
-    if qdrant_url is not None and api_key is None:
-        api_key = os.environ.get(API_KEY_ENV) or None
+    if qdrant_url is not None:
+        api_key = api_key_or_env(api_key)
     name = collection if collection is not None else (Path(out_dir).resolve().name or "fractal")
     target = QdrantTarget(name, path=qdrant_path, url=qdrant_url, api_key=api_key)
     probe = QdrantIndex(run, target, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search)

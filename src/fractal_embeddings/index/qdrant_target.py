@@ -29,9 +29,16 @@ from ..validation import check_int, check_url
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
 
-__all__ = ["API_KEY_ENV", "QdrantTarget", "server_error"]
+__all__ = ["API_KEY_ENV", "QdrantTarget", "api_key_or_env", "server_error"]
 
 API_KEY_ENV = "QDRANT_API_KEY"
+
+
+def api_key_or_env(api_key: str | None) -> str | None:
+    """A server's api key: ``api_key``, else ``$QDRANT_API_KEY`` (unset or empty: none)."""
+    return api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+
+
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,255}$")
 _INSTALL = "the Qdrant backend needs qdrant-client: pip install 'fractal-embeddings[qdrant]'"
 
@@ -108,7 +115,7 @@ class QdrantTarget:
 
     @classmethod
     def from_dict(cls, d: dict, api_key: str | None = None) -> QdrantTarget:
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV) or None
+        key = api_key_or_env(api_key)
         if d.get("url"):
             return cls(str(d["name"]), url=str(d["url"]), api_key=key)
         return cls(str(d["name"]), path=str(d["path"]))
