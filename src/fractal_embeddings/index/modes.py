@@ -46,7 +46,7 @@ the FAISS backend routes to (:class:`ClassPartition`) and the merge of per-class
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from typing import Any
@@ -219,11 +219,16 @@ def route(
 
 # ------------------------------------------------------------------ funnel
 def rerank(
-    Q: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int, *, chunk_floats: int = 1 << 24
+    Q: np.ndarray,
+    candidates: np.ndarray,
+    vectors: np.ndarray | Callable[[np.ndarray], np.ndarray],
+    k: int,
+    *,
+    chunk_floats: int = 1 << 24,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact re-rank of each query's candidate rows: the cosine of the query prefix ``Q[i]`` (``(n, d)``)
     with the ``d``-dim prefixes of ``vectors[candidates[i]]`` (``candidates``: ``(n, c)`` rows, ``-1``
-    = none). Returns ``(scores, rows)``, each ``(n, k)``, best first (equal scores: lower row first),
+    = none; ``vectors``: the stored vectors, or a function of an array of rows giving theirs). Returns ``(scores, rows)``, each ``(n, k)``, best first (equal scores: lower row first),
     padded with ``-inf`` / ``-1`` where a query had fewer than ``k`` candidates. Vectorised over
     queries in chunks of at most ``chunk_floats`` gathered floats."""
     Q = unit_rows(Q)
@@ -235,7 +240,12 @@ def rerank(
     step = max(1, chunk_floats // max(1, c * d))
     for s in range(0, n, step):
         Cs = C[s : s + step]
-        G = np.asarray(vectors, dtype=np.float32)[np.maximum(Cs, 0), :d]  # (m, c, d)
+        at = np.maximum(Cs, 0)
+        G = (  # (m, c, d)
+            np.asarray(vectors(at.ravel()), dtype=np.float32).reshape(*at.shape, -1)[:, :, :d]
+            if callable(vectors)
+            else np.asarray(vectors, dtype=np.float32)[at, :d]
+        )
         norms = np.maximum(np.linalg.norm(G, axis=2), 1e-12)
         S = np.einsum("mcd,md->mc", G, Q[s : s + step]) / norms
         S = np.where(Cs >= 0, S, -np.inf).astype(np.float32)
@@ -264,10 +274,11 @@ def merge_top_k(parts: Sequence[tuple[np.ndarray, np.ndarray]], k: int) -> tuple
 
 class ClassPartition:
     """The rows of each coarse class of an index and, per prefix length, an exact FAISS index
-    (``IndexFlatIP`` of the L2-normalised prefixes) of each class's items, built on first use: a
-    routed search over a flat index scans only the classes it is sent to."""
+    (``IndexFlatIP`` of the L2-normalised prefixes) of each class's items, built on first use from
+    ``vectors`` (``None``: the index scans the classes' rows itself): a routed search over a flat
+    index scans only the classes it is sent to."""
 
-    def __init__(self, labels: Sequence[str], vectors: np.ndarray):
+    def __init__(self, labels: Sequence[str], vectors: np.ndarray | None):
         self.labels = np.asarray([str(x) for x in labels], dtype=object)
         self.vectors = vectors
         by_class: dict[str, list[int]] = {}
@@ -292,6 +303,8 @@ class ClassPartition:
         key = (label, d)
         ix = self._indexes.get(key)
         if ix is None:
+            if self.vectors is None:
+                raise ZoomIndexError("this class partition holds no vectors; search its rows in the index")
             ix = faiss.IndexFlatIP(d)
             rows = self.rows.get(label)
             if rows is not None and len(rows):

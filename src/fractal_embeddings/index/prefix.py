@@ -63,6 +63,34 @@ class RowSubset:
         return self._selector
 
 
+def faiss_search(
+    ix: Any, Q: np.ndarray, k: int, params: dict[str, int], ef_search: int | None, subset: RowSubset | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """``ix.search`` of the normalised query prefixes ``Q`` for ``k`` rows: ``(scores, rows)``, each
+    ``(n, k)``, row ``-1`` / score ``-inf`` where an approximate index found fewer. ``params``: the
+    HNSW parameters (empty for an exact index), ``ef_search`` overriding their search breadth;
+    ``subset``: only these rows are candidates (a FAISS ID selector: HNSW walks the whole graph and
+    keeps the selected rows; a flat index still scans every row)."""
+    import faiss
+
+    sel = None if subset is None else subset.selector
+    if params:
+        ef = params["ef_search"] if ef_search is None else int(ef_search)
+        if ef < 1:
+            raise ZoomIndexError(f"ef_search must be >= 1, got {ef}")
+        p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
+        p.efSearch = max(ef, k)
+        if sel is not None:
+            p.sel = sel
+        D, rows = ix.search(Q, k, params=p)
+    elif sel is not None:
+        params_sel = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]  # faiss's stubs lack the sel keyword
+        D, rows = ix.search(Q, k, params=params_sel)
+    else:
+        D, rows = ix.search(Q, k)
+    return np.where(rows >= 0, D, -np.inf).astype(np.float32), rows.astype(np.int64)
+
+
 def prefix_file(d: int) -> str:
     """The file name of the index of the ``d``-dim prefixes."""
     return f"prefix-{d}.faiss"
@@ -97,10 +125,19 @@ class PrefixIndexes:
                 hnsw.hnsw.efSearch = self.params["ef_search"]
                 ix = hnsw
             self.indexes[d] = ix
-        self._vectors = np.zeros((0, self.dim), dtype=np.float32)
+        self._parts: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float32)]  # joined on first read
+
+    layout = "per-prefix"
+    quantize = None
 
     def __len__(self) -> int:
-        return len(self._vectors)
+        return sum(len(p) for p in self._parts)
+
+    @property
+    def _vectors(self) -> np.ndarray:
+        if len(self._parts) > 1:  # a build adds batch by batch: joined once, not once per batch
+            self._parts = [np.concatenate(self._parts, axis=0)]
+        return self._parts[0]
 
     @property
     def faiss_type(self) -> str:
@@ -112,6 +149,16 @@ class PrefixIndexes:
         v = self._vectors.view()
         v.flags.writeable = False
         return v
+
+    def rows(self, rows: np.ndarray | slice) -> np.ndarray:
+        """The full vectors of these rows."""
+        return self._vectors[rows]
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """What a prefix's cosine is computed from on demand (funnel re-rank, per-class indexes): the
+        full vectors."""
+        return self.vectors
 
     def files(self) -> dict[str, str]:
         """Prefix length (as a string) -> its FAISS file name (the ``files`` of ``index.json``'s ``index``)."""
@@ -127,7 +174,7 @@ class PrefixIndexes:
             raise ZoomIndexError("the vectors to add contain NaN or inf")
         for d, ix in self.indexes.items():
             ix.add(unit_rows(E[:, :d]))
-        self._vectors = np.concatenate([self._vectors, E], axis=0)
+        self._parts.append(E.copy())
 
     def search(
         self, Q: np.ndarray, d: int, k: int, ef_search: int | None = None, *, subset: RowSubset | None = None
@@ -137,27 +184,9 @@ class PrefixIndexes:
         an approximate index found fewer. ``ef_search`` (HNSW) overrides the search breadth.
         ``subset``: only these rows are candidates (a FAISS ID selector: HNSW walks the whole graph
         and keeps the selected rows; a flat index still scans every row)."""
-        import faiss
-
         Q = unit_rows(Q)
         k = min(int(k), len(self) if subset is None else len(subset))
-        ix = self.indexes[d]
-        sel = None if subset is None else subset.selector
-        if self.kind == "hnsw":
-            ef = self.params["ef_search"] if ef_search is None else int(ef_search)
-            if ef < 1:
-                raise ZoomIndexError(f"ef_search must be >= 1, got {ef}")
-            p = faiss.SearchParametersHNSW()  # type: ignore[attr-defined]  # missing from faiss's stubs
-            p.efSearch = max(ef, k)
-            if sel is not None:
-                p.sel = sel
-            D, rows = ix.search(Q, k, params=p)
-        elif sel is not None:
-            params = faiss.SearchParameters(sel=sel)  # type: ignore[call-arg]  # faiss's stubs lack the sel keyword
-            D, rows = ix.search(Q, k, params=params)
-        else:
-            D, rows = ix.search(Q, k)
-        return np.where(rows >= 0, D, -np.inf).astype(np.float32), rows.astype(np.int64)
+        return faiss_search(self.indexes[d], Q, k, self.params, ef_search, subset)
 
     # ------------------------------------------------------------------ disk
     def write(self, folder: Path) -> list[str]:
@@ -197,4 +226,4 @@ class PrefixIndexes:
             raise ZoomIndexError(f"{folder / VECTORS_FILE}: not a readable array ({str(e)[:80]}); {fix}") from None
         if vec.shape != (size, self.dim):
             raise ZoomIndexError(f"{folder / VECTORS_FILE}: shape {vec.shape}, expected ({size}, {self.dim}); {fix}")
-        self._vectors = np.asarray(vec, dtype=np.float32)
+        self._parts = [np.asarray(vec, dtype=np.float32)]

@@ -34,10 +34,13 @@ from .items import COLUMNS as ITEM_COLUMNS
 from .items import ItemTable
 from .modes import ClassPartition, SearchMode, SearchPlan, merge_top_k, rerank, route
 from .prefix import HNSW_DEFAULTS, PrefixIndexes
+from .shared import SharedPrefixes, check_layout
 
-__all__ = ["SCHEMA", "ZoomIndex"]
+__all__ = ["ADD_BATCH", "SCHEMA", "SCHEMAS", "ZoomIndex"]
 
-SCHEMA = "fractal-embeddings/zoom-index/1"
+SCHEMA = "fractal-embeddings/zoom-index/2"  # the shared layout (one matrix); /1: one index per prefix
+SCHEMAS = {"shared": SCHEMA, "per-prefix": "fractal-embeddings/zoom-index/1"}
+ADD_BATCH = 8_192  # texts encoded and added per step of a build (its memory: one batch, not the corpus)
 
 
 class ZoomIndex(RunIndex):
@@ -46,8 +49,11 @@ class ZoomIndex(RunIndex):
     Build with :meth:`build` (encodes texts with the run's encoder and head) or :meth:`load`; an
     empty index from the constructor takes texts with :meth:`add`. What it holds: ``run`` (whose
     head makes the vectors), ``items`` (an :class:`~fractal_embeddings.index.items.ItemTable`) and
-    ``prefixes`` (a :class:`~fractal_embeddings.index.prefix.PrefixIndexes`); ``ids``, ``texts``,
-    ``payloads``, ``labels``, ``kind``, ``params`` and ``indexes`` read through to those two."""
+    ``prefixes``: the vectors in the ``layout`` chosen, ``shared`` (default: each item stored once,
+    :class:`~fractal_embeddings.index.shared.SharedPrefixes`, optionally ``quantize="int8"``) or
+    ``per-prefix`` (one FAISS index per prefix length, :class:`~fractal_embeddings.index.prefix.PrefixIndexes`);
+    ``ids``, ``texts``, ``payloads``, ``labels``, ``kind``, ``params``, ``layout``, ``quantize`` and
+    ``indexes`` read through to those two."""
 
     backend = "faiss"
 
@@ -59,14 +65,22 @@ class ZoomIndex(RunIndex):
         m: int = HNSW_DEFAULTS["M"],
         ef_construction: int = HNSW_DEFAULTS["ef_construction"],
         ef_search: int = HNSW_DEFAULTS["ef_search"],
+        layout: str = "shared",
+        quantize: str | None = None,
         level_names: Sequence[str] | None = None,
         encoder: Any = None,
         corpus_role: str = "query",
         device: str | None = "auto",
     ) -> None:
         require("index", "a FAISS zoom index")
+        layout, quantize = check_layout(layout, quantize)
         super().__init__(run, encoder=None, corpus_role=corpus_role, device=device)
-        self.prefixes = PrefixIndexes(self.dims, kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
+        hnsw = {"m": m, "ef_construction": ef_construction, "ef_search": ef_search}
+        self.prefixes: SharedPrefixes | PrefixIndexes = (
+            SharedPrefixes(self.dims, kind, quantize=quantize, **hnsw)
+            if layout == "shared"
+            else PrefixIndexes(self.dims, kind, **hnsw)
+        )
         self.items = ItemTable(level_names if level_names is not None else self.run.level_names)
         self._partition: ClassPartition | None = None  # routed search: per-class rows (built on first use)
         self._labelled: tuple[tuple[int, int], bool] | None = None  # has_coarse_labels, per item-table state
@@ -96,7 +110,9 @@ class ZoomIndex(RunIndex):
     level_names = property(lambda self: self.items.level_names, doc="The levels the label rows name, coarse -> fine.")
     kind = property(lambda self: self.prefixes.kind, doc="``flat`` (exact) or ``hnsw`` (approximate).")
     params = property(lambda self: self.prefixes.params, doc="HNSW parameters (empty for flat).")
-    indexes = property(lambda self: self.prefixes.indexes, doc="Prefix length -> its FAISS index.")
+    indexes = property(lambda self: self.prefixes.indexes, doc="Prefix length -> its FAISS index (those that have one).")
+    layout = property(lambda self: self.prefixes.layout, doc="``shared`` (one matrix) or ``per-prefix``.")
+    quantize = property(lambda self: self.prefixes.quantize or "none", doc="``none`` (float32) or ``int8``.")
 
     @property
     def faiss_type(self) -> str:
@@ -105,8 +121,9 @@ class ZoomIndex(RunIndex):
     def info(self) -> dict:
         """The index metadata without the per-item columns (JSON-ready)."""
         return self.describe(
-            SCHEMA,
+            SCHEMAS[self.layout],
             index={
+                **({"layout": self.layout, "quantize": self.quantize} if self.layout == "shared" else {}),
                 "kind": self.kind,
                 "faiss_type": self.faiss_type,
                 "metric": "cosine (inner product of L2-normalised prefixes)",
@@ -131,6 +148,8 @@ class ZoomIndex(RunIndex):
         m: int = HNSW_DEFAULTS["M"],
         ef_construction: int = HNSW_DEFAULTS["ef_construction"],
         ef_search: int = HNSW_DEFAULTS["ef_search"],
+        layout: str = "shared",
+        quantize: str | None = None,
         encoder: Any = None,
         vectors: np.ndarray | None = None,
         corpus_role: str = "query",
@@ -141,7 +160,9 @@ class ZoomIndex(RunIndex):
         its directory): each text is encoded with the run's encoder (cached, role ``corpus_role``)
         and head. ``labels[i]`` holds item i's class names, one per level (``level_names``, default
         the run's levels); ``payloads[i]`` any JSON value; ``ids`` default to 0..n-1. ``vectors``:
-        the texts' head vectors when already computed (skips the encoding)."""
+        the texts' head vectors when already computed (skips the encoding). ``layout`` / ``quantize``:
+        how the vectors are stored (:mod:`~fractal_embeddings.index.shared`). Texts are encoded and
+        added :data:`ADD_BATCH` at a time."""
         if texts is None or len(texts) == 0:
             raise ZoomIndexError("empty corpus: there are no texts to index; give at least one text")
         ix = cls(
@@ -150,6 +171,8 @@ class ZoomIndex(RunIndex):
             m=m,
             ef_construction=ef_construction,
             ef_search=ef_search,
+            layout=layout,
+            quantize=quantize,
             level_names=level_names,
             encoder=encoder,
             corpus_role=corpus_role,
@@ -176,11 +199,13 @@ class ZoomIndex(RunIndex):
         if n == 0:
             raise ZoomIndexError("empty corpus: there are no texts to add; give at least one text")
         batch = self.items.check(texts, ids, payloads, labels)  # all checked before anything is encoded
-        if vectors is None:
-            E = self.embed(texts, role=self.corpus_role, cache=True, show_progress=show_progress)
-        else:
-            E = self.check_vectors(vectors, n)
-        self.prefixes.add(E)
+        E = None if vectors is None else self.check_vectors(vectors, n)
+        for s in range(0, n, ADD_BATCH):  # one batch of head vectors (and their copies) at a time
+            part = texts[s : s + ADD_BATCH]
+            if E is None:
+                self.prefixes.add(self.embed(part, role=self.corpus_role, cache=True, show_progress=show_progress))
+            else:
+                self.prefixes.add(E[s : s + ADD_BATCH])
         first = self.items.append(batch)
         self._partition = None  # the classes' rows changed
         return np.arange(first, first + n)
@@ -205,7 +230,7 @@ class ZoomIndex(RunIndex):
             D, rows = self.prefixes.search(Q, plan.zoom, plan.k, ef_search)
         elif plan.mode is SearchMode.FUNNEL:
             _, cand = self.prefixes.search(Q[:, : plan.first], plan.first, plan.candidates or plan.k, ef_search)
-            D, rows = rerank(Q, cand, self.prefixes.vectors, plan.k)
+            D, rows = rerank(Q, cand, self.prefixes.rows, plan.k)
         else:
             D, rows, routes = self._routed(Q, plan, ef_search)
         hits = [
@@ -224,10 +249,12 @@ class ZoomIndex(RunIndex):
 
     def _routed(self, Q: np.ndarray, plan: SearchPlan, ef_search: int | None) -> tuple:
         """Routed search: vote each query's coarse class on the first block, then search only the
-        items of the class(es) it is routed to at the zoom (per-class exact indexes on a flat index,
-        the zoom's HNSW index restricted to the classes' rows on an HNSW one)."""
+        items of the class(es) it is routed to at the zoom (a flat index: an exact scan of the classes'
+        rows, in per-class exact indexes for the per-prefix layout; an HNSW one: the zoom's graph
+        restricted to the classes' rows)."""
         if self._partition is None:
-            self._partition = ClassPartition(self.coarse_labels(), self.prefixes.vectors)
+            per_class = self.kind == "flat" and isinstance(self.prefixes, PrefixIndexes)
+            self._partition = ClassPartition(self.coarse_labels(), self.prefixes.matrix if per_class else None)
         part = self._partition
         assert plan.candidates is not None
         _, voters = self.prefixes.search(Q[:, : plan.first], plan.first, plan.candidates, ef_search)
@@ -241,7 +268,7 @@ class ZoomIndex(RunIndex):
             groups.setdefault(rt.classes, []).append(qi)
         for classes, qis in groups.items():
             Qg = Q[qis]
-            if self.kind == "flat":
+            if part.vectors is not None:
                 parts = [part.search(Qg, plan.zoom, k, c) for c in classes]
             else:
                 parts = [self.prefixes.search(Qg, plan.zoom, k, ef_search, subset=part.subset(classes))]
@@ -291,6 +318,8 @@ class ZoomIndex(RunIndex):
         ix = cls(
             load_saved_run(d),
             kind=spec["kind"],
+            layout=saved.layout,
+            quantize=saved.quantize,
             level_names=saved.meta.get("level_names") or [],
             corpus_role=saved.meta.get("corpus_role", "passage"),
             device=device,
@@ -328,7 +357,7 @@ class ZoomIndex(RunIndex):
 
 class SavedIndex(NamedTuple):
     """What :func:`read_saved` read from ``index.json``: the whole ``meta``, the size, the ``index``
-    spec, its prefix lengths, the head's width and the four item columns."""
+    spec, its prefix lengths, the head's width, the four item columns, the layout and the quantiser."""
 
     meta: dict
     size: int
@@ -336,6 +365,8 @@ class SavedIndex(NamedTuple):
     dims: list[int]
     head_dim: int
     columns: list[list]
+    layout: str
+    quantize: str
 
 
 def read_saved(d: Path) -> SavedIndex:
@@ -348,9 +379,11 @@ def read_saved(d: Path) -> SavedIndex:
             f"{d}: a {meta.get('backend')} index, not a FAISS one; open it with "
             "fractal_embeddings.index.load_index (or `fractal search`)"
         )
-    if meta.get("schema") != SCHEMA:
+    layouts = {schema: layout for layout, schema in SCHEMAS.items()}
+    if meta.get("schema") not in layouts:
         raise ZoomIndexError(
-            f"{d / META_FILE}: not a zoom index (schema {meta.get('schema')!r}, expected {SCHEMA!r}); {fix}"
+            f"{d / META_FILE}: not a zoom index (schema {meta.get('schema')!r}, expected one of "
+            f"{', '.join(map(repr, layouts))}); {fix}"
         )
     try:
         size = int(meta["size"])
@@ -360,7 +393,10 @@ def read_saved(d: Path) -> SavedIndex:
         cols = [list(items[c]) for c in ITEM_COLUMNS]
         files = dict(meta["files"])
         head_dim = int(meta["head"]["dim"])
-    except (KeyError, TypeError, ValueError) as e:
+        layout = layouts[meta["schema"]]
+        quantize = spec["quantize"] if layout == "shared" else "none"
+        check_layout(layout, quantize)
+    except (KeyError, TypeError, ValueError, ZoomIndexError) as e:
         raise ZoomIndexError(f"{d / META_FILE}: corrupt, missing or malformed field {e}; {fix}") from None
     if any(len(c) != size for c in cols):
         raise ZoomIndexError(f"{d / META_FILE}: corrupt, item columns don't have {size} rows; {fix}")
@@ -370,7 +406,7 @@ def read_saved(d: Path) -> SavedIndex:
             raise ZoomIndexError(f"{p}: missing; the index directory is incomplete, {fix}")
         if file_sha256(p) != sha:
             raise ZoomIndexError(f"{p}: does not match the sha256 in {META_FILE} (corrupt or changed); {fix}")
-    return SavedIndex(meta, size, spec, dims, head_dim, cols)
+    return SavedIndex(meta, size, spec, dims, head_dim, cols, layout, quantize)
 
 
 def _faiss_version() -> str | None:
