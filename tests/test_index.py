@@ -123,14 +123,12 @@ def test_save_load_round_trip_gives_identical_results(flat, hnsw, queries, run, 
     Q = queries["vectors"][:100]
     for ix in (flat, hnsw):
         path = ix.save(tmp_path / ix.kind)
-        assert sorted(p.name for p in path.iterdir()) == [
+        assert sorted(p.name for p in path.iterdir()) == [  # the shared layout: each item stored once
+            "full.faiss",
             "index.json",
-            "prefix-128.faiss",
-            "prefix-192.faiss",
-            "prefix-256.faiss",
+            "norms.npy",
             "prefix-64.faiss",
             "run",
-            "vectors.npy",
         ]
         back = ZoomIndex.load(path, run=run)
         assert back.kind == ix.kind and back.params == ix.params and back.level_names == ("domain", "intent")

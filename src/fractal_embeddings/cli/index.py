@@ -29,6 +29,10 @@ def index_build(
     ),
     out_dir: str = typer.Option(..., "--out", help="Index directory to write."),
     kind: str = typer.Option("flat", "--kind", help="flat (exact) or hnsw (approximate)."),
+    layout: str = typer.Option(
+        "shared", "--layout", help="faiss: shared (each item stored once) or per-prefix (an index per prefix)."
+    ),
+    quantize: str = typer.Option("none", "--quantize", help="faiss: none (float32) or int8 (a byte per dim)."),
     m: int = typer.Option(32, "--m", min=2, help="hnsw: graph degree M."),
     ef_construction: int = typer.Option(200, "--ef-construction", min=1, help="hnsw: efConstruction."),
     ef_search: int = typer.Option(64, "--ef-search", min=1, help="hnsw: efSearch (default search breadth)."),
@@ -60,8 +64,8 @@ def index_build(
     ),
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="qdrant: points per upsert request."),
 ) -> None:
-    """Encode a corpus with a trained run and write a zoom index (one FAISS index per prefix, or a
-    Qdrant collection with a named vector per prefix: --backend qdrant)."""
+    """Encode a corpus with a trained run and write a zoom index (FAISS files storing each item once,
+    or a Qdrant collection with a named vector per prefix: --backend qdrant)."""
     device = device_of(device)
     from ..index import build_from_source, prepare_build
 
@@ -70,6 +74,8 @@ def index_build(
         out_dir,
         backend=backend,
         kind=kind,
+        layout=layout,
+        quantize=quantize,
         split=split,
         overwrite=overwrite,
         m=m,
@@ -104,7 +110,9 @@ def index_build(
         return
     params = ", ".join(f"{k}={v}" for k, v in ix.params.items())
     where = getattr(ix, "target", None)
-    store = f"{where.describe()}" if where is not None else getattr(ix, "faiss_type", "")
+    store = (
+        f"{where.describe()}" if where is not None else f"{getattr(ix, 'faiss_type', '')}, {getattr(ix, 'layout', '')}"
+    )
     out.print(
         f"indexed {len(ix)} texts with run {info['run']['run_id']}: {ix.kind} ({store}"
         f"{', ' + params if params else ''}) at {'/'.join(map(str, ix.dims))} dims; saved to {path} "

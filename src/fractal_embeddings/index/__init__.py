@@ -14,11 +14,14 @@ blocks are the embedding zoomed out (the 64-d prefix carries the coarse label, t
 fine one). A zoom is a prefix length ``d = j x block_dim``, and the similarity at that zoom is the
 cosine of the two ``d``-dim prefixes: the similarity the prefix k-NN evaluation scores.
 
-* **One FAISS index per prefix length** (64, 128, 192, 256 dims by default). The cosine of two
-  prefixes is not a function of the full vectors' cosine (nor of their inner product restricted to
-  ``d`` dims unless each prefix has unit norm), so a single full-length index cannot rank by a
-  prefix's cosine; a per-prefix index answers every zoom exactly with one ordinary search. Memory
-  is ``(1 + 2 + ... + B) / B`` times the full vectors (2.5x for 4 blocks), plus the full vectors.
+* **Each item stored once** (``layout="shared"``, the default; :mod:`~fractal_embeddings.index.shared`).
+  The cosine of two prefixes is not a function of the full vectors' cosine (nor of their inner
+  product restricted to ``d`` dims unless each prefix has unit norm), but it is one of the unit full
+  vector ``u`` and the prefix norms: ``cos_d = (u[:d] . q / |q|) * |x| / |x[:d]|``. So one matrix of
+  unit full vectors (one FAISS index), the first block's unit vectors (a small coarse index for the
+  coarse zoom and the first passes) and one norm per prefix serve every zoom exactly: 1.27x the full
+  vectors for 4 blocks. ``layout="per-prefix"`` (:mod:`~fractal_embeddings.index.prefix`, what earlier
+  versions wrote; still read) keeps one FAISS index per prefix length plus the full vectors: 3.5x.
 * **Each prefix is L2-normalised on its own** before it is added, and each query prefix before it
   is searched: then inner product = cosine on exactly those ``d`` dims (``IndexFlatIP`` /
   ``IndexHNSWFlat`` with ``METRIC_INNER_PRODUCT``). Normalising the full vector once would not do:
@@ -35,9 +38,10 @@ cosine of the two ``d``-dim prefixes: the similarity the prefix k-NN evaluation 
   is there for models with prompts (e.g. E5) when the corpus is documents.
 
 On disk an index directory holds ``index.json`` (schema, the run's identity, the encoder
-fingerprint, head dims, index kind and parameters, and per item its id, text, payload and label
-names; sha256 of the FAISS files and of ``vectors.npy``), one ``prefix-<d>.faiss`` per prefix
-(``faiss.write_index``), ``vectors.npy`` (the full head vectors) and ``run/`` (a copy of the run's
+fingerprint, head dims, index kind, layout, quantiser and parameters, and per item its id, text,
+payload and label names; sha256 of every other file), the vectors (shared layout: ``full.faiss``,
+``prefix-<block>.faiss`` and ``norms.npy``; per-prefix: one ``prefix-<d>.faiss`` per prefix and
+``vectors.npy``; ``faiss.write_index``, ``numpy.save``) and ``run/`` (a copy of the run's
 record and weights, checked against its own sha256 on load, so text queries need nothing else).
 Nothing is pickled. :meth:`ZoomIndex.save` writes everything into a temporary directory beside the
 target, which then takes its place in one step (an index being replaced with ``overwrite`` is
@@ -49,8 +53,9 @@ Search modes and backends
 :meth:`ZoomIndex.search` answers in three modes (:mod:`~fractal_embeddings.index.modes`): ``zoom``
 (k-NN at one prefix, the default), ``funnel`` (the first block's index returns ``candidates`` items,
 re-ranked exactly at the zoom) and ``routed`` (the query's coarse class, voted by its nearest items at
-the first block; only that class's items are searched at the zoom: each class gets its own exact
-FAISS index on a flat index, an HNSW index is searched with a filter on the class's rows).
+the first block; only that class's items are searched at the zoom: a flat index scans the class's
+rows exactly (the per-prefix layout: in a FAISS index per class), an HNSW index is searched with a
+filter on the class's rows).
 :class:`QdrantIndex` is the same index in a Qdrant collection (an embedded folder or a server, a
 :class:`QdrantTarget`); :func:`load_index` opens either from its directory (``index.json`` says
 which backend wrote it). :class:`RunIndex` is what both share: the run, its encoder, the zooms, the
@@ -67,6 +72,7 @@ Imports only go down this list (nothing outside the package but the deploy layer
   (:func:`read_corpus`);
 * :mod:`~fractal_embeddings.index.items`: the item table (ids, texts, payloads, labels);
 * :mod:`~fractal_embeddings.index.prefix`: the FAISS indexes per prefix and the full vectors;
+* :mod:`~fractal_embeddings.index.shared`: the one-matrix layout (each item once; int8);
 * :mod:`~fractal_embeddings.index.modes`: the search plan and the modes' logic (vote, re-rank, merge);
 * :mod:`~fractal_embeddings.index.base`: :class:`Hit`, :class:`SearchResults`, :class:`RunIndex`;
 * :mod:`~fractal_embeddings.index.zoom`: :class:`ZoomIndex` (FAISS);

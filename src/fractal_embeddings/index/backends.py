@@ -18,6 +18,7 @@ from .folder import BACKENDS, check_target, index_backend
 from .prefix import HNSW_DEFAULTS, KINDS
 from .qdrant import QdrantIndex
 from .qdrant_target import QdrantTarget, api_key_or_env
+from .shared import LAYOUTS, QUANTIZERS
 from .zoom import ZoomIndex
 
 __all__ = ["build_from_source", "load_index", "prepare_build"]
@@ -76,6 +77,8 @@ def prepare_build(
     *,
     backend: str = "faiss",
     kind: str = "flat",
+    layout: str = "shared",
+    quantize: str = "none",
     split: str | None = None,
     overwrite: bool = False,
     m: int = HNSW_DEFAULTS["M"],
@@ -88,7 +91,8 @@ def prepare_build(
     batch_size: int = 256,
 ) -> dict[str, Any]:
     """Every check of an index build that needs no corpus, made before any text is read or encoded: the
-    ``out_dir`` may receive an index, the backend and its extra, the kind, the split, the Qdrant options
+    ``out_dir`` may receive an index, the backend and its extra, the kind, the FAISS layout and quantiser,
+    the split, the Qdrant options
     (given only with ``backend="qdrant"``; the server answers and the collection is absent, or was built
     by this run with these settings, or ``overwrite``). Returns the options :func:`build_from_source`
     takes after the corpus arguments. ``api_key`` defaults to ``$QDRANT_API_KEY`` for a server; the
@@ -99,6 +103,12 @@ def prepare_build(
     require(*(("qdrant", "--backend qdrant") if backend == "qdrant" else ("index", "a FAISS zoom index")))
     if kind not in KINDS:
         raise ZoomIndexError(f"unknown --kind {kind!r}; use flat (exact) or hnsw (approximate)")
+    if layout not in LAYOUTS:
+        raise ZoomIndexError(f"unknown --layout {layout!r}; use shared (each item stored once) or per-prefix")
+    if quantize not in QUANTIZERS:
+        raise ZoomIndexError(f"unknown --quantize {quantize!r}; use none (float32) or int8")
+    if quantize != "none" and layout != "shared":
+        raise ZoomIndexError(f"--quantize {quantize} needs --layout shared; drop --quantize or the layout")
     if split is not None and (not isinstance(split, str) or not split.strip()):
         raise ZoomIndexError("--split is empty; give a split name (train, val, test) or leave it out")
     options: dict[str, Any] = {"backend": backend, "kind": kind, "m": m, "ef_construction": ef_construction}
@@ -113,7 +123,12 @@ def prepare_build(
         given = ", ".join(k for k, v in qdrant.items() if v is not None)
         if given:
             raise ZoomIndexError(f"{given} applies to --backend qdrant; add --backend qdrant or drop it")
-        return options
+        return options | {"layout": layout, "quantize": quantize}
+    if (layout, quantize) != ("shared", "none"):
+        raise ZoomIndexError(
+            "--layout and --quantize apply to --backend faiss (a Qdrant collection keeps a named vector per "
+            "prefix); drop them or use --backend faiss"
+        )
     if qdrant_url is not None:
         api_key = api_key_or_env(api_key)
     name = collection if collection is not None else (Path(out_dir).resolve().name or "fractal")

@@ -228,7 +228,8 @@ def rerank(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact re-rank of each query's candidate rows: the cosine of the query prefix ``Q[i]`` (``(n, d)``)
     with the ``d``-dim prefixes of ``vectors[candidates[i]]`` (``candidates``: ``(n, c)`` rows, ``-1``
-    = none; ``vectors``: the stored vectors, or a function of an array of rows giving theirs). Returns ``(scores, rows)``, each ``(n, k)``, best first (equal scores: lower row first),
+    = none; ``vectors``: the stored vectors, or a function of an array of rows giving theirs). Returns
+    ``(scores, rows)``, each ``(n, k)``, best first (equal scores: lower row first),
     padded with ``-inf`` / ``-1`` where a query had fewer than ``k`` candidates. Vectorised over
     queries in chunks of at most ``chunk_floats`` gathered floats."""
     Q = unit_rows(Q)

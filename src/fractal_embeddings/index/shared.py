@@ -88,7 +88,7 @@ def _new_index(d: int, kind: str, params: dict[str, int], quantize: str) -> Any:
         if quantize == "none":
             ix = faiss.IndexHNSWFlat(d, params["M"], ip)
         else:
-            ix = faiss.IndexHNSWSQ(d, qt, params["M"], ip)
+            ix = faiss.IndexHNSWSQ(d, qt, params["M"], ip)  # type: ignore[arg-type]  # the stubs want a ScalarQuantizer
         ix.hnsw.efConstruction = params["ef_construction"]
         ix.hnsw.efSearch = params["ef_search"]
     return ix
@@ -158,7 +158,7 @@ class SharedPrefixes:
         import faiss
 
         if self.quantize == "none":
-            flat = self.full if self.kind == "flat" else faiss.downcast_index(self.full.storage)
+            flat: Any = self.full if self.kind == "flat" else faiss.downcast_index(self.full.storage)
             view = faiss.rev_swig_ptr(flat.get_xb(), len(self) * self.dim).reshape(len(self), self.dim)
             view.flags.writeable = False
             return view[rows]

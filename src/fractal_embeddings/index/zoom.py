@@ -110,7 +110,7 @@ class ZoomIndex(RunIndex):
     level_names = property(lambda self: self.items.level_names, doc="The levels the label rows name, coarse -> fine.")
     kind = property(lambda self: self.prefixes.kind, doc="``flat`` (exact) or ``hnsw`` (approximate).")
     params = property(lambda self: self.prefixes.params, doc="HNSW parameters (empty for flat).")
-    indexes = property(lambda self: self.prefixes.indexes, doc="Prefix length -> its FAISS index (those that have one).")
+    indexes = property(lambda self: self.prefixes.indexes, doc="Prefix length -> its FAISS index.")
     layout = property(lambda self: self.prefixes.layout, doc="``shared`` (one matrix) or ``per-prefix``.")
     quantize = property(lambda self: self.prefixes.quantize or "none", doc="``none`` (float32) or ``int8``.")
 
