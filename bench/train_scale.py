@@ -9,23 +9,25 @@ a fresh subprocess that reports the time of every epoch (``seconds_per_epoch``: 
 the run's epochs, epoch 1 including fit's set-up) and its peak RSS (the child's ``VmHWM``:
 Python + torch + the data + training).
 
-Vectors: MiniLM-L6 vectors of the first 20,000 20 Newsgroups passages
-(``experiments.search.newsgroup_passages``, read with ``embed_chunked``; a cold cache encodes them
-once, nothing more). 2,000 of them (seeded) are the validation rows, the other 18,000 the pool.
+Vectors: MiniLM-L6 vectors of all 104,129 20 Newsgroups passages (train + val splits,
+``experiments.search.newsgroup_passages``, read with ``embed_chunked``; a cold cache encodes them
+once, slow on a CPU), shuffled with seed 0: the first 2,000 are the validation rows, the other
+102,129 the pool, in that order. The train split is stored sorted by newsgroup (its first 20,000
+passages hold 6 newsgroups of 2 subjects), so the shuffle is what makes every point cover all 20
+newsgroups of 6 subjects. Passages of one document can fall on both sides of the split (no matter
+for a cost measurement).
 
-* rows curve (1k .. 100k): the passages' own labels (subject -> newsgroup). These passages come
-  from the first documents of the train split, which is ordered by newsgroup, so they cover 6
-  newsgroups of 2 subjects. Points up to 18,000 rows are distinct real vectors; beyond that the
-  pool is repeated (rows drawn with seed 0) with Gaussian noise of norm ~0.05 added and the vector
-  re-normalised (each row keeps its source's labels).
-* classes curve (10 .. 5,000 fine classes at 10,000 real rows): synthetic labels on the real
-  vectors. C fine centres are C of the training rows drawn with seed 0; each row's fine class is
+* rows curve (1k .. 100k): the first n pool rows (nested prefixes of one shuffled order) with
+  their own labels (subject -> newsgroup): distinct real vectors, real labels, nothing synthetic.
+* classes curve (10 .. 5,000 fine classes at the first 10,000 pool rows): synthetic labels on
+  those real vectors. C fine centres are C of the rows drawn with seed 0; each row's fine class is
   its nearest centre (cosine); round(sqrt(C)) of those centres are the coarse centres, and a fine
   class's parent is the coarse centre nearest its centre.
 
     python bench/train_scale.py [--out results/scale/train_cost.json] [--quick]
 
-``--quick``: tiny points (a smoke check under a minute from a warm cache).
+``--quick``: tiny points on the first 20,000 passages only (a smoke check under a minute from a
+warm cache; those are the cache's first two chunks, so a cold one encodes only them).
 """
 
 from __future__ import annotations
@@ -44,10 +46,9 @@ from pathlib import Path
 import numpy as np
 
 SCHEMA = "fractal-embeddings/train-cost/1"
-N_REAL, N_VAL = 20_000, 2_000
-NOISE_NORM = 0.05
+N_VAL = 2_000
 FULL = {"rows": (1_000, 3_000, 10_000, 30_000, 100_000), "classes": (10, 100, 1_000, 5_000), "class_rows": 10_000}
-QUICK = {"rows": (500, 2_000), "classes": (10, 200), "class_rows": 2_000}
+QUICK = {"rows": (500, 2_000), "classes": (10, 200), "class_rows": 2_000, "passages": 20_000}
 EPOCHS, QUICK_EPOCHS = 3, 2
 
 
@@ -116,27 +117,16 @@ def measure(X: np.ndarray, Y: np.ndarray, Xv: np.ndarray, Yv: np.ndarray, epochs
 
 
 # ------------------------------------------------------------------ the data
-def real_vectors() -> tuple[np.ndarray, np.ndarray]:
-    """The first :data:`N_REAL` passages' cached encoder vectors and their (subject, newsgroup) codes."""
+def real_vectors(limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The passages' (the first ``limit``, else all) cached encoder vectors and (subject, newsgroup) codes."""
     from fractal_embeddings.encoders import Encoder
     from fractal_embeddings.experiments.search import embed_chunked, newsgroup_passages
 
     p = newsgroup_passages()
-    X = np.asarray(embed_chunked(Encoder(), p.texts[:N_REAL]), dtype=np.float32)
-    labels = p.labels[:N_REAL]
+    texts, labels = p.texts[:limit], p.labels[:limit]
+    X = np.asarray(embed_chunked(Encoder(), texts), dtype=np.float32)
     Y = np.stack([np.unique([lab[i] for lab in labels], return_inverse=True)[1] for i in range(2)], axis=1)
     return X, Y.astype(np.int64)
-
-
-def grow(X: np.ndarray, Y: np.ndarray, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` rows: the pool in a seeded order, then repeats of it with Gaussian noise (norm ~NOISE_NORM)."""
-    order = rng.permutation(len(X))
-    if n <= len(X):
-        return X[order[:n]], Y[order[:n]]
-    extra = rng.choice(len(X), n - len(X))
-    noisy = X[extra] + rng.normal(0.0, NOISE_NORM / np.sqrt(X.shape[1]), (len(extra), X.shape[1])).astype(np.float32)
-    noisy /= np.linalg.norm(noisy, axis=1, keepdims=True)
-    return np.concatenate([X[order], noisy]), np.concatenate([Y[order], Y[extra]])
 
 
 def synthetic_labels(X: np.ndarray, Xv: np.ndarray, C: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -182,16 +172,17 @@ def main() -> None:
 
     t0 = time.perf_counter()
     pts, epochs = (QUICK, QUICK_EPOCHS) if args.quick else (FULL, EPOCHS)
-    X, Y = real_vectors()
-    rng = np.random.default_rng(0)
-    split = rng.permutation(N_REAL)
-    Xv, Yv, Xp, Yp = X[split[:N_VAL]], Y[split[:N_VAL]], X[split[N_VAL:]], Y[split[N_VAL:]]
+    X, Y = real_vectors(pts.get("passages"))
+    order = np.random.default_rng(0).permutation(len(X))
+    val, pool = order[:N_VAL], order[N_VAL:]
+    Xv, Yv = X[val], Y[val]
+    if max(pts["rows"]) > len(pool):
+        raise SystemExit(f"{max(pts['rows']):,} rows asked for, the pool holds {len(pool):,}")
     rows_curve = []
     for n in pts["rows"]:
-        Xn, Yn = grow(Xp, Yp, n, np.random.default_rng(0))
-        rows_curve.append(measure(Xn, Yn, Xv, Yv, epochs))
+        rows_curve.append(measure(X[pool[:n]], Y[pool[:n]], Xv, Yv, epochs))
         print(f"rows {n:,}: {rows_curve[-1]['seconds_per_epoch']:.2f} s/epoch", flush=True)
-    Xc = Xp[np.random.default_rng(0).permutation(len(Xp))[: pts["class_rows"]]]
+    Xc = X[pool[: pts["class_rows"]]]
     classes_curve = []
     for C in pts["classes"]:
         Yc, Ycv = synthetic_labels(Xc, Xv, C)
@@ -208,13 +199,14 @@ def main() -> None:
         "fit's set-up; every epoch includes the validation k-NN on 2,000 rows); peak_rss_mb: VmHWM of a "
         "fresh child process per point (Python + torch + data + training); rss_before_fit_mb: the same "
         "after imports, the head and the memory-mapped arrays, before fit",
-        "vectors": f"MiniLM-L6 (the default Encoder) vectors of the first {N_REAL:,} 20 Newsgroups passages "
-        f"(experiments.search.newsgroup_passages, from the embedding cache); {N_VAL:,} of them (seed 0) are "
-        f"the validation rows, the other {N_REAL - N_VAL:,} the pool. Rows beyond the pool: pool rows drawn "
-        f"with seed 0, Gaussian noise of norm ~{NOISE_NORM} added, re-normalised",
-        "rows_labels": "the passages' own (subject, newsgroup) labels: the first passages of the train split "
-        "cover 6 newsgroups of 2 subjects",
-        "classes_labels": f"synthetic on {pts['class_rows']:,} real pool rows: fine class = the nearest (cosine) "
+        "vectors": f"MiniLM-L6 (the default Encoder) vectors of {'the first' if pts.get('passages') else 'all'} "
+        f"{len(X):,} 20 Newsgroups passages of the train + val splits (experiments.search.newsgroup_passages, "
+        f"from the embedding cache), shuffled with seed 0: the first {N_VAL:,} are the "
+        f"validation rows, the other {len(pool):,} the pool in that order. Every point's rows are the first n "
+        "pool rows: distinct real vectors, no synthetic or perturbed rows",
+        "rows_labels": "the passages' own (subject, newsgroup) labels; "
+        f"{len(np.unique(Y[:, 1]))} newsgroups of {len(np.unique(Y[:, 0]))} subjects in all",
+        "classes_labels": f"synthetic on the first {pts['class_rows']:,} pool rows: fine class = the nearest (cosine) "
         "of C centres drawn from those rows with seed 0; coarse = the nearest of the first round(sqrt(C)) centres "
         "to the fine class's centre",
         "rows_curve": rows_curve,
@@ -225,7 +217,7 @@ def main() -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, canonical_json(record).encode())
-    table("rows curve (real labels; noisy repeats beyond 18,000 rows)", rows_curve)
+    table("rows curve (real vectors, real labels)", rows_curve)
     table(f"classes curve ({pts['class_rows']:,} real rows, synthetic labels)", classes_curve)
     print(f"\n{time.perf_counter() - t0:.0f} s -> {out}")
 
