@@ -51,6 +51,7 @@ bench: install
 	$(BIN)/python bench/recipe_cost.py
 	$(BIN)/python bench/sweep_main.py
 	$(BIN)/python bench/quick_grids.py
+	$(BIN)/python bench/train_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
