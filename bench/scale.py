@@ -3,12 +3,13 @@ single-query latency (median, p99) and recall@10, per backend, layout, quantiser
 
 How the items are made. Encoding a million texts is out of reach on a 2-core CPU, so the items are
 the 104,129 real 20 Newsgroups passages of the ``search`` experiment (MiniLM-L6 vectors, cached),
-put through the head of a ``fractal`` run trained on ``newsgroups20`` (the ``search`` experiment's
-caps, seed 42). A size of n items takes the passages in a seeded random order; past 104,129, copy c
-of passage i is its encoder vector plus seeded Gaussian noise (per-coordinate std :data:`NOISE` x
-the vector's norm / sqrt(384)), re-normalised, then through the head; each copy keeps its passage's
-labels. The real-text point is the ``search`` experiment's own (``results/search/search.json``).
-Queries: the first passages of 1,000 test documents (seed 0; 200 timed, one at a time, one thread).
+put through the head of a ``fractal`` run (seed 42) trained on 8,000 of those passages (a seeded
+sample; ``--run DIR`` uses another run). A size of n items takes the passages in a seeded random
+order; past 104,129, copy c of passage i is its encoder vector plus seeded Gaussian noise
+(per-coordinate std :data:`NOISE` x the vector's norm / sqrt(384)), re-normalised, then through the
+head; each copy keeps its passage's labels. The real-text point is the ``search`` experiment's own
+(``results/search/search.json``). Queries: the first passages of 300 test documents (seed 0; 200
+timed, one at a time, one thread; the embedded Qdrant: 100 and 50).
 
 Every configuration runs in a fresh process (``--child``), so its peak resident memory (``VmHWM``:
 the items' vectors it reads, Python, torch, FAISS and the index) is its own. Recall@10 is against
@@ -36,9 +37,12 @@ from pathlib import Path
 import numpy as np
 
 NOISE = 0.1
+TRAIN_PASSAGES = 8_000
 SIZES = (10_000, 100_000, 1_000_000)
 K = 10
+N_QUERIES = 300  # queries scored for recall (the first of the 1,000); the first N_TIMED of them are timed
 N_TIMED = 200
+QDRANT_QUERIES = (100, 50)  # the embedded Qdrant's brute force in Python is slow: fewer queries
 HNSW = {"m": 32, "ef_construction": 80, "ef_search": 64}  # the search experiment's graph
 QDRANT_MAX = 100_000  # the embedded Qdrant keeps points as Python objects: the server is the path past this
 MODES = [
@@ -68,25 +72,35 @@ def peak_rss_mb() -> float:
     return float("nan")
 
 
-def base_run(work: Path):
-    """The ``fractal`` run whose head makes the items (trained once into ``work``)."""
-    from fractal_embeddings import load_dataset
-    from fractal_embeddings.experiments.search import CAP
+def base_run(work: Path, run_dir: str | None = None):
+    """The ``fractal`` run whose head makes the items: ``run_dir``, or one trained once into ``work`` on
+    :data:`TRAIN_PASSAGES` passages (a seeded sample; the next 2,000 are its test rows)."""
+    from fractal_embeddings.data import build_dataset
+    from fractal_embeddings.experiments.search import newsgroup_passages
     from fractal_embeddings.runs import load_run, train
 
+    if run_dir:
+        return load_run(run_dir)
     d = work / "run"
     if not (d / "record.json").exists():
-        ds = load_dataset("newsgroups20").subset(CAP, seed=0)
+        p = newsgroup_passages()
+        order = np.random.default_rng(1).permutation(len(p))
+        tr, te = order[:TRAIN_PASSAGES], order[TRAIN_PASSAGES : TRAIN_PASSAGES + 2000]
+        ds = build_dataset(
+            "newsgroups20-passages",
+            {s: ([p.texts[i] for i in rows], [p.labels[i] for i in rows]) for s, rows in (("train", tr), ("test", te))},
+            p.level_names,
+        )
         train(ds, "fractal", seed=42).save(d)
     return load_run(d)
 
 
-def make_items(work: Path, sizes: list[int]) -> dict:
+def make_items(work: Path, sizes: list[int], run_dir: str | None = None) -> dict:
     """Items and queries as head vectors in ``work`` (``items-<n>.npy``, ``labels-<n>.npy``, ``queries.npy``)."""
     from fractal_embeddings.encoders import Encoder
     from fractal_embeddings.experiments.search import embed_chunked, newsgroup_passages, newsgroup_queries
 
-    run = base_run(work)
+    run = base_run(work, run_dir)
     p = newsgroup_passages()
     enc = Encoder()
     X = np.asarray(embed_chunked(enc, p.texts), dtype=np.float32)
@@ -120,7 +134,10 @@ def make_items(work: Path, sizes: list[int]) -> dict:
 
 def _dir_bytes(path: Path, skip: str = "run") -> dict:
     files = {f.name: f.stat().st_size for f in path.iterdir() if f.is_file() and f.name != skip}
-    return {"vector_bytes": sum(v for k, v in files.items() if k != "index.json"), "item_bytes": files.get("index.json", 0)}
+    return {
+        "vector_bytes": sum(v for k, v in files.items() if k != "index.json"),
+        "item_bytes": files.get("index.json", 0),
+    }
 
 
 def child(work: Path, n: int, backend: str, kind: str, layout: str, quantize: str) -> dict:
@@ -130,10 +147,11 @@ def child(work: Path, n: int, backend: str, kind: str, layout: str, quantize: st
     from fractal_embeddings.experiments.search import one_thread
     from fractal_embeddings.runs import load_run
 
-    run = load_run(work / "run")
+    run = load_run(work / "run") if (work / "run").is_dir() else load_run((work / "run.txt").read_text().strip())
     V = np.load(work / f"items-{n}.npy", mmap_mode="r")
     labels = np.load(work / f"labels-{n}.npy", allow_pickle=False)
-    Q = np.load(work / "queries.npy")
+    n_q, n_timed = QDRANT_QUERIES if backend == "qdrant" else (N_QUERIES, N_TIMED)
+    Q = np.load(work / "queries.npy")[:n_q]
     texts, lab_rows = [f"n{i}" for i in range(n)], [[str(c)] for c in labels]
     out = Path(tempfile.mkdtemp(dir=work))
     t0 = time.perf_counter()
@@ -166,9 +184,9 @@ def child(work: Path, n: int, backend: str, kind: str, layout: str, quantize: st
         ix.save(out / "index")
         for m in MODES:
             key = f"{m['mode']}@{m['zoom']}"
-            searches[key] = lambda q, m=m: ix.search(
-                q, K, m["zoom"], mode=m["mode"], candidates=m.get("candidates")
-            ).rows
+            searches[key] = lambda q, m=m: (
+                ix.search(q, K, m["zoom"], mode=m["mode"], candidates=m.get("candidates")).rows
+            )
     sizes = _dir_bytes(out / "index") if (out / "index").is_dir() else _dir_bytes(out)
     if backend == "qdrant":
         sizes["vector_bytes"] = sum(f.stat().st_size for f in (out / "qdrant").rglob("*") if f.is_file())
@@ -185,12 +203,16 @@ def child(work: Path, n: int, backend: str, kind: str, layout: str, quantize: st
         lat = []
         with one_thread():
             search(Q[:2])
-            for q in Q[:N_TIMED]:
+            for q in Q[:n_timed]:
                 t = time.perf_counter_ns()
                 search(q[None, :])
                 lat.append((time.perf_counter_ns() - t) / 1e3)
-        recall = None if ref is None else float(np.mean([len(set(a) & set(b)) / K for a, b in zip(rows, ref, strict=True)]))
+        recall = (
+            None if ref is None else float(np.mean([len(set(a) & set(b)) / K for a, b in zip(rows, ref, strict=False)]))
+        )
         result["modes"][key] = {
+            "queries": len(Q),
+            "timed": len(lat),
             "p50_us": round(float(np.median(lat)), 1),
             "p99_us": round(float(np.percentile(lat, 99)), 1),
             "recall@10": None if recall is None else round(recall, 4),
@@ -207,6 +229,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     ap.add_argument("--out", default=str(ROOT / "results" / "scale" / "index_cost.json"))
     ap.add_argument("--work", default=None, help="where items and temporary indexes go (default: a temp dir)")
+    ap.add_argument("--run", default=None, help="a trained run whose head makes the items (default: train one)")
     ap.add_argument("--child", nargs=6, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
@@ -219,7 +242,9 @@ def main() -> None:
 
     work = Path(a.work or tempfile.mkdtemp(prefix="fractal-scale-"))
     work.mkdir(parents=True, exist_ok=True)
-    items = make_items(work, a.sizes)
+    items = make_items(work, a.sizes, a.run)
+    if a.run:
+        (work / "run.txt").write_text(str(Path(a.run).resolve()))
     points = []
     for n in a.sizes:
         for backend, kind, layout, quantize, cap in CONFIGS:
@@ -237,15 +262,17 @@ def main() -> None:
                 f"peak {p['peak_rss_mb']:7.0f}MB {p['vector_bytes']:7.1f}B/item | {lat}",
                 flush=True,
             )
+    head = "the run given" if a.run else f"trained on {TRAIN_PASSAGES:,} of the passages, seed 42"
     doc = {
         "schema": "fractal-embeddings/index-cost/1",
         "items": {
             "description": (
                 f"{items['passages']:,} real 20 Newsgroups passages (MiniLM-L6) in a seeded order; past that, "
                 f"seeded Gaussian perturbations of them (std {NOISE} x norm / sqrt(dim)), all through one "
-                "fractal head (newsgroups20, seed 42)"
+                f"fractal head ({head})"
             ),
-            "queries": items["queries"],
+            "queries": N_QUERIES,
+            "qdrant_queries": list(QDRANT_QUERIES),
             "timed_queries": N_TIMED,
             "noise": NOISE,
         },

@@ -154,8 +154,34 @@ def test_bad_layout_or_quantizer_is_one_line_naming_the_fix(clinc_3k_run, clinc_
         ({"layout": "one"}, "unknown --layout 'one'; use shared"),
         ({"quantize": "pq"}, "unknown --quantize 'pq'; use none"),
         ({"layout": "per-prefix", "quantize": "int8"}, "--quantize int8 needs --layout shared"),
-        ({"backend": "qdrant", "quantize": "int8"}, "--layout and --quantize apply to --backend faiss"),
+        ({"backend": "qdrant", "layout": "per-prefix"}, "--layout per-prefix applies to --backend faiss"),
     ]:
         with pytest.raises(ZoomIndexError, match=message):
             prepare_build(clinc_3k_run, out, **options)
     assert not out.exists()
+
+
+def test_qdrant_int8_is_recorded_checked_and_searchable(clinc_3k_run, clinc_3k_corpus, zoom_encoder, queries, tmp_path):
+    """An embedded collection built with Qdrant's int8 scalar quantisation records it (collection metadata and
+    index.json), answers like the float collection (the embedded mode searches the originals), and a build
+    with another quantiser into it is refused, naming both."""
+    from fractal_embeddings.index import QdrantIndex, QdrantTarget, load_index
+
+    n = 300
+    items = {"labels": clinc_3k_corpus["labels"][:n], "vectors": clinc_3k_corpus["vectors"][:n]}
+    target = QdrantTarget("q8", path=str(tmp_path / "qdrant"))
+    texts = clinc_3k_corpus["texts"][:n]
+    with QdrantIndex.build(clinc_3k_run, texts, **items, target=target, quantize="int8", encoder=zoom_encoder) as qx:
+        assert qx.quantize == "int8" and qx.stored_meta()["quantize"] == "int8"
+        assert qx.info()["index"]["quantize"] == "int8"
+        qx.save(tmp_path / "idx")
+        exact = ZoomIndex.build(clinc_3k_run, texts, **items, encoder=zoom_encoder)
+        for zoom in (64, 192, 256):
+            assert_same_answers(exact.search(queries[:50], k=5, zoom=zoom), qx.search(queries[:50], k=5, zoom=zoom))
+    back = load_index(tmp_path / "idx")
+    assert back.quantize == "int8"
+    back.close()
+    with pytest.raises(ZoomIndexError, match="quantize int8 .* not kind flat .*quantize none; pick another collection"):
+        QdrantIndex.build(clinc_3k_run, texts, **items, target=target, encoder=zoom_encoder).close()
+    with pytest.raises(ZoomIndexError, match="unknown quantize 'int4'"):
+        QdrantIndex(clinc_3k_run, target, quantize="int4")

@@ -32,7 +32,9 @@ def index_build(
     layout: str = typer.Option(
         "shared", "--layout", help="faiss: shared (each item stored once) or per-prefix (an index per prefix)."
     ),
-    quantize: str = typer.Option("none", "--quantize", help="faiss: none (float32) or int8 (a byte per dim)."),
+    quantize: str = typer.Option(
+        "none", "--quantize", help="none (float32) or int8 (faiss: a byte per dim; qdrant: scalar quantisation)."
+    ),
     m: int = typer.Option(32, "--m", min=2, help="hnsw: graph degree M."),
     ef_construction: int = typer.Option(200, "--ef-construction", min=1, help="hnsw: efConstruction."),
     ef_search: int = typer.Option(64, "--ef-search", min=1, help="hnsw: efSearch (default search breadth)."),

@@ -124,18 +124,20 @@ def prepare_build(
         if given:
             raise ZoomIndexError(f"{given} applies to --backend qdrant; add --backend qdrant or drop it")
         return options | {"layout": layout, "quantize": quantize}
-    if (layout, quantize) != ("shared", "none"):
+    if layout != "shared":
         raise ZoomIndexError(
-            "--layout and --quantize apply to --backend faiss (a Qdrant collection keeps a named vector per "
-            "prefix); drop them or use --backend faiss"
+            f"--layout {layout} applies to --backend faiss (a Qdrant collection keeps a named vector per "
+            "prefix); drop it or use --backend faiss"
         )
     if qdrant_url is not None:
         api_key = api_key_or_env(api_key)
     name = collection if collection is not None else (Path(out_dir).resolve().name or "fractal")
     target = QdrantTarget(name, path=qdrant_path, url=qdrant_url, api_key=api_key)
-    probe = QdrantIndex(run, target, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search)
+    probe = QdrantIndex(
+        run, target, kind=kind, m=m, ef_construction=ef_construction, ef_search=ef_search, quantize=quantize
+    )
     try:
         probe.check_collection(overwrite)
     finally:
         probe.close()
-    return options | {"target": target, "overwrite": overwrite, "batch_size": batch_size}
+    return options | {"target": target, "overwrite": overwrite, "batch_size": batch_size, "quantize": quantize}

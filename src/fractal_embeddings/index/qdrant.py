@@ -77,6 +77,7 @@ from .modes import Route, SearchMode, SearchPlan, route
 from .prefix import HNSW_DEFAULTS, check_params
 from .qdrant_collection import META_KEY, UPSERT_BATCH, QdrantCollection, vector_name
 from .qdrant_target import QdrantTarget
+from .shared import check_quantize
 
 if TYPE_CHECKING:
     from qdrant_client import QdrantClient
@@ -108,6 +109,7 @@ class QdrantIndex(RunIndex):
         m: int = HNSW_DEFAULTS["M"],
         ef_construction: int = HNSW_DEFAULTS["ef_construction"],
         ef_search: int = HNSW_DEFAULTS["ef_search"],
+        quantize: str | None = None,
         level_names: Sequence[str] | None = None,
         encoder: Any = None,
         corpus_role: str = "query",
@@ -119,6 +121,7 @@ class QdrantIndex(RunIndex):
             raise ZoomIndexError(f"target must be a QdrantTarget, got {type(target).__name__}")
         self.kind = kind
         self.params = check_params(kind, m, ef_construction, ef_search)
+        self.quantize = check_quantize(quantize)  # int8: Qdrant's scalar quantisation of every named vector
         self.target = target
         self.level_names = tuple(level_names if level_names is not None else self.run.level_names)
         self.size = int(size)
@@ -162,6 +165,7 @@ class QdrantIndex(RunIndex):
             "level_names": list(self.level_names),
             "kind": self.kind,
             "params": dict(self.params),
+            **({"quantize": self.quantize} if self.quantize != "none" else {}),
             "corpus_role": self.corpus_role,
             "size": self.size,
             "complete": complete,
@@ -204,6 +208,7 @@ class QdrantIndex(RunIndex):
         m: int = HNSW_DEFAULTS["M"],
         ef_construction: int = HNSW_DEFAULTS["ef_construction"],
         ef_search: int = HNSW_DEFAULTS["ef_search"],
+        quantize: str | None = None,
         encoder: Any = None,
         vectors: np.ndarray | None = None,
         corpus_role: str = "query",
@@ -228,6 +233,7 @@ class QdrantIndex(RunIndex):
             m=m,
             ef_construction=ef_construction,
             ef_search=ef_search,
+            quantize=quantize,
             level_names=level_names,
             encoder=encoder,
             corpus_role=corpus_role,
@@ -262,11 +268,12 @@ class QdrantIndex(RunIndex):
                     f"(no {META_KEY!r} metadata); {fix}"
                 )
             self._check_same_run(meta, fix)
-            settings = (meta.get("prefix_dims"), meta.get("kind"), meta.get("params"))
-            if settings != (list(self.dims), self.kind, dict(self.params)):
+            settings = (meta.get("prefix_dims"), meta.get("kind"), meta.get("params"), meta.get("quantize", "none"))
+            if settings != (list(self.dims), self.kind, dict(self.params), self.quantize):
                 raise ZoomIndexError(
-                    f"{self.target.describe()} was built with kind {meta.get('kind')} {meta.get('params') or ''} "
-                    f"and prefixes {meta.get('prefix_dims')}, not kind {self.kind} {dict(self.params) or ''}; {fix}"
+                    f"{self.target.describe()} was built with kind {meta.get('kind')} {meta.get('params') or ''}, "
+                    f"quantize {settings[3]} and prefixes {meta.get('prefix_dims')}, not kind {self.kind} "
+                    f"{dict(self.params) or ''}, quantize {self.quantize}; {fix}"
                 )
         except ZoomIndexError:
             if not overwrite:
@@ -281,7 +288,8 @@ class QdrantIndex(RunIndex):
         if action == "reuse":  # marked incomplete until the upsert is done (a killed re-build is not taken as whole)
             self.store.set_metadata(self.collection_meta(False))
             return
-        self.store.create(self.kind, self.params, self.collection_meta(complete=False), replace=action == "recreate")
+        meta = self.collection_meta(complete=False)
+        self.store.create(self.kind, self.params, meta, replace=action == "recreate", quantize=self.quantize)
 
     def upsert(
         self, batch: ItemBatch, E: np.ndarray, *, batch_size: int = UPSERT_BATCH, show_progress: bool = False
@@ -318,6 +326,7 @@ class QdrantIndex(RunIndex):
                 raise ZoomIndexError(f"{target.describe()}: its build did not complete; run the build again")
             ix.kind = str(meta.get("kind", "flat"))
             ix.params = dict(meta.get("params") or {})
+            ix.quantize = check_quantize(meta.get("quantize", "none"))
             ix.level_names = tuple(meta.get("level_names") or ())
             ix.corpus_role = str(meta.get("corpus_role", "query"))
             ix.size = int(meta.get("size", 0))
@@ -336,6 +345,7 @@ class QdrantIndex(RunIndex):
                 "prefix_dims": list(self.dims),
                 "vectors": {str(d): vector_name(d) for d in self.dims},
                 "params": dict(self.params),
+                **({"quantize": self.quantize} if self.quantize != "none" else {}),
             },
             collection=self.target.to_dict(),
         )

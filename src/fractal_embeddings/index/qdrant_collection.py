@@ -116,10 +116,11 @@ class QdrantCollection:
         self.call("updating the metadata", self.client.update_collection, self.name, metadata={META_KEY: meta})
 
     # ------------------------------------------------------------ create / write
-    def create(self, kind: str, params: dict, meta: dict, *, replace: bool = False) -> None:
+    def create(self, kind: str, params: dict, meta: dict, *, replace: bool = False, quantize: str = "none") -> None:
         """Create the collection (dropped first with ``replace``): a cosine named vector per prefix, Qdrant's
-        HNSW with ``params`` for ``kind="hnsw"`` (none for ``flat``), and on a server a keyword index on
-        ``coarse``."""
+        HNSW with ``params`` for ``kind="hnsw"`` (none for ``flat``), Qdrant's int8 scalar quantisation of
+        every named vector for ``quantize="int8"`` (the originals kept for rescoring; the embedded mode
+        records it and searches the originals), and on a server a keyword index on ``coarse``."""
         from qdrant_client import models
 
         c = self.client
@@ -138,6 +139,11 @@ class QdrantCollection:
                 vector_name(d): models.VectorParams(size=d, distance=models.Distance.COSINE) for d in self.dims
             },
             hnsw_config=hnsw,
+            quantization_config=(
+                models.ScalarQuantization(scalar=models.ScalarQuantizationConfig(type=models.ScalarType.INT8))
+                if quantize == "int8"
+                else None
+            ),
             metadata={META_KEY: meta},
         )
         if not self.target.embedded:  # the embedded mode has no payload indexes

@@ -47,7 +47,7 @@ from ..errors import ZoomIndexError
 from ..evaluation import unit_rows
 from .prefix import HNSW_DEFAULTS, RowSubset, check_params, faiss_search, prefix_file
 
-__all__ = ["LAYOUTS", "QUANTIZERS", "SCAN_ROWS", "SharedPrefixes", "check_layout"]
+__all__ = ["LAYOUTS", "QUANTIZERS", "SCAN_ROWS", "SharedPrefixes", "check_layout", "check_quantize"]
 
 LAYOUTS = ("shared", "per-prefix")
 QUANTIZERS = ("none", "int8")
@@ -63,14 +63,20 @@ FAISS_TYPES = {
 }
 
 
+def check_quantize(quantize: Any) -> str:
+    """The quantiser, checked (``None`` reads as ``"none"``)."""
+    q = "none" if quantize is None else quantize
+    if q not in QUANTIZERS:
+        raise ZoomIndexError(f"unknown quantize {quantize!r}; use none (float32) or int8")
+    return str(q)
+
+
 def check_layout(layout: Any, quantize: Any) -> tuple[str, str]:
     """The layout and the quantiser, checked (one-line errors naming the choices): ``quantize`` ``None``
     reads as ``"none"``; only the shared layout is quantised."""
     if layout not in LAYOUTS:
         raise ZoomIndexError(f"unknown index layout {layout!r}; use shared (one matrix, the default) or per-prefix")
-    q = "none" if quantize is None else quantize
-    if q not in QUANTIZERS:
-        raise ZoomIndexError(f"unknown quantize {quantize!r}; use none (float32) or int8")
+    q = check_quantize(quantize)
     if q != "none" and layout != "shared":
         raise ZoomIndexError(f"quantize={q} needs layout='shared'; drop the quantizer or use the shared layout")
     return layout, q
@@ -128,6 +134,7 @@ class SharedPrefixes:
         self.full = _new_index(self.dim, kind, self.params, self.quantize)
         self.coarse = _new_index(self.dims[0], kind, self.params, self.quantize)
         self._norms: list[np.ndarray] = [np.zeros((0, len(self.dims)), dtype=np.float32)]
+        self._scales: dict[int, np.ndarray] = {}  # prefix index -> |x| / |x[:d]| per row (memory only)
 
     def __len__(self) -> int:
         return int(self.full.ntotal)
@@ -197,6 +204,14 @@ class SharedPrefixes:
         self.full.add(U)
         self.coarse.add(C)
         self._norms.append(np.stack([np.linalg.norm(E[:, :d], axis=1) for d in self.dims], axis=1))
+        self._scales = {}
+
+    def scale(self, j: int) -> np.ndarray:
+        """``|x| / |x[:d_j]|`` of every row (what turns ``u[:d_j] . q`` into the prefix's cosine), kept."""
+        if j not in self._scales:
+            N = self.norms
+            self._scales[j] = (N[:, -1] / np.maximum(N[:, j], 1e-12)).astype(np.float32)
+        return self._scales[j]
 
     def search(
         self, Q: np.ndarray, d: int, k: int, ef_search: int | None = None, *, subset: RowSubset | None = None
@@ -220,13 +235,15 @@ class SharedPrefixes:
         n_rows = len(self) if rows is None else len(rows)
         best_s = np.zeros((len(Q), 0), dtype=np.float32)
         best_r = np.zeros((len(Q), 0), dtype=np.int64)
-        norms = self.norms
+        scale = self.scale(j)
         step = max(1024, min(SCAN_ROWS, SCAN_SCORES // max(1, len(Q))))  # bounded scores per step
         for s in range(0, n_rows, step):
-            r = np.arange(s, min(n_rows, s + step)) if rows is None else rows[s : s + step]
-            U = self.rows(slice(s, s + len(r)) if rows is None else r)
-            scale = norms[r, -1] / np.maximum(norms[r, j], 1e-12)
-            S = (Q @ U[:, :d].T) * scale[None, :]
+            if rows is None:
+                at: slice | np.ndarray = slice(s, min(n_rows, s + step))
+                r = np.arange(s, min(n_rows, s + step))
+            else:
+                at = r = rows[s : s + step]
+            S = (Q @ self.rows(at)[:, :d].T) * scale[at][None, :]
             best_s, best_r = _top_k(
                 np.concatenate([best_s, S.astype(np.float32)], axis=1),
                 np.concatenate([best_r, np.broadcast_to(r, S.shape)], axis=1),
@@ -273,3 +290,4 @@ class SharedPrefixes:
         if norms.shape != (size, len(self.dims)) or norms.dtype != np.float32:
             raise ZoomIndexError(f"{path}: shape {norms.shape}, expected ({size}, {len(self.dims)}) float32; {fix}")
         self._norms = [norms]
+        self._scales = {}

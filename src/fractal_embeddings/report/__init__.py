@@ -24,7 +24,7 @@ except ImportError:  # the report is an extra: one line naming it, never a bare 
     ) from None
 from .claims import claims_table
 from .frame import load_frame
-from .sections import SECTIONS, Section
+from .sections import MEASURED, SECTIONS, Section
 
 FORMATS = ("md", "latex")
 
@@ -44,6 +44,11 @@ def build(results: str | Path, fig_dir: Path, root: Path) -> tuple[list[Section]
                 sec.title += " (quick run: subsets, fewer seeds)"
             sections.append(sec)
             facts[name] = sec.facts
+    for name, render in MEASURED.items():  # benchmark measurements, beside the experiments' records
+        measured = render(Path(results), fig_dir, root)
+        if measured is not None:
+            sections.append(measured)
+            facts[name] = measured.facts
     return sections, facts, df
 
 

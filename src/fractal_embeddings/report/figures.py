@@ -237,3 +237,43 @@ def recall_vs_latency(panels: list[dict], out_dir: Path, stem: str = "search_mod
     fig.legend(list(handles.values()), list(handles), loc="upper center", bbox_to_anchor=(0.5, 0.0), ncol=5, fontsize=8)
     fig.tight_layout()
     return _save(fig, out_dir, stem)
+
+
+def scale_curves(index_lines: dict, anchors: dict, train: dict, out_dir: Path, stem: str = "scale") -> Path:
+    """Cost curves: ``index_lines[label] = {"n": [...], "p50_ms", "build_s", "peak_mb", "bytes"}`` (one line per
+    index configuration, items on a log axis), ``anchors[label] = (n, p50_ms)`` (real-text points, stars) and
+    ``train = {"rows": (rows, s/epoch, peak MB), "classes": (classes, s/epoch, peak MB)}`` (``fractal train``)."""
+    plt = _plt()
+    fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
+    panels = [
+        ("p50_ms", "median single-query latency, zoom 256 (ms)", True),
+        ("build_s", "build seconds", True),
+        ("peak_mb", "peak resident memory (MB)", True),
+        ("bytes", "vector bytes per item on disk", True),
+    ]
+    for ax, (key, label, log) in zip(axes.flat[:4], panels, strict=True):
+        for i, (name, line) in enumerate(index_lines.items()):
+            ax.plot(line["n"], line[key], marker="o", ms=3.5, color=f"C{i % 10}", label=name)
+        if key == "p50_ms":
+            for j, (name, (n, ms)) in enumerate(anchors.items()):
+                ax.plot([n], [ms], "*", ms=11, color=f"C{(j + 7) % 10}", label=name)
+        ax.set_xscale("log")
+        ax.set_yscale("log" if log else "linear")
+        ax.set_xlabel("items")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3, which="both")
+    for ax, (key, xlabel) in zip(axes.flat[4:], (("rows", "training rows"), ("classes", "fine classes")), strict=True):
+        x, secs, peak = train[key]
+        ax.plot(x, secs, marker="o", ms=3.5, color="C0", label="seconds per epoch")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("seconds per epoch (fractal train)")
+        ax.grid(alpha=0.3, which="both")
+        twin = ax.twinx()
+        twin.plot(x, peak, marker="s", ms=3.5, ls="--", color="C3", label="peak MB")
+        twin.set_ylabel("peak resident memory (MB)", color="C3")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 1.06), fontsize=8)
+    fig.tight_layout()
+    return _save(fig, out_dir, stem)

@@ -4,7 +4,8 @@ Each section lives in a module by topic (:mod:`.main`, :mod:`.studies`, :mod:`.r
 :mod:`.search`, :mod:`.induced`), takes the run table of one experiment and returns a
 :class:`~.section.Section`. A spec's ``attach`` (when it has one) puts what the section reads beside
 the run records onto the table's ``attrs`` first: the ``latency`` and ``search`` measurements
-files, the ``induced`` experiment's groupings and published-level scores.
+files, the ``induced`` experiment's groupings and published-level scores. :data:`MEASURED` holds the
+sections of benchmark measurements that have no run records (``scale``: :mod:`.scale`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import induced, main, retrieval, search, studies
+from . import induced, main, retrieval, scale, search, studies
 from .section import Section
 
 Render = Callable[[pd.DataFrame, Path, Path], Section]
@@ -51,4 +52,8 @@ SECTIONS: dict[str, SectionSpec] = {
     "induced": SectionSpec(induced.induced_section, attach=induced.attach),
 }
 
-__all__ = ["SECTIONS", "Section", "SectionSpec"]
+# sections of measurements without run records (benchmarks): name -> render(results, fig_dir, root), None when
+# their files are absent
+MEASURED: dict[str, Callable[[Path, Path, Path], Section | None]] = {"scale": scale.scale_section}
+
+__all__ = ["MEASURED", "SECTIONS", "Section", "SectionSpec"]
