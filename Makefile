@@ -52,6 +52,7 @@ bench: install
 	$(BIN)/python bench/sweep_main.py
 	$(BIN)/python bench/quick_grids.py
 	$(BIN)/python bench/train_scale.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -149,6 +149,14 @@ def test_bad_layout_or_quantizer_is_one_line_naming_the_fix(clinc_3k_run, clinc_
         with pytest.raises(ZoomIndexError, match=message) as e:
             ZoomIndex(clinc_3k_run, **options)
         assert "\n" not in str(e.value)
+    with pytest.raises(ZoomIndexError, match="quantize=int8 learns .* first 50 vectors added; add at least 1000"):
+        ZoomIndex.build(
+            clinc_3k_run,
+            clinc_3k_corpus["texts"][:50],
+            vectors=clinc_3k_corpus["vectors"][:50],
+            quantize="int8",
+            encoder=zoom_encoder,
+        )
     out = tmp_path / "ix"
     for options, message in [
         ({"layout": "one"}, "unknown --layout 'one'; use shared"),

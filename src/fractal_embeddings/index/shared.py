@@ -31,8 +31,9 @@ the funnel and routed modes) and scans the middle zooms exactly; ``layout="per-p
 graph per prefix when middle zooms must be approximate-fast at the price of the copies.
 
 ``quantize="int8"``: FAISS's 8-bit scalar quantiser (a per-dimension range learned from the first
-batch added; values outside it are clipped) stores a byte per dimension; the middle-zoom scans decode
-the codes chunk by chunk. Scores and rankings are then approximate (recall in ``bench/scale.py``).
+batch added, at least :data:`INT8_MIN_ROWS` vectors; values outside it are clipped) stores a byte per
+dimension; the middle-zoom scans decode the codes chunk by chunk. Scores and rankings are then
+approximate (recall in ``bench/scale.py``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = ["LAYOUTS", "QUANTIZERS", "SCAN_ROWS", "SharedPrefixes", "check_layout
 LAYOUTS = ("shared", "per-prefix")
 QUANTIZERS = ("none", "int8")
 SCAN_ROWS = 65_536  # rows of the matrix scored per step of a middle-zoom scan (fewer for many queries)
+INT8_MIN_ROWS = 1_000  # the first batch of an int8 index: its range is learned from these rows
 SCAN_SCORES = 1 << 24  # at most this many scores (queries x rows) per step
 FULL_FILE = "full.faiss"
 NORMS_FILE = "norms.npy"
@@ -164,15 +166,15 @@ class SharedPrefixes:
         """The stored unit vectors of these rows, ``(m, dim)`` float32 (decoded when quantised)."""
         import faiss
 
-        if self.quantize == "none":
-            flat: Any = self.full if self.kind == "flat" else faiss.downcast_index(self.full.storage)
-            view = faiss.rev_swig_ptr(flat.get_xb(), len(self) * self.dim).reshape(len(self), self.dim)
+        store: Any = self.full if self.kind == "flat" else faiss.downcast_index(self.full.storage)
+        if self.quantize == "none":  # a read-only view of FAISS's own array
+            view = faiss.rev_swig_ptr(store.get_xb(), len(self) * self.dim).reshape(len(self), self.dim)
             view.flags.writeable = False
             return view[rows]
-        if isinstance(rows, slice):
+        if isinstance(rows, slice):  # decoded by the quantiser (the storage, not the graph: batched)
             start, stop, _ = rows.indices(len(self))
-            return self.full.reconstruct_n(start, max(0, stop - start))
-        return self.full.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
+            return store.reconstruct_n(start, max(0, stop - start))
+        return store.reconstruct_batch(np.ascontiguousarray(rows, dtype=np.int64))
 
     @property
     def matrix(self) -> np.ndarray:
@@ -199,6 +201,11 @@ class SharedPrefixes:
             return
         U, C = unit_rows(E), unit_rows(E[:, : self.dims[0]])
         if not self.full.is_trained:  # the int8 quantiser's range: learned from the first batch
+            if len(E) < INT8_MIN_ROWS:
+                raise ZoomIndexError(
+                    f"quantize=int8 learns each dimension's range from the first {len(E)} vectors added; "
+                    f"add at least {INT8_MIN_ROWS} in the first batch, or use quantize=none"
+                )
             self.full.train(U)
             self.coarse.train(C)
         self.full.add(U)
