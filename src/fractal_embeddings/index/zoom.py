@@ -1,7 +1,8 @@
-"""The FAISS zoom index: :class:`ZoomIndex`, a run's steerable vectors with one FAISS index per
-prefix length (:class:`~fractal_embeddings.index.prefix.PrefixIndexes`) and an item table
-(:class:`~fractal_embeddings.index.items.ItemTable`); why one index per prefix, and the files of an
-index directory: :mod:`fractal_embeddings.index`.
+"""The FAISS zoom index: :class:`ZoomIndex`, a run's steerable vectors, each item stored once
+(:class:`~fractal_embeddings.index.shared.SharedPrefixes`, the default layout) or with one FAISS index
+per prefix length (:class:`~fractal_embeddings.index.prefix.PrefixIndexes`), and an item table
+(:class:`~fractal_embeddings.index.items.ItemTable`); why, and the files of an index directory:
+:mod:`fractal_embeddings.index`.
 
 >>> from fractal_embeddings.index import ZoomIndex
 >>> ix = ZoomIndex.build("runs/clinc-fractal", texts, labels=labels)     # encode + head, flat (exact)
@@ -199,13 +200,18 @@ class ZoomIndex(RunIndex):
         if n == 0:
             raise ZoomIndexError("empty corpus: there are no texts to add; give at least one text")
         batch = self.items.check(texts, ids, payloads, labels)  # all checked before anything is encoded
-        E = None if vectors is None else self.check_vectors(vectors, n)
-        for s in range(0, n, ADD_BATCH):  # one batch of head vectors (and their copies) at a time
-            part = texts[s : s + ADD_BATCH]
-            if E is None:
-                self.prefixes.add(self.embed(part, role=self.corpus_role, cache=True, show_progress=show_progress))
-            else:
-                self.prefixes.add(E[s : s + ADD_BATCH])
+        if vectors is None:  # encoded batch by batch: only the head vectors are kept, not the encoder's
+            parts = [
+                self.embed(texts[s : s + ADD_BATCH], role=self.corpus_role, cache=True, show_progress=show_progress)
+                for s in range(0, n, ADD_BATCH)
+            ]
+        else:
+            E = self.check_vectors(vectors, n)
+            parts = [E[s : s + ADD_BATCH] for s in range(0, n, ADD_BATCH)]
+        # every text is encoded before the index changes (a failed encoding leaves it as it was); then each
+        # batch's normalised copies are made and added one batch at a time
+        for part in parts:
+            self.prefixes.add(part)
         first = self.items.append(batch)
         self._partition = None  # the classes' rows changed
         return np.arange(first, first + n)
