@@ -239,29 +239,40 @@ def recall_vs_latency(panels: list[dict], out_dir: Path, stem: str = "search_mod
     return _save(fig, out_dir, stem)
 
 
-def scale_curves(index_lines: dict, anchors: dict, train: dict, out_dir: Path, stem: str = "scale") -> Path:
-    """Cost curves: ``index_lines[label] = {"n": [...], "p50_ms", "build_s", "peak_mb", "bytes"}`` (one line per
-    index configuration, items on a log axis), ``anchors[label] = (n, p50_ms)`` (real-text points, stars) and
+def scale_curves(
+    index_lines: dict, anchors: dict, tradeoff: dict, train: dict, out_dir: Path, stem: str = "scale"
+) -> Path:
+    """Cost curves: ``index_lines[label] = {"n": [...], "p50_ms", "build_s", "peak_mb"}`` (one line per index
+    configuration, items on a log axis), ``anchors[label] = (n, p50_ms)`` (real-text points, stars),
+    ``tradeoff[label] = (recall, bytes per item)`` (the size / recall trade-off at the largest size) and
     ``train = {"rows": (rows, s/epoch, peak MB), "classes": (classes, s/epoch, peak MB)}`` (``fractal train``)."""
     plt = _plt()
     fig, axes = plt.subplots(2, 3, figsize=(14, 7.5))
     panels = [
-        ("p50_ms", "median single-query latency, zoom 256 (ms)", True),
-        ("build_s", "build seconds", True),
-        ("peak_mb", "peak resident memory (MB)", True),
-        ("bytes", "vector bytes per item on disk", True),
+        ("p50_ms", "median single-query latency, zoom 256 (ms)"),
+        ("build_s", "build seconds"),
+        ("peak_mb", "peak resident memory (MB)"),
     ]
-    for ax, (key, label, log) in zip(axes.flat[:4], panels, strict=True):
-        for i, (name, line) in enumerate(index_lines.items()):
-            ax.plot(line["n"], line[key], marker="o", ms=3.5, color=f"C{i % 10}", label=name)
+    colours = {name: f"C{i % 10}" for i, name in enumerate(index_lines)}
+    for ax, (key, label) in zip(axes.flat[:3], panels, strict=True):
+        for name, line in index_lines.items():
+            ax.plot(line["n"], line[key], marker="o", ms=3.5, color=colours[name], label=name)
         if key == "p50_ms":
             for j, (name, (n, ms)) in enumerate(anchors.items()):
-                ax.plot([n], [ms], "*", ms=11, color=f"C{(j + 7) % 10}", label=name)
+                ax.plot([n], [ms], "*", ms=11, color=("black", "dimgray")[j % 2], label=name)
         ax.set_xscale("log")
-        ax.set_yscale("log" if log else "linear")
+        ax.set_yscale("log")
         ax.set_xlabel("items")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3, which="both")
+    ax = axes.flat[3]
+    for name, (recall, size) in tradeoff.items():
+        ax.plot([recall], [size], "o", ms=6, color=colours.get(name, "C9"))
+        ax.annotate(name, (recall, size), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    ax.set_yscale("log")
+    ax.set_xlabel("recall@10 at zoom 256 (largest size)")
+    ax.set_ylabel("vector bytes per item on disk")
+    ax.grid(alpha=0.3, which="both")
     for ax, (key, xlabel) in zip(axes.flat[4:], (("rows", "training rows"), ("classes", "fine classes")), strict=True):
         x, secs, peak = train[key]
         ax.plot(x, secs, marker="o", ms=3.5, color="C0", label="seconds per epoch")

@@ -35,44 +35,24 @@ def config_label(p: dict) -> str:
     return f"faiss {p['kind']} {p['layout']}" + (f" {p['quantize']}" if p["quantize"] != "none" else "")
 
 
+MODE_ORDER = ("zoom@64", "zoom@128", "zoom@192", "zoom@256", "funnel@256", "routed@256")
+NO_ITEM_TABLE = ("faiss-binary", "qdrant")  # no index.json item columns (bits only; items in Qdrant's payloads)
+
+
 def scale_section(results: Path, fig_dir: Path, root: Path) -> Section | None:
     index, train = _read(results, INDEX_FILE), _read(results, TRAIN_FILE)
     if index is None and train is None:
         return None
     sec = Section("Scale: cost curves to a million items")
     lines: dict = {}
+    tradeoff: dict = {}
     anchors: dict = {}
     if index is not None:
         sec.text += _index_intro(index)
-        points = index["points"]
-        cost = Table(
-            "scale_index_cost",
-            "Index build and storage per item count (vector bytes: the layout's files; item bytes: index.json, "
-            "with placeholder texts)",
-            ["items", "index", "build s", "peak MB", "vector B/item", "item B/item"],
-        )
-        modes = list(dict.fromkeys(m for p in points for m in p["modes"]))
-        lat = Table(
-            "scale_index_latency",
-            f"Single-query latency (ms, median / p99, one thread) and recall@{index['k']} against exact search, "
-            "per mode",
-            ["items", "index", *modes],
-        )
-        for p in points:
-            label = config_label(p)
-            sizes = (num(p["vector_bytes"], 0), num(p["item_bytes"], 0))
-            cost.add(f"{p['n']:,}", label, num(p["build_s"], 1), num(p["peak_rss_mb"], 0), *sizes)
-            lat.add(f"{p['n']:,}", label, *[_mode_cell(p["modes"].get(m)) for m in modes])
-            line = lines.setdefault(label, {"n": [], "p50_ms": [], "build_s": [], "peak_mb": [], "bytes": []})
-            full = p["modes"].get("zoom@256", {})
-            line["n"].append(p["n"])
-            line["p50_ms"].append(full.get("p50_us", float("nan")) / 1000)
-            line["build_s"].append(max(p["build_s"], 1e-3))
-            line["peak_mb"].append(p["peak_rss_mb"])
-            line["bytes"].append(p["vector_bytes"])
+        cost, lat, lines, tradeoff = _index_tables(index)
         sec.add_table(cost)
         sec.add_table(lat)
-        sec.facts = _facts(points)
+        sec.facts = _facts(index["points"])
         sec.text += _findings(sec.facts)
         anchors = _anchors(results, sec)
     if train is not None:
@@ -87,13 +67,51 @@ def scale_section(results: Path, fig_dir: Path, root: Path) -> Section | None:
             )
         }
         sec.add_figure(
-            figures.scale_curves(lines, anchors, curves, fig_dir, "scale"),
+            figures.scale_curves(lines, anchors, tradeoff, curves, fig_dir, "scale"),
             "Cost curves (items: real passages, then seeded perturbations of them past 104,129; stars: the search "
-            "experiment's real-text point). Top: latency at zoom 256, build seconds, peak memory; bottom: vector "
-            "bytes per item, and fractal training cost as rows and fine classes grow",
+            "experiment's real-text points). Top: latency at zoom 256, build seconds, peak memory; bottom: vector "
+            "bytes per item against recall@10 at zoom 256 (each index at its largest size), and fractal training "
+            "cost as rows and fine classes grow",
             root,
         )
     return sec
+
+
+def _index_tables(index: dict) -> tuple[Table, Table, dict, dict]:
+    """The cost and latency tables, the figure's lines (per configuration) and its size / recall points."""
+    points = index["points"]
+    cost = Table(
+        "scale_index_cost",
+        "Index build and storage per item count (vector bytes: the layout's files, for Qdrant its whole storage "
+        "folder; item bytes: index.json, with placeholder texts)",
+        ["items", "index", "build s", "peak MB", "vector B/item", "item B/item"],
+    )
+    present = {m for p in points for m in p["modes"]}
+    modes = [m for m in MODE_ORDER if m in present] + sorted(present - set(MODE_ORDER))
+    lat = Table(
+        "scale_index_latency",
+        f"Single-query latency (ms, median / p99, one thread) and recall@{index['k']} against exact search at the "
+        "same zoom (funnel, routed: at 256)",
+        ["items", "index", *modes],
+    )
+    lines: dict = {}
+    tradeoff: dict = {}
+    for p in points:
+        label = config_label(p)
+        item_bytes = "-" if p["backend"] in NO_ITEM_TABLE else num(p["item_bytes"], 0)
+        cost.add(
+            f"{p['n']:,}", label, num(p["build_s"], 1), num(p["peak_rss_mb"], 0), num(p["vector_bytes"], 0), item_bytes
+        )
+        lat.add(f"{p['n']:,}", label, *[_mode_cell(p["modes"].get(m)) for m in modes])
+        line = lines.setdefault(label, {"n": [], "p50_ms": [], "build_s": [], "peak_mb": []})
+        full = p["modes"].get("zoom@256", {})
+        line["n"].append(p["n"])
+        line["p50_ms"].append(full.get("p50_us", float("nan")) / 1000)
+        line["build_s"].append(max(p["build_s"], 1e-3))
+        line["peak_mb"].append(p["peak_rss_mb"])
+        if full.get("recall@10") is not None:
+            tradeoff[label] = (full["recall@10"], p["vector_bytes"])  # points come in size order: the largest wins
+    return cost, lat, lines, tradeoff
 
 
 def _mode_cell(m: dict | None) -> str:
@@ -120,43 +138,102 @@ def _index_intro(index: dict) -> list[str]:
     ]
 
 
+def _p50(p: dict | None, mode: str) -> float | None:
+    m = (p or {}).get("modes", {}).get(mode)
+    return None if not m else m["p50_us"] / 1000
+
+
+def _recall(p: dict | None, mode: str) -> float | None:
+    return ((p or {}).get("modes", {}).get(mode) or {}).get("recall@10")
+
+
 def _facts(points: list[dict]) -> dict:
+    """The numbers the section's sentences state, read from the points (at the largest size each has)."""
     top = max(p["n"] for p in points)
     by = {(p["backend"], p["kind"], p["layout"], p["quantize"], p["n"]): p for p in points}
+    default, old = by.get((*DEFAULT, top)), by.get(("faiss", "flat", "per-prefix", "none", top))
+    q8, bits = (
+        by.get(("faiss", "flat", "shared", "int8", top)),
+        by.get(("faiss-binary", "flat", "sign bits", "binary", top)),
+    )
+    both_hnsw = max((p["n"] for p in points if (p["kind"], p["layout"]) == ("hnsw", "per-prefix")), default=None)
     facts: dict = {"max_items": top}
-    default = by.get((*DEFAULT, top))
     if default:
         facts |= {
             "default_bytes_per_item": default["vector_bytes"],
             "default_peak_mb": default["peak_rss_mb"],
             "default_build_s": default["build_s"],
+            "default_p50_ms": {m: _p50(default, m) for m in default["modes"]},
+            "funnel_recall": _recall(default, "funnel@256"),
+            "routed_recall": _recall(default, "routed@256"),
         }
-    old = by.get(("faiss", "flat", "per-prefix", "none", top))
     if old and default:
-        facts["per_prefix_over_shared_bytes"] = old["vector_bytes"] / default["vector_bytes"]
-    q8 = by.get(("faiss", "flat", "shared", "int8", top))
+        facts |= {
+            "per_prefix_over_shared_bytes": old["vector_bytes"] / default["vector_bytes"],
+            "per_prefix_peak_mb": old["peak_rss_mb"],
+            "per_prefix_p50_ms": {m: _p50(old, m) for m in old["modes"]},
+        }
+    if both_hnsw:
+        hnsw = [by.get(("faiss", "hnsw", layout, "none", both_hnsw)) for layout in ("shared", "per-prefix")]
+        facts["hnsw_middle"] = {
+            "items": both_hnsw,
+            "shared": _p50(hnsw[0], "zoom@128"),
+            "per_prefix": _p50(hnsw[1], "zoom@128"),
+        }
     if q8:
-        facts["int8_bytes_per_item"] = q8["vector_bytes"]
-        facts["int8_recall_zoom256"] = q8["modes"].get("zoom@256", {}).get("recall@10")
+        facts |= {"int8_bytes_per_item": q8["vector_bytes"], "int8_recall": {m: _recall(q8, m) for m in q8["modes"]}}
+    if bits:
+        facts["binary_recall_zoom256"] = _recall(bits, "zoom@256")
     return facts
 
 
 def _findings(f: dict) -> list[str]:
+    """What the measurements say, as sentences built from :func:`_facts`."""
     if "default_bytes_per_item" not in f:
         return []
-    out = (
-        f"At {f['max_items']:,} items the default flat index stores {f['default_bytes_per_item']:.0f} bytes of "
-        f"vectors per item and its build (streamed) peaks at {f['default_peak_mb']:,.0f} MB resident, in "
+    lat = f["default_p50_ms"]
+    out = [
+        f"At {f['max_items']:,} items the default index (flat, shared) stores {f['default_bytes_per_item']:.0f} "
+        f"bytes of vectors per item; building it (streamed), saving it and searching it peaked at "
+        f"{f['default_peak_mb']:,.0f} MB resident (the items' vectors it reads included), the build taking "
         f"{f['default_build_s']:.1f} s."
-    )
+    ]
     if "per_prefix_over_shared_bytes" in f:
-        out += f" The per-prefix layout stores {f['per_prefix_over_shared_bytes']:.2f}x as many bytes."
-    if "int8_bytes_per_item" in f:
-        out += (
-            f" int8 stores {f['int8_bytes_per_item']:.0f} bytes per item, at recall@10 "
-            f"{f['int8_recall_zoom256']} at zoom 256."
+        old = f["per_prefix_p50_ms"]
+        out.append(
+            f"The per-prefix layout stores {f['per_prefix_over_shared_bytes']:.2f}x the bytes and peaked at "
+            f"{f['per_prefix_peak_mb']:,.0f} MB. What the shared layout pays: a middle zoom scans the rows of the "
+            f"one matrix, which costs about what the full zoom costs ({lat['zoom@128']:.1f} ms at 128 dims, "
+            f"{lat['zoom@256']:.1f} ms at 256) where the per-prefix layout reads a contiguous 128-d copy "
+            f"({old['zoom@128']:.1f} ms); a routed search scans its classes' rows ({lat['routed@256']:.1f} ms) where "
+            f"the per-prefix layout builds a FAISS index per class in memory ({old['routed@256']:.1f} ms)."
         )
-    return [out, ""]
+    if "hnsw_middle" in f:
+        h = f["hnsw_middle"]
+        out.append(
+            f"On an HNSW index the shared layout searches the middle zooms exactly ({h['shared']:.2f} ms at 128 dims, "
+            f"{h['items']:,} items) where per-prefix graphs answer in {h['per_prefix']:.2f} ms."
+        )
+    if "int8_bytes_per_item" in f:
+        r = f["int8_recall"]
+        out.append(
+            f"int8 stores {f['int8_bytes_per_item']:.0f} bytes per item at recall@10 {r['zoom@256']:.3f} at zoom "
+            f"256 and {r['zoom@64']:.3f} at 64: at the coarse zoom the items of one class have nearly equal first "
+            "blocks, so the top 10 is a choice among near-ties that any rounding reorders (the coarse precision, "
+            "not shown, is what matters there)."
+        )
+    if "binary_recall_zoom256" in f:
+        out.append(
+            f"Sign bits (40 bytes per item) reach recall@10 {f['binary_recall_zoom256']:.3f} at zoom 256: too low to "
+            "offer as an index option (they would need a float re-rank, that is the float vectors stored too)."
+        )
+    if f.get("funnel_recall") is not None:
+        out.append(
+            f"The funnel's recall@10 against exact full-vector search ({f['funnel_recall']:.3f} with 100 candidates) "
+            "is the steerable head's known trait: its 64-d first pass ranks by coarse class, not by fine neighbour "
+            '(section "Search modes at scale").'
+        )
+    return [" ".join(out), ""]
 
 
 def _anchors(results: Path, sec: Section) -> dict:
@@ -164,18 +241,19 @@ def _anchors(results: Path, sec: Section) -> dict:
     data = load_measurements(results, SEARCH_NAME, SEARCH_RESULT_FILE)
     if not data:
         return {}
-    out = {}
-    for r in data["results"]:
-        if (r["corpus"], r["method"], r["mode"], r["zoom"]) == ("newsgroups20-passages", "fractal", "zoom", 256):
-            out[f"real text, {r['kind']} (search experiment)"] = (r["n"], r["b1_p50_us"] / 1000)
-    if out:
-        points = "; ".join(f"{k}: {ms:.2f} ms at {n:,} items" for k, (n, ms) in out.items())
+    real = [
+        r
+        for r in data["results"]
+        if (r["corpus"], r["method"], r["mode"], r["zoom"]) == ("newsgroups20-passages", "fractal", "zoom", 256)
+    ]
+    if real:
+        points = ", ".join(f"{r['kind']} {r['b1_p50_us'] / 1000:.2f} ms (recall@10 {r['recall@10']:.3f})" for r in real)
         sec.text += [
-            f"The real-text anchor at zoom 256 ({points}) is measured by that experiment's own harness "
-            "(the per-prefix layout it was run with).",
+            f"The anchor: the `search` experiment's real-text point at zoom 256, {real[0]['n']:,} passages: {points}, "
+            "measured by that experiment's own harness on the per-prefix layout it was run with.",
             "",
         ]
-    return out
+    return {f"real text, {r['kind']} (search experiment)": (r["n"], r["b1_p50_us"] / 1000) for r in real}
 
 
 def _train_text(train: dict) -> list[str]:
