@@ -100,7 +100,8 @@ class ZoomIndex(RunIndex):
 
     @property
     def vectors(self) -> np.ndarray:
-        """The full head vectors of the items, as added (not normalised), ``(n, dim)`` read-only."""
+        """The full head vectors of the items, as added (not normalised), ``(n, dim)`` read-only; the shared
+        layout rebuilds them from its unit vectors and norms (to float32 rounding; with int8, its precision)."""
         return self.prefixes.vectors
 
     # the item table's columns and the FAISS settings, as attributes of the index
