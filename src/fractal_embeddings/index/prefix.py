@@ -91,6 +91,34 @@ def faiss_search(
     return np.where(rows >= 0, D, -np.inf).astype(np.float32), rows.astype(np.int64)
 
 
+def checked_batch(E: Any, dim: int) -> np.ndarray:
+    """Full vectors to add, as float32 ``(n, dim)``, all finite (one-line errors otherwise)."""
+    E = np.asarray(E, dtype=np.float32)
+    if E.ndim != 2 or E.shape[1] != dim:
+        raise ZoomIndexError(f"vectors have shape {E.shape}; expected (n, {dim})")
+    if not np.isfinite(E).all():
+        raise ZoomIndexError("the vectors to add contain NaN or inf")
+    return E
+
+
+def read_faiss(path: Path, fix: str) -> Any:
+    """``faiss.read_index`` of ``path``; one line ending in ``fix`` when it is not a FAISS index."""
+    import faiss
+
+    try:
+        return faiss.read_index(str(path))
+    except RuntimeError as e:
+        raise ZoomIndexError(f"{path}: not a readable FAISS index ({str(e).splitlines()[-1][:80]}); {fix}") from None
+
+
+def read_array(path: Path, fix: str) -> np.ndarray:
+    """``numpy.load`` of ``path`` (no pickle); one line ending in ``fix`` when it is not an array file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ZoomIndexError(f"{path}: not a readable array ({str(e)[:80]}); {fix}") from None
+
+
 def prefix_file(d: int) -> str:
     """The file name of the index of the ``d``-dim prefixes."""
     return f"prefix-{d}.faiss"
@@ -128,7 +156,7 @@ class PrefixIndexes:
         self._parts: list[np.ndarray] = [np.zeros((0, self.dim), dtype=np.float32)]  # joined on first read
 
     layout = "per-prefix"
-    quantize = None
+    quantize = "none"
 
     def __len__(self) -> int:
         return sum(len(p) for p in self._parts)
@@ -167,11 +195,7 @@ class PrefixIndexes:
     # ------------------------------------------------------------------ add / search
     def add(self, E: np.ndarray) -> None:
         """Add full vectors ``(n, dim)``: each prefix, normalised, to its index; ``E`` to :attr:`vectors`."""
-        E = np.asarray(E, dtype=np.float32)
-        if E.ndim != 2 or E.shape[1] != self.dim:
-            raise ZoomIndexError(f"vectors have shape {E.shape}; expected (n, {self.dim})")
-        if not np.isfinite(E).all():
-            raise ZoomIndexError("the vectors to add contain NaN or inf")
+        E = checked_batch(E, self.dim)
         for d, ix in self.indexes.items():
             ix.add(unit_rows(E[:, :d]))
         self._parts.append(E.copy())
@@ -205,25 +229,15 @@ class PrefixIndexes:
         """Replace the indexes and vectors with those :meth:`write` left in ``folder`` (``files``: prefix
         length -> FAISS file name, as in ``index.json``), each checked to hold ``size`` rows of its
         length; ``fix`` ends every error message."""
-        import faiss
-
         for d in self.dims:
             name = files[str(d)]
-            try:
-                fx = faiss.read_index(str(folder / name))
-            except RuntimeError as e:
-                raise ZoomIndexError(
-                    f"{folder / name}: not a readable FAISS index ({str(e).splitlines()[-1][:80]}); {fix}"
-                ) from None
+            fx = read_faiss(folder / name, fix)
             if fx.d != d or fx.ntotal != size:
                 raise ZoomIndexError(
                     f"{folder / name}: holds {fx.ntotal} x {fx.d}-d vectors, expected {size} x {d}; {fix}"
                 )
             self.indexes[d] = fx
-        try:
-            vec = np.load(folder / VECTORS_FILE, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ZoomIndexError(f"{folder / VECTORS_FILE}: not a readable array ({str(e)[:80]}); {fix}") from None
+        vec = read_array(folder / VECTORS_FILE, fix)
         if vec.shape != (size, self.dim):
             raise ZoomIndexError(f"{folder / VECTORS_FILE}: shape {vec.shape}, expected ({size}, {self.dim}); {fix}")
         self._parts = [np.asarray(vec, dtype=np.float32)]

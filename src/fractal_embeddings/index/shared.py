@@ -46,7 +46,16 @@ import numpy as np
 
 from ..errors import ZoomIndexError
 from ..evaluation import unit_rows
-from .prefix import HNSW_DEFAULTS, RowSubset, check_params, faiss_search, prefix_file
+from .prefix import (
+    HNSW_DEFAULTS,
+    RowSubset,
+    check_params,
+    checked_batch,
+    faiss_search,
+    prefix_file,
+    read_array,
+    read_faiss,
+)
 
 __all__ = ["LAYOUTS", "QUANTIZERS", "SCAN_ROWS", "SharedPrefixes", "check_layout", "check_quantize"]
 
@@ -129,7 +138,7 @@ class SharedPrefixes:
         quantize: str | None = None,
     ):
         self.params = check_params(kind, m, ef_construction, ef_search)
-        _, self.quantize = check_layout("shared", quantize)
+        self.quantize = check_quantize(quantize)
         self.kind = kind
         self.dims = tuple(int(d) for d in dims)
         self.dim = self.dims[-1]
@@ -192,11 +201,7 @@ class SharedPrefixes:
     # ------------------------------------------------------------------ add / search
     def add(self, E: np.ndarray) -> None:
         """Add full vectors ``(n, dim)``: their unit vectors, unit first blocks and prefix norms."""
-        E = np.asarray(E, dtype=np.float32)
-        if E.ndim != 2 or E.shape[1] != self.dim:
-            raise ZoomIndexError(f"vectors have shape {E.shape}; expected (n, {self.dim})")
-        if not np.isfinite(E).all():
-            raise ZoomIndexError("the vectors to add contain NaN or inf")
+        E = checked_batch(E, self.dim)
         if len(E) == 0:
             return
         U, C = unit_rows(E), unit_rows(E[:, : self.dims[0]])
@@ -273,16 +278,9 @@ class SharedPrefixes:
         """Replace the indexes and norms with those :meth:`write` left in ``folder`` (``files`` as in
         ``index.json``), each checked to hold ``size`` rows of its length and type; ``fix`` ends every
         error message."""
-        import faiss
-
         for key, d in (("full", self.dim), ("coarse", self.dims[0])):
             path = folder / str(files[key])
-            try:
-                fx = faiss.read_index(str(path))
-            except RuntimeError as e:
-                raise ZoomIndexError(
-                    f"{path}: not a readable FAISS index ({str(e).splitlines()[-1][:80]}); {fix}"
-                ) from None
+            fx = read_faiss(path, fix)
             if fx.d != d or fx.ntotal != size or type(fx).__name__ != self.faiss_type:
                 raise ZoomIndexError(
                     f"{path}: holds {fx.ntotal} x {fx.d}-d vectors ({type(fx).__name__}), expected "
@@ -290,10 +288,7 @@ class SharedPrefixes:
                 )
             setattr(self, key, fx)
         path = folder / str(files["norms"])
-        try:
-            norms = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise ZoomIndexError(f"{path}: not a readable array ({str(e)[:80]}); {fix}") from None
+        norms = read_array(path, fix)
         if norms.shape != (size, len(self.dims)) or norms.dtype != np.float32:
             raise ZoomIndexError(f"{path}: shape {norms.shape}, expected ({size}, {len(self.dims)}) float32; {fix}")
         self._norms = [norms]

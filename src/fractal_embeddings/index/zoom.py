@@ -114,7 +114,7 @@ class ZoomIndex(RunIndex):
     params = property(lambda self: self.prefixes.params, doc="HNSW parameters (empty for flat).")
     indexes = property(lambda self: self.prefixes.indexes, doc="Prefix length -> its FAISS index.")
     layout = property(lambda self: self.prefixes.layout, doc="``shared`` (one matrix) or ``per-prefix``.")
-    quantize = property(lambda self: self.prefixes.quantize or "none", doc="``none`` (float32) or ``int8``.")
+    quantize = property(lambda self: self.prefixes.quantize, doc="``none`` (float32) or ``int8``.")
 
     @property
     def faiss_type(self) -> str:
