@@ -57,6 +57,7 @@ LAYERS: dict[str, int] = {
     "run": 5,
     "recording": 5,
     "finetune": 5,
+    "finetune_recipe": 5,
     "store": 5,
     # 6 deploy / report / cli
     "export": 6,

@@ -23,12 +23,8 @@ they still reshape the encoder that block reads. See README ("frozen or fine-tun
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import os
-import random
 import shutil
-import tempfile
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -47,19 +43,18 @@ from .encoders import Encoder, embed_split
 from .errors import EncoderError, FractalError
 from .evaluation import eval_block, score, score_untrained, stratified_sample
 from .extras import require
+from .finetune_recipe import WEIGHT_DECAY, FinetuneRecipe, run_recipe
 from .model_files import folder_fingerprint, read_modules
 from .objectives import Objective, get_objective
 from .recording import build_record, check_sizes, eval_row_sample
 from .records import RECORD_FILE, RunRecord, RunRecordError, canonical_json, load_record
 from .run import Run, encoder_of
-from .st import FractalLoss, find_head, load_model_folder, make_self_contained, quiet_loaders
+from .st import FractalLoss, load_model_folder, make_self_contained, quiet_loaders
 from .training import TrainConfig
 from .trust import OWN_TYPES, check_no_links
 from .validation import check_fields, check_matrix, check_seed, check_texts
 
 if TYPE_CHECKING:
-    from datasets import Dataset
-
     from .data.taxonomy import TaxonomyDataset
 
 
@@ -137,10 +132,13 @@ def finetune(
     *,
     model: str = "minilm-l6",
     seed: int = 42,
-    epochs: int = 1,
+    epochs: int = 2,
     lr: float = 1e-3,
     encoder_lr: float = 2e-5,
     batch_size: int = 64,
+    warmup: bool = False,
+    refit: bool = True,
+    layer_decay: float = 1.0,
     max_train_rows: int | None = None,
     n_blocks: int = 4,
     block_dim: int = 64,
@@ -152,12 +150,15 @@ def finetune(
     k: int = 5,
     show_progress: bool = True,
 ) -> Run:
-    """Fine-tune ``model`` + a steerable head on ``dataset`` with the trainer; returns an unsaved
-    :class:`FinetunedRun` (``run.save(DIR)`` writes the model folder + record)."""
+    """Fine-tune ``model`` + a steerable head on ``dataset`` with the recipe of
+    :mod:`~fractal_embeddings.finetune_recipe` (``warmup``: fit the head on the frozen encoder first;
+    ``epochs`` joint epochs, the encoder at ``encoder_lr`` decayed by ``layer_decay`` per layer down, the
+    head at ``lr``; ``refit``: a fresh head fitted on the frozen fine-tuned encoder with the method's
+    ``fractal train`` recipe). Returns an unsaved :class:`FinetunedRun` (``run.save(DIR)`` writes the
+    model folder + record)."""
     require("train", "fine-tuning (sentence-transformers' trainer)")
     check_seed(seed)
-    # the trainer's settings, checked as `fractal train` checks its own (types, finite, in range)
-    cfg = TrainConfig(lr=lr, encoder_lr=encoder_lr, epochs=epochs, batch_size=batch_size, select="last")
+    recipe = FinetuneRecipe(epochs, lr, encoder_lr, batch_size, layer_decay, warmup, refit)  # checked: one line
     if max_train_rows is not None and max_train_rows < 2:
         raise FractalError(f"max_train_rows must be >= 2, got {max_train_rows}")
     objective = _check_finetune(dataset, method, objective_options, n_blocks, eval_split, eval_rows, k)
@@ -171,9 +172,10 @@ def finetune(
     loss = _loss(st_model, dataset, objective, n_blocks, block_dim, seed)
     train_split = dataset.split("train")
     train_rows = stratified_sample(train_split.labels[:, -1], max_train_rows, 0)  # the same rows for every seed
-    history = _train(
-        st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], cfg,
-        seed=seed, device=device, show_progress=show_progress,
+    val = (dataset.split("val").texts, dataset.split("val").labels) if "val" in dataset.splits else None
+    history, stages = run_recipe(
+        st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], val, recipe,
+        method=objective, seed=seed, device=device, show_progress=show_progress,
     )  # fmt: skip
     train_s = time.perf_counter() - t0
 
@@ -189,7 +191,7 @@ def finetune(
     config = {
         "head": {**loss.head.head.config(), "in_model": True},
         "objective": objective.config(),
-        "train": _train_block(cfg, max_train_rows, len(train_rows)),
+        "train": _train_block(recipe, objective, max_train_rows, len(train_rows)),
         "eval": eval_block(eval_split, eval_rows, rows, eval_seed, k),
     }
     record = build_record(
@@ -201,7 +203,12 @@ def finetune(
         fingerprint=base_ident["fingerprint"],
         scores=scores,
         baseline=baseline,
-        training={"best_epoch": epochs, "history": history, "n_params": sum(p.numel() for p in st_model.parameters())},
+        training={
+            "best_epoch": epochs,
+            "history": history,
+            "n_params": sum(p.numel() for p in st_model.parameters()),
+            "stages": {k: {"best_epoch": r.best_epoch, "history": r.history} for k, r in stages.items()},
+        },
         train_s=train_s,
         eval_s=eval_s,
         device=device,
@@ -272,20 +279,19 @@ def _loss(
         )
 
 
-def _train_block(cfg: TrainConfig, max_train_rows: int | None, train_rows: int) -> dict:
-    """A fine-tuned run's ``config.train``."""
+def _train_block(recipe: FinetuneRecipe, objective: Objective, max_train_rows: int | None, train_rows: int) -> dict:
+    """A fine-tuned run's ``config.train``: the recipe, and the head stages' ``fractal train`` settings."""
+    head_cfg = TrainConfig.resolve(objective.trainer_defaults, None)
     return {
-        "epochs": cfg.epochs,
-        "lr": cfg.lr,
-        "encoder_lr": cfg.encoder_lr,
-        "batch_size": cfg.batch_size,
-        "weight_decay": cfg.weight_decay,
-        "lr_schedule": cfg.lr_schedule,
-        "select": cfg.select,
+        **recipe.as_dict(),
+        "weight_decay": WEIGHT_DECAY,
+        "lr_schedule": "cosine",
+        "select": "last",
         "max_train_rows": max_train_rows,
         "train_rows": train_rows,
         "finetune": "full",
         "trainer": "sentence-transformers",
+        **({"head_train": head_cfg.as_dict()} if recipe.warmup or recipe.refit else {}),
     }
 
 
@@ -307,102 +313,6 @@ def _encoder_block(base_ident: dict, method: str, dim: int) -> dict:
 
 def finetuned_name(base_name: str, method: str) -> str:
     return f"{base_name} fine-tuned ({method})"
-
-
-def _train(
-    model: SentenceTransformer,
-    loss: FractalLoss,
-    texts: Iterable[str],
-    labels: np.ndarray,
-    cfg: TrainConfig,
-    *,
-    seed: int,
-    device: str,
-    show_progress: bool,
-) -> list[dict]:
-    """One ``SentenceTransformerTrainer`` run with ``cfg`` (a :class:`~fractal_embeddings.training.TrainConfig`);
-    returns its logged history (losses per level)."""
-    from datasets import Dataset
-    from transformers.utils import logging as hf_logging
-
-    idx = next(i for i, m in enumerate(model) if m is find_head(model))
-    data = Dataset.from_dict({"text": list(texts), "label": np.asarray(labels, dtype=np.int64).tolist()})
-    scratch = tempfile.mkdtemp(prefix="fractal-finetune-")
-    level = logging.getLogger("sentence_transformers").level
-    logging.getLogger("sentence_transformers").setLevel(logging.WARNING)
-    hf_verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_warning()
-    # the trainer reseeds the global RNGs (python, numpy, torch): the caller's are given back afterwards
-    py_state, np_state = random.getstate(), np.random.get_state()
-    on_gpu = device.startswith("cuda")
-    place = torch.cuda.device(torch.device(device)) if on_gpu else contextlib.nullcontext()  # cuda:N, not cuda:0
-    try:
-        with torch.random.fork_rng(devices=[torch.device(device)] if on_gpu else []), place:
-            history = _run_trainer(
-                model, loss, data, idx, scratch, cfg, seed=seed, device=device, show_progress=show_progress
-            )
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-        logging.getLogger("sentence_transformers").setLevel(level)
-        hf_logging.set_verbosity(hf_verbosity)
-        random.setstate(py_state)
-        np.random.set_state(np_state)
-    model.eval()
-    bad = [e for e in history if any(isinstance(v, float) and not np.isfinite(v) for v in e.values())]
-    if bad:
-        raise FractalError(
-            f"fine-tuning diverged (a non-finite loss at epoch {bad[0].get('epoch')}); nothing was saved: "
-            f"lower --encoder-lr / --lr and train again"
-        )
-    return history
-
-
-def _run_trainer(
-    model: SentenceTransformer,
-    loss: FractalLoss,
-    data: Dataset,
-    idx: int,
-    scratch: str,
-    cfg: TrainConfig,
-    *,
-    seed: int,
-    device: str,
-    show_progress: bool,
-) -> list[dict]:
-    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
-
-    steps = -(-len(data) // cfg.batch_size) * cfg.epochs
-    assert cfg.encoder_lr is not None  # finetune() always sets the encoder's learning rate
-    args = SentenceTransformerTrainingArguments(
-        output_dir=scratch,
-        num_train_epochs=cfg.epochs,
-        per_device_train_batch_size=cfg.batch_size,
-        learning_rate=cfg.encoder_lr,
-        learning_rate_mapping={rf"^model\.{idx}\.": cfg.lr},
-        weight_decay=cfg.weight_decay,
-        lr_scheduler_type=cfg.lr_schedule,
-        seed=seed,
-        data_seed=seed,
-        report_to="none",
-        save_strategy="no",
-        eval_strategy="no",
-        logging_strategy="steps",
-        logging_steps=max(1, steps // 10),
-        use_cpu=device == "cpu",
-        disable_tqdm=not show_progress,
-        dataloader_num_workers=0,
-    )
-    trainer = SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss)
-    if not show_progress:  # no bars and no printed log lines (the history still goes into the record)
-        from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-        trainer.remove_callback(PrinterCallback)
-        trainer.remove_callback(ProgressCallback)
-    trainer.train()
-    return [
-        {k: (round(float(v), 6) if isinstance(v, float) and np.isfinite(v) else v) for k, v in entry.items()}
-        for entry in trainer.state.log_history
-    ]
 
 
 def model_encoder(record: RunRecord, run_dir: str | os.PathLike | None, *, device: str | None = "auto") -> Encoder:

@@ -30,6 +30,7 @@ EXPERIMENTS = {
     "external": "external",
     "backbone-control": "backbone_control",
     "finetune": "finetune",
+    "finetune-recipe": "recipe_selection",
     "retrieval": "retrieval",
     "pareto": "pareto",
     "dual-encoder": "dual_encoder",

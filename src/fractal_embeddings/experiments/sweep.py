@@ -54,6 +54,7 @@ class RunSpec:
     finetune_layers: int = 0  # > 0: the encoder's last layers train with the head (backbone control)
     retrieval: bool = False  # also score retrieval per prefix (test rows as queries, train split as corpus)
     finetune: dict = field(default_factory=dict)  # non-empty: `fractal finetune` (whole encoder), these options
+    eval_split: str = "test"  # the split the run is scored on (a recipe is chosen on "val")
     tags: dict = field(default_factory=dict)
 
     @property
@@ -172,6 +173,7 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
             n_blocks=spec.n_blocks,
             block_dim=spec.block_dim,
             objective_options=spec.objective_options,
+            eval_split=spec.eval_split,
             show_progress=False,
             **spec.finetune,
         )
@@ -187,6 +189,7 @@ def run_spec(store_root: str, spec: RunSpec) -> dict:
             train_options=spec.train_options,
             finetune_layers=spec.finetune_layers,
             retrieval=spec.retrieval,
+            eval_split=spec.eval_split,
         )
     run.record.tags = {"experiment": spec.experiment, "variant": spec.name, "spec": spec.as_dict(), **spec.tags}
     if orphaned():  # the driver was killed meanwhile: store nothing more (a resumed sweep redoes this point)
