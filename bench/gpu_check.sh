@@ -3,8 +3,10 @@
 #   bash bench/gpu_check.sh OUT_DIR
 # It installs the project (torch from PyPI: a CUDA build), then measures: CLINC150 encoding on GPU vs
 # CPU (sentences/s), `fractal train clinc150` on each device (whole process + record timings), one
-# full-epoch `fractal finetune clinc150` on the GPU, and the tests that need CUDA. Everything it
-# measured lands in OUT_DIR (JSON + logs).
+# full-epoch `fractal finetune clinc150` on the GPU, the matched frozen vs fine-tuned comparison on full
+# training data (bench/finetune_matched.py: CLINC150, HWU64, TREC, seed 42, the `finetune` experiment's
+# arms without its 2,000-row cap), and the tests that need CUDA. Everything it measured lands in OUT_DIR
+# (JSON + logs).
 set -uo pipefail
 OUT="${1:-gpu-out}"
 mkdir -p "$OUT"
@@ -21,6 +23,7 @@ for dev in cpu cuda; do
   /usr/bin/time -f '%e' -o "$OUT/train-$dev.wall" "$FR" train clinc150 --device "$dev" --out "$OUT/runs/train-$dev" --json > "$OUT/train-$dev.json" 2> "$OUT/train-$dev.log"
 done
 /usr/bin/time -f '%e' -o "$OUT/finetune-cuda.wall" "$FR" finetune clinc150 --device cuda --epochs 1 --batch-size 64 --out "$OUT/runs/finetune-cuda" --json > "$OUT/finetune-cuda.json" 2> "$OUT/finetune-cuda.log"
+"$PY" bench/finetune_matched.py "$OUT/matched" --device cuda --seeds 42 > "$OUT/matched.log" 2>&1
 "$PY" -m pytest -q tests/test_cuda.py > "$OUT/pytest-cuda.log" 2>&1
 "$PY" - "$OUT" <<'PYEOF'
 import json, sys, pathlib
@@ -40,6 +43,13 @@ try:
                                 "wall_s": (out / "finetune-cuda.wall").read_text().strip()}
 except Exception as ex:  # noqa: BLE001
     summary["error_finetune"] = repr(ex)
+try:
+    summary["finetune_matched"] = [
+        {k: r[k] for k in ("dataset", "arm", "S", "train_s")} | {"fine@256": r["accuracy"]["256"]}
+        for r in json.loads((out / "matched" / "finetune_matched.json").read_text())
+    ]
+except Exception as ex:  # noqa: BLE001
+    summary["error_matched"] = repr(ex)
 summary["pytest_cuda"] = (out / "pytest-cuda.log").read_text().strip().splitlines()[-1:]
 (out / "summary.json").write_text(json.dumps(summary, indent=2))
 print(json.dumps(summary, indent=2))

@@ -41,6 +41,7 @@ LAYERS: dict[str, int] = {
     "fractal_head": 3,
     "encoders": 3,
     "model_files": 3,
+    "split_models": 3,
     # 4 model: heads, weights, objectives, training, scoring (evaluation), sentence-transformers integration
     "heads": 4,
     "weights": 4,
@@ -58,6 +59,7 @@ LAYERS: dict[str, int] = {
     "recording": 5,
     "finetune": 5,
     "finetune_recipe": 5,
+    "finetune_config": 0,
     "store": 5,
     # 6 deploy / report / cli
     "export": 6,

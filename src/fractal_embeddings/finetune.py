@@ -43,7 +43,8 @@ from .encoders import Encoder, embed_split
 from .errors import EncoderError, FractalError
 from .evaluation import eval_block, score, score_untrained, stratified_sample
 from .extras import require
-from .finetune_recipe import WEIGHT_DECAY, FinetuneRecipe, run_recipe
+from .finetune_config import DEFAULT_RECIPE, FinetuneRecipe
+from .finetune_recipe import WEIGHT_DECAY, run_recipe
 from .model_files import folder_fingerprint, read_modules
 from .objectives import Objective, get_objective
 from .recording import build_record, check_sizes, eval_row_sample
@@ -132,13 +133,13 @@ def finetune(
     *,
     model: str = "minilm-l6",
     seed: int = 42,
-    epochs: int = 2,
-    lr: float = 1e-3,
-    encoder_lr: float = 2e-5,
-    batch_size: int = 64,
-    warmup: bool = False,
-    refit: bool = True,
-    layer_decay: float = 1.0,
+    epochs: int = DEFAULT_RECIPE.epochs,
+    lr: float = DEFAULT_RECIPE.lr,
+    encoder_lr: float = DEFAULT_RECIPE.encoder_lr,
+    batch_size: int = DEFAULT_RECIPE.batch_size,
+    warmup: bool = DEFAULT_RECIPE.warmup,
+    refit: bool = DEFAULT_RECIPE.refit,
+    layer_decay: float = DEFAULT_RECIPE.layer_decay,
     max_train_rows: int | None = None,
     n_blocks: int = 4,
     block_dim: int = 64,

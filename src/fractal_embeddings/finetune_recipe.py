@@ -36,13 +36,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import random
 import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -51,11 +49,12 @@ from transformers import TrainerCallback
 
 from .data.splits import stratified_sample
 from .errors import FractalError
+from .finetune_config import FinetuneRecipe
 from .heads import head_from_config
 from .objectives import get_objective
 from .st import find_head
 from .training import FitResult, TrainConfig, fit
-from .validation import check_labels, check_seed, check_texts, is_real
+from .validation import check_labels, check_seed, check_texts
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -64,39 +63,6 @@ if TYPE_CHECKING:
 
 WEIGHT_DECAY = 0.01  # AdamW's, in the joint stage (as in `fractal train`)
 LAYER = re.compile(r"\.layers?\.(\d+)\.")  # a transformer block's parameters (BERT, MPNet, RoBERTa, ...)
-
-
-@dataclass(frozen=True)
-class FinetuneRecipe:
-    """How ``fractal finetune`` trains: see the module docstring. Checked when built (one line each)."""
-
-    epochs: int = 2  # joint epochs
-    lr: float = 1e-3  # the head's learning rate in the joint stage
-    encoder_lr: float = 2e-5  # the top encoder layer's (and the pooling's) learning rate
-    batch_size: int = 64
-    layer_decay: float = 1.0  # each layer below the top trains at layer_decay x the one above it
-    warmup: bool = False  # fit the head on the frozen encoder before the joint stage
-    refit: bool = True  # re-fit a fresh head on the frozen fine-tuned encoder after it
-
-    def __post_init__(self) -> None:
-        for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise FractalError(f"{name} must be an integer >= 1, got {v!r}")
-        for name in ("lr", "encoder_lr"):
-            v = getattr(self, name)
-            if not is_real(v) or not math.isfinite(v) or v <= 0:
-                raise FractalError(f"{name} must be a finite number > 0, got {v!r}")
-        if not is_real(self.layer_decay) or not 0 < self.layer_decay <= 1:
-            raise FractalError(
-                f"layer_decay must be in (0, 1] (1: every encoder layer at encoder_lr), got {self.layer_decay!r}"
-            )
-        for name in ("warmup", "refit"):
-            if not isinstance(getattr(self, name), bool):
-                raise FractalError(f"{name} must be true or false, got {getattr(self, name)!r}")
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 def head_index(model: SentenceTransformer) -> int:

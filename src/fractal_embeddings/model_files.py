@@ -15,6 +15,7 @@ from pathlib import Path
 
 from .errors import EncoderError
 from .extras import MissingExtraError
+from .split_models import MPNET, model_folder
 
 _WEIGHT_FILES = (
     "model.safetensors",
@@ -130,6 +131,8 @@ def resolve_model(model: str) -> ResolvedModel:
         return _folder_model("sentence-transformers/all-MiniLM-L6-v2", _gt_minilm_path())
     if key.lower() in ("minilm-l6-int8", "paraphrase-minilm-l3"):
         return _packaged_onnx(key.lower())
+    if key.lower() in ("mpnet-base", "all-mpnet-base-v2", "sentence-transformers/all-mpnet-base-v2"):
+        return _folder_model("sentence-transformers/all-mpnet-base-v2", model_folder(MPNET))
     path = Path(key).expanduser()
     if path.is_dir():
         return _folder_model(str(path.resolve()), path.resolve())
@@ -137,7 +140,7 @@ def resolve_model(model: str) -> ResolvedModel:
         raise EncoderError(f"{key}: a bare ONNX file needs its tokenizer; put it in a sentence-transformers folder")
     if "/" not in key:
         raise EncoderError(
-            f"unknown encoder '{key}': use minilm-l6 (default), minilm-l6-int8, paraphrase-minilm-l3, a "
+            f"unknown encoder '{key}': use minilm-l6 (default), minilm-l6-int8, paraphrase-minilm-l3, mpnet-base, a "
             "sentence-transformers folder, or a hub id such as BAAI/bge-small-en-v1.5"
         )
     try:

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from ..errors import FractalError
+from ..finetune_config import DEFAULT_RECIPE
 from .common import (
     SEED_MAX,
     ConflictOpt,
@@ -170,10 +171,23 @@ def finetune_cmd(
     model: str = typer.Option("minilm-l6", "--model", "-m", help="Encoder to fine-tune: short name, hub id or folder."),
     method: str = typer.Option("fractal", "--method", help="Objective (any method that trains a head)."),
     seed: int = typer.Option(42, "--seed", min=0, max=SEED_MAX, help="Training seed (0 to 2**32 - 1)."),
-    epochs: int = typer.Option(1, "--epochs", min=1, help="Passes over the training rows."),
-    encoder_lr: float = typer.Option(2e-5, "--encoder-lr", help="Learning rate of the encoder."),
-    lr: float = typer.Option(1e-3, "--lr", help="Learning rate of the head."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1),
+    epochs: int = typer.Option(DEFAULT_RECIPE.epochs, "--epochs", min=1, help="Joint passes over the training rows."),
+    encoder_lr: float = typer.Option(DEFAULT_RECIPE.encoder_lr, "--encoder-lr", help="Learning rate of the encoder."),
+    lr: float = typer.Option(DEFAULT_RECIPE.lr, "--lr", help="Learning rate of the head in the joint stage."),
+    batch_size: int = typer.Option(DEFAULT_RECIPE.batch_size, "--batch-size", min=1),
+    warmup: bool = typer.Option(
+        DEFAULT_RECIPE.warmup, "--warmup/--no-warmup", help="Fit the head on the frozen encoder first."
+    ),
+    refit: bool = typer.Option(
+        DEFAULT_RECIPE.refit,
+        "--refit/--no-refit",
+        help="Re-fit a fresh head on the frozen fine-tuned encoder (`fractal train`'s recipe) at the end.",
+    ),
+    layer_decay: float = typer.Option(
+        DEFAULT_RECIPE.layer_decay,
+        "--layer-decay",
+        help="Each encoder layer's lr is this x the one above (1: all equal).",
+    ),
     max_train_rows: int | None = typer.Option(
         None, "--max-train-rows", min=2, help="Cap the training rows (stratified)."
     ),
@@ -209,6 +223,9 @@ def finetune_cmd(
         lr=lr,
         encoder_lr=encoder_lr,
         batch_size=batch_size,
+        warmup=warmup,
+        refit=refit,
+        layer_decay=layer_decay,
         max_train_rows=max_train_rows,
         n_blocks=n_blocks,
         block_dim=block_dim,

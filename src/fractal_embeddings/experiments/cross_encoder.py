@@ -1,7 +1,9 @@
 """``cross-encoder``: does the main comparison hold for other frozen encoders?
 
 CLINC150 and TREC x {``v5-paper``, ``fractal``, ``mrl``} x 3 seeds for every encoder that works
-offline here (all-MiniLM-L6-v2 fp32 and int8 ONNX, paraphrase-MiniLM-L3). Online, set
+offline here (all-MiniLM-L6-v2 fp32 and int8 ONNX, paraphrase-MiniLM-L3, and a second family:
+all-mpnet-base-v2, 768-d, from the ``mpnet`` extra; its cost per text is measured by
+``bench/encoder_cost.py``). Online, set
 ``FRACTAL_ENCODERS`` (comma-separated Hugging Face ids, e.g. ``BAAI/bge-small-en-v1.5``) to run
 other encoders instead. ``--quick``: TREC, the two MiniLM-L6 builds, one seed, subsets.
 """
@@ -15,7 +17,7 @@ from typing import Any
 from .sweep import QUICK_CAP, RunSpec
 
 NAME = "cross-encoder"
-ENCODERS = ("minilm-l6", "minilm-l6-int8", "paraphrase-minilm-l3")
+ENCODERS = ("minilm-l6", "minilm-l6-int8", "paraphrase-minilm-l3", "mpnet-base")
 DATASETS = ("clinc150", "trec")
 METHODS = ("v5-paper", "fractal", "mrl")
 SEEDS = (42, 123, 456)

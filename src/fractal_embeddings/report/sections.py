@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import induced, main, retrieval, scale, search, studies
+from . import finetune, induced, main, retrieval, scale, search, studies
 from .section import Section
 
 Render = Callable[[pd.DataFrame, Path, Path], Section]
@@ -44,7 +44,8 @@ SECTIONS: dict[str, SectionSpec] = {
     "cross-encoder": SectionSpec(studies.cross_encoder_section),
     "external": SectionSpec(studies.external_section),
     "backbone-control": SectionSpec(studies.backbone_section),
-    "finetune": SectionSpec(studies.finetune_section),
+    "finetune": SectionSpec(finetune.finetune_section),
+    "finetune-recipe": SectionSpec(finetune.recipe_section),
     "retrieval": SectionSpec(retrieval.retrieval_section),
     "dual-encoder": SectionSpec(retrieval.dual_encoder_section),
     "latency": SectionSpec(retrieval.latency_section, attach=retrieval.attach_latency),

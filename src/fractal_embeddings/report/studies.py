@@ -1,6 +1,6 @@
 """The sections of the ablations and controls: the causal ablation, synthetic hierarchies, label noise,
-head capacity, three-level taxonomies, the cross-encoder, external methods, the backbone control and
-fine-tuning.
+head capacity, three-level taxonomies, the cross-encoder, external methods and the backbone control
+(fine-tuning: :mod:`.finetune`).
 """
 
 from __future__ import annotations
@@ -382,69 +382,6 @@ def backbone_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     sec.add_figure(
         figures.grouped_bars(groups, fig_dir, "backbone_control", title="alignment vs trainable capacity"),
         "Steerability per arm: head-only vs fine-tuned encoder layers (mean ± SD over seeds)",
-        root,
-    )
-    sec.facts = facts
-    return sec
-
-
-def finetune_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
-    sec = Section("Frozen or fine-tuned encoder (fractal finetune)")
-    sec.text += [
-        "`fractal` and its matched control `fractal-mrl`, each as a head on the frozen encoder and "
-        "fine-tuned end to end (encoder + head, sentence-transformers' trainer with `FractalLoss`) on the "
-        "same training rows. L0@j1: coarse accuracy of the first block; L1@jB: fine accuracy of the full "
-        "vector; L1@j1: fine accuracy left in the first block (high = the coarse prefix is not coarse).",
-        "",
-    ]
-    nb = full_j(df)
-    cols = ["S", "L0@j1", "L1@j1", f"L1@j{nb}"]
-    t = Table(
-        "finetune",
-        "Frozen vs fine-tuned (mean ± SD over seeds; training seconds: median)",
-        ["dataset", "arm", "n", *cols, "train s"],
-        align="llrrrrrr",
-    )
-    tp = Table(
-        "finetune_tests",
-        "Fine-tuned minus frozen `fractal`, paired by seed",
-        ["dataset", "metric", "n", "mean diff", "t", "p"],
-        align="llrrrr",
-    )
-    variants = ordered(
-        df["variant"].unique(),
-        first=("fractal frozen", "fractal fine-tuned", "fractal-mrl frozen", "fractal-mrl fine-tuned"),
-    )
-    facts: dict = {}
-    groups: dict = {}
-    for d, g in df.groupby("dataset", sort=False):
-        groups[d] = {}
-        for v in variants:
-            gv = g[g["variant"] == v]
-            if not len(gv):
-                continue
-            t.add(
-                d,
-                v,
-                len(gv),
-                pm(gv["S"]),
-                *(pm(gv[c], signed=False) for c in cols[1:]),
-                f"{gv['train_s'].median():.1f}",
-            )
-            groups[d][v] = gv["S"].to_numpy()
-            facts.setdefault(d, {})[v] = {c: float(gv[c].mean()) for c in cols}
-        frozen, tuned = (g[g["variant"] == v].set_index("seed") for v in ("fractal frozen", "fractal fine-tuned"))
-        common = frozen.index.intersection(tuned.index)
-        if len(common) >= 2:
-            for c in ("S", f"L1@j{nb}", "L1@j1"):
-                r = stats.paired_test(tuned.loc[common, c].to_numpy(), frozen.loc[common, c].to_numpy())
-                tp.add(d, c, len(common), num(r["mean_diff"], 3, True), num(r["t"], 2), pval(r["p"]))
-    sec.add_table(t)
-    if tp.rows:
-        sec.add_table(tp)
-    sec.add_figure(
-        figures.grouped_bars(groups, fig_dir, "finetune", title="frozen vs fine-tuned encoder"),
-        "Steerability per arm: head on the frozen encoder vs encoder + head fine-tuned (mean ± SD over seeds)",
         root,
     )
     sec.facts = facts
