@@ -149,3 +149,23 @@ def test_callback_runs_warmup_and_refit_inside_the_trainer(trec, base_model, tmp
     SentenceTransformerTrainer(model=model, args=args, train_dataset=data, loss=loss, callbacks=[cb]).train()
     assert set(cb.results) == {"warmup", "refit"} and all(len(r.history) == 3 for r in cb.results.values())
     assert any(not torch.equal(v, model[0].state_dict()[k]) for k, v in enc_before.items())  # the encoder trained
+
+
+def test_the_recipe_rule_picks_as_written():
+    """docs/finetune-recipe.md's rule on made-up scores: qualification, the tie-break, the fallback."""
+    from fractal_embeddings.report.finetune import choose_recipe
+
+    frozen = {"a": (0.30, 0.90), "b": (0.20, 0.80)}
+    scores = {
+        "two-stage": {"a": (0.25, 0.95), "b": (0.20, 0.85)},  # S 0.05 below on a: out
+        "warm-up": {"a": (0.29, 0.92), "b": (0.19, 0.83)},  # in, mean fine gain +0.025
+        "warm-up, layer decay": {"a": (0.31, 0.928), "b": (0.21, 0.83)},  # in, +0.029: within 0.005 -> cheaper wins
+    }
+    c = choose_recipe(scores, frozen)
+    assert (c.winner, sorted(c.qualified)) == ("warm-up", ["warm-up", "warm-up, layer decay"])
+    scores["warm-up, layer decay"]["b"] = (0.21, 0.86)  # now +0.045: clearly best
+    assert choose_recipe(scores, frozen).winner == "warm-up, layer decay"
+    scores = {k: {d: (s - 0.1, f) for d, (s, f) in v.items()} for k, v in scores.items()}  # nobody keeps S
+    c = choose_recipe(scores, frozen)
+    assert c.qualified == [] and c.winner == "warm-up, layer decay" and "none qualifies" in c.why
+    assert choose_recipe({"warm-up": {"a": (0.3, 0.9)}}, frozen).winner is None  # a dataset missing

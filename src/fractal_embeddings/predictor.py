@@ -239,7 +239,11 @@ def fit_predictor(
     if not (root / "main").is_dir():
         raise FractalError(f"{root} has no main/ folder (the records of `fractal experiment main`); run it first")
     store = RunStore(root / "main")
-    recs = [(key, rec) for key, rec in store.records() if rec.method == method and len(rec.dataset.levels) == 2]
+    recs = [  # the main grid's own runs (variant = the method): not its second-encoder runs ("fractal @ mpnet-base")
+        (key, rec)
+        for key, rec in store.records()
+        if rec.method == method and len(rec.dataset.levels) == 2 and (rec.tags or {}).get("variant", method) == method
+    ]
     if not recs:
         raise FractalError(f"{root}: no full `main` records of method {method}; run `fractal experiment main` first")
     by_ds: dict[str, list] = {}

@@ -19,6 +19,8 @@ from .tables import Table, num, pm, pval
 
 def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     sec = Section("Main comparison")
+    second = df[df["variant"].str.contains(" @ ", regex=False)]  # the second encoder family's runs
+    df = df[~df["variant"].str.contains(" @ ", regex=False)]
     variants = ordered(df["variant"].unique())
     datasets = list(dict.fromkeys(df["dataset"]))
     nb = full_j(df)
@@ -47,9 +49,56 @@ def main_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
     facts["robustness"] = robustness(df, datasets, variants, sec)
     sec.facts = facts
     scaling(df, sec, fig_dir, root)
+    if len(second):
+        second_encoder_table(df, second, nb, sec)
     if df.attrs.get("results") is not None and not bool(df["quick"].any()):
         predictor_table(Path(df.attrs["results"]), sec)
     return sec
+
+
+def second_encoder_table(df: pd.DataFrame, second: pd.DataFrame, nb: int, sec: Section) -> None:
+    """The same methods on the same rows with a second encoder family (variants ``<method> @ <encoder>``),
+    next to the MiniLM grid's numbers for the same datasets and seeds."""
+    t = Table(
+        "main_second_encoder",
+        "A second encoder family: S and fine accuracy at the full vector, MiniLM-L6 vs the second encoder "
+        "(mean ± SD over the same seeds)",
+        ["dataset", "method", "encoder", "n", "S (MiniLM-L6)", "S", f"L1@j{nb} (MiniLM-L6)", f"L1@j{nb}"],
+        align="lllrrrrr",
+    )
+    facts: dict = {}
+    for (d, v), g in second.groupby(["dataset", "variant"], sort=False):
+        method, enc = v.split(" @ ", 1)
+        base = df[(df["dataset"] == d) & (df["variant"] == method) & df["seed"].isin(g["seed"])]
+        t.add(
+            d,
+            method,
+            enc,
+            len(g),
+            pm(base["S"]),
+            pm(g["S"]),
+            pm(base[f"L1@j{nb}"], signed=False),
+            pm(g[f"L1@j{nb}"], signed=False),
+        )
+        facts.setdefault(enc, {}).setdefault(d, {})[method] = {
+            "S": float(g["S"].mean()), "S_minilm": float(base["S"].mean()), "fine": float(g[f"L1@j{nb}"].mean()),
+            "fine_minilm": float(base[f"L1@j{nb}"].mean()),
+        }  # fmt: skip
+    sec.add_table(t)
+    sec.facts["second_encoder"] = facts
+    for enc, per in facts.items():
+        fr = {d: m["fractal"] for d, m in per.items() if "fractal" in m}
+        if fr:
+            sec.text += [
+                f"With {enc}, `fractal` steers on "
+                + ", ".join(
+                    f"{d} (S {x['S']:+.3f} vs MiniLM-L6 {x['S_minilm']:+.3f}; "
+                    f"fine {x['fine']:.3f} vs {x['fine_minilm']:.3f})"
+                    for d, x in fr.items()
+                )
+                + '. Its cost per text is in section "Across encoders".',
+                "",
+            ]
 
 
 def steerability_table(df: pd.DataFrame, datasets: list[str], variants: list[str], nb: int) -> Table:

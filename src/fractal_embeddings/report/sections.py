@@ -41,7 +41,7 @@ SECTIONS: dict[str, SectionSpec] = {
     "noise": SectionSpec(studies.noise_section),
     "capacity": SectionSpec(studies.capacity_section),
     "three-level": SectionSpec(studies.three_level_section),
-    "cross-encoder": SectionSpec(studies.cross_encoder_section),
+    "cross-encoder": SectionSpec(studies.cross_encoder_section, attach=studies.attach_encoder_cost),
     "external": SectionSpec(studies.external_section),
     "backbone-control": SectionSpec(studies.backbone_section),
     "finetune": SectionSpec(finetune.finetune_section),

@@ -13,6 +13,7 @@ import pandas as pd
 
 from .. import stats
 from . import figures
+from .frame import load_measurements
 from .section import Section, by_method, full_j, ordered, prefix_curves
 from .tables import Table, num, pm, pval
 
@@ -263,6 +264,25 @@ def cross_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Sectio
         )
         groups[f"{d}\n{e}"] = s
     sec.add_table(t)
+    cost = df.attrs.get("encoder_cost")
+    if cost:
+        tc = Table(
+            "encoder_cost",
+            f"What each encoder costs ({cost['texts']:,} {cost['dataset']} test texts, {cost['cpu']}; "
+            f"median of {cost['repeats']} round-robin rounds, bench/encoder_cost.py)",
+            ["encoder", "backend", "dims", "weights MB", "sentences/s", "vs MiniLM-L6"],
+            align="llrrrr",
+        )
+        for e, c in cost["encoders"].items():
+            tc.add(
+                e,
+                c["backend"],
+                c["dim"],
+                f"{c['weight_bytes'] / 1e6:.0f}",
+                f"{c['sentences_per_s']:.0f}",
+                f"{c['vs_minilm_l6']:.2f}x",
+            )
+        sec.add_table(tc)
     sec.add_figure(
         figures.grouped_bars(groups, fig_dir, "cross_encoder", title="S per encoder"),
         "Steerability per encoder and dataset (mean ± SD over seeds)",
@@ -270,6 +290,12 @@ def cross_encoder_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Sectio
     )
     sec.facts = facts
     return sec
+
+
+def attach_encoder_cost(df: pd.DataFrame, results: str | Path) -> pd.DataFrame:
+    """Put ``encoder_cost.json`` (bench/encoder_cost.py) on ``df.attrs["encoder_cost"]``."""
+    df.attrs["encoder_cost"] = load_measurements(results, "cross-encoder", "encoder_cost.json")
+    return df
 
 
 def external_section(df: pd.DataFrame, fig_dir: Path, root: Path) -> Section:
