@@ -35,7 +35,9 @@ SEEDS = (42, 123, 456)
 WEAK_SEEDS = (42, 123, 456, 789, 1024)
 EPOCHS = 2
 ENCODER_LR = 2e-5
-RECIPE: dict[str, Any] = {}  # fractal finetune's defaults (docs/finetune-recipe.md): the two-stage arm
+# fractal finetune's default recipe (docs/finetune-recipe.md: "warm-up, layer decay"), spelled out so a
+# stored run keeps its meaning if the defaults change
+RECIPE: dict[str, Any] = {"encoder_lr": ENCODER_LR, "warmup": True, "refit": True, "layer_decay": 0.8}
 CAP = {"train": 2_000, "test": 2_000}
 QUICK: dict[str, Any] = {
     "datasets": ("trec",),
