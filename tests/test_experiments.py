@@ -59,6 +59,17 @@ def test_every_quick_grid_is_stored_with_its_spec(results):
     assert set(bb) == {"v5-paper head-only", "v5-paper +2 layers", "mrl head-only", "mrl +2 layers"}
     assert bb["mrl +2 layers"]["config"]["head"]["finetuned_encoder_layers"] == 2
     assert "finetuned_encoder_layers" not in bb["mrl head-only"]["config"]["head"]
+    ft = {r["tags"]["arm"]: r for r in _records(results, "finetune")}
+    assert set(ft) == {"frozen", "frozen, joint schedule", "joint", "two-stage", "recipe"}
+    assert ft["frozen, joint schedule"]["config"]["train"]["epochs"] == ft["joint"]["config"]["train"]["epochs"]
+    assert ft["recipe"]["config"]["train"]["warmup"] and ft["recipe"]["config"]["train"]["layer_decay"] == 0.8
+    assert set(ft["recipe"]["training"]["stages"]) == {"warmup", "refit"} and not ft["joint"]["training"]["stages"]
+    assert (
+        set(ft["two-stage"]["training"]["stages"]) == {"refit"} and "encoder_lr" not in ft["frozen"]["config"]["train"]
+    )
+    picks = {r["tags"]["arm"] for r in _records(results, "finetune-recipe")}
+    assert picks == {"frozen", "two-stage", "warm-up", "warm-up, layer decay"}
+    assert all(r["config"]["eval"]["split"] == "val" for r in _records(results, "finetune-recipe"))
     ret = _records(results, "retrieval")
     assert ret and all(set(r["retrieval"]["trained"]) == {"64", "128", "192", "256"} for r in ret)
     dual = {r["tags"]["variant"]: r for r in _records(results, "dual-encoder")}
