@@ -17,16 +17,17 @@ recipe of ``fractal finetune`` therefore has three stages:
 The re-fitted head is trained exactly as a head on the frozen base encoder would be, so the matched
 frozen run of a recipe is a plain ``fractal train`` on the same rows. Which stages the default uses,
 and why, is in ``docs/finetune-recipe.md`` (measured on CLINC150, HWU64 and TREC by a rule fixed in
-advance).
+advance): warm-up on, 2 joint epochs with layer decay 0.8, re-fit on.
 
 With sentence-transformers' own trainer, :class:`RecipeCallback` adds the warm-up and the re-fit to a
 ``SentenceTransformerTrainer`` run with :class:`~fractal_embeddings.st.FractalLoss`::
 
     loss = FractalLoss(model, n_classes=(10, 150))
-    recipe = RecipeCallback(texts, labels, val_texts, val_labels)    # warm-up off, re-fit on: the default
+    recipe = RecipeCallback(texts, labels, val_texts, val_labels)    # warm-up and re-fit: the defaults
     trainer = SentenceTransformerTrainer(model=model, train_dataset=ds, loss=loss, callbacks=[recipe],
                                          args=SentenceTransformerTrainingArguments(
-                                             ..., learning_rate_mapping=layer_lrs(model, 2e-5, 1e-3)))
+                                             ..., num_train_epochs=2, learning_rate=2e-5,
+                                             learning_rate_mapping=layer_lrs(model, 2e-5, 1e-3, 0.8)))
     trainer.train()                                                   # the re-fitted head is in model
 
 or call :func:`refit_head` yourself on any model holding a ``FractalHead``.
@@ -49,7 +50,7 @@ from transformers import TrainerCallback
 
 from .data.splits import stratified_sample
 from .errors import FractalError
-from .finetune_config import FinetuneRecipe
+from .finetune_config import DEFAULT_RECIPE, FinetuneRecipe
 from .heads import head_from_config
 from .objectives import get_objective
 from .st import find_head
@@ -166,8 +167,8 @@ class RecipeCallback(TrainerCallback):
         *,
         method: str | Objective = "fractal",
         seed: int = 0,
-        warmup: bool = False,
-        refit: bool = True,
+        warmup: bool = DEFAULT_RECIPE.warmup,
+        refit: bool = DEFAULT_RECIPE.refit,
         train_options: dict | None = None,
     ) -> None:
         self.data = (check_texts(texts), np.asarray(labels))
