@@ -1,14 +1,15 @@
 """Fine-tuning the whole encoder with the head: ``fractal finetune`` (sentence-transformers' trainer).
 
-Everything else in the library trains a head on frozen, cached encoder vectors. Here the encoder
-and a :class:`~fractal_embeddings.st.FractalHead` train with ``SentenceTransformerTrainer`` and
+Everything else in the library trains a head on frozen, cached encoder vectors. Here the encoder and
+a :class:`~fractal_embeddings.st.FractalHead` train with ``SentenceTransformerTrainer`` and
 :class:`~fractal_embeddings.st.FractalLoss` (the same objective code as ``fractal train``), in the
 recipe of :mod:`~fractal_embeddings.finetune_recipe` (defaults:
 :data:`~fractal_embeddings.finetune_config.DEFAULT_RECIPE`): the head warmed up on the frozen
-encoder, ``epochs`` joint epochs (AdamW, cosine decay, weight decay 0.01; the encoder at ``encoder_lr`` for its top layer, ``layer_decay`` x per layer below; the head at
-``lr``) over (at most ``max_train_rows``, stratified) training rows, then a fresh head re-fitted on the
-frozen fine-tuned encoder. The run is scored like every run: leave-one-out prefix k-NN on the same
-sampled test rows, next to the untrained encoder.
+encoder, ``epochs`` joint epochs (AdamW, cosine decay, weight decay 0.01; the encoder at
+``encoder_lr`` for its top layer, ``layer_decay`` x per layer below; the head at ``lr``) over (at
+most ``max_train_rows``, stratified) training rows, then a fresh head re-fitted on the frozen fine-
+tuned encoder. The run is scored like every run: leave-one-out prefix k-NN on the same sampled test
+rows, next to the untrained encoder.
 
 The run directory is a sentence-transformers folder (``SentenceTransformer(DIR,
 trust_remote_code=True, truncate_dim=64)``) plus ``record.json``. The record's encoder is the folder
