@@ -5,17 +5,21 @@ keeps more fine information than on the frozen encoder (its stop-gradient guards
 not the encoder below them); a head trained for a few joint epochs is also simply under-trained. The
 recipe of ``fractal finetune`` therefore has three stages:
 
-1. **warm-up** (optional): the head is first fitted on the frozen encoder, exactly as ``fractal
-   train`` fits it (the method's own recipe: for ``fractal`` 10 epochs, batch 128, lr 1e-3, the best
-   epoch by validation k-NN), so the joint stage starts from a head that already steers;
+1. **warm-up** (optional): the head is first fitted on the frozen encoder as ``fractal train`` fits
+   it (:func:`~fractal_embeddings.training.fit` with the method's own recipe: for ``fractal`` 10
+   epochs, batch 128, lr 1e-3, the best epoch by validation k-NN), so the joint stage starts from a
+   head that already steers;
 2. **joint**: encoder and head train together with sentence-transformers' trainer and
    :class:`~fractal_embeddings.st.FractalLoss` (``epochs``, the encoder at ``encoder_lr``, optionally
    decayed layer by layer, the head at ``lr``);
 3. **re-fit**: the encoder is frozen again and a fresh head (same seed, same architecture) is fitted
    on it with the method's ``fractal train`` recipe; it replaces the joint head.
 
-The re-fitted head is trained exactly as a head on the frozen base encoder would be, so the matched
-frozen run of a recipe is a plain ``fractal train`` on the same rows. Which stages the default uses,
+The re-fitted head is trained as a head on the frozen base encoder is (same loop, settings, seed and
+initial weights), so the matched frozen run of a recipe is a plain ``fractal train`` on the same rows.
+Inside ``fractal finetune`` the head stages share the objective instance of ``FractalLoss``, which
+computes ``fractal``'s loss term by term instead of fused (the same loss; float rounding differs), as
+the recorded runs were made. Which stages the default uses,
 and why, is in ``docs/finetune-recipe.md`` (measured on CLINC150, HWU64 and TREC by a rule fixed in
 advance): warm-up on, 2 joint epochs with layer decay 0.8, re-fit on.
 
