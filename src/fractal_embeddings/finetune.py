@@ -176,7 +176,8 @@ def finetune(
     loss = _loss(st_model, dataset, objective, n_blocks, block_dim, seed)
     train_split = dataset.split("train")
     train_rows = stratified_sample(train_split.labels[:, -1], max_train_rows, 0)  # the same rows for every seed
-    val = (dataset.split("val").texts, dataset.split("val").labels) if "val" in dataset.splits else None
+    val_split = dataset.splits.get("val")
+    val = (val_split.texts, val_split.labels) if val_split is not None else None
     history, stages = run_recipe(
         st_model, loss, [train_split.texts[i] for i in train_rows], train_split.labels[train_rows], val, recipe,
         method=objective, seed=seed, device=device, show_progress=show_progress,

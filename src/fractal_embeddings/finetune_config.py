@@ -3,11 +3,10 @@ importable without torch: the CLI reads its defaults from here."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 
 from .errors import FractalError
-from .validation import is_real
+from .validation import check_int, check_real, is_real
 
 
 @dataclass(frozen=True)
@@ -23,14 +22,11 @@ class FinetuneRecipe:
     refit: bool = True  # re-fit a fresh head on the frozen fine-tuned encoder after it
 
     def __post_init__(self) -> None:
+        # the library's one check of each kind (validation.py), the same messages as TrainConfig's
         for name in ("epochs", "batch_size"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise FractalError(f"{name} must be an integer >= 1, got {v!r}")
+            object.__setattr__(self, name, check_int(getattr(self, name), name, lo=1))
         for name in ("lr", "encoder_lr"):
-            v = getattr(self, name)
-            if not is_real(v) or not math.isfinite(v) or v <= 0:
-                raise FractalError(f"{name} must be a finite number > 0, got {v!r}")
+            object.__setattr__(self, name, check_real(getattr(self, name), name, lo=0, lo_open=True))
         if not is_real(self.layer_decay) or not 0 < self.layer_decay <= 1:
             raise FractalError(
                 f"layer_decay must be in (0, 1] (1: every encoder layer at encoder_lr), got {self.layer_decay!r}"

@@ -64,17 +64,24 @@ from .validation import check_labels, check_seed, check_texts
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
 
+    from .fractal_head import FractalHead
     from .objectives import Objective
 
 WEIGHT_DECAY = 0.01  # AdamW's, in the joint stage (as in `fractal train`)
 LAYER = re.compile(r"\.layers?\.(\d+)\.")  # a transformer block's parameters (BERT, MPNet, RoBERTa, ...)
 
 
-def head_index(model: SentenceTransformer) -> int:
-    """The position of the model's (last) ``FractalHead`` among its modules."""
+def model_head(model: SentenceTransformer) -> FractalHead:
+    """The model's (last) ``FractalHead``; a one-line error when it has none."""
     head = find_head(model)
     if head is None:
         raise FractalError("the model has no FractalHead; build it with FractalLoss(model, n_classes=...) first")
+    return head
+
+
+def head_index(model: SentenceTransformer) -> int:
+    """The position of the model's (last) ``FractalHead`` among its modules."""
+    head = model_head(model)
     return next(i for i, m in enumerate(model) if m is head)
 
 
@@ -129,9 +136,7 @@ def refit_head(
     fine). With ``val_texts``/``val_labels`` the best epoch is chosen by validation k-NN, as in
     ``fractal train``; without them the last epoch is kept. The encoder does not change."""
     seed = check_seed(seed)
-    module = find_head(model)
-    if module is None:
-        raise FractalError("the model has no FractalHead; build it with FractalLoss(model, n_classes=...) first")
+    module = model_head(model)
     objective = get_objective(method) if isinstance(method, str) else method
     texts = check_texts(texts, allow_empty=False)
     Y = check_labels(labels, module.head.n_classes, n_rows=len(texts))
@@ -175,8 +180,14 @@ class RecipeCallback(TrainerCallback):
         refit: bool = DEFAULT_RECIPE.refit,
         train_options: dict | None = None,
     ) -> None:
-        self.data = (check_texts(texts), np.asarray(labels))
-        self.val = (check_texts(val_texts, "val_texts"), np.asarray(val_labels)) if val_texts is not None else None
+        # rows checked now, not when a stage runs (the re-fit runs after the whole joint stage); the
+        # class counts are checked against the model's head by refit_head
+        texts = check_texts(texts)
+        self.data = (texts, check_labels(labels, n_rows=len(texts)))
+        self.val = None
+        if val_texts is not None:
+            val_texts = check_texts(val_texts, "val_texts")
+            self.val = (val_texts, check_labels(val_labels, name="val_labels", n_rows=len(val_texts)))
         self.method, self.seed = method, check_seed(seed)
         self.warmup, self.refit = bool(warmup), bool(refit)
         self.train_options = train_options

@@ -23,7 +23,7 @@ from .sweep import RunSpec
 
 NAME = "finetune-recipe"
 SEEDS = (42,)
-CANDIDATES: dict[str, dict] = {
+CANDIDATES: dict[str, dict] = {  # cheapest first (the rule breaks ties toward the cheaper)
     "two-stage": {"warmup": False, "refit": True},
     "warm-up": {"warmup": True, "refit": True},
     "warm-up, layer decay": {"warmup": True, "refit": True, "layer_decay": 0.8},

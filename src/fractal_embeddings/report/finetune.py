@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .. import stats
+from ..experiments.recipe_selection import CANDIDATES
 from . import figures
 from .section import Section, full_j, ordered
 from .tables import Table, num, pm, pval
@@ -19,7 +20,7 @@ ARMS = ("frozen", "frozen, joint schedule", "joint", "two-stage", "recipe")
 # each fine-tuned arm and the frozen arm trained with the same head steps and schedule
 MATCHED = (("joint", "frozen, joint schedule"), ("two-stage", "frozen"), ("recipe", "frozen"))
 S_MARGIN = 0.02  # the recipe's S may be this much below the matched frozen head's
-CANDIDATE_COST = ("two-stage", "warm-up", "warm-up, layer decay")  # cheapest first: the tie-break
+CANDIDATE_COST = tuple(CANDIDATES)  # the experiment lists them cheapest first: the rule's tie-break order
 TIE = 0.005
 
 
